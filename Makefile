@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` and `make test`. Both create the
+# virtual environment and install everything the project needs first.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean bench
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: FLAN in miniature (see experiments/flan_mini/README.md).
+demo: $(STAMP)
+	$(BIN)/python -m t5tune.experiments_driver --config=configs/experiments/flan_mini.py --workdir=runs/flan_mini_demo
+
+# The whole suite on 8 simulated CPU devices; two workers, one test module
+# per worker at a time so each module compiles once.
+test: $(STAMP)
+	JAX_NUM_CPU_DEVICES=8 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,61 @@
+"""t5tune: FLAN-style instruction tuning of T5 encoder-decoder models in JAX/Flax NNX."""
+import setuptools
+
+# Ranges are the ones this project is tested with (see README "Versions").
+# The upper bounds are there because flax NNX, orbax and jax sharding APIs move
+# between minor releases; widen them only after the suite passes.
+INSTALL_REQUIRES = [
+    "jax>=0.10.2,<0.11",
+    "flax>=0.12.8,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12.8,<0.13",
+    "seqio==0.0.20",
+    # seqio imports tensorflow and tensorflow_text; the CPU build is enough for
+    # the input pipeline (it never touches the accelerator).
+    "tensorflow-cpu>=2.21,<2.22",
+    "tensorflow-text>=2.21,<2.22",
+    "tensorflow-datasets>=4.9.10,<4.10",
+    "importlib_resources",  # tensorflow-datasets 4.9.10 imports it
+    "sentencepiece>=0.2,<0.3",
+    "ml-collections>=1.1,<2",
+    "absl-py>=2.1",
+    "safetensors>=0.6",
+    "numpy>=2.0",
+    "clu>=0.0.12",
+    "tensorboard>=2.21,<2.22",  # clu's metric writers need it; TF 2.21 no longer pulls it in
+    "rouge-score>=0.1.2",
+    "sacrebleu>=2.4",
+    "scikit-learn>=1.5",
+    "tqdm>=4.66",
+    "matplotlib>=3.8",
+]
+
+EXTRAS = {
+    # The numerical reference: Hugging Face transformers' PyTorch T5 on the CPU.
+    # torch is pinned: a bare "torch" pulls a multi-GB CUDA build.
+    "test": [
+        "pytest>=8",
+        "pytest-xdist>=3.5",
+        "torch==2.13.0",
+        "transformers>=5.0,<6",
+        "nbclient>=0.10",
+        "nbformat>=5.10",
+        "ipykernel>=6",
+    ],
+    "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
+    "tpu": ["jax[tpu]>=0.10.2,<0.11"],
+}
+
+setuptools.setup(
+    name="t5tune",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["t5tune", "t5tune.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["t5tune=t5tune.main:run"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,31 @@
+"""t5tune: FLAN-style instruction tuning of T5-style encoder-decoder models in JAX/Flax NNX.
+
+The three-line API (attributes load lazily so `import t5tune` stays cheap):
+
+    model = t5tune.load_model(path)          # t5tune checkpoint dir or Hugging Face T5 dir
+    logits = model(encoder_input_tokens, decoder_input_tokens)   # [batch, target_len, vocab]
+    tokens = t5tune.greedy_decode(model, encoder_input_tokens, max_decode_len)
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": ("t5tune.convert.loading", "load_model"),
+    "save_model": ("t5tune.convert.loading", "save_model"),
+    "greedy_decode": ("t5tune.models.t5", "greedy_decode"),
+    "T5Config": ("t5tune.models.config", "T5Config"),
+    "generate": ("t5tune.infer.api", "generate"),
+    "score": ("t5tune.infer.api", "score"),
+}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)
+  raise AttributeError(f"module 't5tune' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_LAZY))

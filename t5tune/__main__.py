@@ -1,0 +1,3 @@
+from t5tune.main import run
+
+run()

@@ -1,0 +1,49 @@
+"""The `t5tune` command line: dispatches a sub-command to its module in t5tune/cli/.
+
+Each sub-command module defines its own absl flags and a `main(argv)`; only
+the chosen one is imported, so `t5tune info` never pays for TensorFlow.
+"""
+import difflib
+import importlib
+import sys
+
+COMMANDS = {
+    "info": "t5tune.cli.info",
+    "convert": "t5tune.cli.convert",
+    "train": "t5tune.cli.train",
+    "evaluate": "t5tune.cli.evaluate",
+    "predict": "t5tune.cli.predict",
+    "data": "t5tune.cli.data",
+}
+
+USAGE = """usage: t5tune COMMAND [flags]
+
+commands:
+  info      parameter count, per-component breakdown and FLOPs of a model config
+  convert   hf-to-t5tune | t5tune-to-hf weight conversion
+  train     train from an experiment config
+  evaluate  evaluate a checkpoint on tasks or mixtures
+  predict   decode instructions from a JSONL file
+  data      list | report | train-vocab
+
+`t5tune COMMAND --help` shows a command's flags."""
+
+
+def run(argv=None):
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(USAGE)
+    sys.exit(0 if len(argv) >= 2 else 2)
+  command = argv[1]
+  if command not in COMMANDS:
+    close = difflib.get_close_matches(command, COMMANDS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    print(f"t5tune: unknown command {command!r}.{hint}\n\n{USAGE}", file=sys.stderr)
+    sys.exit(2)
+  module = importlib.import_module(COMMANDS[command])
+  from absl import app
+  app.run(module.main, argv=[f"t5tune {command}"] + argv[2:])
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,140 @@
+"""T5Config: the frozen description of one T5-family architecture, and its presets."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Mapping
+
+FEED_FORWARD_KINDS = ("relu", "gelu", "gated-gelu", "gated-silu", "gated-relu")
+DTYPES = ("float32", "bfloat16", "float16")
+REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Architecture and numerics of a T5 encoder-decoder.
+
+  Field names follow Hugging Face's `T5Config` where one exists, so that a
+  `config.json` maps over field by field (see `t5tune.convert.hf`).
+  """
+
+  vocab_size: int = 32128
+  d_model: int = 512
+  d_kv: int = 64
+  d_ff: int = 1024
+  num_heads: int = 6
+  num_encoder_layers: int = 8
+  num_decoder_layers: int = 8
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  dropout_rate: float = 0.1
+  layer_norm_epsilon: float = 1e-6
+  # "relu" is T5 v1.0; "gated-gelu" is T5 v1.1 / Flan-T5 / mT5 / ByT5;
+  # "gated-silu" is UL2.
+  feed_forward_proj: str = "gated-gelu"
+  # T5 v1.0 ties the output projection to the input embedding and scales the
+  # decoder output by d_model**-0.5 before it.
+  tie_word_embeddings: bool = False
+  pad_token_id: int = 0
+  eos_token_id: int = 1
+  decoder_start_token_id: int = 0
+  # Activations dtype; parameters stay in param_dtype. Softmax and layer-norm
+  # statistics are always computed in float32.
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  # Speed options: scan over layers (compile time of deep models) and the
+  # rematerialisation policy of each layer in training.
+  scan_layers: bool = False
+  remat_policy: str = "none"
+
+  def __post_init__(self):
+    if self.feed_forward_proj not in FEED_FORWARD_KINDS:
+      raise ValueError(
+          f"T5Config.feed_forward_proj={self.feed_forward_proj!r}: expected one"
+          f" of {FEED_FORWARD_KINDS}")
+    for key in ("dtype", "param_dtype"):
+      if getattr(self, key) not in DTYPES:
+        raise ValueError(f"T5Config.{key}={getattr(self, key)!r}: expected one of {DTYPES}")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(
+          f"T5Config.remat_policy={self.remat_policy!r}: expected one of {REMAT_POLICIES}")
+    for key in ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads",
+                "num_encoder_layers", "num_decoder_layers",
+                "relative_attention_num_buckets"):
+      if int(getattr(self, key)) <= 0:
+        raise ValueError(f"T5Config.{key} must be positive, got {getattr(self, key)}")
+
+  @property
+  def is_gated(self) -> bool:
+    return self.feed_forward_proj.startswith("gated-")
+
+  @property
+  def activation(self) -> str:
+    return self.feed_forward_proj.removeprefix("gated-")
+
+  def replace(self, **overrides: Any) -> "T5Config":
+    return from_dict({**dataclasses.asdict(self), **overrides})
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def from_dict(values: Mapping[str, Any]) -> T5Config:
+  """Builds a T5Config, rejecting unknown keys with the closest valid one."""
+  fields = {f.name for f in dataclasses.fields(T5Config)}
+  for key in values:
+    if key not in fields:
+      close = difflib.get_close_matches(key, sorted(fields), n=1)
+      hint = f" Did you mean {close[0]!r}?" if close else ""
+      raise ValueError(f"Unknown model config key {key!r}.{hint}")
+  return T5Config(**dict(values))
+
+
+_V1_0 = dict(feed_forward_proj="relu", tie_word_embeddings=True, d_kv=64)
+_V1_1 = dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False, d_kv=64)
+
+
+def _sized(base, d_model, d_ff, heads, layers, dec_layers=None, **extra):
+  return dict(base, d_model=d_model, d_ff=d_ff, num_heads=heads,
+              num_encoder_layers=layers,
+              num_decoder_layers=layers if dec_layers is None else dec_layers,
+              **extra)
+
+
+# Published architectures. Parameter counts (t5tune info) match the released
+# checkpoints: flan_t5_small 77M, base 248M, large 783M, xl 2.85B, xxl 11.3B.
+PRESETS: dict[str, dict[str, Any]] = {
+    # A model for tests and CPU demos; its vocabulary fits seqio's ByteVocabulary.
+    "tiny": _sized(_V1_1, 64, 128, 4, 2, vocab_size=384, d_kv=16, dropout_rate=0.0),
+    "t5_1_0_small": _sized(_V1_0, 512, 2048, 8, 6),
+    "t5_1_0_base": _sized(_V1_0, 768, 3072, 12, 12),
+    "t5_1_0_large": _sized(_V1_0, 1024, 4096, 16, 24),
+    "t5_1_1_small": _sized(_V1_1, 512, 1024, 6, 8),
+    "t5_1_1_base": _sized(_V1_1, 768, 2048, 12, 12),
+    "t5_1_1_large": _sized(_V1_1, 1024, 2816, 16, 24),
+    "t5_1_1_xl": _sized(_V1_1, 2048, 5120, 32, 24),
+    "t5_1_1_xxl": _sized(_V1_1, 4096, 10240, 64, 24),
+    "byt5_small": _sized(_V1_1, 1472, 3584, 6, 12, dec_layers=4, vocab_size=384),
+    "mt5_small": _sized(_V1_1, 512, 1024, 6, 8, vocab_size=250112),
+    # UL2 (20B): gated-SiLU MLP, 256-wide heads.
+    "ul2": _sized(_V1_1, 4096, 16384, 16, 32, feed_forward_proj="gated-silu",
+                  d_kv=256, vocab_size=32128),
+}
+# Flan-T5 checkpoints share the T5 v1.1 architecture.
+for _size in ("small", "base", "large", "xl", "xxl"):
+  PRESETS[f"flan_t5_{_size}"] = dict(PRESETS[f"t5_1_1_{_size}"])
+
+
+def preset(name: str, **overrides: Any) -> T5Config:
+  """Returns a named architecture, e.g. `preset('flan_t5_base', dtype='bfloat16')`."""
+  if name not in PRESETS:
+    close = difflib.get_close_matches(name, sorted(PRESETS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown model preset {name!r}.{hint} Known: {', '.join(sorted(PRESETS))}")
+  return from_dict({**PRESETS[name], **overrides})
+
+
+def as_config_dict(config: T5Config):
+  """The ConfigDict form used in experiment configs (`config.model.*`)."""
+  import ml_collections  # local: model code itself never sees a ConfigDict
+  return ml_collections.ConfigDict(config.to_dict())
