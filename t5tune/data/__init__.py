@@ -1,0 +1,33 @@
+"""Instruction data: FLAN-style templates, sources, cleaning, seqio tasks and mixtures.
+
+    from t5tune import data
+    data.register_task(name, source=..., templates=[data.Template(...)], fields=[...])
+    data.register_mixture(name, [task, ...], rate=data.examples_proportional(3000))
+
+Modules: `templates` (Template, kinds, rendering), `sources` (JSONL/CSV/TSV,
+TFDS, Python), `cleaning` (checks, dedup, counts), `vocab` (vocabularies),
+`tasks` (registration), `report` (quality report), `pipeline` (sharded,
+resumable global-array batches). Importing this package imports seqio and
+TensorFlow.
+"""
+from t5tune.data import cleaning
+from t5tune.data import sources
+from t5tune.data import tasks
+from t5tune.data import templates
+from t5tune.data import vocab
+
+Template = templates.Template
+FewShot = templates.FewShot
+OptionsStyle = templates.OptionsStyle
+ZERO_SHOT_OPTIONS = templates.ZERO_SHOT_OPTIONS
+ZERO_SHOT = templates.ZERO_SHOT
+COT = templates.COT
+INVERTED = templates.INVERTED
+
+register_task = tasks.register_task
+register_variants = tasks.register_variants
+register_mixture = tasks.register_mixture
+examples_proportional = tasks.examples_proportional
+temperature = tasks.temperature
+task_names = tasks.task_names
+get_vocabulary = vocab.get_vocabulary

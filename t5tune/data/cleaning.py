@@ -1,0 +1,168 @@
+"""Record cleaning: field checks, empty/invalid removal, exact and normalised dedup, counted.
+
+Every record that does not reach the task is counted under a reason in a
+`collections.Counter` (`bad_json`, `missing_field`, `wrong_type`,
+`empty_field`, `empty_options`, `invalid`, `duplicate_exact`,
+`duplicate_normalized`, `too_long_inputs`, `too_long_targets`), so the
+quality report and the log can say where the data went.
+
+Deduplication keys on all the task's fields (instruction, input, output for
+instruction data): `exact` compares them as written; `normalized` also drops
+records equal after lower-casing, removing punctuation and collapsing
+whitespace.
+"""
+from __future__ import annotations
+
+import collections
+import re
+import string
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from t5tune.data import sources
+from t5tune.data import templates as templates_lib
+
+DEDUP_MODES = (None, "exact", "normalized")
+BAD_RECORD_MODES = ("raise", "skip")
+
+_PUNCT = re.compile("[" + re.escape(string.punctuation) + "]")
+_SPACE = re.compile(r"\s+")
+
+
+class BadRecordError(ValueError):
+  """A malformed record, named by file and line (or source and index)."""
+
+
+def normalize(text: str) -> str:
+  """Case, whitespace and punctuation-insensitive form of a text."""
+  return _SPACE.sub(" ", _PUNCT.sub(" ", text.lower())).strip()
+
+
+def extract(location: str, raw: Mapping[str, Any],
+            fields: Mapping[str, str | Callable[[Mapping[str, Any]], Any]]
+            ) -> tuple[dict[str, Any] | None, str | None, str | None]:
+  """Maps a raw record to the task's fields: (record, None, None) or (None, reason, message)."""
+  record = {}
+  for name, key in fields.items():
+    if callable(key):
+      try:
+        value = key(raw)
+      except (KeyError, IndexError, TypeError, ValueError) as e:
+        return None, "missing_field", f"{location}: field {name!r}: {type(e).__name__}: {e}"
+    else:
+      if key not in raw or raw[key] is None:
+        return None, "missing_field", (
+            f"{location}: required field {key!r}" +
+            (f" (for {name!r})" if key != name else "") +
+            f" is missing; the record has {sorted(raw)}")
+      value = raw[key]
+    if name == templates_lib.OPTIONS_FIELD:
+      if isinstance(value, str):
+        value = [o for o in value.split("|||")] if "|||" in value else None
+      if not isinstance(value, (list, tuple)) or not all(
+          isinstance(o, (str, int, float)) and not isinstance(o, bool) for o in value):
+        return None, "wrong_type", (
+            f"{location}: field {name!r} must be a list of strings (or a"
+            f" '|||'-separated string), got {type(value).__name__}")
+      value = [str(o) for o in value]
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+      value = str(value)
+    elif isinstance(value, bool):
+      value = str(value).lower()
+    else:
+      return None, "wrong_type", (
+          f"{location}: field {name!r} must be a string or number, got"
+          f" {type(value).__name__}")
+    record[name] = value
+  return record, None, None
+
+
+def read_records(source: sources.Source, split: str,
+                 fields: Mapping[str, Any], on_bad_record: str,
+                 counts: collections.Counter,
+                 validate_fn: Callable[[Mapping[str, Any]], str | None] | None = None,
+                 ) -> list[dict[str, Any]]:
+  """Reads, checks and cleans one split; removals are added to `counts`."""
+  if on_bad_record not in BAD_RECORD_MODES:
+    raise ValueError(f"on_bad_record={on_bad_record!r} must be one of {BAD_RECORD_MODES}")
+  out = []
+  for location, raw in source.records(split):
+    counts["read"] += 1
+    if isinstance(raw, sources.BadRecord):
+      reason, message, record = raw.reason, raw.message, None
+    else:
+      record, reason, message = extract(location, raw, fields)
+    if record is not None:
+      reason, message = _invalid(location, record, validate_fn)
+    if reason is not None:
+      if on_bad_record == "raise" and reason not in ("empty_field", "empty_options", "invalid"):
+        raise BadRecordError(
+            message + "; fix the record or register the task with on_bad_record='skip'")
+      counts[reason] += 1
+      continue
+    out.append(record)
+  return out
+
+
+def _invalid(location, record, validate_fn):
+  for name, value in record.items():
+    if name == templates_lib.OPTIONS_FIELD:
+      if not value:
+        return "empty_options", f"{location}: the options list is empty"
+    elif not value.strip():
+      return "empty_field", f"{location}: field {name!r} is empty"
+  if validate_fn is not None:
+    problem = validate_fn(record)
+    if problem:
+      return "invalid", f"{location}: {problem}"
+  return None, None
+
+
+def dedup(records: Iterable[dict[str, Any]], mode: str | None,
+          counts: collections.Counter) -> list[dict[str, Any]]:
+  """Drops repeated records (first one kept), counting exact and normalised repeats."""
+  if mode not in DEDUP_MODES:
+    raise ValueError(f"dedup={mode!r} must be one of {DEDUP_MODES}")
+  if mode is None:
+    return list(records)
+  seen_exact, seen_norm, out = set(), set(), []
+  for record in records:
+    key = content_key(record)
+    if key in seen_exact:
+      counts["duplicate_exact"] += 1
+      continue
+    seen_exact.add(key)
+    if mode == "normalized":
+      norm = tuple(normalize(_text(v)) for _, v in sorted(record.items()))
+      if norm in seen_norm:
+        counts["duplicate_normalized"] += 1
+        continue
+      seen_norm.add(norm)
+    out.append(record)
+  return out
+
+
+def _text(value) -> str:
+  return "\x1e".join(value) if isinstance(value, list) else value
+
+
+def content_key(record: Mapping[str, Any]) -> str:
+  """A stable identity for a record: a hash of its fields (used to seed templates)."""
+  parts = [f"{k}={_text(v)}" for k, v in sorted(record.items())]
+  return format(templates_lib.stable_hash(*parts), "016x")
+
+
+def length_filter(examples: Sequence[dict[str, Any]], count_tokens: Callable[[str], int],
+                  max_input_tokens: int | None, max_target_tokens: int | None,
+                  counts: collections.Counter) -> list[dict[str, Any]]:
+  """Drops rendered examples whose inputs or targets are longer than the limits, counted."""
+  if max_input_tokens is None and max_target_tokens is None:
+    return list(examples)
+  out = []
+  for ex in examples:
+    if max_input_tokens is not None and count_tokens(ex["inputs"]) > max_input_tokens:
+      counts["too_long_inputs"] += 1
+    elif max_target_tokens is not None and count_tokens(ex["targets"]) > max_target_tokens:
+      counts["too_long_targets"] += 1
+    else:
+      out.append(ex)
+  return out

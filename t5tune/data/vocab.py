@@ -1,0 +1,66 @@
+"""Vocabularies: `get_vocabulary(spec)` and training a SentencePiece model from task text.
+
+    get_vocabulary("byte")                 -> seqio.ByteVocabulary()   (ByT5; 259 ids + extras)
+    get_vocabulary("path/to/spiece.model") -> seqio.SentencePieceVocabulary(path)  (T5)
+
+`train_sentencepiece` writes `PREFIX.model`/`PREFIX.vocab` with the ids T5
+expects (pad 0, eos 1, unk 2, no bos), so the result loads with
+`get_vocabulary(PREFIX + ".model")`.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import os
+from typing import Iterable
+
+import seqio
+
+BYTE = "byte"
+
+
+@functools.lru_cache(maxsize=None)
+def get_vocabulary(spec: str) -> seqio.Vocabulary:
+  """The vocabulary named by `spec`: "byte" or a SentencePiece .model path."""
+  if not isinstance(spec, str):
+    raise TypeError(f"vocabulary spec must be a string, got {type(spec).__name__}")
+  if spec == BYTE:
+    return seqio.ByteVocabulary()
+  path = os.path.expanduser(spec)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"vocabulary {spec!r}: no such SentencePiece model file; pass 'byte'"
+        f" or the path of a T5 spiece .model (or train one with"
+        f" `t5tune data train-vocab`)")
+  return seqio.SentencePieceVocabulary(path)
+
+
+def as_vocabulary(vocab: str | seqio.Vocabulary) -> seqio.Vocabulary:
+  return get_vocabulary(vocab) if isinstance(vocab, str) else vocab
+
+
+def train_sentencepiece(texts: Iterable[str], prefix: str, vocab_size: int,
+                        model_type: str = "unigram",
+                        character_coverage: float = 1.0,
+                        input_sentence_size: int = 1_000_000) -> str:
+  """Trains a T5-compatible SentencePiece model on `texts`; returns the .model path."""
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=(t for t in texts if t.strip()),
+      model_writer=model,
+      vocab_size=vocab_size,
+      model_type=model_type,
+      character_coverage=character_coverage,
+      input_sentence_size=input_sentence_size,
+      shuffle_input_sentence=True,
+      pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+      # Long instructions are one "sentence" each; do not drop them.
+      max_sentence_length=1 << 16,
+      hard_vocab_limit=False,
+  )
+  path = prefix + ".model"
+  with open(path, "wb") as f:
+    f.write(model.getvalue())
+  return path
