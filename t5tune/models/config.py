@@ -35,6 +35,10 @@ class T5Config:
   # T5 v1.0 ties the output projection to the input embedding and scales the
   # decoder output by d_model**-0.5 before it.
   tie_word_embeddings: bool = False
+  # Scale the decoder output by d_model**-0.5 before the vocabulary projection.
+  # None means "as tie_word_embeddings" (true for T5 v1.0, false for v1.1);
+  # transformers 5 records it separately as `scale_decoder_outputs`.
+  scale_decoder_outputs: bool | None = None
   pad_token_id: int = 0
   eos_token_id: int = 1
   decoder_start_token_id: int = 0
@@ -48,6 +52,8 @@ class T5Config:
   remat_policy: str = "none"
 
   def __post_init__(self):
+    if self.scale_decoder_outputs is None:
+      object.__setattr__(self, "scale_decoder_outputs", bool(self.tie_word_embeddings))
     if self.feed_forward_proj not in FEED_FORWARD_KINDS:
       raise ValueError(
           f"T5Config.feed_forward_proj={self.feed_forward_proj!r}: expected one"

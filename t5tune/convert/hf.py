@@ -1,0 +1,259 @@
+"""Hugging Face T5 directories <-> t5tune parameters, with safetensors and no torch.
+
+A Hugging Face T5 directory holds `config.json` and either `model.safetensors`
+or shards listed in `model.safetensors.index.json`. Nothing is ever unpickled:
+`pytorch_model.bin` files are refused with a message saying how to convert them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+import safetensors.numpy
+
+from t5tune.models import config as model_config
+
+T5_MODEL_TYPES = ("t5", "mt5", "umt5", "byt5")
+_HF_FF = {"relu": "relu", "gated-gelu": "gated-gelu", "gated-silu": "gated-silu",
+          "gelu": "gelu", "gated-relu": "gated-relu"}
+
+
+class ConversionError(ValueError):
+  """A directory or tensor that is not a T5 of the expected shape."""
+
+
+def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
+                   separate_lm_head: bool = False) -> model_config.T5Config:
+  """Maps a Hugging Face T5 `config.json` to a T5Config.
+
+  transformers 5 always writes `tie_word_embeddings: true` and records the
+  v1.0 output scaling as `scale_decoder_outputs`; it unties the head when the
+  checkpoint holds an `lm_head.weight` that differs from `shared.weight`
+  (`separate_lm_head`). Older configs (e.g. the published Flan-T5 ones) say
+  `tie_word_embeddings: false` for v1.1, which implies no scaling.
+  """
+  tie = bool(hf.get("tie_word_embeddings", True)) and not separate_lm_head
+  scale = bool(hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True)))
+  model_type = hf.get("model_type")
+  if model_type not in T5_MODEL_TYPES:
+    raise ConversionError(
+        f"{source}: model_type={model_type!r} is not a T5 model (expected one of"
+        f" {T5_MODEL_TYPES}); t5tune converts T5, Flan-T5, mT5 and ByT5 checkpoints")
+  ff = hf.get("feed_forward_proj", "relu")
+  if ff not in _HF_FF:
+    raise ConversionError(f"{source}: feed_forward_proj={ff!r} is not supported;"
+                          f" expected one of {sorted(_HF_FF)}")
+  try:
+    return model_config.T5Config(
+        vocab_size=int(hf["vocab_size"]),
+        d_model=int(hf["d_model"]),
+        d_kv=int(hf["d_kv"]),
+        d_ff=int(hf["d_ff"]),
+        num_heads=int(hf["num_heads"]),
+        num_encoder_layers=int(hf["num_layers"]),
+        num_decoder_layers=int(hf.get("num_decoder_layers") or hf["num_layers"]),
+        relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
+        relative_attention_max_distance=int(hf.get("relative_attention_max_distance", 128)),
+        dropout_rate=float(hf.get("dropout_rate", 0.1)),
+        layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)),
+        feed_forward_proj=_HF_FF[ff],
+        tie_word_embeddings=tie,
+        scale_decoder_outputs=scale,
+        pad_token_id=int(hf.get("pad_token_id", 0)),
+        eos_token_id=int(hf.get("eos_token_id", 1)),
+        decoder_start_token_id=int(hf.get("decoder_start_token_id", 0)),
+    )
+  except KeyError as e:
+    raise ConversionError(f"{source}: missing required T5 field {e.args[0]!r}") from None
+
+
+def config_to_hf(cfg: model_config.T5Config) -> dict[str, Any]:
+  return {
+      "architectures": ["T5ForConditionalGeneration"],
+      "model_type": "t5",
+      "vocab_size": cfg.vocab_size,
+      "d_model": cfg.d_model,
+      "d_kv": cfg.d_kv,
+      "d_ff": cfg.d_ff,
+      "num_heads": cfg.num_heads,
+      "num_layers": cfg.num_encoder_layers,
+      "num_decoder_layers": cfg.num_decoder_layers,
+      "relative_attention_num_buckets": cfg.relative_attention_num_buckets,
+      "relative_attention_max_distance": cfg.relative_attention_max_distance,
+      "dropout_rate": cfg.dropout_rate,
+      "layer_norm_epsilon": cfg.layer_norm_epsilon,
+      "feed_forward_proj": cfg.feed_forward_proj,
+      "dense_act_fn": {"relu": "relu", "gelu": "gelu_new", "silu": "silu"}[cfg.activation],
+      "is_gated_act": cfg.is_gated,
+      "tie_word_embeddings": cfg.tie_word_embeddings,
+      "scale_decoder_outputs": cfg.scale_decoder_outputs,
+      "pad_token_id": cfg.pad_token_id,
+      "eos_token_id": cfg.eos_token_id,
+      "decoder_start_token_id": cfg.decoder_start_token_id,
+      "is_encoder_decoder": True,
+      "use_cache": True,
+  }
+
+
+def _mlp_names(cfg) -> list[str]:
+  return ["wi_0", "wi_1", "wo"] if cfg.is_gated else ["wi", "wo"]
+
+
+def name_map(cfg: model_config.T5Config) -> dict[str, tuple[tuple[str | int, ...], bool]]:
+  """HF tensor name -> (t5tune parameter path, transpose?).
+
+  torch Linear weights are [out, in]; t5tune kernels are [in, out].
+  """
+  m: dict[str, tuple[tuple, bool]] = {"shared.weight": (("token_embedder", "embedding"), False)}
+  for stack, n_layers in (("encoder", cfg.num_encoder_layers), ("decoder", cfg.num_decoder_layers)):
+    m[f"{stack}.final_layer_norm.weight"] = ((stack, "final_norm", "scale"), False)
+    m[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
+        (stack, "relpos_bias", "embedding"), False)
+    for i in range(n_layers):
+      pre = f"{stack}.block.{i}.layer"
+      base = (stack, "layers", i)
+      if stack == "encoder":
+        parts = [(0, "SelfAttention", "attention", "attention_norm")]
+        mlp_index, mlp_norm = 1, "mlp_norm"
+      else:
+        parts = [(0, "SelfAttention", "self_attention", "self_attention_norm"),
+                 (1, "EncDecAttention", "cross_attention", "cross_attention_norm")]
+        mlp_index, mlp_norm = 2, "mlp_norm"
+      for idx, hf_name, ours, norm in parts:
+        for p in "qkvo":
+          m[f"{pre}.{idx}.{hf_name}.{p}.weight"] = (base + (ours, p, "kernel"), True)
+        m[f"{pre}.{idx}.layer_norm.weight"] = (base + (norm, "scale"), False)
+      for p in _mlp_names(cfg):
+        m[f"{pre}.{mlp_index}.DenseReluDense.{p}.weight"] = (base + ("mlp", p, "kernel"), True)
+      m[f"{pre}.{mlp_index}.layer_norm.weight"] = (base + (mlp_norm, "scale"), False)
+  if not cfg.tie_word_embeddings:
+    m["lm_head.weight"] = (("lm_head", "kernel"), True)
+  return m
+
+
+# Names HF writes for the same tensor as `shared.weight`; never needed separately.
+_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+
+
+def expected_shapes(cfg: model_config.T5Config) -> dict[str, tuple[int, ...]]:
+  """HF tensor name -> shape, for checking a directory before converting it."""
+  d, inner, f = cfg.d_model, cfg.num_heads * cfg.d_kv, cfg.d_ff
+  shapes = {}
+  for name in name_map(cfg):
+    if name == "shared.weight" or name == "lm_head.weight":
+      shapes[name] = (cfg.vocab_size, d)
+    elif name.endswith("relative_attention_bias.weight"):
+      shapes[name] = (cfg.relative_attention_num_buckets, cfg.num_heads)
+    elif "layer_norm" in name:
+      shapes[name] = (d,)
+    elif re.search(r"\.(q|k|v)\.weight$", name):
+      shapes[name] = (inner, d)
+    elif name.endswith(".o.weight"):
+      shapes[name] = (d, inner)
+    elif name.endswith("wo.weight"):
+      shapes[name] = (d, f)
+    else:
+      shapes[name] = (f, d)
+  return shapes
+
+
+def hf_tensors_to_params(tensors: Mapping[str, np.ndarray], cfg: model_config.T5Config,
+                         source: str = "model.safetensors") -> dict:
+  """Nested parameter dict (the layout of `nnx.state(model, nnx.Param).to_pure_dict()`)."""
+  shapes = expected_shapes(cfg)
+  mapping = name_map(cfg)
+  for name, shape in shapes.items():
+    if name not in tensors:
+      raise ConversionError(f"{source}: missing tensor {name!r} (expected shape {shape})"
+                            f" for a T5 with the architecture in config.json")
+    if tuple(tensors[name].shape) != shape:
+      raise ConversionError(
+          f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but"
+          f" config.json implies {shape}")
+  unknown = sorted(set(tensors) - set(mapping) - set(_ALIASES) - {"lm_head.weight"})
+  if unknown:
+    raise ConversionError(f"{source}: tensor {unknown[0]!r} is not part of a T5 model"
+                          f" ({len(unknown)} unexpected tensors)")
+  params: dict = {}
+  for name, (path, transpose) in mapping.items():
+    value = np.asarray(tensors[name], dtype=np.float32)
+    if transpose:
+      value = value.T
+    node = params
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = np.ascontiguousarray(value)
+  return params
+
+
+def params_to_hf_tensors(params: Mapping, cfg: model_config.T5Config) -> dict[str, np.ndarray]:
+  out = {}
+  for name, (path, transpose) in name_map(cfg).items():
+    node = params
+    for key in path:
+      node = node[key]
+    value = np.asarray(node, dtype=np.float32)
+    out[name] = np.ascontiguousarray(value.T if transpose else value)
+  return out
+
+
+def is_hf_dir(path: str) -> bool:
+  return (os.path.isfile(os.path.join(path, "config.json"))
+          and (os.path.isfile(os.path.join(path, "model.safetensors"))
+               or os.path.isfile(os.path.join(path, "model.safetensors.index.json"))))
+
+
+def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]]:
+  """Reads config and tensors of a HF T5 directory (single or sharded safetensors)."""
+  config_path = os.path.join(path, "config.json")
+  if not os.path.isfile(config_path):
+    raise ConversionError(f"{path}: no config.json; expected a Hugging Face T5 directory")
+  with open(config_path) as f:
+    try:
+      hf_config = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ConversionError(f"{config_path}:{e.lineno}: invalid JSON ({e.msg})") from None
+  single = os.path.join(path, "model.safetensors")
+  index = os.path.join(path, "model.safetensors.index.json")
+  if os.path.isfile(single):
+    tensors = dict(safetensors.numpy.load_file(single))
+  elif os.path.isfile(index):
+    with open(index) as f:
+      weight_map = json.load(f)["weight_map"]
+    tensors = {}
+    for shard in sorted(set(weight_map.values())):
+      tensors.update(safetensors.numpy.load_file(os.path.join(path, shard)))
+  elif any(n.endswith(".bin") for n in os.listdir(path)):
+    raise ConversionError(
+        f"{path}: only pickled PyTorch weights (*.bin) found; t5tune never unpickles."
+        " Re-save with safetensors: `T5ForConditionalGeneration.from_pretrained(dir)"
+        ".save_pretrained(dir, safe_serialization=True)`")
+  else:
+    raise ConversionError(f"{path}: no model.safetensors or model.safetensors.index.json")
+  separate = ("lm_head.weight" in tensors and "shared.weight" in tensors
+              and not np.array_equal(tensors["lm_head.weight"], tensors["shared.weight"]))
+  return config_from_hf(hf_config, config_path, separate_lm_head=separate), tensors
+
+
+def write_hf_dir(path: str, cfg: model_config.T5Config, params: Mapping) -> None:
+  """Writes config.json + model.safetensors atomically (a temp dir renamed into place)."""
+  tensors = params_to_hf_tensors(params, cfg)
+  parent = os.path.dirname(os.path.abspath(path)) or "."
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-hf-", dir=parent)
+  try:
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+      json.dump(config_to_hf(cfg), f, indent=2)
+    safetensors.numpy.save_file(tensors, os.path.join(tmp, "model.safetensors"),
+                                metadata={"format": "pt"})
+    if os.path.exists(path):
+      shutil.rmtree(path)
+    os.rename(tmp, path)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise

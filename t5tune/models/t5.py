@@ -1,0 +1,538 @@
+"""The T5 encoder-decoder in Flax NNX: layers, stacks, KV-cache decoding, greedy decode.
+
+Axis legend for shape suffixes:
+  B batch            L encoder (input) length     T decoder (target) length
+  S key length       D d_model                    H heads
+  K d_kv (per head)  F d_ff                       V vocabulary
+  N relative-position buckets
+
+Parameters carry logical axis names (`vocab`, `embed`, `joined_kv`, `mlp`,
+`relpos_buckets`, `heads`); `t5tune.sharding` maps them to mesh axes. A model
+built under `sharding.use_mesh(mesh)` is sharded as it is created.
+
+Numerics follow the original T5: no 1/sqrt(d_kv) scaling of attention scores
+(it is folded into the query initialisation), relative position bias computed
+once per stack and shared by all its layers, RMS layer norm without mean
+subtraction, and for tied embeddings (T5 v1.0) the decoder output scaled by
+d_model**-0.5 before the shared embedding projects it to the vocabulary
+(`T5Config.scale_decoder_outputs`).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from t5tune import sharding
+from t5tune.models.config import T5Config
+
+_NEG_INF = -1e10  # added to masked scores; finite so fully-masked rows stay finite
+
+Array = jax.Array
+
+
+def _dtype(name: str):
+  return jnp.dtype(name)
+
+
+def _param(rngs: nnx.Rngs, shape, names, stddev: float, dtype) -> nnx.Param:
+  init = nnx.with_partitioning(nnx.initializers.normal(stddev), names)
+  return nnx.Param(init(rngs.params(), shape, _dtype(dtype)))
+
+
+class RMSNorm(nnx.Module):
+  """T5 layer norm: scale only, no mean subtraction, statistics in float32."""
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    del rngs
+    init = nnx.with_partitioning(nnx.initializers.ones, ("embed",))
+    self.scale = nnx.Param(init(jax.random.key(0), (config.d_model,),
+                                _dtype(config.param_dtype)))
+    self.eps = config.layer_norm_epsilon
+    self.dtype = _dtype(config.dtype)
+
+  def __call__(self, x_BLD: Array) -> Array:
+    x32 = x_BLD.astype(jnp.float32)
+    var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    y = x32 * jax.lax.rsqrt(var + self.eps)
+    return (y * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+
+
+class Dense(nnx.Module):
+  """A bias-free projection with logically named kernel axes."""
+
+  def __init__(self, d_in: int, d_out: int, names: tuple[str, str], stddev: float,
+               config: T5Config, *, rngs: nnx.Rngs):
+    self.kernel = _param(rngs, (d_in, d_out), names, stddev, config.param_dtype)
+    self.dtype = _dtype(config.dtype)
+
+  def __call__(self, x: Array) -> Array:
+    return jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+
+
+def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
+                             num_buckets: int, max_distance: int) -> Array:
+  """T5's bucketing of (key position - query position).
+
+  Small distances get a bucket each; larger ones share logarithmically wider
+  buckets up to `max_distance`. Bidirectional (encoder) splits the buckets
+  between keys before and after the query; causal (decoder) only looks back.
+  """
+  rel = relative_position
+  bucket = jnp.zeros_like(rel)
+  if bidirectional:
+    num_buckets //= 2
+    bucket = bucket + (rel > 0).astype(rel.dtype) * num_buckets
+    distance = jnp.abs(rel)
+  else:
+    distance = jnp.maximum(-rel, 0)
+  max_exact = num_buckets // 2
+  is_small = distance < max_exact
+  # log-spaced buckets for distances in [max_exact, max_distance); computed in
+  # float32 and truncated toward zero, as the reference implementation does.
+  scaled = (jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact)
+            / math.log(max_distance / max_exact) * (num_buckets - max_exact))
+  large = jnp.minimum(max_exact + scaled.astype(rel.dtype), num_buckets - 1)
+  return bucket + jnp.where(is_small, distance, large)
+
+
+class RelativePositionBias(nnx.Module):
+  """Learned per-head scalar bias for each relative-position bucket."""
+
+  def __init__(self, config: T5Config, *, bidirectional: bool, rngs: nnx.Rngs):
+    self.embedding = _param(rngs, (config.relative_attention_num_buckets, config.num_heads),
+                            ("relpos_buckets", "heads"), 1.0, config.param_dtype)
+    self.bidirectional = bidirectional
+    self.num_buckets = config.relative_attention_num_buckets
+    self.max_distance = config.relative_attention_max_distance
+
+  def __call__(self, q_pos_BT: Array, k_pos_BS: Array) -> Array:
+    """Bias [B, H, T, S] for query positions q_pos and key positions k_pos."""
+    rel_BTS = k_pos_BS[:, None, :] - q_pos_BT[:, :, None]
+    buckets = relative_position_bucket(
+        rel_BTS, bidirectional=self.bidirectional, num_buckets=self.num_buckets,
+        max_distance=self.max_distance)
+    bias_BTSH = jnp.take(self.embedding[...].astype(jnp.float32), buckets, axis=0)
+    return jnp.transpose(bias_BTSH, (0, 3, 1, 2))
+
+
+class Attention(nnx.Module):
+  """Multi-head attention without score scaling; q/k/v/o kernels fuse heads and d_kv."""
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    inner = config.num_heads * config.d_kv
+    d = config.d_model
+    # T5's initialisation: the query carries the 1/sqrt(d_kv) that the score
+    # computation leaves out.
+    self.q = Dense(d, inner, ("embed", "joined_kv"), (d * config.d_kv) ** -0.5, config, rngs=rngs)
+    self.k = Dense(d, inner, ("embed", "joined_kv"), d ** -0.5, config, rngs=rngs)
+    self.v = Dense(d, inner, ("embed", "joined_kv"), d ** -0.5, config, rngs=rngs)
+    self.o = Dense(inner, d, ("joined_kv", "embed"), inner ** -0.5, config, rngs=rngs)
+    self.num_heads = config.num_heads
+    self.d_kv = config.d_kv
+    self.dropout = nnx.Dropout(config.dropout_rate)
+    self.dtype = _dtype(config.dtype)
+
+  def _split(self, x_BLI: Array) -> Array:
+    b, l, _ = x_BLI.shape
+    return x_BLI.reshape(b, l, self.num_heads, self.d_kv)
+
+  def project_kv(self, x_BSD: Array) -> tuple[Array, Array]:
+    """Keys and values [B, S, H, K] of a key/value sequence (cached in decoding)."""
+    return self._split(self.k(x_BSD)), self._split(self.v(x_BSD))
+
+  def attend(self, q_BTD: Array, k_BSHK: Array, v_BSHK: Array, bias_BHTS: Array,
+             mask_BHTS: Array | None, rngs: nnx.Rngs | None) -> Array:
+    q_BTHK = self._split(self.q(q_BTD))
+    scores_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK, k_BSHK.astype(self.dtype),
+                             preferred_element_type=jnp.float32)
+    scores_BHTS = scores_BHTS + bias_BHTS
+    if mask_BHTS is not None:
+      scores_BHTS = jnp.where(mask_BHTS, scores_BHTS, _NEG_INF)
+    probs_BHTS = jax.nn.softmax(scores_BHTS, axis=-1)
+    probs_BHTS = self.dropout(probs_BHTS, deterministic=rngs is None, rngs=rngs)
+    out_BTHK = jnp.einsum("bhts,bshk->bthk", probs_BHTS.astype(self.dtype),
+                          v_BSHK.astype(self.dtype))
+    b, t = out_BTHK.shape[:2]
+    return self.o(out_BTHK.reshape(b, t, self.num_heads * self.d_kv))
+
+  def __call__(self, q_BTD: Array, kv_BSD: Array, bias_BHTS: Array,
+               mask_BHTS: Array | None, rngs: nnx.Rngs | None = None) -> Array:
+    k, v = self.project_kv(kv_BSD)
+    return self.attend(q_BTD, k, v, bias_BHTS, mask_BHTS, rngs)
+
+
+class MLP(nnx.Module):
+  """T5 feed-forward: ReLU (v1.0) or gated GELU/SiLU (v1.1, Flan-T5, UL2)."""
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    d, f = config.d_model, config.d_ff
+    if config.is_gated:
+      self.wi_0 = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs)
+      self.wi_1 = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs)
+    else:
+      self.wi = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs)
+    self.wo = Dense(f, d, ("mlp", "embed"), f ** -0.5, config, rngs=rngs)
+    self.is_gated = config.is_gated
+    self.activation = config.activation
+    self.dropout = nnx.Dropout(config.dropout_rate)
+
+  def _act(self, x: Array) -> Array:
+    if self.activation == "relu":
+      return jax.nn.relu(x)
+    if self.activation == "gelu":
+      return jax.nn.gelu(x, approximate=True)  # HF's "gelu_new"
+    return jax.nn.silu(x)
+
+  def __call__(self, x_BLD: Array, rngs: nnx.Rngs | None = None) -> Array:
+    if self.is_gated:
+      h_BLF = self._act(self.wi_0(x_BLD)) * self.wi_1(x_BLD)
+    else:
+      h_BLF = self._act(self.wi(x_BLD))
+    h_BLF = sharding.with_logical_constraint(h_BLF, ("batch", "length", "mlp"))
+    h_BLF = self.dropout(h_BLF, deterministic=rngs is None, rngs=rngs)
+    return self.wo(h_BLF)
+
+
+class EncoderLayer(nnx.Module):
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    self.attention_norm = RMSNorm(config, rngs=rngs)
+    self.attention = Attention(config, rngs=rngs)
+    self.mlp_norm = RMSNorm(config, rngs=rngs)
+    self.mlp = MLP(config, rngs=rngs)
+    self.dropout = nnx.Dropout(config.dropout_rate)
+
+  def __call__(self, x_BLD, bias_BHLL, mask_BHLL, rngs=None):
+    det = rngs is None
+    h = self.attention_norm(x_BLD)
+    x_BLD = x_BLD + self.dropout(self.attention(h, h, bias_BHLL, mask_BHLL, rngs),
+                                 deterministic=det, rngs=rngs)
+    x_BLD = x_BLD + self.dropout(self.mlp(self.mlp_norm(x_BLD), rngs),
+                                 deterministic=det, rngs=rngs)
+    return sharding.with_logical_constraint(x_BLD, ("batch", "length", "act_embed"))
+
+
+class DecoderLayer(nnx.Module):
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    self.self_attention_norm = RMSNorm(config, rngs=rngs)
+    self.self_attention = Attention(config, rngs=rngs)
+    self.cross_attention_norm = RMSNorm(config, rngs=rngs)
+    self.cross_attention = Attention(config, rngs=rngs)
+    self.mlp_norm = RMSNorm(config, rngs=rngs)
+    self.mlp = MLP(config, rngs=rngs)
+    self.dropout = nnx.Dropout(config.dropout_rate)
+
+  def __call__(self, y_BTD, self_kv, self_bias_BHTS, self_mask_BHTS, cross_kv,
+               cross_mask_BHTS, rngs=None):
+    """`self_kv`/`cross_kv` are (k, v) [B, S, H, K]; `self_kv=None` means project y itself."""
+    det = rngs is None
+    h = self.self_attention_norm(y_BTD)
+    k, v = self.self_attention.project_kv(h) if self_kv is None else self_kv
+    y_BTD = y_BTD + self.dropout(
+        self.self_attention.attend(h, k, v, self_bias_BHTS, self_mask_BHTS, rngs),
+        deterministic=det, rngs=rngs)
+    h = self.cross_attention_norm(y_BTD)
+    ck, cv = cross_kv
+    zero_bias = jnp.zeros((), jnp.float32)  # T5 has no position bias in cross-attention
+    y_BTD = y_BTD + self.dropout(
+        self.cross_attention.attend(h, ck, cv, zero_bias, cross_mask_BHTS, rngs),
+        deterministic=det, rngs=rngs)
+    y_BTD = y_BTD + self.dropout(self.mlp(self.mlp_norm(y_BTD), rngs),
+                                 deterministic=det, rngs=rngs)
+    return sharding.with_logical_constraint(y_BTD, ("batch", "length", "act_embed"))
+
+
+def _remat(fn, policy: str):
+  if policy == "none":
+    return fn
+  policies = {
+      "full": None,
+      "dots": jax.checkpoint_policies.checkpoint_dots,
+      "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+  }
+  return nnx.remat(fn, policy=policies[policy])
+
+
+def _segment_mask(q_seg_BT: Array, k_seg_BS: Array) -> Array:
+  """[B, 1, T, S]: attend only within the same non-padding segment."""
+  return ((q_seg_BT[:, :, None] == k_seg_BS[:, None, :])
+          & (k_seg_BS[:, None, :] > 0))[:, None]
+
+
+def _positions(tokens_BL: Array, positions_BL: Array | None) -> Array:
+  if positions_BL is not None:
+    return positions_BL.astype(jnp.int32)
+  b, l = tokens_BL.shape
+  return jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
+
+
+def _segments(tokens_BL: Array, segment_ids_BL: Array | None, pad_id: int) -> Array:
+  if segment_ids_BL is not None:
+    return segment_ids_BL.astype(jnp.int32)
+  return (tokens_BL != pad_id).astype(jnp.int32)
+
+
+@flax.struct.dataclass
+class DecodeCache:
+  """State of incremental decoding; batch is axis 0 of every array but `index`.
+
+  self_k/self_v: [B, layers, T_max, H, K] decoder self-attention keys/values
+  cross_k/cross_v: [B, layers, L, H, K] encoder keys/values (computed once)
+  cross_mask: [B, L] which encoder positions may be attended
+  index: [] the decoder position the next `decode_step` writes
+  """
+
+  self_k: Array
+  self_v: Array
+  cross_k: Array
+  cross_v: Array
+  cross_mask: Array
+  index: Array
+
+  @property
+  def max_decode_len(self) -> int:
+    return self.self_k.shape[2]
+
+  def repeat(self, n: int) -> "DecodeCache":
+    """Each batch row repeated n times consecutively (row b -> rows b*n .. b*n+n-1), for beams."""
+    rep = lambda x: jnp.repeat(x, n, axis=0)
+    return self.replace(self_k=rep(self.self_k), self_v=rep(self.self_v),
+                        cross_k=rep(self.cross_k), cross_v=rep(self.cross_v),
+                        cross_mask=rep(self.cross_mask))
+
+  def take(self, rows_B: Array) -> "DecodeCache":
+    """Gathers batch rows (e.g. the surviving beams' parents)."""
+    take = lambda x: jnp.take(x, rows_B, axis=0)
+    return self.replace(self_k=take(self.self_k), self_v=take(self.self_v),
+                        cross_k=take(self.cross_k), cross_v=take(self.cross_v),
+                        cross_mask=take(self.cross_mask))
+
+
+class Encoder(nnx.Module):
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    self.relpos_bias = RelativePositionBias(config, bidirectional=True, rngs=rngs)
+    self.layers = nnx.List([EncoderLayer(config, rngs=rngs)
+                            for _ in range(config.num_encoder_layers)])
+    self.final_norm = RMSNorm(config, rngs=rngs)
+    self.dropout = nnx.Dropout(config.dropout_rate)
+    self.remat_policy = config.remat_policy
+
+  def __call__(self, x_BLD, positions_BL, segments_BL, rngs=None):
+    bias_BHLL = self.relpos_bias(positions_BL, positions_BL)
+    mask_BHLL = _segment_mask(segments_BL, segments_BL)
+    x_BLD = self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
+    for layer in self.layers:
+      call = _remat(lambda l, *a: l(*a), self.remat_policy)
+      x_BLD = call(layer, x_BLD, bias_BHLL, mask_BHLL, rngs)
+    x_BLD = self.final_norm(x_BLD)
+    return self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
+
+
+class Decoder(nnx.Module):
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    self.relpos_bias = RelativePositionBias(config, bidirectional=False, rngs=rngs)
+    self.layers = nnx.List([DecoderLayer(config, rngs=rngs)
+                            for _ in range(config.num_decoder_layers)])
+    self.final_norm = RMSNorm(config, rngs=rngs)
+    self.dropout = nnx.Dropout(config.dropout_rate)
+    self.remat_policy = config.remat_policy
+
+  def _finish(self, y_BTD, rngs):
+    y_BTD = self.final_norm(y_BTD)
+    return self.dropout(y_BTD, deterministic=rngs is None, rngs=rngs)
+
+  def __call__(self, y_BTD, positions_BT, segments_BT, enc_BLD, enc_segments_BL, rngs=None):
+    t = y_BTD.shape[1]
+    self_bias_BHTT = self.relpos_bias(positions_BT, positions_BT)
+    causal_TT = jnp.tril(jnp.ones((t, t), dtype=bool))
+    self_mask_BHTT = _segment_mask(segments_BT, segments_BT) & causal_TT[None, None]
+    cross_mask_BHTL = _segment_mask(segments_BT, enc_segments_BL)
+    y_BTD = self.dropout(y_BTD, deterministic=rngs is None, rngs=rngs)
+    for layer in self.layers:
+      def call(l, y, eb, rngs):
+        ckv = l.cross_attention.project_kv(eb)
+        return l(y, None, self_bias_BHTT, self_mask_BHTT, ckv, cross_mask_BHTL, rngs)
+      if self.remat_policy != "none":
+        call = _remat(call, self.remat_policy)
+      y_BTD = call(layer, y_BTD, enc_BLD, rngs)
+    return self._finish(y_BTD, rngs)
+
+
+class Transformer(nnx.Module):
+  """The T5 encoder-decoder. `model(enc_tokens, dec_tokens)` returns float32 logits [B, T, V]."""
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    self.config = config
+    self.token_embedder = nnx.Embed(
+        config.vocab_size, config.d_model,
+        embedding_init=nnx.with_partitioning(nnx.initializers.normal(1.0), ("vocab", "embed")),
+        dtype=_dtype(config.dtype), param_dtype=_dtype(config.param_dtype), rngs=rngs)
+    self.encoder = Encoder(config, rngs=rngs)
+    self.decoder = Decoder(config, rngs=rngs)
+    if not config.tie_word_embeddings:
+      self.lm_head = Dense(config.d_model, config.vocab_size, ("embed", "vocab"),
+                           config.d_model ** -0.5, config, rngs=rngs)
+
+  def _embed(self, tokens):
+    return self.token_embedder(tokens.astype(jnp.int32))
+
+  def _logits(self, y_BTD: Array) -> Array:
+    cfg = self.config
+    if cfg.scale_decoder_outputs:
+      y_BTD = y_BTD * (cfg.d_model ** -0.5)
+    if cfg.tie_word_embeddings:
+      emb_VD = self.token_embedder.embedding[...].astype(_dtype(cfg.dtype))
+      logits = jnp.einsum("btd,vd->btv", y_BTD, emb_VD, preferred_element_type=jnp.float32)
+    else:
+      logits = jnp.dot(y_BTD, self.lm_head.kernel[...].astype(_dtype(cfg.dtype)),
+                       preferred_element_type=jnp.float32)
+    return sharding.with_logical_constraint(logits, ("batch", "length", "vocab"))
+
+  @staticmethod
+  def _rngs(dropout_rng):
+    return None if dropout_rng is None else nnx.Rngs(dropout=dropout_rng)
+
+  def encode(self, encoder_input_tokens, encoder_segment_ids=None, encoder_positions=None,
+             *, dropout_rng=None, rngs=None):
+    """Encoder output [B, L, D]."""
+    rngs = rngs if rngs is not None else self._rngs(dropout_rng)
+    tokens = encoder_input_tokens
+    return self.encoder(self._embed(tokens), _positions(tokens, encoder_positions),
+                        _segments(tokens, encoder_segment_ids, self.config.pad_token_id), rngs)
+
+  def decode(self, enc_BLD, encoder_input_tokens, decoder_input_tokens, *,
+             encoder_segment_ids=None, decoder_segment_ids=None, decoder_positions=None,
+             dropout_rng=None, rngs=None):
+    """Teacher-forced decoder logits [B, T, V] given the encoder output."""
+    rngs = rngs if rngs is not None else self._rngs(dropout_rng)
+    dec = decoder_input_tokens
+    enc_seg = _segments(encoder_input_tokens, encoder_segment_ids, self.config.pad_token_id)
+    if decoder_segment_ids is None:
+      # Unpacked: every decoder position (including the start token, which is
+      # the pad id) belongs to segment 1; loss weights mask the padding.
+      dec_seg = jnp.ones(dec.shape, jnp.int32)
+    else:
+      dec_seg = decoder_segment_ids.astype(jnp.int32)
+    y = self.decoder(self._embed(dec), _positions(dec, decoder_positions), dec_seg,
+                     enc_BLD, enc_seg, rngs)
+    return self._logits(y)
+
+  def __call__(self, encoder_input_tokens, decoder_input_tokens, encoder_segment_ids=None,
+               decoder_segment_ids=None, encoder_positions=None, decoder_positions=None,
+               dropout_rng=None):
+    rngs = self._rngs(dropout_rng)
+    enc = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions, rngs=rngs)
+    return self.decode(enc, encoder_input_tokens, decoder_input_tokens,
+                       encoder_segment_ids=encoder_segment_ids,
+                       decoder_segment_ids=decoder_segment_ids,
+                       decoder_positions=decoder_positions, rngs=rngs)
+
+  # -- incremental decoding -------------------------------------------------
+
+  def init_cache(self, enc_BLD: Array, encoder_input_tokens: Array, max_decode_len: int,
+                 encoder_segment_ids: Array | None = None) -> DecodeCache:
+    """Projects the encoder output to every layer's cross-attention keys/values once."""
+    cfg = self.config
+    b = enc_BLD.shape[0]
+    ks, vs = [], []
+    for layer in self.decoder.layers:
+      k, v = layer.cross_attention.project_kv(enc_BLD)
+      ks.append(k)
+      vs.append(v)
+    dt = _dtype(cfg.dtype)
+    shape = (b, cfg.num_decoder_layers, max_decode_len, cfg.num_heads, cfg.d_kv)
+    return DecodeCache(
+        self_k=jnp.zeros(shape, dt), self_v=jnp.zeros(shape, dt),
+        cross_k=jnp.stack(ks, axis=1).astype(dt), cross_v=jnp.stack(vs, axis=1).astype(dt),
+        cross_mask=_segments(encoder_input_tokens, encoder_segment_ids, cfg.pad_token_id) > 0,
+        index=jnp.zeros((), jnp.int32))
+
+  def decode_step(self, token_B: Array, cache: DecodeCache) -> tuple[Array, DecodeCache]:
+    """Logits [B, V] for the next token after feeding `token_B` at position `cache.index`."""
+    b = token_B.shape[0]
+    t_max = cache.max_decode_len
+    i = cache.index
+    y_B1D = self._embed(token_B[:, None])
+    q_pos = jnp.full((b, 1), i, jnp.int32)
+    k_pos = jnp.broadcast_to(jnp.arange(t_max, dtype=jnp.int32), (b, t_max))
+    self_bias = self.decoder.relpos_bias(q_pos, k_pos)
+    self_mask = (jnp.arange(t_max) <= i)[None, None, None, :]
+    cross_mask = cache.cross_mask[:, None, None, :]
+    new_k, new_v = [], []
+    for n, layer in enumerate(self.decoder.layers):
+      h = layer.self_attention_norm(y_B1D)
+      k1, v1 = layer.self_attention.project_kv(h)
+      k = jax.lax.dynamic_update_slice_in_dim(cache.self_k[:, n], k1.astype(cache.self_k.dtype), i, axis=1)
+      v = jax.lax.dynamic_update_slice_in_dim(cache.self_v[:, n], v1.astype(cache.self_v.dtype), i, axis=1)
+      new_k.append(k)
+      new_v.append(v)
+      y_B1D = y_B1D + layer.self_attention.attend(h, k, v, self_bias, self_mask, None)
+      h = layer.cross_attention_norm(y_B1D)
+      y_B1D = y_B1D + layer.cross_attention.attend(
+          h, cache.cross_k[:, n], cache.cross_v[:, n], jnp.zeros((), jnp.float32),
+          cross_mask, None)
+      y_B1D = y_B1D + layer.mlp(layer.mlp_norm(y_B1D))
+    logits = self._logits(self.decoder._finish(y_B1D, None))[:, 0]
+    cache = cache.replace(self_k=jnp.stack(new_k, axis=1), self_v=jnp.stack(new_v, axis=1),
+                          index=i + 1)
+    return logits, cache
+
+
+def build_model(config: T5Config, mesh: jax.sharding.Mesh | None = None,
+                seed: int = 0) -> Transformer:
+  """A randomly initialised model whose parameters are sharded on `mesh` as they are created.
+
+  Without a mesh the model lives on the first device.
+  """
+  mesh = sharding.single_device_mesh() if mesh is None else mesh
+  with sharding.use_mesh(mesh):
+    return nnx.jit(lambda: Transformer(config, rngs=nnx.Rngs(params=seed)))()
+
+
+def abstract_model(config: T5Config, mesh: jax.sharding.Mesh | None = None) -> Transformer:
+  """The model with `ShapeDtypeStruct` parameters (with shardings): nothing is allocated."""
+  mesh = sharding.single_device_mesh() if mesh is None else mesh
+  with sharding.use_mesh(mesh):
+    model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(params=0)))
+    graphdef, state = nnx.split(model)
+    shardings = sharding.state_shardings(state, mesh)
+    state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
+    return nnx.merge(graphdef, state)
+
+
+@functools.partial(nnx.jit, static_argnames=("max_decode_len",))
+def _greedy(model: Transformer, encoder_input_tokens: Array, max_decode_len: int) -> Array:
+  cfg = model.config
+  enc = model.encode(encoder_input_tokens)
+  cache = model.init_cache(enc, encoder_input_tokens, max_decode_len)
+  b = encoder_input_tokens.shape[0]
+
+  def body(carry, _):
+    token, cache, done = carry
+    logits, cache = model.decode_step(token, cache)
+    nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    nxt = jnp.where(done, cfg.pad_token_id, nxt)
+    done = done | (nxt == cfg.eos_token_id)
+    return (nxt, cache, done), nxt
+
+  start = jnp.full((b,), cfg.decoder_start_token_id, jnp.int32)
+  init = (start, cache, jnp.zeros((b,), bool))
+  _, tokens_TB = jax.lax.scan(body, init, None, length=max_decode_len)
+  return tokens_TB.T
+
+
+def greedy_decode(model: Transformer, encoder_input_tokens, max_decode_len: int) -> Array:
+  """Greedy decoding on the KV cache: int32 [B, max_decode_len]; pad (0) after each EOS."""
+  tokens = jnp.asarray(encoder_input_tokens, jnp.int32)
+  return _greedy(model, tokens, max_decode_len)
