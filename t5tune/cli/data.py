@@ -1,0 +1,117 @@
+"""`t5tune data list | report NAME | train-vocab`: inspect registered instruction data.
+
+Tasks live in user modules; `--module` (repeatable) imports them first:
+
+    t5tune data list --module=tests.data.fixtures
+    t5tune data report t5tune_test_mix --module=tests.data.fixtures \\
+        --inputs_length=256 --targets_length=64 --output_dir=/tmp/report
+    t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
+        --vocab_size=8000 --output=vocabs/mine
+"""
+import importlib
+import os
+import sys
+
+from absl import flags
+
+_MODULES = flags.DEFINE_multi_string(
+    "module", [], "Python module(s) whose import registers tasks and mixtures.")
+_SPLITS = flags.DEFINE_list("splits", None, "report: splits to include (default: all).")
+_INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "report: inputs feature length.")
+_TARGETS_LENGTH = flags.DEFINE_integer("targets_length", 128, "report: targets feature length.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "report: where NAME.report.json and NAME.lengths.png go"
+    " (default ./data_reports); train-vocab: unused.")
+_MAX_EXAMPLES = flags.DEFINE_integer(
+    "max_examples", None, "report: measure lengths on at most this many examples per task and split.")
+_TASKS = flags.DEFINE_list("tasks", None, "train-vocab: tasks or mixtures whose text trains the vocabulary.")
+_SPLIT = flags.DEFINE_string("split", "train", "train-vocab: the split whose text is used.")
+_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of pieces.")
+_MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.")
+_OUTPUT = flags.DEFINE_string("output", None, "train-vocab: output prefix (writes PREFIX.model).")
+
+USAGE = """usage: t5tune data list|report NAME|train-vocab [--module=pkg.tasks ...]"""
+
+
+def _import_modules():
+  sys.path.insert(0, os.getcwd())
+  for module in _MODULES.value:
+    importlib.import_module(module)
+
+
+def _list():
+  import seqio  # pylint: disable=g-import-not-at-top
+  from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
+  ours = set(tasks.task_names())
+  print("tasks:")
+  for name in sorted(seqio.TaskRegistry.names()):
+    if name in ours:
+      info = tasks.get_info(name)
+      src = info.source
+      kinds = sorted({t.kind for t in src.templates})
+      extra = []
+      if src.no_template:
+        extra.append("no_template")
+      if src.few_shot:
+        extra.append(f"few_shot k={src.few_shot.k}")
+      print(f"  {name}  splits={list(src.splits)} templates={len(src.templates)}"
+            f" kinds={kinds} {' '.join(extra)} source={src.source.describe()}"
+            + (f" metadata={dict(info.metadata)}" if info.metadata else ""))
+    else:
+      print(f"  {name}  (seqio task)")
+  print("mixtures:")
+  for name in sorted(seqio.MixtureRegistry.names()):
+    mixture = seqio.get_mixture_or_task(name)
+    print(f"  {name}  tasks={[t.name for t in mixture.tasks]}")
+
+
+
+def _report(name):
+  from t5tune.data import report  # pylint: disable=g-import-not-at-top
+  lengths = {"inputs": _INPUTS_LENGTH.value, "targets": _TARGETS_LENGTH.value}
+  out, json_path, png_path = report.write(
+      name, _OUTPUT_DIR.value or "data_reports", feature_lengths=lengths,
+      splits=_SPLITS.value, max_examples=_MAX_EXAMPLES.value)
+  print(report.format_text(out))
+  print(f"wrote {json_path} and {png_path}")
+
+
+def _train_vocab():
+  from t5tune.data import report  # pylint: disable=g-import-not-at-top
+  from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
+  from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
+  if not _TASKS.value or not _OUTPUT.value:
+    raise SystemExit("t5tune data train-vocab needs --tasks=NAME[,NAME] and --output=PREFIX")
+  names = []
+  for name in _TASKS.value:
+    names.extend(t.name for t in report.leaf_tasks(name))
+
+  def texts():
+    for name in names:
+      prepared = tasks.get_info(name).source.prepared(_SPLIT.value)
+      for ex in prepared.examples:
+        yield ex["inputs"]
+        yield ex["targets"]
+
+  path = vocab.train_sentencepiece(texts(), _OUTPUT.value, _VOCAB_SIZE.value,
+                                   model_type=_MODEL_TYPE.value)
+  print(f"wrote {path} ({_VOCAB_SIZE.value} pieces from {len(names)} tasks);"
+        f" use it with vocabulary={path!r}")
+
+
+def main(argv):
+  args = argv[1:]
+  if not args:
+    raise SystemExit(USAGE)
+  _import_modules()
+  command = args[0]
+  if command == "list":
+    _list()
+  elif command == "report":
+    if len(args) != 2:
+      raise SystemExit("usage: t5tune data report TASK_OR_MIXTURE [--module=...]")
+    _report(args[1])
+  elif command == "train-vocab":
+    _train_vocab()
+  else:
+    raise SystemExit(f"t5tune data: unknown sub-command {command!r}\n{USAGE}")
