@@ -1,0 +1,158 @@
+"""Training checkpoints: orbax CheckpointManager items, the data-iterator item, resume.
+
+A training checkpoint `workdir/checkpoints/<step>/` holds these orbax items:
+
+  params/     the model parameters as an `nnx.State` (the layout of a t5tune
+              model directory, so `t5tune.convert.loading.load_model` reads it
+              once `config.json` is there)
+  state/      step, optimizer state and RNG key
+  data/       the data iterator's position, one sub-directory per process
+  experiment/ the full resolved experiment config (JSON)
+  config.json the model config in the t5tune model-directory format, written
+              when orbax has finalised the step
+
+orbax writes every item of a step into a temporary directory and renames it
+when all processes have finished, so an interrupted save is never restored
+(the manager lists only finalised steps).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+MODEL_FORMAT = "t5tune"  # the "format" field t5tune.convert.loading checks
+
+
+class DataIteratorHandler(ocp.CheckpointHandler):
+  """Saves and restores a data iterator with `save(dir)` / `restore(dir)` methods.
+
+  Synchronous on purpose: the iterator's position must be captured at the
+  moment of the save call, before training consumes the next batch. Each
+  process writes its own shard's position.
+  """
+
+  def save(self, directory, args: "DataIteratorSave"):
+    path = os.path.join(os.fspath(directory), f"process_{jax.process_index()}")
+    os.makedirs(path, exist_ok=True)
+    args.iterator.save(path)
+
+  def restore(self, directory, args: "DataIteratorRestore"):
+    path = os.path.join(os.fspath(directory), f"process_{jax.process_index()}")
+    if not os.path.isdir(path):
+      raise FileNotFoundError(
+          f"{path}: no data-iterator state for process {jax.process_index()};"
+          " was this checkpoint written with a different number of processes?")
+    args.iterator.restore(path)
+    return args.iterator
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
+@dataclasses.dataclass
+class DataIteratorSave(ocp.args.CheckpointArgs):
+  iterator: Any
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIteratorRestore(ocp.args.CheckpointArgs):
+  iterator: Any
+
+
+def write_model_config(step_dir: str, model_config: Mapping[str, Any]) -> None:
+  """Writes `config.json` (t5tune model-directory format) atomically into a finalised step."""
+  path = os.path.join(step_dir, "config.json")
+  if os.path.exists(path) or not os.path.isdir(step_dir):
+    return
+  tmp = path + f".tmp{jax.process_index()}"
+  with open(tmp, "w") as f:
+    json.dump({"format": MODEL_FORMAT, "model": dict(model_config)}, f, indent=2)
+  os.replace(tmp, path)
+
+
+class Checkpointer:
+  """The trainer's view of orbax: keep-last-N plus best-N, async saves, exact resume."""
+
+  def __init__(self, directory: str, *, model_config: Mapping[str, Any],
+               keep: int = 3, keep_best: int = 0, best_metric: str = "",
+               best_mode: str = "min", async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    self._model_config = dict(model_config)
+    policies = [checkpoint_managers.LatestN(n=max(keep, 1))]
+    if keep_best and best_metric:
+      policies.append(checkpoint_managers.BestN(
+          get_metric_fn=lambda metrics: metrics[best_metric],
+          # BestN keeps the last n after sorting; descending order keeps the lowest.
+          reverse=(best_mode == "min"), n=keep_best,
+          keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+        enable_async_checkpointing=async_save,
+        async_options=ocp.AsyncOptions(
+            post_finalization_callback=self._after_finalize),
+        create=True)
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={
+            "params": ocp.StandardCheckpointHandler(),
+            "state": ocp.StandardCheckpointHandler(),
+            "data": DataIteratorHandler(),
+            "experiment": ocp.JsonCheckpointHandler(),
+        })
+
+  def _after_finalize(self):
+    if jax.process_index() != 0:
+      return
+    # Finalised steps are directories named by the bare step number (orbax
+    # renames `<step>.orbax-checkpoint-tmp*` into place when a save commits).
+    for name in os.listdir(self.directory):
+      if name.isdigit():
+        write_model_config(os.path.join(self.directory, name), self._model_config)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def save(self, step: int, *, params: Any, state: Any, iterator: Any | None,
+           experiment: Mapping[str, Any], metrics: Mapping[str, float] | None = None,
+           force: bool = False) -> bool:
+    """Starts an asynchronous save of `step`; returns whether one was started."""
+    items = {
+        "params": ocp.args.StandardSave(params),
+        "state": ocp.args.StandardSave(state),
+        "experiment": ocp.args.JsonSave(dict(experiment)),
+    }
+    if iterator is not None:
+      items["data"] = DataIteratorSave(iterator)
+    return self.manager.save(step, args=ocp.args.Composite(**items),
+                             metrics=dict(metrics) if metrics else None, force=force)
+
+  def restore(self, step: int, *, abstract_params: Any, abstract_state: Any,
+              iterator: Any | None) -> tuple[Any, Any]:
+    """Restores params and state onto the shardings of the abstract targets (any mesh)."""
+    items = {
+        "params": ocp.args.StandardRestore(abstract_params),
+        "state": ocp.args.StandardRestore(abstract_state),
+    }
+    if iterator is not None:
+      items["data"] = DataIteratorRestore(iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    return restored["params"], restored["state"]
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+    self._after_finalize()
+
+  def close(self) -> None:
+    self.wait()
+    self.manager.close()

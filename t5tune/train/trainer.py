@@ -1,0 +1,453 @@
+"""The training loop: build or resume the state, step, log, evaluate, checkpoint, stop.
+
+Python callers (an experiment driver, a notebook) use
+
+    result = trainer.train(config, workdir)
+
+with a ConfigDict from `t5tune.train.experiment.default_config()` (or an
+experiment file); the `t5tune train` command line does the same. Pass
+`eval_fns` (callables `fn(model, step) -> dict of floats`) to add
+generation-based metrics to every periodic evaluation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from t5tune import sharding
+from t5tune.models import t5
+from t5tune.train import checkpoints
+from t5tune.train import experiment
+from t5tune.train import optimizers
+from t5tune.train import steps as steps_lib
+
+EvalFn = Callable[[Any, int], dict]
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradients of a step were NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train` returns."""
+  state: dict  # the final train state (params as a nested dict)
+  step: int
+  train_metrics: dict  # the last logged training metrics
+  eval_metrics: dict  # the last evaluation (empty if none ran)
+  stop_reason: str  # "completed" | "early_stopping" | "preempted"
+  compile_seconds: float
+  checkpoint_dir: str
+
+
+# -- small pieces -------------------------------------------------------------
+
+def _import_factory(spec: str) -> Callable:
+  module, sep, name = spec.partition(":")
+  if not sep:
+    raise ValueError(f"config.data.iterator_factory={spec!r}: expected 'package.module:function'")
+  fn = getattr(importlib.import_module(module), name, None)
+  if fn is None:
+    raise ValueError(f"config.data.iterator_factory={spec!r}: {module} has no {name!r}")
+  return fn
+
+
+def make_iterator(config: ml_collections.ConfigDict, mesh, split: str) -> Iterator:
+  """The data iterator for `split`: the config's factory, or the seqio pipeline."""
+  for module in config.data.modules:
+    importlib.import_module(module)
+  if config.data.iterator_factory:
+    return _import_factory(config.data.iterator_factory)(config, mesh, split)
+  from t5tune.data import pipeline  # imports TensorFlow: only when needed
+  train = split == "train"
+  return pipeline.make_iterator(
+      config.data.mixture, split=split,
+      feature_lengths={"inputs": config.data.inputs_length,
+                       "targets": config.data.targets_length},
+      batch_size=config.data.batch_size, pack=config.data.pack, seed=config.seed,
+      mesh=mesh, shuffle=config.data.shuffle and train)
+
+
+def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  out = {}
+  def walk(d, prefix):
+    for k, v in d.items():
+      if isinstance(v, (dict, ml_collections.ConfigDict)):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+  walk(config.to_dict(), "")
+  return out
+
+
+class _Preemption:
+  """SIGTERM -> save and stop at the next step boundary (all processes agree)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint and stopping")
+    self.requested = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      # jax.distributed's preemption notifier catches SIGTERM on any process;
+      # every process reaches the same answer at the same step.
+      from jax.experimental import multihost_utils
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def close(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+class _Logger:
+  """TensorBoard (clu), metrics.jsonl and the console, written by process 0."""
+
+  def __init__(self, workdir: str):
+    from clu import metric_writers
+    self.primary = jax.process_index() == 0
+    self.writer = metric_writers.create_default_writer(
+        os.path.join(workdir, "tb"), just_logging=not self.primary, asynchronous=True)
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a") if self.primary else None
+
+  def hparams(self, flat: dict):
+    self.writer.write_hparams(flat)
+
+  def scalars(self, step: int, values: dict):
+    values = {k: float(v) for k, v in values.items()}
+    self.writer.write_scalars(step, values)
+    if self._jsonl:
+      self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
+      self._jsonl.flush()
+
+  def close(self):
+    self.writer.flush()
+    self.writer.close()
+    if self._jsonl:
+      self._jsonl.close()
+
+
+def _model_flops(model_cfg, config) -> float:
+  try:
+    from t5tune.models import info
+  except ImportError:
+    return 0.0
+  return float(info.flops_per_example(model_cfg, config.data.inputs_length,
+                                      config.data.targets_length))
+
+
+# -- the loop -------------------------------------------------------------------
+
+class Trainer:
+  """Holds everything built from a config; `run()` trains. See `train`."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, *,
+               train_iter: Iterator | None = None,
+               eval_iter_fn: Callable[[], Iterator] | None = None,
+               eval_fns: Sequence[EvalFn] = (),
+               mesh: jax.sharding.Mesh | None = None):
+    self.config = config
+    self.workdir = os.path.abspath(workdir)
+    self.eval_fns = list(eval_fns)
+    mesh_shape = experiment.validate(config, jax.device_count())
+    self.mesh = mesh if mesh is not None else sharding.make_mesh(mesh_shape)
+    os.makedirs(self.workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      with open(os.path.join(self.workdir, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=str)
+
+    if config.init_from:
+      from t5tune.convert import loading
+      self.model_cfg = loading.read_config(config.init_from).replace(
+          **experiment.model_overrides(config))
+    else:
+      self.model_cfg = experiment.resolve_model(config)
+
+    abstract = t5.abstract_model(self.model_cfg, self.mesh)
+    self.graphdef, abstract_state = nnx.split(abstract, nnx.Param)
+    self._abstract_params_nnx = abstract_state
+    abstract_params = nnx.to_pure_dict(abstract_state)
+    param_shardings = nnx.to_pure_dict(sharding.state_shardings(abstract_state, self.mesh))
+    self.mask = optimizers.trainable_mask(abstract_params, config.optimizer.freeze,
+                                          config.optimizer.train_only)
+    if not any(jax.tree.leaves(self.mask)):
+      raise ValueError(
+          f"config.optimizer.freeze={config.optimizer.freeze!r} /"
+          f" train_only={config.optimizer.train_only!r} freeze every parameter;"
+          " loosen the regexes (paths look like 'decoder/layers/0/mlp/wo/kernel')")
+    self.tx, self.schedule = optimizers.make_optimizer(
+        config.optimizer, config.schedule, config.train.steps,
+        skip_nonfinite=config.train.nonfinite == "skip")
+    self.state_shardings, self.abstract_state = steps_lib.state_shardings(
+        self.tx, abstract_params, param_shardings, self.mask, self.mesh)
+    self.loss = steps_lib.LossOptions(
+        normalization=config.train.loss_normalization,
+        constant=config.train.loss_normalizing_factor,
+        z_loss=config.train.z_loss, label_smoothing=config.train.label_smoothing)
+    self.train_step = steps_lib.make_train_step(
+        self.graphdef, self.tx, self.mask, self.schedule, loss=self.loss,
+        microbatches=config.train.microbatches,
+        dropout=self.model_cfg.dropout_rate > 0)
+    self.eval_step = steps_lib.make_eval_step(self.graphdef, loss=self.loss)
+
+    self.train_iter = train_iter
+    self._eval_iter_fn = eval_iter_fn
+    self.checkpointer = checkpoints.Checkpointer(
+        os.path.join(self.workdir, "checkpoints"), model_config=self.model_cfg.to_dict(),
+        keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best,
+        best_metric=config.eval.metric if config.eval.every else "",
+        best_mode=config.eval.mode, async_save=config.checkpoint.async_save)
+
+  # -- state ------------------------------------------------------------------
+
+  def _params_nnx(self, params: dict) -> nnx.State:
+    """The nnx.State form saved under params/ (what load_model reads)."""
+    return nnx.state(nnx.merge(self.graphdef, params), nnx.Param)
+
+  def initial_state(self) -> tuple[dict, bool]:
+    """(state, resumed): the latest complete checkpoint, else fresh (random or init_from)."""
+    latest = self.checkpointer.latest_step()
+    if latest is not None:
+      with sharding.use_mesh(self.mesh):
+        params, rest = self.checkpointer.restore(
+            latest, abstract_params=self._abstract_params_nnx,
+            abstract_state={k: v for k, v in self.abstract_state.items() if k != "params"},
+            iterator=self.train_iter)
+      logging.info("resumed from %s", self.checkpointer.step_dir(latest))
+      return {**rest, "params": nnx.to_pure_dict(params)}, True
+    if self.config.init_from:
+      from t5tune.convert import loading
+      model = loading.load_model(self.config.init_from, self.mesh,
+                                 **experiment.model_overrides(self.config))
+      logging.info("initial parameters from %s", self.config.init_from)
+    else:
+      model = t5.build_model(self.model_cfg, self.mesh, seed=self.config.seed)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return steps_lib.init_state(self.tx, params, self.mask, self.state_shardings,
+                                self.config.seed), False
+
+  def save(self, state: dict, *, metrics: dict | None = None, force: bool = False) -> bool:
+    rest = {k: v for k, v in state.items() if k != "params"}
+    return self.checkpointer.save(
+        int(state["step"]), params=self._params_nnx(state["params"]), state=rest,
+        iterator=self.train_iter, experiment=self.config.to_dict(),
+        metrics=metrics, force=force)
+
+  # -- evaluation ---------------------------------------------------------------
+
+  def evaluate(self, params: dict, step: int, jitted_eval) -> dict:
+    """Validation loss / accuracy over `eval.batches` batches, plus the eval_fns hooks."""
+    out = {}
+    if self._eval_iter_fn is not None or self.config.data.mixture or self.config.data.iterator_factory:
+      it = (self._eval_iter_fn() if self._eval_iter_fn is not None
+            else make_iterator(self.config, self.mesh, self.config.data.eval_split))
+      totals = None
+      for _ in range(self.config.eval.batches):
+        try:
+          batch = next(it)
+        except StopIteration:
+          break
+        stats = jitted_eval(params, batch)
+        totals = stats if totals is None else jax.tree.map(jnp.add, totals, stats)
+      if totals is not None:
+        totals = jax.device_get(totals)
+        tokens = max(float(totals["weight_sum"]), 1.0)
+        out.update({"eval/loss": float(totals["loss_sum"]) / tokens,
+                    "eval/accuracy": float(totals["correct"]) / tokens,
+                    "eval/target_tokens": float(totals["weight_sum"])})
+    if self.eval_fns:
+      model = nnx.merge(self.graphdef, params)
+      for fn in self.eval_fns:
+        out.update({f"eval/{k}" if "/" not in k else k: float(v)
+                    for k, v in fn(model, step).items()})
+    return out
+
+  # -- the loop -----------------------------------------------------------------
+
+  def run(self) -> TrainResult:
+    config = self.config
+    total = config.train.steps
+    if self.train_iter is None:
+      self.train_iter = make_iterator(config, self.mesh, "train")
+    logger = _Logger(self.workdir)
+    logger.hparams(_flat(config))
+    preemption = _Preemption()
+    try:
+      return self._loop(logger, preemption, total)
+    finally:
+      preemption.close()
+      self.checkpointer.close()
+      logger.close()
+
+  def _loop(self, logger: _Logger, preemption: _Preemption, total: int) -> TrainResult:
+    config = self.config
+    state, resumed = self.initial_state()
+    step = int(state["step"])
+    primary = jax.process_index() == 0
+
+    # Compile once, with the shardings of the first batch.
+    first_batch = next(self.train_iter) if step < total else None
+    compile_s = 0.0
+    train_fn = None
+    if first_batch is not None:
+      batch_sh = steps_lib.batch_shardings(first_batch, self.mesh)
+      t0 = time.perf_counter()
+      with sharding.use_mesh(self.mesh):
+        train_fn = jax.jit(
+            self.train_step, in_shardings=(self.state_shardings, batch_sh),
+            out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
+            donate_argnums=0).lower(state, first_batch).compile()
+      compile_s = time.perf_counter() - t0
+      logging.info("train step compiled in %.1f s", compile_s)
+      logger.scalars(step, {"compile_seconds": compile_s})
+    with sharding.use_mesh(self.mesh):
+      jitted_eval = jax.jit(self.eval_step, in_shardings=(self.state_shardings["params"], None))
+
+    flops = _model_flops(self.model_cfg, config) if config.train.peak_flops_per_device else 0.0
+    tokens_per_step = config.data.batch_size * (config.data.inputs_length + config.data.targets_length)
+    pending: list[tuple[int, dict]] = []  # dispatched steps whose metrics were not read
+    window: list[dict] = []  # host metrics since the last log
+    last_train, last_eval = {}, {}
+    best, evals_since_best = None, 0
+    stop_reason = "completed"
+    t_window = time.perf_counter()
+    steps_in_window = 0
+
+    def resolve(upto_all: bool):
+      """Reads the metrics of dispatched steps; stops on a non-finite one."""
+      keep = 0 if upto_all else 1
+      while len(pending) > keep:
+        s, m = pending.pop(0)
+        host = jax.device_get(m)
+        if not bool(host["finite"]) and config.train.nonfinite == "stop":
+          self.checkpointer.wait()
+          good = self.checkpointer.latest_step()
+          where = (f"the last good checkpoint is step {good} in {self.checkpointer.directory}"
+                   if good is not None else "no checkpoint was written yet")
+          raise NonFiniteError(
+              f"non-finite loss or gradients at step {s} (loss={float(host['loss'])},"
+              f" grad_norm={float(host['grad_norm'])}); training stopped and {where}."
+              " Lower the learning rate, enable clipping (config.optimizer.grad_clip_norm),"
+              " or skip such updates with --config.train.nonfinite=skip")
+        window.append(host)
+
+    bar = None
+    if primary:
+      from tqdm import tqdm
+      bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    try:
+      while step < total:
+        if preemption.reached(step):
+          stop_reason = "preempted"
+          break
+        batch = first_batch if first_batch is not None else next(self.train_iter)
+        first_batch = None
+        state, metrics = train_fn(state, batch)
+        step += 1
+        steps_in_window += 1
+        pending.append((step, metrics))
+        log_now = step % config.train.log_every == 0 or step == total
+        eval_now = bool(config.eval.every) and (step % config.eval.every == 0 or step == total)
+        save_now = step % config.checkpoint.every == 0 or step == total
+        resolve(upto_all=log_now or eval_now or save_now)
+        if bar is not None:
+          bar.update(1)
+
+        if log_now and window:
+          dt = (time.perf_counter() - t_window) / max(steps_in_window, 1)
+          last_train = {k: float(np.mean([w[k] for w in window])) for k in window[0]
+                        if k not in ("finite", "skipped_steps", "learning_rate")}
+          last_train["learning_rate"] = float(window[-1]["learning_rate"])
+          last_train["skipped_steps"] = float(window[-1]["skipped_steps"])
+          last_train["step_seconds"] = dt
+          last_train["tokens_per_second"] = tokens_per_step / dt
+          if flops:
+            last_train["mfu"] = (flops * config.data.batch_size / dt /
+                                 (config.train.peak_flops_per_device * jax.device_count()))
+          logger.scalars(step, {f"train/{k}": v for k, v in last_train.items()})
+          if bar is not None:
+            bar.set_postfix(loss=f"{last_train['loss']:.4f}",
+                            acc=f"{last_train['accuracy']:.3f}", refresh=False)
+          window.clear()
+          t_window, steps_in_window = time.perf_counter(), 0
+
+        ckpt_metrics = None
+        if eval_now:
+          last_eval = self.evaluate(state["params"], step, jitted_eval)
+          if last_eval:
+            logger.scalars(step, last_eval)
+            ckpt_metrics = last_eval
+          value = last_eval.get(config.eval.metric)
+          if value is not None:
+            better = (best is None or (value < best if config.eval.mode == "min" else value > best))
+            best, evals_since_best = (value, 0) if better else (best, evals_since_best + 1)
+            if config.eval.patience and evals_since_best >= config.eval.patience:
+              logging.info("early stopping at step %d: %s has not improved for %d evaluations"
+                           " (best %.6g)", step, config.eval.metric, evals_since_best, best)
+              stop_reason = "early_stopping"
+        if save_now or stop_reason != "completed":
+          self.save(state, metrics=ckpt_metrics, force=True)
+        if eval_now or save_now:
+          t_window, steps_in_window = time.perf_counter(), 0  # time training steps only
+        if stop_reason != "completed":
+          break
+      resolve(upto_all=True)
+      if stop_reason == "preempted":
+        if step not in self.checkpointer.all_steps():
+          self.save(state, force=True)
+        self.checkpointer.wait()
+        logging.info("preempted: checkpoint at step %d written", step)
+    finally:
+      if bar is not None:
+        bar.close()
+    self.checkpointer.wait()
+    return TrainResult(state=state, step=step, train_metrics=last_train,
+                       eval_metrics=last_eval, stop_reason=stop_reason,
+                       compile_seconds=compile_s, checkpoint_dir=self.checkpointer.directory)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          train_iter: Iterator | None = None,
+          eval_iter_fn: Callable[[], Iterator] | None = None,
+          eval_fns: Sequence[EvalFn] = (),
+          mesh: jax.sharding.Mesh | None = None) -> TrainResult:
+  """Trains (or resumes training) as `config` says, writing everything under `workdir`.
+
+  Args:
+    config: an experiment ConfigDict (see t5tune.train.experiment).
+    workdir: holds config.json, metrics.jsonl, tb/ and checkpoints/<step>/;
+      if it has checkpoints, training resumes from the latest complete one.
+    train_iter: batches to train on instead of the config's data (must have
+      save(dir) / restore(dir) for exact resume).
+    eval_iter_fn: returns a fresh iterator of validation batches.
+    eval_fns: `fn(model, step) -> dict` run at every evaluation (e.g. decoding
+      metrics); their values are logged as eval/<name>.
+    mesh: a mesh to use instead of one built from config.mesh.shape.
+
+  Raises:
+    NonFiniteError: a non-finite loss with config.train.nonfinite == "stop".
+    ValueError: a config value that cannot work (before anything is compiled).
+  """
+  return Trainer(config, workdir, train_iter=train_iter, eval_iter_fn=eval_iter_fn,
+                 eval_fns=eval_fns, mesh=mesh).run()
