@@ -47,6 +47,19 @@ from t5tune.data import report as report_lib
 SPEC_FILE = "spec.json"
 
 
+def local_dataset(name: str, *, split: str, feature_lengths: Mapping[str, int],
+                  local_batch_size: int, pack: bool, seed: int, shard: seqio.ShardInfo,
+                  shuffle: bool = True, num_epochs: int | None = None) -> tf.data.Dataset:
+  """One process's batches as a tf.data.Dataset of numpy-able dicts (before jax)."""
+  provider = seqio.get_mixture_or_task(name)
+  ds = provider.get_dataset(
+      sequence_length=dict(feature_lengths), split=split, use_cached=False,
+      shuffle=shuffle, seed=seed, shard_info=shard, num_epochs=num_epochs)
+  converter = seqio.EncDecFeatureConverter(pack=pack)
+  ds = converter(ds, task_feature_lengths=dict(feature_lengths))
+  return ds.batch(local_batch_size, drop_remainder=True).prefetch(2)
+
+
 class BatchIterator:
   """Global-array batches from a seqio mixture or task; `save`/`restore` its position."""
 
@@ -80,15 +93,11 @@ class BatchIterator:
         "process_count": num_processes,
     }
     self.step = 0
-    provider = seqio.get_mixture_or_task(name)
     shard = seqio.ShardInfo(index=jax.process_index(), num_shards=num_processes)
-    ds = provider.get_dataset(
-        sequence_length=dict(feature_lengths), split=split, use_cached=False,
-        shuffle=shuffle, seed=seed, shard_info=shard, num_epochs=num_epochs)
-    converter = seqio.EncDecFeatureConverter(pack=pack)
-    ds = converter(ds, task_feature_lengths=dict(feature_lengths))
-    ds = ds.batch(self.local_batch_size, drop_remainder=True)
-    self.dataset = ds.prefetch(2)
+    self.dataset = local_dataset(
+        name, split=split, feature_lengths=feature_lengths,
+        local_batch_size=self.local_batch_size, pack=pack, seed=seed,
+        shard=shard, shuffle=shuffle, num_epochs=num_epochs)
     self._tf_iterator = iter(self.dataset)
     self.truncation = report_lib.truncation(name, split, feature_lengths,
                                             max_examples=truncation_sample)
