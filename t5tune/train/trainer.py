@@ -254,6 +254,15 @@ class Trainer:
         iterator=self.train_iter, experiment=self.config.to_dict(),
         metrics=metrics, force=force)
 
+  def compile(self, state: dict, batch: dict):
+    """The train step, jitted with the state/batch shardings and state donation, compiled."""
+    batch_sh = steps_lib.batch_shardings(batch, self.mesh)
+    with sharding.use_mesh(self.mesh):
+      return jax.jit(
+          self.train_step, in_shardings=(self.state_shardings, batch_sh),
+          out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
+          donate_argnums=0).lower(state, batch).compile()
+
   # -- evaluation ---------------------------------------------------------------
 
   def evaluate(self, params: dict, step: int, jitted_eval) -> dict:
@@ -311,13 +320,8 @@ class Trainer:
     compile_s = 0.0
     train_fn = None
     if first_batch is not None:
-      batch_sh = steps_lib.batch_shardings(first_batch, self.mesh)
       t0 = time.perf_counter()
-      with sharding.use_mesh(self.mesh):
-        train_fn = jax.jit(
-            self.train_step, in_shardings=(self.state_shardings, batch_sh),
-            out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
-            donate_argnums=0).lower(state, first_batch).compile()
+      train_fn = self.compile(state, first_batch)
       compile_s = time.perf_counter() - t0
       logging.info("train step compiled in %.1f s", compile_s)
       logger.scalars(step, {"compile_seconds": compile_s})
