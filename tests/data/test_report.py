@@ -1,0 +1,64 @@
+"""`t5tune data report` and `train-vocab` on the test mixture: every figure is in the JSON."""
+import json
+import os
+import subprocess
+import sys
+
+import seqio
+
+from t5tune import data
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cli(*args, cwd=REPO):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, "-m", "t5tune.main", "data", *args], cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_report_cli_writes_json_with_every_figure_and_a_png(tmp_path):
+  out = _cli("report", "t5tune_test_mix", "--module=tests.data.fixtures", "--inputs_length=96",
+             "--targets_length=48", f"--output_dir={tmp_path}")
+  assert "t5tune_test_sentiment" in out and "truncated inputs" in out
+  report = json.loads((tmp_path / "t5tune_test_mix.report.json").read_text())
+  assert (tmp_path / "t5tune_test_mix.lengths.png").stat().st_size > 1000
+  assert abs(sum(report["mixing_rates"].values()) - 1) < 1e-6
+  assert set(report["tasks"]) == {"t5tune_test_sentiment", "t5tune_test_qa", "t5tune_test_reverse"}
+  rev = report["tasks"]["t5tune_test_reverse"]["splits"]["train"]
+  assert rev["examples"] == 47 and rev["read"] == 51
+  assert rev["duplicates"] == 3 and rev["invalid"] == 1
+  assert rev["removed"] == {"duplicate_exact": 2, "duplicate_normalized": 1, "empty_field": 1}
+  for entry in report["tasks"].values():
+    for split in ("train", "validation"):
+      s = entry["splits"][split]
+      for key in ("examples", "duplicates", "invalid", "skipped_bad_records", "length_filtered"):
+        assert isinstance(s[key], int)
+      assert set(s["input_tokens"]) == set(s["target_tokens"]) == {
+          "p50", "p90", "p95", "p99", "mean", "max"}
+      assert set(s["truncation"]) == {"inputs", "targets"}
+      assert sum(s["template_usage"].values()) == s["examples"]
+      assert 0 < s["instructions"]["distinct_1"] <= 1 and 0 < s["instructions"]["distinct_2"] <= 1
+      assert s["instructions"]["leading_verbs"]
+  qa = report["tasks"]["t5tune_test_qa"]["splits"]["train"]
+  assert qa["truncation"]["inputs"] == 1.0  # every QA input is longer than 96 tokens
+  assert {v for v, _ in qa["instructions"]["leading_verbs"]} == {"answer", "read"}
+  assert set(report["totals"]) == {"train", "validation"}
+  assert report["totals"]["train"]["examples"] == sum(
+      e["splits"]["train"]["examples"] for e in report["tasks"].values())
+
+
+def test_list_and_train_vocab(tmp_path):
+  out = _cli("list", "--module=tests.data.fixtures")
+  assert "t5tune_test_qa" in out and "t5tune_test_mix" in out and "'cluster': 'qa'" in out
+  prefix = str(tmp_path / "spm")
+  _cli("train-vocab", "--module=tests.data.fixtures", "--tasks=t5tune_test_mix",
+       "--vocab_size=200", f"--output={prefix}")
+  vocab = data.get_vocabulary(prefix + ".model")
+  assert isinstance(vocab, seqio.SentencePieceVocabulary)
+  assert isinstance(data.get_vocabulary("byte"), seqio.ByteVocabulary)
+  assert vocab.eos_id == 1 and vocab.pad_id == 0
+  ids = vocab.encode("Where does Ada live?")
+  assert vocab.decode(ids) == "Where does Ada live?"
