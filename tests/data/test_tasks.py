@@ -184,3 +184,20 @@ def test_mixture_errors_name_the_problem():
     data.register_mixture("bad_mix", ["nope"])
   with pytest.raises(ValueError, match="no registered task matches"):
     data.register_mixture("bad_mix", lambda i: False)
+
+
+def test_tfds_source_reads_offline_from_data_dir(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  text = tfds.features.Text()
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name="t5tune_tiny_qa", version="1.0.0",
+      features=tfds.features.FeaturesDict({"q": text, "a": text}),
+      split_datasets={"train": tf.data.Dataset.from_tensor_slices(
+          {"q": ["a b", "c d", "e f"], "a": ["1", "2", "3"]})},
+      data_dir=str(tmp_path))
+  data.register_task("tfds_task", source=data.sources.tfds("t5tune_tiny_qa:1.0.0", data_dir=str(tmp_path)),
+                     fields=["q", "a"], templates=[data.Template("x", "Q: {q}", "{a}")])
+  examples = tasks.get_info("tfds_task").source.prepared("train").examples
+  assert [(e["inputs"], e["targets"]) for e in examples] == [
+      ("Q: a b", "1"), ("Q: c d", "2"), ("Q: e f", "3")]
