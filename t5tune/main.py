@@ -5,6 +5,8 @@ the chosen one is imported, so `t5tune info` never pays for TensorFlow.
 """
 import difflib
 import importlib
+import logging
+import os
 import sys
 
 COMMANDS = {
@@ -40,6 +42,9 @@ def run(argv=None):
     hint = f" Did you mean {close[0]!r}?" if close else ""
     print(f"t5tune: unknown command {command!r}.{hint}\n\n{USAGE}", file=sys.stderr)
     sys.exit(2)
+  # Quiet start-up: TensorFlow's C++ banner and jax's "no TPU found" notice.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   module = importlib.import_module(COMMANDS[command])
   from absl import app
   app.run(module.main, argv=[f"t5tune {command}"] + argv[2:])

@@ -46,9 +46,7 @@ class T5Config:
   # statistics are always computed in float32.
   dtype: str = "float32"
   param_dtype: str = "float32"
-  # Speed options: scan over layers (compile time of deep models) and the
-  # rematerialisation policy of each layer in training.
-  scan_layers: bool = False
+  # Rematerialisation policy of each layer in training (memory for compute).
   remat_policy: str = "none"
 
   def __post_init__(self):
@@ -69,6 +67,14 @@ class T5Config:
                 "relative_attention_num_buckets"):
       if int(getattr(self, key)) <= 0:
         raise ValueError(f"T5Config.{key} must be positive, got {getattr(self, key)}")
+
+    if self.relative_attention_max_distance <= self.relative_attention_num_buckets // 2:
+      # The causal (decoder) bucketing keeps num_buckets // 2 exact buckets and
+      # spreads the rest logarithmically up to max_distance.
+      raise ValueError(
+          f"T5Config.relative_attention_max_distance={self.relative_attention_max_distance}"
+          f" must exceed relative_attention_num_buckets // 2 ="
+          f" {self.relative_attention_num_buckets // 2}")
 
   @property
   def is_gated(self) -> bool:

@@ -490,13 +490,22 @@ class Transformer(nnx.Module):
 
 def build_model(config: T5Config, mesh: jax.sharding.Mesh | None = None,
                 seed: int = 0) -> Transformer:
-  """A randomly initialised model whose parameters are sharded on `mesh` as they are created.
+  """A randomly initialised model whose parameters are created sharded on `mesh`.
 
-  Without a mesh the model lives on the first device.
+  Initialisation runs in one jitted function whose out_shardings come from
+  the parameters' logical axes, so no device ever holds a full copy of a
+  sharded model. Without a mesh the model lives on the first device.
   """
   mesh = sharding.single_device_mesh() if mesh is None else mesh
+  graphdef, abstract = nnx.split(abstract_model(config, mesh))
+  out_shardings = jax.tree.map(lambda a: a.sharding, abstract)
+
+  @functools.partial(jax.jit, out_shardings=out_shardings)
+  def init():
+    return nnx.state(Transformer(config, rngs=nnx.Rngs(params=seed)))
+
   with sharding.use_mesh(mesh):
-    return nnx.jit(lambda: Transformer(config, rngs=nnx.Rngs(params=seed)))()
+    return nnx.merge(graphdef, init())
 
 
 def abstract_model(config: T5Config, mesh: jax.sharding.Mesh | None = None) -> Transformer:
