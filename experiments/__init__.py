@@ -1,0 +1,1 @@
+"""Runnable experiments with their bundled data and recorded results (see each README)."""

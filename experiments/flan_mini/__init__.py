@@ -1,0 +1,1 @@
+"""FLAN in miniature: a generated instruction collection, held-out-cluster experiments, ablations."""
