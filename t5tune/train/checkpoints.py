@@ -83,6 +83,7 @@ class Checkpointer:
                best_mode: str = "min", async_save: bool = True):
     self.directory = os.path.abspath(directory)
     self._model_config = dict(model_config)
+    self._async = async_save
     policies = [checkpoint_managers.LatestN(n=max(keep, 1))]
     if keep_best and best_metric:
       policies.append(checkpoint_managers.BestN(
@@ -93,8 +94,8 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
         enable_async_checkpointing=async_save,
-        async_options=ocp.AsyncOptions(
-            post_finalization_callback=self._after_finalize),
+        async_options=(ocp.AsyncOptions(post_finalization_callback=self._after_finalize)
+                       if async_save else None),
         create=True)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
@@ -134,8 +135,11 @@ class Checkpointer:
     }
     if iterator is not None:
       items["data"] = DataIteratorSave(iterator)
-    return self.manager.save(step, args=ocp.args.Composite(**items),
-                             metrics=dict(metrics) if metrics else None, force=force)
+    started = self.manager.save(step, args=ocp.args.Composite(**items),
+                                metrics=dict(metrics) if metrics else None, force=force)
+    if not self._async:
+      self._after_finalize()
+    return started
 
   def restore(self, step: int, *, abstract_params: Any, abstract_state: Any,
               iterator: Any | None) -> tuple[Any, Any]:

@@ -132,6 +132,21 @@ def resolve_model(config: ml_collections.ConfigDict) -> model_config.T5Config:
   return model_config.preset(config.model.preset, **model_overrides(config))
 
 
+def _check_divisible(model: model_config.T5Config, mesh_shape: tuple[int, int, int]) -> None:
+  """Sharded parameter axes must divide evenly by their mesh axis (see sharding.py's rules)."""
+  _, fsdp, tensor = mesh_shape
+  needs = [("num_heads", model.num_heads, "tensor", tensor),
+           ("d_ff", model.d_ff, "tensor", tensor),
+           ("vocab_size", model.vocab_size, "tensor", tensor),
+           ("d_model", model.d_model, "fsdp", fsdp)]
+  for field, size, axis, ways in needs:
+    if size % ways:
+      raise ValueError(
+          f"config.mesh.shape={tuple(mesh_shape)} splits {field}={size} {ways} ways over"
+          f" '{axis}', which does not divide it; change config.mesh.shape (or"
+          f" config.model.overrides.{field})")
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, int, int]:
   """Checks values that the schema's types cannot; returns the resolved mesh shape.
 
@@ -143,9 +158,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, 
     raise ValueError(f"config.mesh.shape: {e}") from None
   if not config.init_from:
     try:
-      resolve_model(config)
+      model = resolve_model(config)
     except ValueError as e:
       raise ValueError(f"config.model: {e}") from None
+    _check_divisible(model, mesh_shape)
   _choice("optimizer.name", config.optimizer.name, optimizers.OPTIMIZERS)
   _choice("schedule.name", config.schedule.name, optimizers.SCHEDULES)
   _choice("train.loss_normalization", config.train.loss_normalization, losses.NORMALIZATIONS)

@@ -170,7 +170,8 @@ class Trainer:
     self.config = config
     self.workdir = os.path.abspath(workdir)
     self.eval_fns = list(eval_fns)
-    mesh_shape = experiment.validate(config, jax.device_count())
+    # A caller's mesh may use a subset of the devices (tests, notebooks).
+    mesh_shape = experiment.validate(config, mesh.size if mesh is not None else jax.device_count())
     self.mesh = mesh if mesh is not None else sharding.make_mesh(mesh_shape)
     os.makedirs(self.workdir, exist_ok=True)
     if jax.process_index() == 0:
