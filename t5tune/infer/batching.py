@@ -1,0 +1,79 @@
+"""Runs a pure function of the model on host batches: padded, placed on the model's mesh, jitted once.
+
+Decoding and scoring both need the same plumbing: find the mesh the model's
+parameters live on, pad the batch to a multiple of the data-parallel size
+(padding rows are dropped from the result), shard the batch over the
+('data', 'fsdp') axes, and call one `jax.jit`-compiled function per
+(function, model structure, static options, mesh). The model's parameters
+keep their own shardings; XLA partitions the computation around them.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+
+from t5tune import sharding
+
+_COMPILED: dict[Any, Callable] = {}
+
+
+def model_mesh(model: nnx.Module) -> jax.sharding.Mesh:
+  """The mesh the model's parameters are sharded on (one device if they are not)."""
+  for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
+    sh = getattr(leaf, "sharding", None)
+    if isinstance(sh, NamedSharding):
+      return sh.mesh
+    break
+  return sharding.single_device_mesh()
+
+
+def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
+  """Pads axis 0 with zero rows up to a multiple of `multiple`."""
+  extra = (-x.shape[0]) % multiple
+  if not extra:
+    return x
+  return np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)], axis=0)
+
+
+def _apply(fn, graphdef, static, state, *arrays):
+  return fn(nnx.merge(graphdef, state), *arrays, static)
+
+
+def _to_global(x: np.ndarray, mesh) -> jax.Array:
+  # Every process holds the whole host batch (evaluation sets are replicated),
+  # so each device takes its slice; this works on one host and on many.
+  return jax.make_array_from_callback(
+      x.shape, sharding.batch_sharding(mesh, x.ndim), lambda idx: x[idx])
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def run(fn: Callable, model: nnx.Module, arrays: Sequence[np.ndarray], static: Any) -> Any:
+  """`fn(model, *arrays, static)` jitted on the model's mesh; returns host numpy arrays.
+
+  `arrays` share their leading (batch) dimension; `static` must be hashable
+  (it is part of the compilation key).
+  """
+  graphdef, state = nnx.split(model)
+  mesh = model_mesh(model)
+  n = arrays[0].shape[0]
+  multiple = sharding.data_parallel_size(mesh)
+  placed = [_to_global(pad_rows(np.asarray(a), multiple), mesh) for a in arrays]
+  key = (fn, graphdef, static, mesh)
+  compiled = _COMPILED.get(key)
+  if compiled is None:
+    compiled = jax.jit(functools.partial(_apply, fn, graphdef, static))
+    _COMPILED[key] = compiled
+  with sharding.use_mesh(mesh):
+    out = compiled(state, *placed)
+  return jax.tree.map(lambda x: _to_host(x)[:n], out)

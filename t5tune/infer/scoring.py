@@ -1,0 +1,104 @@
+"""Scoring: log-likelihood of given targets, and rank classification over answer options.
+
+    s = scoring.score(model, encoder_input_tokens, target_tokens)
+    s.sum, s.mean            # [B]: summed and per-token mean log-likelihood
+    r = scoring.rank_classify(model, encoder_input_tokens, option_tokens)
+    r.best, r.scores         # [B] index of the best option, [B, K] its log-likelihoods
+
+Targets are EOS-terminated and right-padded with 0; the EOS token counts,
+padding does not. Rank classification scores every option of an example as
+a target for the same input (as seqio's rank-classification preprocessing and
+FLAN's evaluation do) and predicts the one with the highest summed
+log-likelihood (or per-token mean, `length_normalize=True`). The encoder runs
+once per example, not once per option. Options that are all padding (examples
+with fewer options than the widest one) score -inf.
+"""
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from t5tune.infer import batching
+from t5tune.models import t5
+
+
+@flax.struct.dataclass
+class Scores:
+  """Host results of `score`."""
+  sum: np.ndarray  # [B]
+  mean: np.ndarray  # [B]
+  num_tokens: np.ndarray  # [B]
+  token_logprobs: np.ndarray  # [B, T], 0 at padding
+
+
+@flax.struct.dataclass
+class RankResult:
+  """Host results of `rank_classify`."""
+  best: np.ndarray  # [B] index of the chosen option
+  scores: np.ndarray  # [B, K] summed log-likelihood per option (-inf for absent options)
+  mean: np.ndarray  # [B, K] per-token mean log-likelihood
+
+
+def _shift_right(targets_BT: jax.Array, start: int) -> jax.Array:
+  return jnp.concatenate(
+      [jnp.full(targets_BT.shape[:1] + (1,), start, targets_BT.dtype), targets_BT[:, :-1]], axis=1)
+
+
+def _token_logprobs(model: t5.Transformer, enc_BLD, enc_tokens_BL, targets_BT):
+  cfg = model.config
+  logits_BTV = model.decode(enc_BLD, enc_tokens_BL,
+                            _shift_right(targets_BT, cfg.decoder_start_token_id))
+  logp_BTV = jax.nn.log_softmax(logits_BTV, axis=-1)
+  tok_BT = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
+  return jnp.where(targets_BT != cfg.pad_token_id, tok_BT, 0.0)
+
+
+def _score_fn(model, enc_tokens_BL, targets_BT, static):
+  del static
+  enc = model.encode(enc_tokens_BL)
+  return _token_logprobs(model, enc, enc_tokens_BL, targets_BT)
+
+
+def score(model: t5.Transformer, encoder_input_tokens, target_tokens) -> Scores:
+  """Log-likelihood of `target_tokens` [B, T] given `encoder_input_tokens` [B, L]."""
+  enc = np.asarray(encoder_input_tokens, np.int32)
+  tgt = np.asarray(target_tokens, np.int32)
+  if enc.ndim != 2 or tgt.ndim != 2 or enc.shape[0] != tgt.shape[0]:
+    raise ValueError(f"expected encoder_input_tokens [B, L] and target_tokens [B, T] with the"
+                     f" same B; got {enc.shape} and {tgt.shape}")
+  tok = batching.run(_score_fn, model, (enc, tgt), None)
+  n = (tgt != model.config.pad_token_id).sum(axis=1)
+  total = tok.sum(axis=1)
+  return Scores(sum=total, mean=total / np.maximum(n, 1), num_tokens=n, token_logprobs=tok)
+
+
+def _rank_fn(model, enc_tokens_BL, options_BKT, static):
+  del static
+  b, k, t = options_BKT.shape
+  enc_BLD = model.encode(enc_tokens_BL)
+  enc_rep = jnp.repeat(enc_BLD, k, axis=0)
+  tokens_rep = jnp.repeat(enc_tokens_BL, k, axis=0)
+  tok = _token_logprobs(model, enc_rep, tokens_rep, options_BKT.reshape(b * k, t))
+  return tok.reshape(b, k, t).sum(axis=-1)
+
+
+def rank_classify(model: t5.Transformer, encoder_input_tokens, option_tokens,
+                  *, length_normalize: bool = False) -> RankResult:
+  """Scores options [B, K, T] (EOS-terminated, 0-padded) for inputs [B, L]; picks the best."""
+  enc = np.asarray(encoder_input_tokens, np.int32)
+  opts = np.asarray(option_tokens, np.int32)
+  if opts.ndim != 3 or enc.ndim != 2 or opts.shape[0] != enc.shape[0]:
+    raise ValueError(f"expected encoder_input_tokens [B, L] and option_tokens [B, K, T] with"
+                     f" the same B; got {enc.shape} and {opts.shape}")
+  sums = batching.run(_rank_fn, model, (enc, opts), None)
+  n = (opts != model.config.pad_token_id).sum(axis=-1)
+  present = n > 0
+  if not present.any(axis=1).all():
+    row = int(np.argmin(present.any(axis=1)))
+    raise ValueError(f"rank_classify: example {row} has no options (all padding)")
+  sums = np.where(present, sums, -np.inf)
+  mean = np.where(present, sums / np.maximum(n, 1), -np.inf)
+  best = np.argmax(mean if length_normalize else sums, axis=1)
+  return RankResult(best=best, scores=sums, mean=mean)

@@ -1,0 +1,138 @@
+"""Decoding against transformers' PyTorch T5 (same random weights), sampling properties, meshes."""
+import jax
+import numpy as np
+import pytest
+import torch
+
+import t5tune
+from t5tune import sharding
+from t5tune.infer import decoding
+from t5tune.infer import scoring
+from tests.models import hf_reference
+
+B, L, T = 6, 20, 16
+
+
+@pytest.fixture(scope="module")
+def hf_pair(tmp_path_factory):
+  """A gated (Flan-T5-like) random HF model whose EOS is likely enough to end some beams."""
+  hf_model, _ = hf_reference.build_hf_t5(tmp_path_factory.mktemp("hf_raw"), gated=True)
+  with torch.no_grad():
+    w = hf_model.lm_head.weight
+    # EOS's output row made close to rows this random model often emits, so
+    # that sequences and beams end at different lengths.
+    w[1] = 0.8 * w[112] + 0.6 * w[4] + 0.6 * w[88]
+  path = str(tmp_path_factory.mktemp("hf_eos"))
+  hf_model.save_pretrained(path, safe_serialization=True)
+  return hf_model, path, t5tune.load_model(path)
+
+
+def _inputs(vocab=128, seed=0):
+  rng = np.random.RandomState(seed)
+  enc = rng.randint(2, vocab, (B, L)).astype(np.int32)
+  enc[1, 12:] = 0  # padding
+  enc[2, 5:] = 0
+  return enc
+
+
+def _hf_generate(hf_model, enc, **kwargs):
+  """HF tokens after the start token, cut after the first EOS and padded with 0 (ours)."""
+  with torch.no_grad():
+    # use_cache=False: transformers' cached generate breaks when the decoder
+    # is deeper than the encoder (DESIGN.md pitfalls).
+    out = hf_model.generate(input_ids=torch.tensor(enc, dtype=torch.long),
+                            attention_mask=torch.tensor(enc != 0, dtype=torch.long),
+                            max_new_tokens=T, use_cache=False, **kwargs).numpy()[:, 1:]
+  res = np.zeros((len(enc), T), np.int32)
+  for i, row in enumerate(out.tolist()):
+    # HF fills beam outputs after EOS with EOS (pad_token_id 0 is falsy there).
+    row = row[:row.index(1) + 1] if 1 in row else row
+    res[i, :len(row)] = row
+  return res
+
+
+def test_greedy_identical_to_transformers(hf_pair):
+  hf_model, _, model = hf_pair
+  enc = _inputs()
+  ours = decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=T))
+  ref = _hf_generate(hf_model, enc, do_sample=False, num_beams=1)
+  np.testing.assert_array_equal(ours.tokens, ref)
+  assert (ours.tokens == 1).any(axis=1).sum() >= 2, "too few sequences end in EOS to test it"
+  # Nothing but padding after EOS.
+  for row in ours.tokens:
+    if 1 in row.tolist():
+      assert not row[row.tolist().index(1) + 1:].any()
+
+
+@pytest.mark.parametrize("length_penalty", [1.0, 2.0])
+def test_beam_identical_to_transformers(hf_pair, length_penalty):
+  hf_model, _, model = hf_pair
+  enc = _inputs()
+  ours = decoding.decode(model, enc, decoding.DecodeOptions(
+      method="beam", num_beams=4, length_penalty=length_penalty, max_decode_len=T))
+  ref = _hf_generate(hf_model, enc, do_sample=False, num_beams=4,
+                     length_penalty=length_penalty, early_stopping=False)
+  np.testing.assert_array_equal(ours.tokens, ref)
+  assert (ours.tokens == 1).any(axis=1).sum() >= 1, "no beam ends in EOS: nothing tested"
+  assert ours.beams.shape == (B, 4, T)
+  assert np.all(np.diff(ours.beam_scores, axis=1) <= 0)  # best first
+  # The beam score is the log-likelihood over length ** length_penalty.
+  s = scoring.score(model, enc, ours.tokens)
+  np.testing.assert_allclose(ours.scores, s.sum / s.num_tokens ** length_penalty, atol=1e-4)
+
+
+def test_sampling_limits_equal_greedy(hf_pair):
+  _, _, model = hf_pair
+  enc = _inputs(seed=2)
+  greedy = decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=T)).tokens
+  top1 = decoding.decode(model, enc, decoding.DecodeOptions(
+      method="sample", top_k=1, max_decode_len=T), rng=jax.random.key(3)).tokens
+  top_p0 = decoding.decode(model, enc, decoding.DecodeOptions(
+      method="sample", top_p=1e-6, max_decode_len=T), rng=jax.random.key(4)).tokens
+  np.testing.assert_array_equal(top1, greedy)
+  np.testing.assert_array_equal(top_p0, greedy)
+
+
+def test_sampling_deterministic_per_key(hf_pair):
+  _, _, model = hf_pair
+  enc = _inputs(seed=2)
+  opts = decoding.DecodeOptions(method="sample", temperature=1.0, top_k=50, top_p=0.95,
+                                max_decode_len=T)
+  a = decoding.decode(model, enc, opts, rng=jax.random.key(7))
+  b = decoding.decode(model, enc, opts, rng=jax.random.key(7))
+  c = decoding.decode(model, enc, opts, rng=jax.random.key(8))
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  assert (a.tokens != c.tokens).any()
+  # Per-row keys: a row's tokens do not depend on the other rows of the batch.
+  keys = decoding.row_keys(jax.random.key(7), B)
+  flipped = decoding.decode(model, enc[::-1], opts, rng=keys[::-1])
+  np.testing.assert_array_equal(flipped.tokens[::-1], a.tokens)
+
+
+def test_filter_logits_keeps_nucleus():
+  logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], np.float32))
+  kept = np.isfinite(np.asarray(decoding.filter_logits(logits, 1.0, 0, 0.7)))
+  np.testing.assert_array_equal(kept, [[True, True, False, False]])
+  kept = np.isfinite(np.asarray(decoding.filter_logits(logits, 1.0, 3, 1.0)))
+  np.testing.assert_array_equal(kept, [[True, True, True, False]])
+
+
+def test_bad_options_name_the_field():
+  with pytest.raises(ValueError, match="top_p"):
+    decoding.DecodeOptions(method="sample", top_p=1.5)
+  with pytest.raises(ValueError, match="method"):
+    decoding.DecodeOptions(method="nucleus")
+
+
+def test_eight_devices_same_tokens_as_one(hf_pair):
+  _, path, model = hf_pair
+  assert jax.device_count() == 8
+  mesh = sharding.make_mesh((2, 2, 2))
+  sharded = t5tune.load_model(path, mesh)
+  enc = _inputs(seed=5)  # 6 rows, not a multiple of the 4-way batch split: padded inside
+  for opts in [decoding.DecodeOptions(max_decode_len=T),
+               decoding.DecodeOptions(method="beam", num_beams=4, max_decode_len=T)]:
+    one = decoding.decode(model, enc, opts)
+    eight = decoding.decode(sharded, enc, opts)
+    np.testing.assert_array_equal(eight.tokens, one.tokens, err_msg=opts.method)
+    np.testing.assert_allclose(eight.scores, one.scores, atol=1e-4)
