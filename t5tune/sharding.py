@@ -35,6 +35,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("layers", None),  # the stacked axis of scanned layers
     ("prompt", None),  # prompt-tuning positions
     ("lora_rank", None),
+    ("adapter", None),  # adapter bottleneck
     # Activations: embed dimension is not split (it is the contraction axis of
     # every projection); hidden MLP and heads follow the tensor axis.
     ("act_embed", None),

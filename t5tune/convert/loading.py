@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from typing import Any
@@ -43,22 +44,36 @@ def read_config(path: str) -> model_config.T5Config:
 
 
 def _assign(model: t5.Transformer, params: dict, source: str) -> None:
-  """Copies a nested dict of arrays into the model's parameters, keeping their shardings."""
+  """Copies a nested dict of arrays into the model's parameters, keeping their shardings.
+
+  Parameter-efficient tuning parameters (LoRA, prompt, prefix, adapters) that
+  the source lacks keep their initial values: that is how a PEFT run starts
+  from plain weights.
+  """
   state = nnx.state(model, nnx.Param)
   flat_target = dict(nnx.to_flat_state(state))
   flat_new = {tuple(k): v for k, v in _flatten(params)}
-  missing = sorted(set(flat_target) - set(flat_new))
+  peft = re.compile(model_config.PEFT_PARAMS)
+  missing = sorted(k for k in set(flat_target) - set(flat_new)
+                   if not peft.search("/".join(map(str, k))))
   if missing:
     raise hf.ConversionError(f"{source}: missing parameter {'/'.join(map(str, missing[0]))}")
   extra = sorted(set(flat_new) - set(flat_target))
   if extra:
     raise hf.ConversionError(f"{source}: unexpected parameter {'/'.join(map(str, extra[0]))}")
   for key, var in flat_target.items():
-    value = flat_new[key]
-    if tuple(value.shape) != tuple(var.shape):
+    value = flat_new.get(key)
+    if value is not None and tuple(value.shape) != tuple(var.shape):
       raise hf.ConversionError(f"{source}: parameter {'/'.join(map(str, key))} has shape"
                                f" {tuple(value.shape)}, model expects {tuple(var.shape)}")
+    if key not in flat_new:
+      continue
     var.value = jax.device_put(np.asarray(value).astype(var.dtype), var.value.sharding)
+
+
+def _peft_fields(cfg: model_config.T5Config) -> tuple:
+  return (cfg.lora_rank, cfg.lora_targets if cfg.lora_rank else None, cfg.prompt_length,
+          cfg.prefix_length, cfg.adapter_dim)
 
 
 def _flatten(tree, prefix=()):
@@ -80,13 +95,20 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: no such model directory")
   if is_t5tune_dir(path):
-    cfg = read_config(path).replace(**config_overrides)
-    model = t5.abstract_model(cfg, mesh)
-    graphdef, abstract = nnx.split(model, nnx.Param)
+    saved = read_config(path)
+    cfg = saved.replace(**config_overrides)
+    _, abstract = nnx.split(t5.abstract_model(saved, mesh), nnx.Param)
     import orbax.checkpoint as ocp
     with ocp.StandardCheckpointer() as ckptr:
       restored = ckptr.restore(os.path.abspath(os.path.join(path, "params")), abstract)
-    return nnx.merge(graphdef, restored)
+    if _peft_fields(cfg) == _peft_fields(saved):
+      # Same parameters: only numerics (dtype, dropout) may differ, and those
+      # live in the module graph of the new config.
+      graphdef, _ = nnx.split(t5.abstract_model(cfg, mesh), nnx.Param)
+      return nnx.merge(graphdef, restored)
+    model = t5.build_model(cfg, mesh)
+    _assign(model, restored.to_pure_dict(), path)
+    return model
   if hf.is_hf_dir(path):
     cfg, tensors = hf.read_hf_dir(path)
     cfg = cfg.replace(**config_overrides)
@@ -103,6 +125,29 @@ def params_as_numpy(model: t5.Transformer) -> dict:
   """The model's parameters as a nested dict of host numpy arrays."""
   state = nnx.state(model, nnx.Param)
   return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), state.to_pure_dict())
+
+
+def merged_params(model: t5.Transformer) -> dict:
+  """Plain T5 parameters with LoRA folded into the kernels, for export.
+
+  Prompt tuning, prefix tuning and adapters change the architecture and have
+  no Hugging Face T5 equivalent, so exporting such a model is refused.
+  """
+  cfg = model.config
+  for field in ("prompt_length", "prefix_length", "adapter_dim"):
+    if getattr(cfg, field):
+      raise hf.ConversionError(
+          f"the model uses {field}={getattr(cfg, field)}, which a Hugging Face T5 cannot"
+          " represent; keep it as a t5tune model directory (LoRA alone can be exported)")
+  params = params_as_numpy(model)
+  for path, module in nnx.iter_graph(model):
+    if isinstance(module, t5.Dense) and module.lora_rank:
+      node = params
+      for key in path:
+        node = node[key]
+      node["kernel"] = np.asarray(jax.device_get(module.merged_kernel()))
+      del node["lora_a"], node["lora_b"]
+  return params
 
 
 def save_model(model: t5.Transformer, path: str) -> None:
@@ -131,7 +176,7 @@ def hf_to_t5tune(input_dir: str, output_dir: str) -> model_config.T5Config:
   """Converts a HF T5 directory into a t5tune model directory (nothing partial on failure)."""
   cfg, tensors = hf.read_hf_dir(input_dir)
   params = hf.hf_tensors_to_params(tensors, cfg, source=input_dir)  # validates first
-  model = t5.build_model(cfg.replace(dropout_rate=cfg.dropout_rate))
+  model = t5.build_model(cfg)
   _assign(model, params, input_dir)
   save_model(model, output_dir)
   return cfg
@@ -140,5 +185,5 @@ def hf_to_t5tune(input_dir: str, output_dir: str) -> model_config.T5Config:
 def t5tune_to_hf(input_dir: str, output_dir: str) -> model_config.T5Config:
   """Writes a HF directory that `T5ForConditionalGeneration.from_pretrained` loads."""
   model = load_model(input_dir)
-  hf.write_hf_dir(output_dir, model.config, params_as_numpy(model))
+  hf.write_hf_dir(output_dir, model.config, merged_params(model))
   return model.config

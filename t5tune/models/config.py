@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from typing import Any, Mapping
 
 FEED_FORWARD_KINDS = ("relu", "gelu", "gated-gelu", "gated-silu", "gated-relu")
 DTYPES = ("float32", "bfloat16", "float16")
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+# Parameter paths (joined with "/") of the parameter-efficient tuning modules;
+# `--config.optimizer.train_only=peft` trains these alone.
+PEFT_PARAMS = r"(lora_a|lora_b|prompt|prefix_k|prefix_v|adapter)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +52,14 @@ class T5Config:
   param_dtype: str = "float32"
   # Rematerialisation policy of each layer in training (memory for compute).
   remat_policy: str = "none"
+  # Parameter-efficient tuning (0 = off). Each adds parameters whose names
+  # contain `lora_`, `prompt`, `prefix_` or `adapter`; `PEFT_PARAMS` matches them.
+  lora_rank: int = 0  # LoRA on the projections matched by lora_targets
+  lora_alpha: float = 16.0  # LoRA update scaled by lora_alpha / lora_rank
+  lora_targets: str = r"attention\.(q|v)$"  # regex on e.g. "cross_attention.v", "mlp.wi_0"
+  prompt_length: int = 0  # prompt tuning: learned embeddings before the encoder input
+  prefix_length: int = 0  # prefix tuning: learned keys/values in every attention
+  adapter_dim: int = 0  # bottleneck adapters after every MLP block
 
   def __post_init__(self):
     if self.scale_decoder_outputs is None:
@@ -62,6 +74,13 @@ class T5Config:
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(
           f"T5Config.remat_policy={self.remat_policy!r}: expected one of {REMAT_POLICIES}")
+    for key in ("lora_rank", "prompt_length", "prefix_length", "adapter_dim"):
+      if int(getattr(self, key)) < 0:
+        raise ValueError(f"T5Config.{key} must be >= 0, got {getattr(self, key)}")
+    try:
+      re.compile(self.lora_targets)
+    except re.error as e:
+      raise ValueError(f"T5Config.lora_targets={self.lora_targets!r} is not a regex: {e}") from None
     for key in ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads",
                 "num_encoder_layers", "num_decoder_layers",
                 "relative_attention_num_buckets"):
@@ -75,6 +94,10 @@ class T5Config:
           f"T5Config.relative_attention_max_distance={self.relative_attention_max_distance}"
           f" must exceed relative_attention_num_buckets // 2 ="
           f" {self.relative_attention_num_buckets // 2}")
+
+  @property
+  def uses_peft(self) -> bool:
+    return bool(self.lora_rank or self.prompt_length or self.prefix_length or self.adapter_dim)
 
   @property
   def is_gated(self) -> bool:

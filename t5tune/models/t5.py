@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any
 
 import flax.struct
@@ -65,15 +66,39 @@ class RMSNorm(nnx.Module):
 
 
 class Dense(nnx.Module):
-  """A bias-free projection with logically named kernel axes."""
+  """A bias-free projection with logically named kernel axes, optionally with LoRA.
+
+  With LoRA the output is x @ W + (alpha / r) * (x @ A) @ B, where B starts at
+  zero so a freshly wrapped model computes exactly what it did before.
+  """
 
   def __init__(self, d_in: int, d_out: int, names: tuple[str, str], stddev: float,
-               config: T5Config, *, rngs: nnx.Rngs):
+               config: T5Config, *, rngs: nnx.Rngs, role: str = ""):
     self.kernel = _param(rngs, (d_in, d_out), names, stddev, config.param_dtype)
     self.dtype = _dtype(config.dtype)
+    self.lora_rank = 0
+    if config.lora_rank and role and re.search(config.lora_targets, role):
+      r = config.lora_rank
+      self.lora_rank = r
+      self.lora_scale = config.lora_alpha / r
+      self.lora_a = _param(rngs, (d_in, r), (names[0], "lora_rank"), d_in ** -0.5,
+                           config.param_dtype)
+      zeros = nnx.with_partitioning(nnx.initializers.zeros, ("lora_rank", names[1]))
+      self.lora_b = nnx.Param(zeros(rngs.params(), (r, d_out), _dtype(config.param_dtype)))
 
   def __call__(self, x: Array) -> Array:
-    return jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    x = x.astype(self.dtype)
+    y = jnp.dot(x, self.kernel[...].astype(self.dtype))
+    if self.lora_rank:
+      low = jnp.dot(x, self.lora_a[...].astype(self.dtype))
+      y = y + self.lora_scale * jnp.dot(low, self.lora_b[...].astype(self.dtype))
+    return y
+
+  def merged_kernel(self) -> Array:
+    """The kernel with the LoRA update folded in (for export and fast decoding)."""
+    if not self.lora_rank:
+      return self.kernel[...]
+    return self.kernel[...] + self.lora_scale * (self.lora_a[...] @ self.lora_b[...])
 
 
 def relative_position_bucket(relative_position: Array, *, bidirectional: bool,
@@ -123,21 +148,34 @@ class RelativePositionBias(nnx.Module):
 
 
 class Attention(nnx.Module):
-  """Multi-head attention without score scaling; q/k/v/o kernels fuse heads and d_kv."""
+  """Multi-head attention without score scaling; q/k/v/o kernels fuse heads and d_kv.
 
-  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+  `role` ("attention", "self_attention" or "cross_attention") names the
+  projections for LoRA targeting ("cross_attention.v"). With prefix tuning,
+  learned keys and values are put before the real ones; every query may
+  attend to them and they carry no position bias.
+  """
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs, role: str = "attention"):
     inner = config.num_heads * config.d_kv
     d = config.d_model
+    kw = dict(rngs=rngs)
     # T5's initialisation: the query carries the 1/sqrt(d_kv) that the score
     # computation leaves out.
-    self.q = Dense(d, inner, ("embed", "joined_kv"), (d * config.d_kv) ** -0.5, config, rngs=rngs)
-    self.k = Dense(d, inner, ("embed", "joined_kv"), d ** -0.5, config, rngs=rngs)
-    self.v = Dense(d, inner, ("embed", "joined_kv"), d ** -0.5, config, rngs=rngs)
-    self.o = Dense(inner, d, ("joined_kv", "embed"), inner ** -0.5, config, rngs=rngs)
+    self.q = Dense(d, inner, ("embed", "joined_kv"), (d * config.d_kv) ** -0.5, config,
+                   role=f"{role}.q", **kw)
+    self.k = Dense(d, inner, ("embed", "joined_kv"), d ** -0.5, config, role=f"{role}.k", **kw)
+    self.v = Dense(d, inner, ("embed", "joined_kv"), d ** -0.5, config, role=f"{role}.v", **kw)
+    self.o = Dense(inner, d, ("joined_kv", "embed"), inner ** -0.5, config, role=f"{role}.o", **kw)
     self.num_heads = config.num_heads
     self.d_kv = config.d_kv
     self.dropout = nnx.Dropout(config.dropout_rate)
     self.dtype = _dtype(config.dtype)
+    self.prefix_length = config.prefix_length
+    if config.prefix_length:
+      shape = (config.prefix_length, inner)
+      self.prefix_k = _param(rngs, shape, ("prompt", "joined_kv"), 1.0, config.param_dtype)
+      self.prefix_v = _param(rngs, shape, ("prompt", "joined_kv"), 1.0, config.param_dtype)
 
   def _split(self, x_BLI: Array) -> Array:
     b, l, _ = x_BLI.shape
@@ -147,8 +185,24 @@ class Attention(nnx.Module):
     """Keys and values [B, S, H, K] of a key/value sequence (cached in decoding)."""
     return self._split(self.k(x_BSD)), self._split(self.v(x_BSD))
 
+  def _with_prefix(self, k_BSHK, v_BSHK, bias_BHTS, mask_BHTS):
+    b = k_BSHK.shape[0]
+    p = self.prefix_length
+    pk = jnp.broadcast_to(self.prefix_k[...].astype(k_BSHK.dtype), (b, p, self.num_heads * self.d_kv))
+    pv = jnp.broadcast_to(self.prefix_v[...].astype(v_BSHK.dtype), (b, p, self.num_heads * self.d_kv))
+    k_BSHK = jnp.concatenate([self._split(pk), k_BSHK], axis=1)
+    v_BSHK = jnp.concatenate([self._split(pv), v_BSHK], axis=1)
+    bias_BHTS = jnp.asarray(bias_BHTS)
+    if bias_BHTS.ndim == 4:
+      bias_BHTS = jnp.pad(bias_BHTS, ((0, 0), (0, 0), (0, 0), (p, 0)))
+    if mask_BHTS is not None:
+      mask_BHTS = jnp.pad(mask_BHTS, ((0, 0), (0, 0), (0, 0), (p, 0)), constant_values=True)
+    return k_BSHK, v_BSHK, bias_BHTS, mask_BHTS
+
   def attend(self, q_BTD: Array, k_BSHK: Array, v_BSHK: Array, bias_BHTS: Array,
              mask_BHTS: Array | None, rngs: nnx.Rngs | None) -> Array:
+    if self.prefix_length:
+      k_BSHK, v_BSHK, bias_BHTS, mask_BHTS = self._with_prefix(k_BSHK, v_BSHK, bias_BHTS, mask_BHTS)
     q_BTHK = self._split(self.q(q_BTD))
     scores_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK, k_BSHK.astype(self.dtype),
                              preferred_element_type=jnp.float32)
@@ -174,11 +228,11 @@ class MLP(nnx.Module):
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
     d, f = config.d_model, config.d_ff
     if config.is_gated:
-      self.wi_0 = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs)
-      self.wi_1 = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs)
+      self.wi_0 = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs, role="mlp.wi_0")
+      self.wi_1 = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs, role="mlp.wi_1")
     else:
-      self.wi = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs)
-    self.wo = Dense(f, d, ("mlp", "embed"), f ** -0.5, config, rngs=rngs)
+      self.wi = Dense(d, f, ("embed", "mlp"), d ** -0.5, config, rngs=rngs, role="mlp.wi")
+    self.wo = Dense(f, d, ("mlp", "embed"), f ** -0.5, config, rngs=rngs, role="mlp.wo")
     self.is_gated = config.is_gated
     self.activation = config.activation
     self.dropout = nnx.Dropout(config.dropout_rate)
@@ -200,14 +254,35 @@ class MLP(nnx.Module):
     return self.wo(h_BLF)
 
 
+class Adapter(nnx.Module):
+  """A bottleneck adapter (down, ReLU, up) added residually after a layer's MLP block.
+
+  The up-projection starts at zero, so adding adapters leaves the output unchanged.
+  """
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    d, a = config.d_model, config.adapter_dim
+    self.adapter_down = _param(rngs, (d, a), ("embed", "adapter"), d ** -0.5, config.param_dtype)
+    zeros = nnx.with_partitioning(nnx.initializers.zeros, ("adapter", "embed"))
+    self.adapter_up = nnx.Param(zeros(rngs.params(), (a, d), _dtype(config.param_dtype)))
+    self.dtype = _dtype(config.dtype)
+
+  def __call__(self, x_BLD: Array) -> Array:
+    h = jax.nn.relu(jnp.dot(x_BLD, self.adapter_down[...].astype(self.dtype)))
+    return x_BLD + jnp.dot(h, self.adapter_up[...].astype(self.dtype))
+
+
 class EncoderLayer(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
     self.attention_norm = RMSNorm(config, rngs=rngs)
-    self.attention = Attention(config, rngs=rngs)
+    self.attention = Attention(config, rngs=rngs, role="attention")
     self.mlp_norm = RMSNorm(config, rngs=rngs)
     self.mlp = MLP(config, rngs=rngs)
     self.dropout = nnx.Dropout(config.dropout_rate)
+    if config.adapter_dim:
+      self.adapter = Adapter(config, rngs=rngs)
+    self.has_adapter = bool(config.adapter_dim)
 
   def __call__(self, x_BLD, bias_BHLL, mask_BHLL, rngs=None):
     det = rngs is None
@@ -216,6 +291,8 @@ class EncoderLayer(nnx.Module):
                                  deterministic=det, rngs=rngs)
     x_BLD = x_BLD + self.dropout(self.mlp(self.mlp_norm(x_BLD), rngs),
                                  deterministic=det, rngs=rngs)
+    if self.has_adapter:
+      x_BLD = self.adapter(x_BLD)
     return sharding.with_logical_constraint(x_BLD, ("batch", "length", "act_embed"))
 
 
@@ -223,31 +300,45 @@ class DecoderLayer(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
     self.self_attention_norm = RMSNorm(config, rngs=rngs)
-    self.self_attention = Attention(config, rngs=rngs)
+    self.self_attention = Attention(config, rngs=rngs, role="self_attention")
     self.cross_attention_norm = RMSNorm(config, rngs=rngs)
-    self.cross_attention = Attention(config, rngs=rngs)
+    self.cross_attention = Attention(config, rngs=rngs, role="cross_attention")
     self.mlp_norm = RMSNorm(config, rngs=rngs)
     self.mlp = MLP(config, rngs=rngs)
     self.dropout = nnx.Dropout(config.dropout_rate)
+    if config.adapter_dim:
+      self.adapter = Adapter(config, rngs=rngs)
+    self.has_adapter = bool(config.adapter_dim)
 
-  def __call__(self, y_BTD, self_kv, self_bias_BHTS, self_mask_BHTS, cross_kv,
-               cross_mask_BHTS, rngs=None):
-    """`self_kv`/`cross_kv` are (k, v) [B, S, H, K]; `self_kv=None` means project y itself."""
+  def __call__(self, y_BTD, self_bias_BHTS, self_mask_BHTS, cross_kv, cross_mask_BHTS,
+               rngs=None, cache_kv=None, index=None):
+    """One decoder layer; returns (y, (k, v)) where (k, v) is the self-attention memory.
+
+    `cross_kv` is the encoder's (k, v) [B, L, H, K]. Teacher forcing leaves
+    `cache_kv` None; incremental decoding passes the layer's cached
+    (k, v) [B, T_max, H, K] and the position `index` where y's keys are written.
+    """
     det = rngs is None
     h = self.self_attention_norm(y_BTD)
-    k, v = self.self_attention.project_kv(h) if self_kv is None else self_kv
+    k, v = self.self_attention.project_kv(h)
+    if cache_kv is not None:
+      ck, cv = cache_kv
+      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=1)
+      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=1)
     y_BTD = y_BTD + self.dropout(
         self.self_attention.attend(h, k, v, self_bias_BHTS, self_mask_BHTS, rngs),
         deterministic=det, rngs=rngs)
     h = self.cross_attention_norm(y_BTD)
-    ck, cv = cross_kv
+    ek, ev = cross_kv
     zero_bias = jnp.zeros((), jnp.float32)  # T5 has no position bias in cross-attention
     y_BTD = y_BTD + self.dropout(
-        self.cross_attention.attend(h, ck, cv, zero_bias, cross_mask_BHTS, rngs),
+        self.cross_attention.attend(h, ek, ev, zero_bias, cross_mask_BHTS, rngs),
         deterministic=det, rngs=rngs)
     y_BTD = y_BTD + self.dropout(self.mlp(self.mlp_norm(y_BTD), rngs),
                                  deterministic=det, rngs=rngs)
-    return sharding.with_logical_constraint(y_BTD, ("batch", "length", "act_embed"))
+    if self.has_adapter:
+      y_BTD = self.adapter(y_BTD)
+    return sharding.with_logical_constraint(y_BTD, ("batch", "length", "act_embed")), (k, v)
 
 
 def _remat(fn, policy: str):
@@ -261,10 +352,21 @@ def _remat(fn, policy: str):
   return nnx.remat(fn, policy=policies[policy])
 
 
+PROMPT_SEGMENT = -1  # segment id of prompt-tuning positions in the encoder
+
+
 def _segment_mask(q_seg_BT: Array, k_seg_BS: Array) -> Array:
-  """[B, 1, T, S]: attend only within the same non-padding segment."""
-  return ((q_seg_BT[:, :, None] == k_seg_BS[:, None, :])
-          & (k_seg_BS[:, None, :] > 0))[:, None]
+  """[B, 1, T, S]: attend within the same non-padding segment.
+
+  Prompt-tuning positions (segment PROMPT_SEGMENT) are visible to every
+  non-padding query and see only each other, so packed examples never
+  exchange information through them.
+  """
+  q = q_seg_BT[:, :, None]
+  k = k_seg_BS[:, None, :]
+  same = (q == k) & (k > 0)
+  to_prompt = (k == PROMPT_SEGMENT) & (q != 0)
+  return (same | to_prompt)[:, None]
 
 
 def _positions(tokens_BL: Array, positions_BL: Array | None) -> Array:
@@ -330,8 +432,8 @@ class Encoder(nnx.Module):
     bias_BHLL = self.relpos_bias(positions_BL, positions_BL)
     mask_BHLL = _segment_mask(segments_BL, segments_BL)
     x_BLD = self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
+    call = _remat(lambda layer, *args: layer(*args), self.remat_policy)
     for layer in self.layers:
-      call = _remat(lambda l, *a: l(*a), self.remat_policy)
       x_BLD = call(layer, x_BLD, bias_BHLL, mask_BHLL, rngs)
     x_BLD = self.final_norm(x_BLD)
     return self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
@@ -358,12 +460,13 @@ class Decoder(nnx.Module):
     self_mask_BHTT = _segment_mask(segments_BT, segments_BT) & causal_TT[None, None]
     cross_mask_BHTL = _segment_mask(segments_BT, enc_segments_BL)
     y_BTD = self.dropout(y_BTD, deterministic=rngs is None, rngs=rngs)
+
+    def call(layer, y, enc, rngs):
+      cross_kv = layer.cross_attention.project_kv(enc)
+      return layer(y, self_bias_BHTT, self_mask_BHTT, cross_kv, cross_mask_BHTL, rngs)[0]
+
+    call = _remat(call, self.remat_policy)
     for layer in self.layers:
-      def call(l, y, eb, rngs):
-        ckv = l.cross_attention.project_kv(eb)
-        return l(y, None, self_bias_BHTT, self_mask_BHTT, ckv, cross_mask_BHTL, rngs)
-      if self.remat_policy != "none":
-        call = _remat(call, self.remat_policy)
       y_BTD = call(layer, y_BTD, enc_BLD, rngs)
     return self._finish(y_BTD, rngs)
 
@@ -381,7 +484,11 @@ class Transformer(nnx.Module):
     self.decoder = Decoder(config, rngs=rngs)
     if not config.tie_word_embeddings:
       self.lm_head = Dense(config.d_model, config.vocab_size, ("embed", "vocab"),
-                           config.d_model ** -0.5, config, rngs=rngs)
+                           config.d_model ** -0.5, config, rngs=rngs, role="lm_head")
+    if config.prompt_length:
+      # Prompt tuning: learned input embeddings, unit-variance like the vocabulary's.
+      self.prompt = _param(rngs, (config.prompt_length, config.d_model), ("prompt", "embed"),
+                           1.0, config.param_dtype)
 
   def _embed(self, tokens):
     return self.token_embedder(tokens.astype(jnp.int32))
@@ -394,21 +501,38 @@ class Transformer(nnx.Module):
       emb_VD = self.token_embedder.embedding[...].astype(_dtype(cfg.dtype))
       logits = jnp.einsum("btd,vd->btv", y_BTD, emb_VD, preferred_element_type=jnp.float32)
     else:
-      logits = jnp.dot(y_BTD, self.lm_head.kernel[...].astype(_dtype(cfg.dtype)),
-                       preferred_element_type=jnp.float32)
+      logits = self.lm_head(y_BTD).astype(jnp.float32)
     return sharding.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
   @staticmethod
   def _rngs(dropout_rng):
     return None if dropout_rng is None else nnx.Rngs(dropout=dropout_rng)
 
+  def encoder_segments(self, encoder_input_tokens, encoder_segment_ids=None) -> Array:
+    """Segment ids of the encoder output, prompt-tuning positions (if any) first."""
+    seg = _segments(encoder_input_tokens, encoder_segment_ids, self.config.pad_token_id)
+    p = self.config.prompt_length
+    if p:
+      prompt = jnp.full((seg.shape[0], p), PROMPT_SEGMENT, jnp.int32)
+      seg = jnp.concatenate([prompt, seg], axis=1)
+    return seg
+
   def encode(self, encoder_input_tokens, encoder_segment_ids=None, encoder_positions=None,
              *, dropout_rng=None, rngs=None):
-    """Encoder output [B, L, D]."""
+    """Encoder output [B, L, D] ([B, prompt_length + L, D] with prompt tuning)."""
     rngs = rngs if rngs is not None else self._rngs(dropout_rng)
     tokens = encoder_input_tokens
-    return self.encoder(self._embed(tokens), _positions(tokens, encoder_positions),
-                        _segments(tokens, encoder_segment_ids, self.config.pad_token_id), rngs)
+    x = self._embed(tokens)
+    pos = _positions(tokens, encoder_positions)
+    p = self.config.prompt_length
+    if p:
+      b = x.shape[0]
+      x = jnp.concatenate([jnp.broadcast_to(self.prompt[...].astype(x.dtype), (b, p, x.shape[2])),
+                           x], axis=1)
+      # The prompt sits just before position 0 of every (packed) example.
+      prompt_pos = jnp.broadcast_to(jnp.arange(-p, 0, dtype=jnp.int32), (b, p))
+      pos = jnp.concatenate([prompt_pos, pos], axis=1)
+    return self.encoder(x, pos, self.encoder_segments(tokens, encoder_segment_ids), rngs)
 
   def decode(self, enc_BLD, encoder_input_tokens, decoder_input_tokens, *,
              encoder_segment_ids=None, decoder_segment_ids=None, decoder_positions=None,
@@ -416,7 +540,7 @@ class Transformer(nnx.Module):
     """Teacher-forced decoder logits [B, T, V] given the encoder output."""
     rngs = rngs if rngs is not None else self._rngs(dropout_rng)
     dec = decoder_input_tokens
-    enc_seg = _segments(encoder_input_tokens, encoder_segment_ids, self.config.pad_token_id)
+    enc_seg = self.encoder_segments(encoder_input_tokens, encoder_segment_ids)
     if decoder_segment_ids is None:
       # Unpacked: every decoder position (including the start token, which is
       # the pad id) belongs to segment 1; loss weights mask the padding.
@@ -454,7 +578,7 @@ class Transformer(nnx.Module):
     return DecodeCache(
         self_k=jnp.zeros(shape, dt), self_v=jnp.zeros(shape, dt),
         cross_k=jnp.stack(ks, axis=1).astype(dt), cross_v=jnp.stack(vs, axis=1).astype(dt),
-        cross_mask=_segments(encoder_input_tokens, encoder_segment_ids, cfg.pad_token_id) > 0,
+        cross_mask=self.encoder_segments(encoder_input_tokens, encoder_segment_ids) != 0,
         index=jnp.zeros((), jnp.int32))
 
   def decode_step(self, token_B: Array, cache: DecodeCache) -> tuple[Array, DecodeCache]:
@@ -470,18 +594,11 @@ class Transformer(nnx.Module):
     cross_mask = cache.cross_mask[:, None, None, :]
     new_k, new_v = [], []
     for n, layer in enumerate(self.decoder.layers):
-      h = layer.self_attention_norm(y_B1D)
-      k1, v1 = layer.self_attention.project_kv(h)
-      k = jax.lax.dynamic_update_slice_in_dim(cache.self_k[:, n], k1.astype(cache.self_k.dtype), i, axis=1)
-      v = jax.lax.dynamic_update_slice_in_dim(cache.self_v[:, n], v1.astype(cache.self_v.dtype), i, axis=1)
+      y_B1D, (k, v) = layer(y_B1D, self_bias, self_mask, (cache.cross_k[:, n], cache.cross_v[:, n]),
+                            cross_mask, None, cache_kv=(cache.self_k[:, n], cache.self_v[:, n]),
+                            index=i)
       new_k.append(k)
       new_v.append(v)
-      y_B1D = y_B1D + layer.self_attention.attend(h, k, v, self_bias, self_mask, None)
-      h = layer.cross_attention_norm(y_B1D)
-      y_B1D = y_B1D + layer.cross_attention.attend(
-          h, cache.cross_k[:, n], cache.cross_v[:, n], jnp.zeros((), jnp.float32),
-          cross_mask, None)
-      y_B1D = y_B1D + layer.mlp(layer.mlp_norm(y_B1D))
     logits = self._logits(self.decoder._finish(y_B1D, None))[:, 0]
     cache = cache.replace(self_k=jnp.stack(new_k, axis=1), self_v=jnp.stack(new_v, axis=1),
                           index=i + 1)
