@@ -1,0 +1,377 @@
+"""Evaluation of a model on seqio tasks: seqio's Evaluator applies each task's postprocessor and metrics.
+
+    evaluator = evaluation.TaskEvaluator(["my_nli", "my_nli_fs3"], output_dir="runs/x/eval")
+    results = evaluator.evaluate(model, step=1000)   # {task: {metric: value}}
+    trainer.train(config, workdir, eval_fns=[evaluation.make_eval_fn(["my_nli"])])
+
+What each example needs is decided per example: one that carries answer
+options (`options`, from the data layer) and whose template is not
+chain-of-thought or inverted is rank-classified (every option scored as the
+target, the most likely one is the prediction, as FLAN evaluates); every
+other example is decoded (`t5tune.infer.decoding`). The predicted tokens go
+through `seqio.Evaluator`, which decodes them with the task's vocabulary,
+applies its `postprocess_fn` and its predict metrics; tasks with score metrics
+get the log-likelihood of their targets. A task without metric functions is
+an error (register it with e.g. `metric_fns=[t5tune.infer.metrics.accuracy]`).
+
+Written under `output_dir`: `predictions/TASK.step_N.jsonl` (input, target,
+prediction, score, method, options per example), `metrics.json` (the latest
+evaluation), `metrics.jsonl` (every evaluation, one line per task) and
+TensorBoard summaries under `tb/` (seqio's TensorBoardLogger, one run per task).
+
+Zero-shot and few-shot side by side: `resolve_tasks` expands base tasks (or
+clusters, from the tasks' `metadata["cluster"]`) into their variants
+(`""`, `"fs3"`, ... registered with `t5tune.data.register_variants`), and
+`side_by_side` prints one column per variant.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from t5tune.infer import api
+from t5tune.infer import decoding
+from t5tune.infer import scoring
+
+# Template kinds whose targets are not one of the options.
+_NOT_RANKED_KINDS = ("cot", "inv")
+METRICS_FILE = "metrics.json"
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Keys of `t5tune evaluate --config=...` (also usable as an experiment's `evaluation` section)."""
+  c = ml_collections.ConfigDict()
+  c.modules = ()  # python modules imported first (they register tasks and mixtures)
+  c.tasks = ()  # tasks or mixtures (a mixture means its tasks)
+  c.clusters = ()  # held-out clusters: every base task whose metadata["cluster"] is listed
+  c.variants = ("",)  # e.g. ("", "fs3"): each base task's variants, side by side
+  c.split = "validation"
+  c.inputs_length = 0  # 0: the longest example (nothing truncated)
+  c.targets_length = 0
+  c.num_examples = 0  # per task; 0 = all
+  c.batch_size = 16
+  c.rank_classification = True  # rank-classify examples with answer options
+  c.length_normalize = False  # rank by per-token mean instead of sum
+  c.seed = 0  # sampling
+  c.mesh_shape = (-1, 1, 1)
+  c.decoding = ml_collections.ConfigDict(
+      {f: getattr(decoding.DecodeOptions(), f)
+       for f in decoding.DecodeOptions.__dataclass_fields__})
+  c.lock()
+  return c
+
+
+def decode_options(config: ml_collections.ConfigDict) -> decoding.DecodeOptions:
+  return decoding.DecodeOptions(**config.decoding.to_dict())
+
+
+def _expand_mixtures(names: Sequence[str]) -> list[str]:
+  import seqio
+  out = []
+  for name in names:
+    if name in seqio.MixtureRegistry.names():
+      out.extend(_expand_mixtures([t.name for t in seqio.get_mixture_or_task(name).tasks]))
+    elif name in seqio.TaskRegistry.names():
+      out.append(name)
+    else:
+      import difflib
+      known = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
+      close = difflib.get_close_matches(name, known, n=1)
+      hint = f" Did you mean {close[0]!r}?" if close else ""
+      raise ValueError(f"{name!r} is not a registered seqio task or mixture.{hint}"
+                       " (import the module that registers it: config.modules / --module)")
+  return list(dict.fromkeys(out))
+
+
+def resolve_tasks(tasks: Sequence[str] = (), clusters: Sequence[str] = (),
+                  variants: Sequence[str] = ("",)) -> list[tuple[str, str, str]]:
+  """(base task, variant, registered task name) for every task x variant to evaluate."""
+  from t5tune.data import tasks as tasks_lib
+  names = _expand_mixtures(list(tasks))
+  if clusters:
+    picked = tasks_lib.task_names(
+        lambda info: info.variant == "" and info.metadata.get("cluster") in set(clusters))
+    if not picked:
+      raise ValueError(f"no registered base task has metadata['cluster'] in {list(clusters)}")
+    names += [n for n in picked if n not in names]
+  if not names:
+    raise ValueError("nothing to evaluate: name tasks or mixtures (--tasks / config.tasks)"
+                     " or held-out clusters (config.clusters)")
+  import seqio
+  out = []
+  for name in names:
+    try:
+      info = tasks_lib.get_info(name)
+    except KeyError:
+      info = None  # a plain seqio task: evaluated as it is
+    if info is None or info.variant:
+      # A plain task, or a variant named explicitly: exactly that task.
+      entry = (name if info is None else info.base_name, "" if info is None else info.variant, name)
+      if entry not in out:
+        out.append(entry)
+      continue
+    for variant in variants:
+      full = tasks_lib.variant_name(info.base_name, variant)
+      if full not in seqio.TaskRegistry.names():
+        raise ValueError(
+            f"variant {variant!r} of task {info.base_name!r} ({full!r}) is not registered;"
+            f" register it with t5tune.data.register_variants({info.base_name!r},"
+            f" variants=[..., {variant!r}], ...)")
+      if (info.base_name, variant, full) not in out:
+        out.append((info.base_name, variant, full))
+  return out
+
+
+def _examples(task_dataset) -> list[dict[str, Any]]:
+  out = []
+  for ex in task_dataset.as_numpy_iterator():
+    text = lambda k: ex[k].decode("utf-8") if k in ex else ""
+    options = [o.decode("utf-8") for o in ex.get("options", [])]
+    kind = ex["template_kind"].decode("utf-8") if "template_kind" in ex else ""
+    out.append({"input": text("inputs_pretokenized"), "target": text("targets_pretokenized"),
+                "options": options, "template_kind": kind})
+  return out
+
+
+def _collect(model_dataset) -> tuple[list[int], dict[str, np.ndarray]]:
+  indices, feats = [], {}
+  for i, ex in model_dataset.as_numpy_iterator():
+    indices.append(int(i))
+    for k, v in ex.items():
+      feats.setdefault(k, []).append(v)
+  return indices, {k: np.stack(v) for k, v in feats.items()}
+
+
+def _padded_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  if x.shape[0] == rows:
+    return x
+  return np.concatenate([x, np.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)])
+
+
+class TaskEvaluator:
+  """Evaluates a model on tasks; datasets are read once and reused at every call."""
+
+  def __init__(self, tasks: Sequence[str], *, split: str = "validation",
+               feature_lengths: Mapping[str, int] | None = None, batch_size: int = 16,
+               options: decoding.DecodeOptions = decoding.DecodeOptions(),
+               rank_classification: bool = True, length_normalize: bool = False,
+               num_examples: int | None = None, output_dir: str | None = None, seed: int = 0):
+    import seqio
+    self.tasks = _expand_mixtures(tasks)
+    self.batch_size = batch_size
+    self.options = options
+    self.rank_classification = rank_classification
+    self.length_normalize = length_normalize
+    self.seed = seed
+    self.output_dir = output_dir
+    loggers = ()
+    tb_dir = None
+    if output_dir:
+      tb_dir = os.path.join(output_dir, "tb")
+      os.makedirs(tb_dir, exist_ok=True)  # seqio's Evaluator needs it to exist
+      os.makedirs(os.path.join(output_dir, "predictions"), exist_ok=True)
+      if jax.process_index() == 0:
+        loggers = (seqio.TensorBoardLogger,)
+    lengths = {k: v for k, v in (feature_lengths or {}).items() if v}
+    self._evaluators, self._examples = {}, {}
+    for task in self.tasks:
+      t = seqio.get_mixture_or_task(task)
+      if not t.metric_fns and not t.metric_objs:
+        raise ValueError(
+            f"task {task!r} has no metric functions to evaluate; register it with e.g."
+            " metric_fns=[t5tune.infer.metrics.accuracy] (classification) or"
+            " [t5tune.infer.metrics.rouge] (generation)")
+      ev = seqio.Evaluator(
+          task, feature_converter=seqio.EncDecFeatureConverter(pack=False), eval_split=split,
+          sequence_length=lengths or None, num_examples=num_examples or None,
+          logger_cls=loggers, log_dir=tb_dir, use_memory_cache=True,
+          async_compute_metrics=False)
+      self._evaluators[task] = ev
+      self._examples[task] = _examples(ev.cached_task_datasets[task])
+
+  # -- model calls --------------------------------------------------------------
+
+  def _generate(self, model, enc: np.ndarray, example_ids: Sequence[int]):
+    key = jax.random.key(self.seed)
+    tokens, scores = [], []
+    b = self.batch_size
+    for start in range(0, len(example_ids), b):
+      ids = list(example_ids[start:start + b])
+      rows = _padded_rows(enc[ids], b)
+      keys = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(key, i)))
+                       for i in ids + [0] * (b - len(ids))])
+      out = decoding.decode(model, rows, self.options, rng=keys)
+      tokens.extend(out.tokens[:len(ids)])
+      scores.extend(out.scores[:len(ids)].tolist())
+    return tokens, scores
+
+  def _rank(self, model, vocab, enc: np.ndarray, examples, example_ids: Sequence[int]):
+    width = max(len(examples[i]["options"]) for i in example_ids)
+    tokens, scores = [], []
+    b = self.batch_size
+    for start in range(0, len(example_ids), b):
+      ids = list(example_ids[start:start + b])
+      opts = [examples[i]["options"] for i in ids]
+      r = scoring.rank_classify(
+          model, _padded_rows(enc[ids], b),
+          api.option_tokens(vocab, opts, rows=b, width_options=width),
+          length_normalize=self.length_normalize)
+      for row, i in enumerate(ids):
+        best = int(r.best[row])
+        tokens.append(np.asarray(list(vocab.encode(opts[row][best])) + [vocab.eos_id]))
+        scores.append(float(r.scores[row, best]))
+    return tokens, scores
+
+  def _predict(self, model, task: str, enc: np.ndarray):
+    import seqio
+    vocab = seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
+    examples = self._examples[task]
+    ranked = [i for i, ex in enumerate(examples)
+              if self.rank_classification and ex["options"]
+              and ex["template_kind"] not in _NOT_RANKED_KINDS]
+    generated = [i for i in range(len(examples)) if i not in set(ranked)]
+    tokens: dict[int, np.ndarray] = {}
+    scores: dict[int, float] = {}
+    methods: dict[int, str] = {}
+    if ranked:
+      t, s = self._rank(model, vocab, enc, examples, ranked)
+      tokens.update(zip(ranked, t))
+      scores.update(zip(ranked, s))
+      methods.update({i: "rank_classification" for i in ranked})
+    if generated:
+      t, s = self._generate(model, enc, generated)
+      tokens.update(zip(generated, t))
+      scores.update(zip(generated, s))
+      methods.update({i: self.options.method for i in generated})
+    # seqio's Evaluator wants token lists of one length.
+    width = max(len(t) for t in tokens.values())
+    padded = [np.pad(np.asarray(tokens[i], np.int32), (0, width - len(tokens[i])))
+              for i in range(len(examples))]
+    texts = [api.decode_tokens(vocab, p) for p in padded]
+    return padded, [scores[i] for i in range(len(examples))], [methods[i] for i in range(len(examples))], texts
+
+  def _target_scores(self, model, feats):
+    out = []
+    b = self.batch_size
+    n = feats["encoder_input_tokens"].shape[0]
+    for start in range(0, n, b):
+      enc = _padded_rows(feats["encoder_input_tokens"][start:start + b], b)
+      tgt = _padded_rows(feats["decoder_target_tokens"][start:start + b], b)
+      out.extend(scoring.score(model, enc, tgt).sum[:min(b, n - start)].tolist())
+    return out
+
+  # -- evaluation ----------------------------------------------------------------
+
+  def evaluate(self, model, step: int = 0) -> dict[str, dict[str, float]]:
+    """Runs every task; returns {task: {metric: value}} and writes the output files."""
+    results = {}
+    for task in self.tasks:
+      ev = self._evaluators[task]
+      record = {}
+
+      def predict_fn(ds, model_feature_shapes=None, task=task, record=record):
+        del model_feature_shapes
+        indices, feats = _collect(ds)
+        if indices != list(range(len(indices))):
+          raise AssertionError("seqio's cached evaluation dataset is not in example order")
+        tokens, scores, methods, texts = self._predict(model, task, feats["encoder_input_tokens"])
+        record.update(scores=scores, methods=methods, texts=texts)
+        return list(zip(indices, [t.tolist() for t in tokens]))
+
+      def score_fn(ds, model_feature_shapes=None):
+        del model_feature_shapes
+        indices, feats = _collect(ds)
+        return list(zip(indices, self._target_scores(model, feats)))
+
+      future, _ = ev.evaluate(compute_metrics=True, step=step, predict_fn=predict_fn,
+                              score_fn=score_fn)
+      metrics = future.result()[task]
+      results[task] = {k: float(getattr(v, "value", v)) for k, v in metrics.items()}
+      logging.info("step %d %s: %s", step, task, results[task])
+      if self.output_dir and jax.process_index() == 0:
+        self._write_predictions(task, step, record)
+    if self.output_dir and jax.process_index() == 0:
+      self._write_metrics(step, results)
+    return results
+
+  def _write_predictions(self, task: str, step: int, record: Mapping[str, Any]) -> None:
+    if "texts" not in record:
+      return  # the task has only score metrics
+    path = os.path.join(self.output_dir, "predictions", f"{task}.step_{step}.jsonl")
+    with open(path + ".tmp", "w") as f:
+      for i, ex in enumerate(self._examples[task]):
+        line = {"index": i, "input": ex["input"], "target": ex["target"],
+                "prediction": record["texts"][i], "score": record["scores"][i],
+                "method": record["methods"][i]}
+        if ex["options"]:
+          line["options"] = ex["options"]
+        f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    os.replace(path + ".tmp", path)
+
+  def _write_metrics(self, step: int, results: Mapping[str, Mapping[str, float]]) -> None:
+    path = os.path.join(self.output_dir, METRICS_FILE)
+    with open(path + ".tmp", "w") as f:
+      json.dump({"step": step, "tasks": results}, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+    with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as f:
+      for task, values in results.items():
+        f.write(json.dumps({"step": step, "task": task, **values}) + "\n")
+
+
+def side_by_side(results: Mapping[str, Mapping[str, float]],
+                 resolved: Sequence[tuple[str, str, str]]) -> str:
+  """A markdown table: one row per (base task, metric), one column per variant."""
+  variants = list(dict.fromkeys(v for _, v, _ in resolved))
+  bases = list(dict.fromkeys(b for b, _, _ in resolved))
+  names = {(b, v): n for b, v, n in resolved}
+  header = ["task", "metric"] + [v or "zero-shot" for v in variants]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for base in bases:
+    metric_names = list(dict.fromkeys(
+        m for v in variants for m in results.get(names.get((base, v), ""), {})))
+    for metric in metric_names:
+      cells = []
+      for v in variants:
+        value = results.get(names.get((base, v), ""), {}).get(metric)
+        cells.append("" if value is None else f"{value:.2f}")
+      lines.append("| " + " | ".join([base, metric] + cells) + " |")
+  return "\n".join(lines)
+
+
+def evaluator_from_config(config: ml_collections.ConfigDict,
+                          output_dir: str | None = None) -> tuple[TaskEvaluator, list]:
+  """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
+  resolved = resolve_tasks(config.tasks, config.clusters, config.variants)
+  evaluator = TaskEvaluator(
+      [name for _, _, name in resolved], split=config.split,
+      feature_lengths={"inputs": config.inputs_length, "targets": config.targets_length},
+      batch_size=config.batch_size, options=decode_options(config),
+      rank_classification=config.rank_classification,
+      length_normalize=config.length_normalize,
+      num_examples=config.num_examples or None, output_dir=output_dir, seed=config.seed)
+  return evaluator, resolved
+
+
+def make_eval_fn(tasks: Sequence[str], *, output_dir: str | None = None,
+                 **kwargs: Any) -> Callable[[Any, int], dict[str, float]]:
+  """`fn(model, step) -> {"TASK/METRIC": value}` for the trainer's periodic evaluation.
+
+  `kwargs` are `TaskEvaluator` arguments (split, batch_size, options, ...).
+  The datasets are read at the first call and kept.
+  """
+  holder: list[TaskEvaluator] = []
+
+  def eval_fn(model, step: int) -> dict[str, float]:
+    if not holder:
+      holder.append(TaskEvaluator(tasks, output_dir=output_dir, **kwargs))
+    results = holder[0].evaluate(model, step)
+    return {f"{task}/{metric}": value
+            for task, values in results.items() for metric, value in values.items()}
+
+  return eval_fn
