@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # The main job: FLAN in miniature (see experiments/flan_mini/README.md).
 demo: $(STAMP)
-	$(BIN)/python -m t5tune.experiments_driver --config=configs/experiments/flan_mini.py --workdir=runs/flan_mini_demo
+	$(BIN)/python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py --workdir=runs/flan_mini_demo
 
 # The whole suite on 8 simulated CPU devices; two workers, one test module
 # per worker at a time so each module compiles once.

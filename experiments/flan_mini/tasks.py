@@ -22,6 +22,7 @@ evaluation task). Experiments make their own mixtures with
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -59,12 +60,17 @@ def data_dir() -> str:
   return os.path.expanduser(os.environ.get(DATA_DIR_ENV) or builder.DEFAULT_DATA_DIR)
 
 
-def prefix(seed: int = 0) -> str:
-  return "flan_mini" if seed == 0 else f"flan_mini_s{seed}"
+def prefix(seed: int = 0, vocabulary: str = data.vocab.BYTE) -> str:
+  """flan_mini, flan_mini_s3 (seed 3), flan_mini_v1a2b3c (a SentencePiece vocabulary)."""
+  name = "flan_mini" if seed == 0 else f"flan_mini_s{seed}"
+  if vocabulary != data.vocab.BYTE:
+    name += "_v" + format(data.templates.stable_hash(os.path.abspath(vocabulary)) % 16 ** 6, "06x")
+  return name
 
 
-def task_name(task: str, variant: str = "", seed: int = 0) -> str:
-  return f"{prefix(seed)}_{task}{variant}"
+def task_name(task: str, variant: str = "", seed: int = 0,
+              vocabulary: str = data.vocab.BYTE) -> str:
+  return f"{prefix(seed, vocabulary)}_{task}{variant}"
 
 
 class CollectionSource(data.sources.Source):
@@ -124,60 +130,68 @@ def _metric_fns(cluster):
   return [exact_match]
 
 
-def register(seed: int = 0, directory: str | None = None) -> list[str]:
-  """Registers every task variant of one seed (idempotent); returns the training task names."""
+def register(seed: int = 0, directory: str | None = None,
+             vocabulary: str = data.vocab.BYTE) -> list[str]:
+  """Registers every task variant of one seed and vocabulary (idempotent).
+
+  `vocabulary` is "byte" or the path of a SentencePiece model (the one of the
+  checkpoint a run starts from). Returns the training task names.
+  """
   directory = os.path.expanduser(directory or data_dir())
+  key = (seed, vocabulary)
+  names = [task_name(t, "", seed, vocabulary) for t in collection.TASKS]
   with _lock:
-    if seed in _registered:
-      return [task_name(t, "", seed) for t in collection.TASKS]
-    _registered.add(seed)
-  names = []
+    if key in _registered:
+      return names
+    _registered.add(key)
+  name = functools.partial(task_name, seed=seed, vocabulary=vocabulary)
   for task, spec in collection.TASKS.items():
     source = CollectionSource(task, seed, directory)
     train_templates = templates.training(task)
     common = dict(
         source=source, fields=list(spec.fields), postprocess_fn=postprocess,
-        metric_fns=_metric_fns(spec.cluster), seed=seed,
+        metric_fns=_metric_fns(spec.cluster), seed=seed, vocabulary=vocabulary,
         metadata={"cluster": spec.cluster, "task": task, "seed": seed})
     few_shot = data.FewShot(k=0, max_tokens=FEW_SHOT_MAX_TOKENS)
     data.register_variants(
-        task_name(task, "", seed), ["", f"fs{FEW_SHOT_K}"], templates=train_templates,
+        name(task, ""), ["", f"fs{FEW_SHOT_K}"], templates=train_templates,
         few_shot=few_shot, **common)
     # The "no template" baseline renders the raw input fields; it must not be
     # given inversion templates, whose targets name input fields.
     answer_templates = [t for t in train_templates if t.kind != data.INVERTED]
-    data.register_task(task_name(task, "_no_template", seed), templates=answer_templates,
+    data.register_task(name(task, "_no_template"), templates=answer_templates,
                        no_template=True, **common)
     data.register_variants(
-        task_name(task, "_eval", seed), ["", f"fs{FEW_SHOT_K}"],
+        name(task, "_eval"), ["", f"fs{FEW_SHOT_K}"],
         templates=[t for t in train_templates if t.kind in EVAL_KINDS],
         few_shot=few_shot, **common)
     data.register_task(
-        task_name(task, "_unseen", seed),
+        name(task, "_unseen"),
         templates=[t for t in templates.unseen(task) if t.kind in EVAL_KINDS], **common)
-    names.append(task_name(task, "", seed))
-  data.register_mixture(f"{prefix(seed)}_all", names, rate=data.examples_proportional(1000))
+  data.register_mixture(f"{prefix(seed, vocabulary)}_all", names,
+                        rate=data.examples_proportional(1000))
   data.register_mixture(
-      f"{prefix(seed)}_eval", [task_name(t, "_eval", seed) for t in collection.TASKS],
+      f"{prefix(seed, vocabulary)}_eval", [name(t, "_eval") for t in collection.TASKS],
       rate=data.examples_proportional(1000))
   return names
 
 
-def training_mixture(clusters, style: str = "zero_shot", seed: int = 0) -> str:
+def training_mixture(clusters, style: str = "zero_shot", seed: int = 0,
+                     vocabulary: str = data.vocab.BYTE) -> str:
   """Registers (once) and names the mixture training on `clusters` in a style of `STYLES`."""
   if style not in STYLES:
     raise ValueError(f"style {style!r} is not one of {sorted(STYLES)}")
-  register(seed)
+  register(seed, vocabulary=vocabulary)
   unknown = sorted(set(clusters) - set(collection.CLUSTERS))
   if unknown:
     raise ValueError(f"clusters {unknown} are not flan_mini clusters {collection.CLUSTERS}")
   tasks = [t for t, spec in collection.TASKS.items() if spec.cluster in clusters]
   if style == "mixed":
-    names = [task_name(t, v, seed) for t in tasks for v in ("", f"_fs{FEW_SHOT_K}")]
+    names = [task_name(t, v, seed, vocabulary) for t in tasks for v in ("", f"_fs{FEW_SHOT_K}")]
   else:
-    names = [task_name(t, STYLES[style], seed) for t in tasks]
+    names = [task_name(t, STYLES[style], seed, vocabulary) for t in tasks]
   short = "-".join(str(i) for i in sorted(collection.CLUSTERS.index(c) for c in clusters))
-  name = f"{prefix(seed)}_train_{style}_c{short}"
+  name = f"{prefix(seed, vocabulary)}_train_{style}_c{short}"
   if name not in seqio.MixtureRegistry.names():
     data.register_mixture(name, names, rate=data.examples_proportional(1000))
   return name

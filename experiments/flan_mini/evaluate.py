@@ -1,0 +1,123 @@
+"""Scores a model on registered flan_mini evaluation tasks: rank classification or generation.
+
+    scores = evaluate.task(model, "flan_mini_nli_facts_eval", max_examples=50)
+    scores  # {"accuracy": 61.0, "examples": 50, "method": "rank_classification"}
+
+A task whose examples carry answer options is scored by rank
+classification: the option with the highest log-likelihood under the model
+is the prediction (FLAN's evaluation of classification tasks). Other tasks
+are decoded greedily. Either way the prediction and the target go through
+the task's seqio postprocessor and metric functions.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import seqio
+
+from t5tune.data import tasks as tasks_lib
+from t5tune.infer import batching
+from t5tune.infer import decoding
+
+# Rows are padded to this many so that every call has the same batch shape
+# and lengths to a multiple of _LENGTH_BUCKET: few compilations.
+_BATCH = 64
+_LENGTH_BUCKET = 64
+
+
+def _pad(rows: list[list[int]], length: int) -> np.ndarray:
+  out = np.zeros((len(rows), length), np.int32)
+  for i, r in enumerate(rows):
+    r = r[:length]
+    out[i, :len(r)] = r
+  return out
+
+
+def _bucket(n: int, cap: int) -> int:
+  return min(cap, _LENGTH_BUCKET * math.ceil(max(n, 1) / _LENGTH_BUCKET))
+
+
+def _option_loglik(model, enc_BL, dec_in_BT, targets_BT, static):
+  del static
+  logits_BTV = model(enc_BL, dec_in_BT)
+  logp_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+  tok_BT = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
+  return jnp.sum(jnp.where(targets_BT > 0, tok_BT, 0.0), axis=-1)
+
+
+def _batches(n: int):
+  for start in range(0, n, _BATCH):
+    yield slice(start, min(n, start + _BATCH))
+
+
+def _encode(vocab, text: str) -> list[int]:
+  return list(vocab.encode(text)) + [1]  # EOS
+
+
+def rank_classify(model, vocab, inputs: list[str], options: list[list[str]],
+                  max_inputs: int) -> list[str]:
+  """The most likely option for each input (summed log-probability, EOS included)."""
+  pairs = [(i, o) for i, opts in enumerate(options) for o in opts]
+  enc = [_encode(vocab, inputs[i]) for i, _ in pairs]
+  tgt = [_encode(vocab, o) for _, o in pairs]
+  length = _bucket(max(len(e) for e in enc), max_inputs)
+  tlen = _bucket(max(len(t) for t in tgt), 10 ** 9)
+  scores = np.zeros(len(pairs), np.float64)
+  for sl in _batches(len(pairs)):
+    enc_BL = _pad(enc[sl], length)
+    tgt_BT = _pad(tgt[sl], tlen)
+    dec_in_BT = np.concatenate([np.zeros_like(tgt_BT[:, :1]), tgt_BT[:, :-1]], axis=1)
+    rows = [batching.pad_rows(a, _BATCH) for a in (enc_BL, dec_in_BT, tgt_BT)]
+    scores[sl] = batching.run(_option_loglik, model, rows, None)[:sl.stop - sl.start]
+  best: dict[int, tuple[float, str]] = {}
+  for (i, option), s in zip(pairs, scores):
+    if i not in best or s > best[i][0]:
+      best[i] = (s, option)
+  return [best[i][1] for i in range(len(inputs))]
+
+
+def generate(model, vocab, inputs: list[str], max_inputs: int, max_decode_len: int) -> list[str]:
+  """Greedy decodes of `inputs`."""
+  enc = [_encode(vocab, t) for t in inputs]
+  length = _bucket(max(len(e) for e in enc), max_inputs)
+  out = []
+  opts = decoding.DecodeOptions(method="greedy", max_decode_len=max_decode_len)
+  for sl in _batches(len(enc)):
+    enc_BL = batching.pad_rows(_pad(enc[sl], length), _BATCH)
+    tokens = decoding.decode(model, enc_BL, opts).tokens[:sl.stop - sl.start]
+    for row in tokens.tolist():
+      row = row[:row.index(1)] if 1 in row else row
+      out.append(vocab.decode([t for t in row if t > 1]))
+  return out
+
+
+def task(model, name: str, *, split: str = "test", max_examples: int | None = None,
+         max_inputs: int = 512, max_decode_len: int = 64) -> dict[str, Any]:
+  """Metrics of `model` on a registered task's split (the first `max_examples` examples)."""
+  info = tasks_lib.get_info(name)
+  seqio_task = seqio.get_mixture_or_task(name)
+  examples = info.source.prepared(split).examples[:max_examples]
+  vocab = info.source.vocabulary
+  inputs = [ex["inputs"] for ex in examples]
+  if all(ex["options"] for ex in examples):
+    predictions = rank_classify(model, vocab, inputs, [ex["options"] for ex in examples],
+                                max_inputs)
+    method = "rank_classification"
+  else:
+    predictions = generate(model, vocab, inputs, max_inputs, max_decode_len)
+    method = "greedy"
+  post = seqio_task.postprocess_fn or (lambda x, **_: x)
+  targets = [post(ex["targets"], example=ex, is_target=True) for ex in examples]
+  predictions = [post(p, example=ex, is_target=False) for p, ex in zip(predictions, examples)]
+  metrics: dict[str, Any] = {}
+  for fn in seqio_task.metric_fns:
+    metrics.update({k: float(v) for k, v in fn(targets, predictions).items()})
+  metrics["examples"] = len(examples)
+  metrics["method"] = method
+  metrics["samples"] = [{"inputs": i, "target": t, "prediction": p}
+                        for i, t, p in list(zip(inputs, targets, predictions))[:3]]
+  return metrics
