@@ -11,7 +11,8 @@ a target for the same input (as seqio's rank-classification preprocessing and
 FLAN's evaluation do) and predicts the one with the highest summed
 log-likelihood (or per-token mean, `length_normalize=True`). The encoder runs
 once per example, not once per option. Options that are all padding (examples
-with fewer options than the widest one) score -inf.
+with fewer options than the widest one, or padding rows of a batch) score
+-inf; a row without any option gets `best` 0.
 """
 from __future__ import annotations
 
@@ -95,9 +96,6 @@ def rank_classify(model: t5.Transformer, encoder_input_tokens, option_tokens,
   sums = batching.run(_rank_fn, model, (enc, opts), None)
   n = (opts != model.config.pad_token_id).sum(axis=-1)
   present = n > 0
-  if not present.any(axis=1).all():
-    row = int(np.argmin(present.any(axis=1)))
-    raise ValueError(f"rank_classify: example {row} has no options (all padding)")
   sums = np.where(present, sums, -np.inf)
   mean = np.where(present, sums / np.maximum(n, 1), -np.inf)
   best = np.argmax(mean if length_normalize else sums, axis=1)

@@ -94,3 +94,19 @@ def test_unknown_variant_and_task_are_named():
     evaluation.resolve_tasks(["t5tune_infer_cls"], variants=("fs5",))
   with pytest.raises(ValueError, match="t5tune_infer_clx.*Did you mean 't5tune_infer_cls'"):
     evaluation.resolve_tasks(["t5tune_infer_clx"])
+
+
+def test_evaluate_command_on_a_saved_checkpoint(trained, tmp_path):
+  from t5tune.cli import evaluate as evaluate_cli
+  from t5tune.convert import loading
+  _, model = trained
+  ckpt = tmp_path / "checkpoints" / str(TRAIN_STEPS)
+  loading.save_model(model, str(ckpt))
+  config = evaluation.default_config()
+  config.modules = ("tests.infer.tasks",)
+  config.batch_size = 16
+  results, table = evaluate_cli.run(config, str(tmp_path / "checkpoints"),
+                                    tasks=["t5tune_infer_cls"])
+  assert results["t5tune_infer_cls"]["accuracy"] >= 85.0
+  summary = (ckpt / "eval" / "summary.md").read_text()
+  assert f"step {TRAIN_STEPS}" in summary and table in summary

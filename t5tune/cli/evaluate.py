@@ -1,0 +1,79 @@
+"""`t5tune evaluate`: a checkpoint on tasks, mixtures or held-out clusters, zero- and few-shot side by side.
+
+    t5tune evaluate --config=configs/experiments/flan_mini.py \\
+        --checkpoint=runs/flan_mini/checkpoints/2000 --tasks=my_nli,my_qa
+    t5tune evaluate --config=my_eval.py --checkpoint=flan-t5-small/ \\
+        --config.variants='("", "fs3")' --config.clusters='("nli",)'
+
+--config is a file whose `get_config()` returns `t5tune.infer.evaluation.
+default_config()` with changes, or an experiment config with an `evaluation`
+section of that form (its `data.modules` are imported too). --checkpoint is a
+t5tune model directory, a training checkpoint step, a training checkpoints/
+directory (its latest step), or a Hugging Face T5 directory. Writes
+predictions JSONL, metrics.json, metrics.jsonl, TensorBoard summaries and
+summary.md (the side-by-side table) into --output_dir.
+"""
+import importlib
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experiment) config file.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory (see the module docstring).")
+_TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures; replaces the config's tasks.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go (default CHECKPOINT/eval).")
+_MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that register tasks.")
+
+
+def resolve_checkpoint(path: str) -> tuple[str, int]:
+  """(model directory, step): a checkpoints/ directory means its latest numbered step."""
+  steps = [int(d) for d in os.listdir(path) if d.isdigit()
+           and os.path.exists(os.path.join(path, d, "config.json"))] if os.path.isdir(path) else []
+  if steps and not os.path.exists(os.path.join(path, "config.json")):
+    return os.path.join(path, str(max(steps))), max(steps)
+  base = os.path.basename(os.path.normpath(path))
+  return path, int(base) if base.isdigit() else 0
+
+
+def evaluation_config(config):
+  """The evaluation section of a config, and the modules to import for its tasks."""
+  modules = []
+  if "evaluation" in config:
+    modules = list(config.data.modules) if "data" in config else []
+    config = config.evaluation
+  return config, modules + list(config.modules)
+
+
+def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modules=()):
+  """Evaluates; returns ({task: {metric: value}}, side-by-side markdown table)."""
+  from t5tune import sharding
+  from t5tune.convert import loading
+  from t5tune.infer import evaluation
+  config, config_modules = evaluation_config(config)
+  sys.path.insert(0, os.getcwd())
+  for module in list(config_modules) + list(modules):
+    importlib.import_module(module)
+  if tasks:
+    with config.unlocked():
+      config.tasks = tuple(tasks)
+  model_dir, step = resolve_checkpoint(checkpoint)
+  output_dir = output_dir or os.path.join(model_dir, "eval")
+  evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
+  mesh = sharding.make_mesh(config.mesh_shape)
+  model = loading.load_model(model_dir, mesh, dropout_rate=0.0)
+  results = evaluator.evaluate(model, step=step)
+  table = evaluation.side_by_side(results, resolved)
+  with open(os.path.join(output_dir, "summary.md"), "w") as f:
+    f.write(f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
+  return results, table
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise SystemExit(f"t5tune evaluate: unexpected arguments {argv[1:]}")
+  if _CONFIG.value is None or not _CHECKPOINT.value:
+    raise SystemExit("t5tune evaluate: --config and --checkpoint are required")
+  _, table = run(_CONFIG.value, _CHECKPOINT.value, _OUTPUT_DIR.value, _TASKS.value, _MODULES.value)
+  print(table)

@@ -1,0 +1,109 @@
+"""`t5tune predict`: killed part-way and rerun gives one line per input line; bad lines named."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import t5tune
+from t5tune.infer import api
+from t5tune.infer import decoding
+from t5tune.infer import predict
+from tests.models import hf_reference
+
+N_LINES = 160
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+  """A random HF T5 with a byte-sized vocabulary (384 ids, as ByT5)."""
+  _, path = hf_reference.build_hf_t5(tmp_path_factory.mktemp("hf"), gated=True, vocab_size=384)
+  return path
+
+
+def _write_inputs(path, n=N_LINES):
+  with open(path, "w") as f:
+    for i in range(n):
+      f.write(json.dumps({"instruction": "Repeat", "input": f"item {i} " * (1 + i % 3)}) + "\n")
+
+
+FLAGS = ["--template={instruction}: {input}", "--vocab=byte", "--method=sample", "--top_k=20",
+         "--max_decode_len=24", "--batch_size=8", "--chunk_size=8", "--seed=3"]
+
+
+def _options():
+  return decoding.DecodeOptions(method="sample", top_k=20, max_decode_len=24)
+
+
+def test_killed_and_rerun_gives_exactly_one_line_per_input(hf_dir, tmp_path):
+  inp, out = str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl")
+  _write_inputs(inp)
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "t5tune.main", "predict", f"--checkpoint={hf_dir}",
+       f"--input={inp}", f"--output={out}", "--mesh_shape=1,1,1"] + FLAGS,
+      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(out) and os.path.getsize(out) and open(out).read().count("\n") >= 16:
+      proc.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.005)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
+  partial = open(out).read().count("\n")
+  assert 16 <= partial < N_LINES
+  with open(out, "a") as f:
+    f.write('{"line": ' + str(partial + 1) + ', "inp')  # as if the machine died mid-write
+
+  model = t5tune.load_model(hf_dir)
+  written = predict.predict_file(model, inp, out, vocabulary="byte", template="{instruction}: {input}",
+                                 options=_options(), batch_size=8, chunk_size=8, seed=3,
+                                 progress=False)
+  assert written == N_LINES - partial
+  lines = [json.loads(l) for l in open(out)]
+  assert [l["line"] for l in lines] == list(range(1, N_LINES + 1))
+  # The same as one uninterrupted run (per-line sampling keys).
+  ref = str(tmp_path / "ref.jsonl")
+  predict.predict_file(model, inp, ref, vocabulary="byte", template="{instruction}: {input}",
+                       options=_options(), batch_size=8, chunk_size=8, seed=3, progress=False)
+  assert [json.loads(l)["prediction"] for l in open(ref)] == [l["prediction"] for l in lines]
+  # A rerun of a finished output writes nothing.
+  assert predict.predict_file(model, inp, out, vocabulary="byte", template="{instruction}: {input}",
+                              options=_options(), batch_size=8, chunk_size=8, seed=3,
+                              progress=False) == 0
+
+
+def test_malformed_line_reported_with_its_number(tmp_path):
+  inp = tmp_path / "bad.jsonl"
+  inp.write_text('{"inputs": "a"}\n{"inputs": "b"}\n{"inputs": "c"\n')
+  with pytest.raises(predict.InputError, match=r"bad\.jsonl:3: not valid JSON"):
+    predict.read_inputs(str(inp))
+  inp.write_text('{"inputs": "a"}\n{"text": "b"}\n')
+  with pytest.raises(predict.InputError, match=r"bad\.jsonl:2: no string field 'inputs'"):
+    predict.read_inputs(str(inp))
+  with pytest.raises(predict.InputError, match=r"bad\.jsonl:1: the template needs field\(s\) \['x'\]"):
+    predict.read_inputs(str(inp), template="{x}")
+
+
+def test_api_on_strings_with_a_t5tune_checkpoint(hf_dir, tmp_path):
+  from t5tune.convert import loading
+  loading.hf_to_t5tune(hf_dir, str(tmp_path / "ours"))
+  model = t5tune.load_model(str(tmp_path / "ours"))
+  prompts = ["Repeat: item 1", "Repeat: item 2 item 2"]
+  texts, scores = t5tune.generate(model, prompts, max_decode_len=24, return_scores=True)
+  enc = api.encode_texts(api.resolve_vocabulary(model), prompts, rows=16)
+  ref = decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=24))
+  vocab = api.resolve_vocabulary(model)
+  assert texts == [api.decode_tokens(vocab, ref.tokens[i]) for i in range(2)]
+  np.testing.assert_allclose(scores, ref.scores[:2], atol=1e-5)
+  s = t5tune.score(model, prompts, ["item 1", "item 2"])
+  np.testing.assert_allclose(s.mean * s.num_tokens, s.sum, rtol=1e-6)
+  c = api.classify(model, prompts, [["a", "bb"], ["x", "y", "zz"]])
+  assert c.predictions[0] in ("a", "bb") and len(c.scores[1]) == 3
+  assert c.predictions[1] == ["x", "y", "zz"][int(np.argmax(c.scores[1]))]
