@@ -61,7 +61,7 @@ def get_config(arg=None):
                      "summarize", "arithmetic", "transform", "nli", "closed_book")
   f.runs = ("instructions", "no_template")
   f.vocabulary = "byte"  # or the SentencePiece .model of train.init_from's checkpoint
-  f.eval_examples = 24  # per task and evaluation
+  f.eval_examples = 16  # per task and evaluation
   f.eval_held_in = True  # zero-shot on held-in tasks, and their unseen wordings
   f.eval_few_shot = True  # few-shot on held-out tasks
   f.eval_inputs_length = 512  # few-shot inputs are long

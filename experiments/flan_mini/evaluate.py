@@ -4,8 +4,9 @@
     scores  # {"accuracy": 61.0, "examples": 50, "method": "rank_classification"}
 
 A task whose examples carry answer options is scored by rank
-classification: the option with the highest log-likelihood under the model
-is the prediction (FLAN's evaluation of classification tasks). Other tasks
+classification (`t5tune.infer.scoring`): the option with the highest
+log-likelihood under the model is the prediction (FLAN's evaluation of
+classification tasks). Other tasks
 are decoded greedily. Either way the prediction and the target go through
 the task's seqio postprocessor and metric functions.
 """
@@ -14,14 +15,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import seqio
 
 from t5tune.data import tasks as tasks_lib
 from t5tune.infer import batching
 from t5tune.infer import decoding
+from t5tune.infer import scoring
 
 # Rows are padded to this many so that every call has the same batch shape
 # and lengths to a multiple of _LENGTH_BUCKET: few compilations.
@@ -41,14 +41,6 @@ def _bucket(n: int, cap: int) -> int:
   return min(cap, _LENGTH_BUCKET * math.ceil(max(n, 1) / _LENGTH_BUCKET))
 
 
-def _option_loglik(model, enc_BL, dec_in_BT, targets_BT, static):
-  del static
-  logits_BTV = model(enc_BL, dec_in_BT)
-  logp_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
-  tok_BT = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
-  return jnp.sum(jnp.where(targets_BT > 0, tok_BT, 0.0), axis=-1)
-
-
 def _batches(n: int):
   for start in range(0, n, _BATCH):
     yield slice(start, min(n, start + _BATCH))
@@ -60,24 +52,21 @@ def _encode(vocab, text: str) -> list[int]:
 
 def rank_classify(model, vocab, inputs: list[str], options: list[list[str]],
                   max_inputs: int) -> list[str]:
-  """The most likely option for each input (summed log-probability, EOS included)."""
-  pairs = [(i, o) for i, opts in enumerate(options) for o in opts]
-  enc = [_encode(vocab, inputs[i]) for i, _ in pairs]
-  tgt = [_encode(vocab, o) for _, o in pairs]
+  """The most likely option for each input (t5tune.infer.scoring: summed log-likelihood)."""
+  enc = [_encode(vocab, t) for t in inputs]
+  opts = [[_encode(vocab, o) for o in row] for row in options]
   length = _bucket(max(len(e) for e in enc), max_inputs)
-  tlen = _bucket(max(len(t) for t in tgt), 10 ** 9)
-  scores = np.zeros(len(pairs), np.float64)
-  for sl in _batches(len(pairs)):
-    enc_BL = _pad(enc[sl], length)
-    tgt_BT = _pad(tgt[sl], tlen)
-    dec_in_BT = np.concatenate([np.zeros_like(tgt_BT[:, :1]), tgt_BT[:, :-1]], axis=1)
-    rows = [batching.pad_rows(a, _BATCH) for a in (enc_BL, dec_in_BT, tgt_BT)]
-    scores[sl] = batching.run(_option_loglik, model, rows, None)[:sl.stop - sl.start]
-  best: dict[int, tuple[float, str]] = {}
-  for (i, option), s in zip(pairs, scores):
-    if i not in best or s > best[i][0]:
-      best[i] = (s, option)
-  return [best[i][1] for i in range(len(inputs))]
+  k = max(len(row) for row in opts)
+  tlen = _bucket(max(len(o) for row in opts for o in row), 10 ** 9)
+  out = []
+  for sl in _batches(len(enc)):
+    enc_BL = batching.pad_rows(_pad(enc[sl], length), _BATCH)
+    opt_BKT = np.zeros((enc_BL.shape[0], k, tlen), np.int32)
+    for i, row in enumerate(opts[sl]):
+      opt_BKT[i, :len(row)] = _pad(row, tlen)
+    best = scoring.rank_classify(model, enc_BL, opt_BKT).best[:sl.stop - sl.start]
+    out.extend(options[sl.start + i][b] for i, b in enumerate(best.tolist()))
+  return out
 
 
 def generate(model, vocab, inputs: list[str], max_inputs: int, max_decode_len: int) -> list[str]:
