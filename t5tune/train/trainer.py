@@ -125,25 +125,33 @@ class _Logger:
   """TensorBoard (clu), metrics.jsonl and the console, written by process 0."""
 
   def __init__(self, workdir: str):
-    from clu import metric_writers
     self.primary = jax.process_index() == 0
-    self.writer = metric_writers.create_default_writer(
-        os.path.join(workdir, "tb"), just_logging=not self.primary, asynchronous=True)
+    try:
+      from clu import metric_writers
+    except ImportError as e:  # clu's writers need TensorFlow, which a machine may lack
+      logging.warning("no TensorBoard logs (%s); metrics go to metrics.jsonl only", e)
+      self.writer = None
+    else:
+      self.writer = metric_writers.create_default_writer(
+          os.path.join(workdir, "tb"), just_logging=not self.primary, asynchronous=True)
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a") if self.primary else None
 
   def hparams(self, flat: dict):
-    self.writer.write_hparams(flat)
+    if self.writer:
+      self.writer.write_hparams(flat)
 
   def scalars(self, step: int, values: dict):
     values = {k: float(v) for k, v in values.items()}
-    self.writer.write_scalars(step, values)
+    if self.writer:
+      self.writer.write_scalars(step, values)
     if self._jsonl:
       self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
       self._jsonl.flush()
 
   def close(self):
-    self.writer.flush()
-    self.writer.close()
+    if self.writer:
+      self.writer.flush()
+      self.writer.close()
     if self._jsonl:
       self._jsonl.close()
 
