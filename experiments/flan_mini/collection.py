@@ -26,6 +26,8 @@ from typing import Any, Callable
 from experiments.flan_mini import world as world_lib
 
 SPLITS = ("train", "validation", "test")
+# Exemplars of the few-shot variants (`tasks.py`: TASK_fs2, TASK_eval_fs2).
+FEW_SHOT_K = 2
 # Of 100 hash buckets: test gets 20, validation 10, train the rest.
 _TEST_BUCKETS = 20
 _VALIDATION_BUCKETS = 10
@@ -63,6 +65,11 @@ CLUSTER_FIELDS = {
     "transform": ("text", "output"),
 }
 CLUSTERS = tuple(CLUSTER_FIELDS)
+
+
+def cluster_tasks(clusters) -> list[str]:
+  """The collection's tasks of `clusters`, in definition order."""
+  return [t for t, spec in TASKS.items() if spec.cluster in clusters]
 
 
 def _task(name: str, cluster: str, description: str):

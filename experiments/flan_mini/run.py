@@ -8,8 +8,13 @@ TensorBoard logs, metrics.jsonl and checkpoints under WORKDIR/RUN/), then
 scores it zero-shot and few-shot on the held-out clusters' tasks, zero-shot
 on the held-in tasks and on held-in tasks under unseen instruction wordings.
 A run whose WORKDIR/RUN/eval.json exists is not redone. It prints the table,
-writes WORKDIR/results.json and WORKDIR/results.png, and says for each
-ablation whether it moved the way the FLAN papers report.
+writes WORKDIR/results.json, WORKDIR/results.md and WORKDIR/results.png,
+and says for each ablation whether it moved the way the FLAN papers report.
+
+Where the data comes from is a `Backend`: here the registered seqio
+mixtures and tasks (`SeqioBackend`); `portable.py` trains and evaluates the
+same runs from exported numpy files on machines without TensorFlow or seqio,
+through the same functions below.
 """
 from __future__ import annotations
 
@@ -24,9 +29,6 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/experiments/flan_mini.py", "The flan_mini experiment config.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/flan_mini", "Where runs and results go.")
 
 EVALS = ("held_out_zs", "held_out_fs", "held_in_zs", "held_in_unseen")
 EVAL_TITLES = {"held_out_zs": "held-out 0-shot", "held_out_fs": "held-out few-shot",
@@ -63,46 +65,73 @@ def training_clusters(f) -> list[str]:
   return [c for c in order if c not in f.held_out]
 
 
-def _primary(cluster: str, metrics: dict) -> float:
-  from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
-  return metrics[tasks.PRIMARY_METRIC[cluster]]
+class SeqioBackend:
+  """Training mixtures and evaluation sets from the registered seqio tasks (`tasks.py`)."""
+
+  def __init__(self, f):
+    from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
+    self.f = f
+    tasks.register(f.seed, vocabulary=f.vocabulary)
+
+  def train_config(self, config, name: str, clusters: list[str]):
+    """The run's t5tune training config: the driver's, on the run's mixture."""
+    from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
+    t = copy.deepcopy(config.train)
+    t.data.mixture = tasks.training_mixture(clusters, run_style(name), self.f.seed,
+                                            self.f.vocabulary)
+    return t
+
+  def score(self, model, task: str, variant: str) -> dict:
+    """Metrics of `model` on one evaluation set (`evaluate.task`)."""
+    from experiments.flan_mini import evaluate  # pylint: disable=g-import-not-at-top
+    from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
+    f = self.f
+    return evaluate.task(model, tasks.task_name(task, variant, f.seed, f.vocabulary),
+                         max_examples=f.eval_examples, max_inputs=f.eval_inputs_length,
+                         max_decode_len=f.eval_decode_length)
 
 
-def evaluate_model(model, f, held_out: list[str], held_in: list[str]) -> dict:
-  """{eval: {"tasks": {task: metrics}, "clusters": {cluster: score}, "score": mean}}."""
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+def eval_plan(f, held_out: list[str], held_in: list[str]) -> list[tuple[str, list[str], str]]:
+  """(evaluation, clusters, task variant) of every evaluation the config asks for."""
   from experiments.flan_mini import collection  # pylint: disable=g-import-not-at-top
-  from experiments.flan_mini import evaluate  # pylint: disable=g-import-not-at-top
-  from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
-  plan = [("held_out_zs", held_out, "_eval"), ("held_out_fs", held_out, f"_eval_fs{tasks.FEW_SHOT_K}"),
+  few_shot_k = collection.FEW_SHOT_K
+  plan = [("held_out_zs", held_out, "_eval"), ("held_out_fs", held_out, f"_eval_fs{few_shot_k}"),
           ("held_in_zs", held_in, "_eval"), ("held_in_unseen", held_in, "_unseen")]
   if not f.eval_few_shot:
     plan = [p for p in plan if p[0] != "held_out_fs"]
   if not f.eval_held_in:
     plan = [p for p in plan if not p[0].startswith("held_in")]
+  return plan
+
+
+def evaluate_model(model, f, held_out: list[str], held_in: list[str], backend=None) -> dict:
+  """{eval: {"tasks": {task: metrics}, "clusters": {cluster: score}, "score": mean}}."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from experiments.flan_mini import collection  # pylint: disable=g-import-not-at-top
+  from experiments.flan_mini import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  backend = backend or SeqioBackend(f)
+  plan = eval_plan(f, held_out, held_in)
   jobs = [(ev, t, variant) for ev, clusters, variant in plan
-          for t in tasks.cluster_tasks(clusters)]
+          for t in collection.cluster_tasks(clusters)]
   out = {ev: {"tasks": {}, "clusters": {}} for ev, _, _ in plan}
   for ev, t, variant in tqdm(jobs, desc="evaluate", unit="task", dynamic_ncols=True):
-    name = tasks.task_name(t, variant, f.seed, f.vocabulary)
-    metrics = evaluate.task(model, name, max_examples=f.eval_examples,
-                            max_inputs=f.eval_inputs_length, max_decode_len=f.eval_decode_length)
-    metrics["score"] = _primary(collection.TASKS[t].cluster, metrics)
+    metrics = backend.score(model, t, variant)
+    metrics["score"] = metrics[metrics_lib.PRIMARY_METRIC[collection.TASKS[t].cluster]]
     out[ev]["tasks"][t] = metrics
   for ev, clusters, _ in plan:
     for c in clusters:
-      scores = [out[ev]["tasks"][t]["score"] for t in tasks.cluster_tasks([c])]
+      scores = [out[ev]["tasks"][t]["score"] for t in collection.cluster_tasks([c])]
       out[ev]["clusters"][c] = sum(scores) / len(scores)
     values = list(out[ev]["clusters"].values())
     out[ev]["score"] = sum(values) / len(values)
   return out
 
 
-def train_and_evaluate(config, name: str, workdir: str, training: list[str]) -> dict:
+def train_and_evaluate(config, name: str, workdir: str, training: list[str],
+                       backend=None) -> dict:
   """One run: train (or resume), evaluate, and write RUN/eval.json."""
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
   from t5tune.train import trainer  # pylint: disable=g-import-not-at-top
   f = config.flan_mini
   run_dir = os.path.join(workdir, name)
@@ -111,9 +140,9 @@ def train_and_evaluate(config, name: str, workdir: str, training: list[str]) -> 
     with open(eval_path) as fh:
       print(f"[{name}] already done: {eval_path}")
       return json.load(fh)
+  backend = backend or SeqioBackend(f)
   clusters = run_clusters(name, training)
-  t = copy.deepcopy(config.train)
-  t.data.mixture = tasks.training_mixture(clusters, run_style(name), f.seed, f.vocabulary)
+  t = backend.train_config(config, name, clusters)
   print(f"[{name}] training on {t.data.mixture} ({', '.join(clusters)}) for"
         f" {t.train.steps} steps; logs in {run_dir}", flush=True)
   start = time.time()
@@ -122,13 +151,17 @@ def train_and_evaluate(config, name: str, workdir: str, training: list[str]) -> 
   train_s = time.time() - start
   model = nnx.merge(tr.graphdef, result.state["params"])
   start = time.time()
-  scores = evaluate_model(model, f, list(f.held_out), training)
+  scores = evaluate_model(model, f, list(f.held_out), training, backend)
   eval_s = time.time() - start
   out = {"run": name, "clusters": clusters, "style": run_style(name),
          "mixture": t.data.mixture, "steps": result.step, "seed": t.seed,
          "collection_seed": f.seed, "train_seconds": train_s, "eval_seconds": eval_s,
+         "compile_seconds": result.compile_seconds,
          "final_train_loss": result.train_metrics.get("loss"),
+         "step_seconds": result.train_metrics.get("step_seconds"),
+         "loss_curve": [list(p) for p in zip(*_loss_curve(run_dir))],
          "checkpoint_dir": result.checkpoint_dir, "devices": str(jax.devices()),
+         "device_kind": jax.devices()[0].device_kind,
          "evals": scores}
   with open(eval_path, "w") as fh:
     json.dump(out, fh, indent=1)
@@ -226,7 +259,8 @@ def plot(results: dict, workdir: str, path: str) -> str:
   ax_bar.set_title("flan_mini: held-out clusters and held-in tasks")
   ax_bar.legend(fontsize=8)
   for n in names:
-    steps, losses = _loss_curve(os.path.join(workdir, n))
+    curve = results[n].get("loss_curve")
+    steps, losses = (list(zip(*curve)) if curve else _loss_curve(os.path.join(workdir, n)))
     if steps:
       ax_loss.plot(steps, losses, label=n)
   ax_loss.set_xlabel("step")
@@ -240,43 +274,64 @@ def plot(results: dict, workdir: str, path: str) -> str:
   return path
 
 
+def report(config, results: dict, training: list[str], workdir: str, **extra) -> dict:
+  """Writes WORKDIR/results.json, results.md (table and verdicts) and results.png; prints them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  f = config.flan_mini
+  summary = {
+      "setting": config.setting, "held_out": list(f.held_out), "training_clusters": training,
+      "runs": results, "verdicts": verdicts(results), "command": " ".join(sys.argv),
+      "devices": str(jax.devices()), **extra, "config": config.to_dict()}
+  with open(os.path.join(workdir, "results.json"), "w") as fh:
+    json.dump(summary, fh, indent=1, default=str)
+  try:
+    png = plot(results, workdir, os.path.join(workdir, "results.png"))
+  except ImportError as e:  # a machine without matplotlib still gets the numbers
+    png = f"not drawn ({e})"
+  text = "\n".join(
+      [f"flan_mini ({config.setting}): held-out clusters {', '.join(f.held_out)};"
+       " scores are rank-classification accuracy, exact match or ROUGE-L (x100)",
+       table(results, list(f.held_out)), ""] + summary["verdicts"] + [""]
+      + [f"- `{n}`: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s,"
+         f" final train loss {r['final_train_loss']:.3f}" for n, r in results.items()
+         if r.get("final_train_loss") is not None])
+  with open(os.path.join(workdir, "results.md"), "w") as fh:
+    fh.write(text + "\n")
+  print()
+  print(text)
+  print()
+  print(f"results: {os.path.join(workdir, 'results.json')}")
+  print(f"plot: {png}")
+  print(f"TensorBoard: tensorboard --logdir {workdir}")
+  return summary
+
+
+def check_runs(f, training: list[str]) -> None:
+  """Fails on a bad run name before any training."""
+  for name in f.runs:
+    run_clusters(name, training), run_style(name)
+
+
 def main(argv):
   del argv
   config = _CONFIG.value
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
-  from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
   f = config.flan_mini
-  tasks.register(f.seed, vocabulary=f.vocabulary)
+  backend = SeqioBackend(f)
   training = training_clusters(f)
-  for name in f.runs:  # fail on a bad run name before any training
-    run_clusters(name, training), run_style(name)
+  check_runs(f, training)
   start = time.time()
   results = {}
   for name in f.runs:
-    results[name] = train_and_evaluate(config, name, workdir, training)
-  import jax  # pylint: disable=g-import-not-at-top
-  summary = {
-      "setting": config.setting, "held_out": list(f.held_out), "training_clusters": training,
-      "runs": results, "verdicts": verdicts(results), "wall_seconds": time.time() - start,
-      "command": " ".join(sys.argv), "devices": str(jax.devices()),
-      "config": config.to_dict()}
-  with open(os.path.join(workdir, "results.json"), "w") as fh:
-    json.dump(summary, fh, indent=1, default=str)
-  png = plot(results, workdir, os.path.join(workdir, "results.png"))
-  print()
-  print(f"flan_mini ({config.setting}): held-out clusters {', '.join(f.held_out)};"
-        f" scores are rank-classification accuracy, exact match or ROUGE-L (x100)")
-  print(table(results, list(f.held_out)))
-  print()
-  for line in summary["verdicts"]:
-    print(line)
-  print()
-  print(f"results: {os.path.join(workdir, 'results.json')}")
-  print(f"plot: {png}")
-  print(f"TensorBoard: tensorboard --logdir {workdir}")
+    results[name] = train_and_evaluate(config, name, workdir, training, backend)
+  report(config, results, training, workdir, wall_seconds=time.time() - start)
 
 
 if __name__ == "__main__":
+  # Flags only when run as a program: the modules import each other.
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", "configs/experiments/flan_mini.py", "The flan_mini experiment config.")
+  _WORKDIR = flags.DEFINE_string("workdir", "runs/flan_mini", "Where runs and results go.")
   logging.set_verbosity(logging.WARNING)
   app.run(main)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import threading
 
 import seqio
@@ -33,25 +32,18 @@ from t5tune import data
 
 from experiments.flan_mini import builder
 from experiments.flan_mini import collection
+from experiments.flan_mini import metrics
 from experiments.flan_mini import templates
 
 DATA_DIR_ENV = "FLAN_MINI_DATA_DIR"
-FEW_SHOT_K = 2
+FEW_SHOT_K = collection.FEW_SHOT_K
 # Few-shot inputs are kept under this many tokens (exemplars dropped to fit).
 FEW_SHOT_MAX_TOKENS = 480
 # Training styles of a mixture: which variant of each task it trains on.
 STYLES = {"zero_shot": "", "mixed": None, "no_template": "_no_template", "few_shot": "_fs2"}
 EVAL_KINDS = (data.ZERO_SHOT_OPTIONS, data.ZERO_SHOT)
-# The metric a cluster is scored by (rank-classification accuracy where a
-# task has options; a generation metric otherwise).
-PRIMARY_METRIC = {
-    "sentiment": "accuracy", "nli": "accuracy", "paraphrase": "accuracy",
-    "closed_book": "accuracy", "reading": "exact_match", "arithmetic": "exact_match",
-    "transform": "exact_match", "translate": "exact_match",
-    "struct_to_text": "rougeL", "summarize": "rougeL",
-}
+PRIMARY_METRIC = metrics.PRIMARY_METRIC
 
-_ANSWER = re.compile(r"So the answer is (.*?)\.?$")
 _lock = threading.Lock()
 _registered: set[int] = set()
 
@@ -96,38 +88,8 @@ class CollectionSource(data.sources.Source):
     return iter(self._cache[key])
 
 
-def postprocess(output: str, example=None, is_target: bool = False) -> str:
-  """The answer in a model output: after "So the answer is" when a rationale comes first."""
-  del example, is_target
-  text = output.decode("utf-8") if isinstance(output, bytes) else str(output)
-  m = _ANSWER.search(text.strip())
-  return (m.group(1) if m else text).strip()
-
-
-def exact_match(targets, predictions) -> dict[str, float]:
-  import sklearn.metrics  # pylint: disable=g-import-not-at-top
-  return {"exact_match": 100.0 * sklearn.metrics.accuracy_score(targets, predictions)}
-
-
-def rouge_l(targets, predictions) -> dict[str, float]:
-  from rouge_score import rouge_scorer  # pylint: disable=g-import-not-at-top
-  scorer = rouge_scorer.RougeScorer(["rougeL"])
-  scores = [scorer.score(t, p)["rougeL"].fmeasure for t, p in zip(targets, predictions)]
-  return {"rougeL": 100.0 * sum(scores) / max(1, len(scores))}
-
-
-def accuracy(targets, predictions) -> dict[str, float]:
-  import sklearn.metrics  # pylint: disable=g-import-not-at-top
-  return {"accuracy": 100.0 * sklearn.metrics.accuracy_score(targets, predictions)}
-
-
-def _metric_fns(cluster):
-  metric = PRIMARY_METRIC[cluster]
-  if metric == "accuracy":
-    return [accuracy]
-  if metric == "rougeL":
-    return [rouge_l, exact_match]
-  return [exact_match]
+# The seqio tasks score with the functions the portable path calls too.
+postprocess = metrics.postprocess
 
 
 def register(seed: int = 0, directory: str | None = None,
@@ -150,7 +112,7 @@ def register(seed: int = 0, directory: str | None = None,
     train_templates = templates.training(task)
     common = dict(
         source=source, fields=list(spec.fields), postprocess_fn=postprocess,
-        metric_fns=_metric_fns(spec.cluster), seed=seed, vocabulary=vocabulary,
+        metric_fns=metrics.metric_fns(spec.cluster), seed=seed, vocabulary=vocabulary,
         metadata={"cluster": spec.cluster, "task": task, "seed": seed})
     few_shot = data.FewShot(k=0, max_tokens=FEW_SHOT_MAX_TOKENS)
     data.register_variants(
@@ -197,9 +159,7 @@ def training_mixture(clusters, style: str = "zero_shot", seed: int = 0,
   return name
 
 
-def cluster_tasks(clusters) -> list[str]:
-  """The collection's tasks of `clusters`, in definition order."""
-  return [t for t, spec in collection.TASKS.items() if spec.cluster in clusters]
+cluster_tasks = collection.cluster_tasks
 
 
 register(0)
