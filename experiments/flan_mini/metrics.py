@@ -1,4 +1,4 @@
-"""How flan_mini outputs are scored: the answer postprocessor and the metric functions, without seqio.
+"""How flan_mini outputs are scored: the answer postprocessor and metric functions, without seqio.
 
 The seqio tasks (`tasks.py`) register these functions, and the portable path
 (`portable.py`, on machines without TensorFlow or seqio) calls the same ones,

@@ -101,7 +101,7 @@ class Export:
 # -- training batches -------------------------------------------------------------
 
 class MixtureStream:
-  """Packed rows of a mixture, as seqio + EncDecFeatureConverter(pack=True) make them (numpy RNG)."""
+  """Packed rows of a mixture as seqio + EncDecFeatureConverter(pack=True) make them (numpy RNG)."""
 
   def __init__(self, inputs: list[list[np.ndarray]], targets: list[list[np.ndarray]],
                rates: list[float], buffer_sizes: list[int], lengths: dict, seed: int):
@@ -236,7 +236,7 @@ class PortableIterator:
 
 
 def train_iterator(config, mesh, split: str) -> PortableIterator:
-  """`config.data.iterator_factory`: the run's batches from the export named by $FLAN_MINI_PORTABLE_DATA."""
+  """`config.data.iterator_factory`: a run's batches from the export in $FLAN_MINI_PORTABLE_DATA."""
   if split != "train":
     raise ValueError(f"the flan_mini export has training data only (asked for {split!r});"
                      " set config.eval.every=0")
@@ -354,11 +354,12 @@ def main(argv):
 if __name__ == "__main__":
   # Flags only when run as a program: the modules import each other.
   _CONFIG = config_flags.DEFINE_config_file(
-      "config", "configs/experiments/flan_mini.py", "The flan_mini experiment config (as exported).")
-  _DATA = flags.DEFINE_string("data", None, "The export directory (experiments.flan_mini.export --out).")
+      "config", "configs/experiments/flan_mini.py", "The flan_mini config (as exported).")
+  _DATA = flags.DEFINE_string("data", None, "The export (experiments.flan_mini.export --out).")
   _WORKDIR = flags.DEFINE_string("workdir", "runs/flan_mini_portable_runs", "Where runs go.")
   _RUNS = flags.DEFINE_list("runs", None, "Runs to train now (default: every run of the config).")
   _MERGE = flags.DEFINE_list("merge", [], "results.json files whose runs count as done.")
-  _RESULTS = flags.DEFINE_string("results_dir", None, "Where results.json/.md/.png go (default: workdir).")
+  _RESULTS = flags.DEFINE_string("results_dir", None,
+                                 "Where results.json/.md/.png go (default: workdir).")
   logging.set_verbosity(logging.WARNING)
   app.run(main)

@@ -1,4 +1,4 @@
-"""The portable flan_mini path: seqio's packing and byte decoding in numpy, and a run without TensorFlow."""
+"""The portable flan_mini path: seqio packing and byte decoding in numpy; a run without TensorFlow."""
 import json
 import os
 import subprocess
@@ -81,8 +81,7 @@ def test_export_then_portable_run_without_tensorflow(tmp_path):
   assert manifest["runs"]["clusters_1"]["clusters"] == ["paraphrase"]
   assert {e["method"] for e in manifest["evals"].values()} == {"rank_classification", "greedy"}
 
-  flags = [f"--config.flan_mini.{k}={v!r}" if isinstance(v, tuple) else f"--config.flan_mini.{k}={v}"
-           for k, v in _OVERRIDES.items()]
+  flags = [f"--config.flan_mini.{k}={v!r}" for k, v in _OVERRIDES.items()]
   argv = ["portable", "--config=configs/experiments/flan_mini.py:test", *flags,
           f"--data={tmp_path / 'data'}", f"--workdir={tmp_path / 'runs'}"]
   script = textwrap.dedent(f"""
