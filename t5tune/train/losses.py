@@ -72,17 +72,19 @@ def cross_entropy(logits_BTV: jax.Array,
   vocab = logits.shape[-1]
   log_z_BT = jax.nn.logsumexp(logits, axis=-1)
   log_probs_BTV = logits - log_z_BT[..., None]
+  # Smoothed targets as in t5x: 1 - eps on the target, eps / (V - 1) on each other id.
   confidence = 1.0 - label_smoothing
+  low = label_smoothing / (vocab - 1)
   target_lp_BT = jnp.take_along_axis(log_probs_BTV, targets_BT[..., None], axis=-1)[..., 0]
-  token_loss_BT = -confidence * target_lp_BT
   if label_smoothing:
-    low = label_smoothing / vocab
-    token_loss_BT = token_loss_BT - low * jnp.sum(log_probs_BTV, axis=-1)
-    # Subtract the loss of the smoothed target distribution itself, so that a
-    # perfect prediction has loss 0 (as in t5x); a constant, no gradient.
-    min_entropy = -(confidence * jnp.log(confidence)
-                    + (vocab - 1) * low * jnp.log(low + 1e-20))
+    token_loss_BT = (-(confidence - low) * target_lp_BT
+                     - low * jnp.sum(log_probs_BTV, axis=-1))
+    # Minus the entropy of the smoothed targets, so that predicting them
+    # exactly costs 0; a constant, without gradient.
+    min_entropy = -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low))
     token_loss_BT = token_loss_BT - min_entropy
+  else:
+    token_loss_BT = -target_lp_BT
   z_BT = z_loss * jnp.square(log_z_BT)
 
   if normalization == "sequences":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import jax
 import numpy as np
@@ -47,6 +48,12 @@ class SyntheticIterator:
             "decoder_target_tokens": tgt, "decoder_loss_weights": weights}
 
   def __next__(self):
+    # Fault-injection hooks for the subprocess tests: stall before handing out
+    # batch N, or while saving at position N, so a test can kill the process there.
+    if os.environ.get("SYNTHETIC_STALL_AT_NEXT") == str(self.position):
+      time.sleep(600)
+    if self.position >= int(os.environ.get("SYNTHETIC_SLOW_FROM", 1 << 30)):
+      time.sleep(1.0)
     host = self.host_batch(self.position)
     self.position += 1
     return {k: jax.make_array_from_callback(
@@ -54,6 +61,8 @@ class SyntheticIterator:
             for k, v in host.items()}
 
   def save(self, directory: str) -> None:
+    if os.environ.get("SYNTHETIC_STALL_AT_SAVE") == str(self.position):
+      time.sleep(600)
     with open(os.path.join(directory, "iterator.json"), "w") as f:
       json.dump({"position": self.position, "seed": self.seed,
                  "batch_size": self.batch_size}, f)

@@ -1,0 +1,115 @@
+"""Non-finite losses (stop / skip), bad configs failing before compilation, losses and schedules."""
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from t5tune import sharding
+from t5tune.train import experiment
+from t5tune.train import losses
+from t5tune.train import optimizers
+from t5tune.train import trainer
+from tests.train import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _config(**changes):
+  config = experiment.default_config()
+  config.data.iterator_factory = "tests.train.synthetic:make_iterator"
+  config.data.inputs_length, config.data.targets_length = 16, 8
+  config.data.batch_size = 8
+  config.train.steps, config.train.log_every = 6, 1
+  config.checkpoint.every, config.checkpoint.async_save = 2, False
+  config.mesh.shape = (2, 1, 1)
+  for key, value in changes.items():
+    section, name = key.split(".")
+    config[section][name] = value
+  return config
+
+
+def _nan_iterator(config, mesh):
+  return synthetic.SyntheticIterator(
+      batch_size=8, inputs_length=16, targets_length=8,
+      vocab_size=experiment.resolve_model(config).vocab_size, seed=0, mesh=mesh, nan_at=4)
+
+
+@pytest.fixture(scope="module")
+def mesh():
+  import jax
+  return sharding.make_mesh((2, 1, 1), devices=jax.devices()[:2])
+
+
+def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, mesh):
+  config = _config()
+  with pytest.raises(trainer.NonFiniteError, match=r"at step 5 .*last good checkpoint is step 4"):
+    trainer.train(config, str(tmp_path), train_iter=_nan_iterator(config, mesh), mesh=mesh)
+  steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+  assert steps == [2, 4]
+  assert os.path.isfile(tmp_path / "checkpoints" / "4" / "config.json")
+
+
+def test_nan_skip_mode_continues_and_counts(tmp_path, mesh):
+  config = _config(**{"train.nonfinite": "skip"})
+  result = trainer.train(config, str(tmp_path), train_iter=_nan_iterator(config, mesh), mesh=mesh)
+  assert result.step == 6 and result.stop_reason == "completed"
+  assert result.train_metrics["skipped_steps"] == 1.0
+  assert np.all(np.isfinite(np.asarray(
+      result.state["params"]["decoder"]["layers"][0]["mlp"]["wo"]["kernel"])))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.train.stepz=3", 'Did you mean "steps"'),
+    ("--config.train.steps=many", "invalid literal for int"),
+    ("--config.mesh.shape=(3,1,1)", "config.mesh.shape"),
+    ("--config.data.batch_size=12", "change config.data.batch_size or config.mesh.shape"),
+    ("--config.optimizer.name=adamx", "Did you mean 'adamw'"),
+])
+def test_bad_configs_fail_before_compiling(tmp_path, override, message):
+  proc = subprocess.run(
+      [sys.executable, "-m", "t5tune.main", "train", "--config=configs/experiments/tiny.py",
+       f"--workdir={tmp_path}", "--config.data.iterator_factory=tests.train.synthetic:make_iterator",
+       override],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=REPO))
+  assert proc.returncode != 0
+  assert message in proc.stdout + proc.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")  # nothing was built
+
+
+def test_loss_normalizations_and_smoothing():
+  logits = jnp.log(jnp.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]],
+                              [[0.3, 0.3, 0.4], [1 / 3, 1 / 3, 1 / 3]]]))
+  targets = jnp.array([[0, 1], [2, 0]])
+  weights = jnp.array([[1.0, 1.0], [1.0, 0.0]])
+  nll = -np.log([0.7, 0.8, 0.4])
+  tok, stats = losses.cross_entropy(logits, targets, weights)
+  np.testing.assert_allclose(tok, nll.sum() / 3, rtol=1e-6)
+  assert float(stats["correct"]) == 3.0 and float(stats["weight_sum"]) == 3.0
+  seq, _ = losses.cross_entropy(logits, targets, weights, normalization="sequences")
+  np.testing.assert_allclose(seq, (nll[:2].mean() + nll[2]) / 2, rtol=1e-6)
+  const, _ = losses.cross_entropy(logits, targets, weights, normalization="constant", constant=10.0)
+  np.testing.assert_allclose(const, nll.sum() / 10, rtol=1e-6)
+  # A prediction equal to the smoothed target distribution has zero smoothed loss.
+  eps = 0.3
+  smooth = jnp.log(jnp.array([[[1 - eps, eps / 2, eps / 2]]]))
+  value, _ = losses.cross_entropy(smooth, jnp.array([[0]]), jnp.ones((1, 1)),
+                                  label_smoothing=eps)
+  np.testing.assert_allclose(value, 0.0, atol=1e-6)
+  z, _ = losses.cross_entropy(logits + 2.0, targets, weights, z_loss=1e-4)
+  np.testing.assert_allclose(z, tok + 1e-4 * 4.0, rtol=1e-5)  # log Z = 2
+
+
+def test_schedules():
+  def sched(name, warmup=10, **kw):
+    cfg = {"name": name, "warmup_steps": warmup, "decay_steps": 0, "end_learning_rate": 0.0, **kw}
+    return optimizers.make_schedule(cfg, 1e-3, total_steps=110)
+  assert float(sched("constant", warmup=0)(50)) == pytest.approx(1e-3)
+  assert float(sched("rsqrt")(5)) == pytest.approx(5e-4)
+  assert float(sched("rsqrt")(10)) == pytest.approx(1e-3)
+  assert float(sched("rsqrt")(40)) == pytest.approx(1e-3 * np.sqrt(10 / 40))
+  assert float(sched("cosine")(110)) == pytest.approx(0.0, abs=1e-9)
+  assert float(sched("linear")(60)) == pytest.approx(5e-4)
