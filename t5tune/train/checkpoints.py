@@ -9,7 +9,8 @@ A training checkpoint `workdir/checkpoints/<step>/` holds these orbax items:
   data/       the data iterator's position, one sub-directory per process
   experiment/ the full resolved experiment config (JSON)
   config.json the model config in the t5tune model-directory format, written
-              when orbax has finalised the step
+              into finalised steps (after orbax's rename: at the next save,
+              at the end of training, and when a run resumes)
 
 orbax writes every item of a step into a temporary directory and renames it
 when all processes have finished, so an interrupted save is never restored
@@ -116,6 +117,7 @@ class Checkpointer:
         write_model_config(os.path.join(self.directory, name), self._model_config)
 
   def latest_step(self) -> int | None:
+    self._after_finalize()
     return self.manager.latest_step()
 
   def all_steps(self) -> list[int]:
@@ -128,6 +130,7 @@ class Checkpointer:
            experiment: Mapping[str, Any], metrics: Mapping[str, float] | None = None,
            force: bool = False) -> bool:
     """Starts an asynchronous save of `step`; returns whether one was started."""
+    self._after_finalize()  # config.json for steps finalised since the last save
     items = {
         "params": ocp.args.StandardSave(params),
         "state": ocp.args.StandardSave(state),

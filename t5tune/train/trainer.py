@@ -157,12 +157,10 @@ class _Logger:
 
 
 def _model_flops(model_cfg, config) -> float:
-  try:
-    from t5tune.models import info
-  except ImportError:
-    return 0.0
-  return float(info.flops_per_example(model_cfg, config.data.inputs_length,
-                                      config.data.targets_length))
+  """Training FLOPs of one (padded) example, for MFU."""
+  from t5tune.models import info
+  return float(info.train_flops(model_cfg, config.data.inputs_length,
+                                config.data.targets_length))
 
 
 # -- the loop -------------------------------------------------------------------
