@@ -40,6 +40,8 @@ def main():
   parser.add_argument("--new_tokens", type=int, default=32)
   parser.add_argument("--num_beams", type=int, default=4)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="activations on both sides (t5tune keeps float32 parameters)")
   args = parser.parse_args()
 
   import jax
@@ -66,11 +68,16 @@ def main():
     hf_model.lm_head.weight[1] = -100.0 * hf_model.lm_head.weight.abs().max()
   tmp = tempfile.mkdtemp(prefix="t5tune_bench_")
   hf_model.save_pretrained(tmp, safe_serialization=True)
-  model = t5tune.load_model(tmp)
+  model = t5tune.load_model(tmp, dtype=args.dtype)
+  # The peer runs on the GPU when there is one, like jax does.
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  hf_model.to(device)
+  if args.dtype == "bfloat16":
+    hf_model.to(torch.bfloat16)
 
   rng = np.random.RandomState(0)
   enc = rng.randint(2, cfg.vocab_size, (args.batch, args.input_len)).astype(np.int32)
-  enc_t = torch.tensor(enc, dtype=torch.long)
+  enc_t = torch.tensor(enc, dtype=torch.long, device=device)
   mask_t = torch.ones_like(enc_t)
   rows = []
   for name, opts, hf_kwargs in [
@@ -86,8 +93,11 @@ def main():
 
     def hf_run():
       with torch.no_grad():
-        return hf_model.generate(input_ids=enc_t, attention_mask=mask_t, do_sample=False,
-                                 max_new_tokens=args.new_tokens, min_new_tokens=0, **hf_kwargs)
+        out = hf_model.generate(input_ids=enc_t, attention_mask=mask_t, do_sample=False,
+                                max_new_tokens=args.new_tokens, min_new_tokens=0, **hf_kwargs)
+      if device == "cuda":
+        torch.cuda.synchronize()
+      return out.cpu()
     ref = hf_run()
     hf_s = _median_seconds(hf_run, args.repeats)
     assert not (ours.tokens == 1).any(), "a sequence ended early; the token count would be wrong"
@@ -104,7 +114,8 @@ def main():
   print(f"- versions: jax {jax.__version__}, flax {flax.__version__}, torch {torch.__version__}"
         f" ({torch.get_num_threads()} threads), transformers {transformers.__version__},"
         f" python {platform.python_version()}")
-  print(f"- median of {args.repeats} runs after a warm-up; float32\n")
+  print(f"- median of {args.repeats} runs after a warm-up; {args.dtype} activations;"
+        f" transformers on {device}\n")
   print("| method | t5tune tokens/s | transformers (PyTorch) tokens/s | t5tune s | transformers s"
         " | t5tune first call (compile) s | same tokens |")
   print("|---|---|---|---|---|---|---|")
