@@ -80,7 +80,7 @@ def default_config() -> ml_collections.ConfigDict:
   # Partial fine-tuning: regexes on parameter paths such as
   # "decoder/layers/3/mlp/wi/kernel". Frozen parameters get no optimizer state.
   c.optimizer.freeze = ""  # e.g. "^encoder/" trains everything but the encoder
-  c.optimizer.train_only = ""  # e.g. "^decoder/layers/(6|7)/" trains the top two layers
+  c.optimizer.train_only = ""  # e.g. "^decoder/layers/(6|7)/" trains the top two layers; "peft" the LoRA/prompt/prefix/adapter parameters
 
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = "constant"  # constant | rsqrt | cosine | linear

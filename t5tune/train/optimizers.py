@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from t5tune.models import config as model_config
+
 OPTIMIZERS = ("adafactor", "adamw", "sgd")
 SCHEDULES = ("constant", "rsqrt", "cosine", "linear")
 
@@ -68,7 +70,11 @@ def trainable_mask(params: Any, freeze: str, train_only: str = "") -> Any:
     params: the parameter tree.
     freeze: regex; parameters whose path matches it (re.search) are frozen.
     train_only: regex; if set, only parameters whose path matches it train.
+      The word "peft" means the parameter-efficient tuning parameters (LoRA,
+      prompt, prefix, adapters: `model_config.PEFT_PARAMS`).
   """
+  if train_only == "peft":
+    train_only = model_config.PEFT_PARAMS
   def trainable(path, _):
     name = path_name(path)
     if train_only and not re.search(train_only, name):

@@ -115,3 +115,22 @@ def test_frozen_parameters_unchanged_and_stateless(tmp_path_factory):
            jax.tree_util.tree_leaves_with_path(run["state"]["opt_state"])}
   assert not any("'encoder'" in p or "'token_embedder'" in p for p in paths)
   assert any("'decoder'" in p for p in paths)
+
+
+def test_lora_trains_only_peft_parameters(tmp_path_factory):
+  config = _config(**{"optimizer.train_only": "peft"})
+  config.model.overrides.lora_rank = 4
+  config.model.overrides.prompt_length = 2
+  run = _run(tmp_path_factory, config, sharding.make_mesh((8, 1, 1)))
+  after = jax.tree_util.tree_leaves_with_path(jax.device_get(run["state"]["params"]))
+  before = dict(jax.tree_util.tree_leaves_with_path(run["initial"]))
+  peft_changed, base_changed = [], []
+  for path, value in after:
+    name = jax.tree_util.keystr(path)
+    changed = bool(np.any(value != before[path]))
+    (peft_changed if ("lora_" in name or "prompt" in name) else base_changed).append(changed)
+  assert peft_changed and all(peft_changed)  # every LoRA factor and the prompt moved
+  assert not any(base_changed)  # the base model is bitwise unchanged
+  paths = {jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_leaves_with_path(run["state"]["opt_state"])}
+  assert paths and all("lora_" in p or "prompt" in p for p in paths if "'" in p)
