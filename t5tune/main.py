@@ -47,7 +47,25 @@ def run(argv=None):
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   module = importlib.import_module(COMMANDS[command])
   from absl import app
-  app.run(module.main, argv=[f"t5tune {command}"] + argv[2:])
+  app.run(module.main, argv=[f"t5tune {command}"] + argv[2:], flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with one-line errors for bad flags and config overrides.
+
+  ml_collections reports a misspelt `--config.a.b` key as an AttributeError
+  (with the closest valid key) and a wrong type as a TypeError/ValueError;
+  those happen while parsing, before anything runs, and are the user's to fix.
+  """
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"{argv[0]}: {e}\nPass --help to see the flags.")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    text = str(e.args[0] if e.args else e).replace("\\n", "\n").replace("\\'", "'")
+    message = " ".join(part.strip(" '\"") for part in text.splitlines() if part.strip(" '\""))
+    sys.exit(f"{argv[0]}: bad --config override: {message}")
 
 
 if __name__ == "__main__":
