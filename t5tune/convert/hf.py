@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import Any, Mapping
 
 import numpy as np
@@ -238,22 +236,3 @@ def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]
   separate = ("lm_head.weight" in tensors and "shared.weight" in tensors
               and not np.array_equal(tensors["lm_head.weight"], tensors["shared.weight"]))
   return config_from_hf(hf_config, config_path, separate_lm_head=separate), tensors
-
-
-def write_hf_dir(path: str, cfg: model_config.T5Config, params: Mapping) -> None:
-  """Writes config.json + model.safetensors atomically (a temp dir renamed into place)."""
-  tensors = params_to_hf_tensors(params, cfg)
-  parent = os.path.dirname(os.path.abspath(path)) or "."
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-hf-", dir=parent)
-  try:
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-      json.dump(config_to_hf(cfg), f, indent=2)
-    safetensors.numpy.save_file(tensors, os.path.join(tmp, "model.safetensors"),
-                                metadata={"format": "pt"})
-    if os.path.exists(path):
-      shutil.rmtree(path)
-    os.rename(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise

@@ -7,6 +7,7 @@ an interrupted save never leaves a half-written model.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import safetensors.numpy
 from flax import nnx
 
 from t5tune import sharding
@@ -150,26 +152,52 @@ def merged_params(model: t5.Transformer) -> dict:
   return params
 
 
-def save_model(model: t5.Transformer, path: str) -> None:
-  """Writes `model` as a t5tune model directory, atomically."""
+@contextlib.contextmanager
+def _writing_dir(path: str, kind: str):
+  """Yields a temporary sibling directory that replaces `path` once the block succeeds.
+
+  A failed or interrupted write leaves `path` as it was (the temporary
+  directory is removed); an existing `path` is moved aside before the rename
+  and deleted only after it, so no moment leaves neither version on disk.
+  """
   path = os.path.abspath(os.fspath(path))
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-t5tune-", dir=parent)
+  tmp = tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=parent)
   try:
-    import orbax.checkpoint as ocp
-    state = nnx.state(model, nnx.Param)
-    with ocp.StandardCheckpointer() as ckptr:
-      ckptr.save(os.path.join(tmp, "params"), state)
-      ckptr.wait_until_finished()
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-      json.dump({"format": FORMAT, "model": model.config.to_dict()}, f, indent=2)
-    if os.path.exists(path):
-      shutil.rmtree(path)
-    os.rename(tmp, path)
+    yield tmp
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+  old = None
+  if os.path.exists(path):
+    old = tempfile.mkdtemp(prefix=f".old-{kind}-", dir=parent)
+    os.rmdir(old)
+    os.rename(path, old)
+  os.rename(tmp, path)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(model: t5.Transformer, path: str) -> None:
+  """Writes `model` as a t5tune model directory, atomically."""
+  import orbax.checkpoint as ocp
+  with _writing_dir(path, "t5tune") as tmp:
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save(os.path.join(tmp, "params"), nnx.state(model, nnx.Param))
+      ckptr.wait_until_finished()
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+      json.dump({"format": FORMAT, "model": model.config.to_dict()}, f, indent=2)
+
+
+def write_hf_dir(path: str, cfg: model_config.T5Config, params) -> None:
+  """Writes a Hugging Face T5 directory (config.json + model.safetensors), atomically."""
+  tensors = hf.params_to_hf_tensors(params, cfg)
+  with _writing_dir(path, "hf") as tmp:
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+      json.dump(hf.config_to_hf(cfg), f, indent=2)
+    safetensors.numpy.save_file(tensors, os.path.join(tmp, "model.safetensors"),
+                                metadata={"format": "pt"})
 
 
 def hf_to_t5tune(input_dir: str, output_dir: str) -> model_config.T5Config:
@@ -185,5 +213,5 @@ def hf_to_t5tune(input_dir: str, output_dir: str) -> model_config.T5Config:
 def t5tune_to_hf(input_dir: str, output_dir: str) -> model_config.T5Config:
   """Writes a HF directory that `T5ForConditionalGeneration.from_pretrained` loads."""
   model = load_model(input_dir)
-  hf.write_hf_dir(output_dir, model.config, merged_params(model))
+  write_hf_dir(output_dir, model.config, merged_params(model))
   return model.config

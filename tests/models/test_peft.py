@@ -58,7 +58,7 @@ def test_lora_merge_matches_forward(base_dir, tmp_path):
   out = np.asarray(model(enc, dec))
   base_out = np.asarray(loading.load_model(base_dir)(enc, dec))
   assert np.max(np.abs(out - base_out)) > 1e-3
-  loading.hf.write_hf_dir(str(tmp_path / "hf"), model.config, loading.merged_params(model))
+  loading.write_hf_dir(str(tmp_path / "hf"), model.config, loading.merged_params(model))
   merged = loading.load_model(str(tmp_path / "hf"))
   assert merged.config.lora_rank == 0
   np.testing.assert_allclose(np.asarray(merged(enc, dec)), out, atol=1e-5)
