@@ -113,3 +113,27 @@ def test_schedules():
   assert float(sched("rsqrt")(40)) == pytest.approx(1e-3 * np.sqrt(10 / 40))
   assert float(sched("cosine")(110)) == pytest.approx(0.0, abs=1e-9)
   assert float(sched("linear")(60)) == pytest.approx(5e-4)
+
+
+def test_early_stopping_and_keep_best(tmp_path, mesh):
+  # An eval hook whose score gets worse at every evaluation after the first:
+  # with patience 2 the run stops at the third evaluation, and keep_best keeps
+  # the first step's checkpoint besides the latest.
+  config = _config(**{"train.steps": 10, "eval.every": 1, "eval.metric": "eval/score",
+                      "eval.mode": "max", "eval.patience": 2, "checkpoint.every": 1,
+                      "checkpoint.keep": 1, "checkpoint.keep_best": 1})
+  seen = []
+
+  def score(model, step):
+    seen.append(step)
+    return {"score": -float(step)}
+
+  it = synthetic.SyntheticIterator(batch_size=8, inputs_length=16, targets_length=8,
+                                   vocab_size=experiment.resolve_model(config).vocab_size,
+                                   seed=0, mesh=mesh)
+  result = trainer.train(config, str(tmp_path), train_iter=it, eval_fns=(score,), mesh=mesh)
+  assert result.stop_reason == "early_stopping"
+  assert seen == [1, 2, 3] and result.step == 3
+  assert result.eval_metrics["eval/score"] == -3.0
+  steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+  assert steps == [1, 3]
