@@ -38,11 +38,23 @@ def resolve_checkpoint(path: str) -> tuple[str, int]:
 
 
 def evaluation_config(config):
-  """The evaluation section of a config, and the modules to import for its tasks."""
+  """The evaluation section of a config, and the modules to import for its tasks.
+
+  A training experiment config without an `evaluation` section evaluates its
+  mixture's tasks on its eval split with the default evaluation settings.
+  """
   modules = []
   if "evaluation" in config:
     modules = list(config.data.modules) if "data" in config else []
     config = config.evaluation
+  elif "data" in config and "modules" not in config:
+    from t5tune.infer import evaluation
+    modules = list(config.data.modules)
+    section = evaluation.default_config()
+    with section.unlocked():
+      section.tasks = (config.data.mixture,) if config.data.mixture else ()
+      section.split = config.data.eval_split
+    config = section
   return config, modules + list(config.modules)
 
 
@@ -75,5 +87,10 @@ def main(argv):
     raise SystemExit(f"t5tune evaluate: unexpected arguments {argv[1:]}")
   if _CONFIG.value is None or not _CHECKPOINT.value:
     raise SystemExit("t5tune evaluate: --config and --checkpoint are required")
-  _, table = run(_CONFIG.value, _CHECKPOINT.value, _OUTPUT_DIR.value, _TASKS.value, _MODULES.value)
+  from t5tune.convert import hf
+  try:
+    _, table = run(_CONFIG.value, _CHECKPOINT.value, _OUTPUT_DIR.value, _TASKS.value,
+                   _MODULES.value)
+  except (ValueError, FileNotFoundError, hf.ConversionError) as e:
+    raise SystemExit(f"t5tune evaluate: {e}")
   print(table)

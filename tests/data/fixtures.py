@@ -11,6 +11,7 @@ import os
 import random
 
 from t5tune import data
+from t5tune.infer import metrics
 
 TESTDATA = os.path.join(os.path.dirname(__file__), "testdata")
 _NAMES = ["Ada", "Bo", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ivy", "Jo", "Kai", "Lu"]
@@ -64,19 +65,19 @@ data.register_task(
         "train": lambda: sentiment_records(300, 1),
         "validation": lambda: sentiment_records(40, 2)}),
     fields=["text", "options", "label"], templates=SENTIMENT_TEMPLATES,
-    metadata={"cluster": "sentiment"})
+    metric_fns=[metrics.accuracy], metadata={"cluster": "sentiment"})
 data.register_task(
     "t5tune_test_qa",
     source=data.sources.function({
         "train": lambda: qa_records(200, 3), "validation": lambda: qa_records(30, 4)}),
     fields=["context", "question", "answer", "rationale"], templates=QA_TEMPLATES,
-    metadata={"cluster": "qa"})
+    metric_fns=[metrics.squad], metadata={"cluster": "qa"})
 data.register_task(
     "t5tune_test_reverse",
     source={"train": os.path.join(TESTDATA, "reverse_train.jsonl"),
             "validation": os.path.join(TESTDATA, "reverse_validation.jsonl")},
     fields=["instruction", "input", "output"], templates=REVERSE_TEMPLATES,
-    metadata={"cluster": "generation"})
+    metric_fns=[metrics.rouge], metadata={"cluster": "generation"})
 data.register_mixture(
     "t5tune_test_mix",
     ["t5tune_test_sentiment", "t5tune_test_qa", "t5tune_test_reverse"],

@@ -1,4 +1,4 @@
-"""Two small tasks for the inference tests, with metric functions (the data fixtures have none).
+"""Two small tasks for the inference tests, with metric functions.
 
     t5tune_infer_cls        classification with answer options (learnable: the
                             adjective decides the label); variants "" and "fs2"

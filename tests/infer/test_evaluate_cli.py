@@ -1,0 +1,26 @@
+"""`t5tune train` then `t5tune evaluate` with the same experiment config, as the README shows."""
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _t5tune(*args):
+  return subprocess.run([sys.executable, "-m", "t5tune", *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=600)
+
+
+def test_train_then_evaluate_the_experiment_mixture(tmp_path):
+  train = _t5tune("train", "--config=configs/experiments/tiny.py", f"--workdir={tmp_path}",
+                  "--config.train.steps=4", "--config.checkpoint.every=4", "--config.eval.every=0")
+  assert train.returncode == 0, train.stderr[-2000:]
+  out = _t5tune("evaluate", "--config=configs/experiments/tiny.py",
+                f"--checkpoint={tmp_path}/checkpoints")
+  assert out.returncode == 0, out.stderr[-2000:]
+  # Every task of the experiment's mixture, with its own metric functions.
+  for row in ("t5tune_test_sentiment | accuracy", "t5tune_test_qa | f1", "t5tune_test_reverse | rougeL"):
+    assert row in out.stdout
+  assert os.path.exists(tmp_path / "checkpoints" / "4" / "eval" / "summary.md")
+  bad = _t5tune("evaluate", "--config=configs/experiments/tiny.py", f"--checkpoint={tmp_path}/nope")
+  assert bad.returncode != 0 and "t5tune evaluate:" in bad.stderr
