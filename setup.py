@@ -32,7 +32,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # The numerical reference: Hugging Face transformers' PyTorch T5 on the CPU.
-    # torch is pinned: a bare "torch" pulls a multi-GB CUDA build.
+    # torch is pinned: an unpinned torch requirement pulls a multi-GB CUDA build.
     "test": [
         "pytest>=8",
         "pytest-xdist>=3.5",
