@@ -15,21 +15,14 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-def _median_seconds(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
 
 
 def main():
@@ -89,7 +82,7 @@ def main():
     t0 = time.perf_counter()
     ours = decoding.decode(model, enc, opts)
     first = time.perf_counter() - t0
-    ours_s = _median_seconds(lambda: decoding.decode(model, enc, opts), args.repeats)
+    ours_s = timing.median_seconds(lambda: decoding.decode(model, enc, opts), args.repeats)
 
     def hf_run():
       with torch.no_grad():
@@ -99,7 +92,7 @@ def main():
         torch.cuda.synchronize()
       return out.cpu()
     ref = hf_run()
-    hf_s = _median_seconds(hf_run, args.repeats)
+    hf_s = timing.median_seconds(hf_run, args.repeats)
     assert not (ours.tokens == 1).any(), "a sequence ended early; the token count would be wrong"
     same = np.array_equal(ours.tokens, ref.numpy()[:, 1:args.new_tokens + 1])
     tokens = args.batch * args.new_tokens

@@ -16,23 +16,16 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 BATCH, INPUTS, TARGETS = 8, 128, 32
 
-
-def _median(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
 
 
 def peak_flops(repeats):
@@ -42,7 +35,7 @@ def peak_flops(repeats):
   a = jnp.ones((n, n), jnp.float32)
   f = jax.jit(lambda x: x @ x)
   f(a).block_until_ready()
-  return 2 * n ** 3 / _median(lambda: f(a).block_until_ready(), repeats)
+  return 2 * n ** 3 / timing.median_seconds(lambda: f(a).block_until_ready(), repeats)
 
 
 def t5tune_step(model_cfg, repeats, workdir):
@@ -80,7 +73,7 @@ def t5tune_step(model_cfg, repeats, workdir):
     m["loss"].block_until_ready()
   for _ in range(2):
     run()
-  seconds = _median(run, repeats)
+  seconds = timing.median_seconds(run, repeats)
   tr.checkpointer.close()
   return seconds, compile_s
 
@@ -108,7 +101,7 @@ def torch_step(model_cfg, repeats):
     opt.step()
   for _ in range(2):
     run()
-  return _median(run, repeats)
+  return timing.median_seconds(run, repeats)
 
 
 def main():
