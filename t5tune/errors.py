@@ -1,0 +1,71 @@
+"""Typed errors of t5tune's library API, printed by the CLI as one line.
+
+Every error a user can fix carries *what* is wrong, *where* (a file:line, a
+flag, a config key) and *how to fix it*. The command line prints
+
+    t5tune <command>: error: <what> (<where>); <fix>
+
+on stderr and exits with `exit_code` (2 for usage: flags, config keys, input
+files the user must change; 1 for runtime faults), without a traceback unless
+`--verbose` or T5TUNE_VERBOSE=1 asks for one. Library callers catch the class.
+
+The classes also derive from the builtin they refine (ValueError,
+FileNotFoundError, ...) so that code written against the builtins keeps working.
+"""
+from __future__ import annotations
+
+
+class T5tuneError(Exception):
+  """Base class: a fault the user can act on, described in one line."""
+
+  exit_code = 1
+
+  def __init__(self, what: str, *, where: str | None = None, fix: str | None = None):
+    super().__init__(what)
+    self.what = what
+    self.where = where
+    self.fix = fix
+
+  def __str__(self) -> str:
+    text = self.what
+    if self.where:
+      text += f" ({self.where})"
+    if self.fix:
+      text += f"; {self.fix}"
+    return text
+
+
+class UsageError(T5tuneError, ValueError):
+  """A bad flag, argument or config key/value: the command line is to change."""
+
+  exit_code = 2
+
+
+class InputError(T5tuneError, ValueError):
+  """An input file or record is unusable (missing, unreadable, wrong type, bad record)."""
+
+  exit_code = 2
+
+
+class OutputExistsError(T5tuneError, FileExistsError):
+  """An output exists and would be replaced; pass --overwrite (same kind only)."""
+
+  exit_code = 2
+
+
+class OutputNotWritableError(T5tuneError, OSError):
+  """An output location cannot be written (its parent is a file, missing, read-only)."""
+
+  exit_code = 2
+
+
+class CheckpointError(T5tuneError, ValueError):
+  """A checkpoint or model directory is corrupt, incomplete or from another config."""
+
+
+class ConversionError(CheckpointError):
+  """Weights could not be converted: not a T5, a key or shape that does not match."""
+
+
+class TrainingFault(T5tuneError, FloatingPointError):
+  """Training diverged or stalled (NaN/inf loss, zero gradients, exploding loss)."""
