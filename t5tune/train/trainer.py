@@ -15,31 +15,27 @@ import dataclasses
 import importlib
 import json
 import logging
-import math
 import os
-import signal
-import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 
 from t5tune import sharding
 from t5tune.models import t5
 from t5tune.train import checkpoints
 from t5tune.train import experiment
+from t5tune.train import hooks
 from t5tune.train import optimizers
 from t5tune.train import steps as steps_lib
 
 EvalFn = Callable[[Any, int], dict]
 
 
-class NonFiniteError(FloatingPointError):
-  """The loss or the gradients of a step were NaN or infinite."""
+NonFiniteError = hooks.NonFiniteError  # raised by the loop; kept here for callers
 
 
 @dataclasses.dataclass
@@ -94,68 +90,6 @@ def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return out
 
 
-class _Preemption:
-  """SIGTERM -> save and stop at the next step boundary (all processes agree)."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint and stopping")
-    self.requested = True
-
-  def reached(self, step: int) -> bool:
-    if jax.process_count() > 1:
-      # jax.distributed's preemption notifier catches SIGTERM on any process;
-      # every process reaches the same answer at the same step.
-      from jax.experimental import multihost_utils
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self.requested
-
-  def close(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
-class _Logger:
-  """TensorBoard (clu), metrics.jsonl and the console, written by process 0."""
-
-  def __init__(self, workdir: str):
-    self.primary = jax.process_index() == 0
-    try:
-      from clu import metric_writers
-    except ImportError as e:  # clu's writers need TensorFlow, which a machine may lack
-      logging.warning("no TensorBoard logs (%s); metrics go to metrics.jsonl only", e)
-      self.writer = None
-    else:
-      self.writer = metric_writers.create_default_writer(
-          os.path.join(workdir, "tb"), just_logging=not self.primary, asynchronous=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a") if self.primary else None
-
-  def hparams(self, flat: dict):
-    if self.writer:
-      self.writer.write_hparams(flat)
-
-  def scalars(self, step: int, values: dict):
-    values = {k: float(v) for k, v in values.items()}
-    if self.writer:
-      self.writer.write_scalars(step, values)
-    if self._jsonl:
-      self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
-      self._jsonl.flush()
-
-  def close(self):
-    if self.writer:
-      self.writer.flush()
-      self.writer.close()
-    if self._jsonl:
-      self._jsonl.close()
-
-
 def _model_flops(model_cfg, config) -> float:
   """Training FLOPs of one (padded) example, for MFU."""
   from t5tune.models import info
@@ -172,8 +106,10 @@ class Trainer:
                train_iter: Iterator | None = None,
                eval_iter_fn: Callable[[], Iterator] | None = None,
                eval_fns: Sequence[EvalFn] = (),
-               mesh: jax.sharding.Mesh | None = None):
+               mesh: jax.sharding.Mesh | None = None,
+               extra_hooks: Sequence[hooks.Hook] = ()):
     self.config = config
+    self.hooks = list(extra_hooks)
     self.workdir = os.path.abspath(workdir)
     self.eval_fns = list(eval_fns)
     # A caller's mesh may use a subset of the devices (tests, notebooks).
@@ -302,139 +238,91 @@ class Trainer:
   # -- the loop -----------------------------------------------------------------
 
   def run(self) -> TrainResult:
-    config = self.config
-    total = config.train.steps
     if self.train_iter is None:
-      self.train_iter = make_iterator(config, self.mesh, "train")
-    logger = _Logger(self.workdir)
-    logger.hparams(_flat(config))
-    preemption = _Preemption()
+      self.train_iter = make_iterator(self.config, self.mesh, "train")
+    logger = hooks.Logger(self.workdir)
+    logger.hparams(_flat(self.config))
+    preemption = hooks.Preemption()
     try:
-      return self._loop(logger, preemption, total)
+      return self._loop(logger, preemption)
     finally:
       preemption.close()
       self.checkpointer.close()
       logger.close()
 
-  def _loop(self, logger: _Logger, preemption: _Preemption, total: int) -> TrainResult:
+  def _nonfinite(self, step: int, host: dict):
+    self.checkpointer.wait()
+    good = self.checkpointer.latest_step()
+    where = (f"the last good checkpoint is step {good} in {self.checkpointer.directory}"
+             if good is not None else "no checkpoint was written yet")
+    raise NonFiniteError(
+        f"non-finite loss or gradients at step {step} (loss={float(host['loss'])},"
+        f" grad_norm={float(host['grad_norm'])}); training stopped and {where}."
+        " Lower the learning rate, enable clipping (config.optimizer.grad_clip_norm),"
+        " or skip such updates with --config.train.nonfinite=skip")
+
+  def _standard_hooks(self, loop: hooks.LoopState, logger: hooks.Logger,
+                      window: hooks.MetricsWindow) -> list[hooks.Hook]:
+    """Progress bar, train logging, evaluation (+ early stopping), saving: in that order."""
     config = self.config
-    state, resumed = self.initial_state()
-    step = int(state["step"])
-    primary = jax.process_index() == 0
+    with sharding.use_mesh(self.mesh):
+      jitted_eval = jax.jit(self.eval_step, in_shardings=(self.state_shardings["params"], None))
+    bar = hooks.ProgressBar(loop.total, loop.step)
+    stopping = hooks.EarlyStopping(config.eval.metric, config.eval.mode, config.eval.patience)
+    return [
+        bar,
+        hooks.LogTrain(config.train.log_every, window, logger, bar),
+        hooks.Evaluate(config.eval.every, lambda p, s: self.evaluate(p, s, jitted_eval),
+                       logger, window, actions=(stopping,)),
+        hooks.Save(config.checkpoint.every, self.save, window, self.checkpointer.all_steps),
+    ]
+
+  def _loop(self, logger: hooks.Logger, preemption: hooks.Preemption) -> TrainResult:
+    config = self.config
+    state, _ = self.initial_state()
+    loop = hooks.LoopState(state=state, step=int(state["step"]), total=config.train.steps)
 
     # Compile once, with the shardings of the first batch.
-    first_batch = next(self.train_iter) if step < total else None
+    first_batch = next(self.train_iter) if loop.step < loop.total else None
     compile_s = 0.0
-    train_fn = None
     if first_batch is not None:
       t0 = time.perf_counter()
       train_fn = self.compile(state, first_batch)
       compile_s = time.perf_counter() - t0
       logging.info("train step compiled in %.1f s", compile_s)
-      logger.scalars(step, {"compile_seconds": compile_s})
-    with sharding.use_mesh(self.mesh):
-      jitted_eval = jax.jit(self.eval_step, in_shardings=(self.state_shardings["params"], None))
+      logger.scalars(loop.step, {"compile_seconds": compile_s})
 
-    flops = _model_flops(self.model_cfg, config) if config.train.peak_flops_per_device else 0.0
-    tokens_per_step = config.data.batch_size * (config.data.inputs_length + config.data.targets_length)
-    pending: list[tuple[int, dict]] = []  # dispatched steps whose metrics were not read
-    window: list[dict] = []  # host metrics since the last log
-    last_train, last_eval = {}, {}
-    best, evals_since_best = None, 0
-    stop_reason = "completed"
-    t_window = time.perf_counter()
-    steps_in_window = 0
-
-    def resolve(upto_all: bool):
-      """Reads the metrics of dispatched steps; stops on a non-finite one."""
-      keep = 0 if upto_all else 1
-      while len(pending) > keep:
-        s, m = pending.pop(0)
-        host = jax.device_get(m)
-        if not bool(host["finite"]) and config.train.nonfinite == "stop":
-          self.checkpointer.wait()
-          good = self.checkpointer.latest_step()
-          where = (f"the last good checkpoint is step {good} in {self.checkpointer.directory}"
-                   if good is not None else "no checkpoint was written yet")
-          raise NonFiniteError(
-              f"non-finite loss or gradients at step {s} (loss={float(host['loss'])},"
-              f" grad_norm={float(host['grad_norm'])}); training stopped and {where}."
-              " Lower the learning rate, enable clipping (config.optimizer.grad_clip_norm),"
-              " or skip such updates with --config.train.nonfinite=skip")
-        window.append(host)
-
-    bar = None
-    if primary:
-      from tqdm import tqdm
-      bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    peak = config.train.peak_flops_per_device * jax.device_count()
+    window = hooks.MetricsWindow(
+        tokens_per_step=config.data.batch_size * (config.data.inputs_length
+                                                  + config.data.targets_length),
+        flops_per_step=(_model_flops(self.model_cfg, config) * config.data.batch_size
+                        if peak else 0.0),
+        peak_flops=peak, nonfinite=config.train.nonfinite, on_nonfinite=self._nonfinite)
+    parts = self._standard_hooks(loop, logger, window) + self.hooks
     try:
-      while step < total:
-        if preemption.reached(step):
-          stop_reason = "preempted"
+      while loop.step < loop.total:
+        if preemption.reached(loop.step):
+          loop.stop_reason = "preempted"
           break
         batch = first_batch if first_batch is not None else next(self.train_iter)
         first_batch = None
-        state, metrics = train_fn(state, batch)
-        step += 1
-        steps_in_window += 1
-        pending.append((step, metrics))
-        log_now = step % config.train.log_every == 0 or step == total
-        eval_now = bool(config.eval.every) and (step % config.eval.every == 0 or step == total)
-        save_now = step % config.checkpoint.every == 0 or step == total
-        resolve(upto_all=log_now or eval_now or save_now)
-        if bar is not None:
-          bar.update(1)
-
-        if log_now and window:
-          dt = (time.perf_counter() - t_window) / max(steps_in_window, 1)
-          last_train = {k: float(np.mean([w[k] for w in window])) for k in window[0]
-                        if k not in ("finite", "skipped_steps", "learning_rate")}
-          last_train["learning_rate"] = float(window[-1]["learning_rate"])
-          last_train["skipped_steps"] = float(window[-1]["skipped_steps"])
-          last_train["step_seconds"] = dt
-          last_train["tokens_per_second"] = tokens_per_step / dt
-          if flops:
-            last_train["mfu"] = (flops * config.data.batch_size / dt /
-                                 (config.train.peak_flops_per_device * jax.device_count()))
-          logger.scalars(step, {f"train/{k}": v for k, v in last_train.items()})
-          if bar is not None:
-            bar.set_postfix(loss=f"{last_train['loss']:.4f}",
-                            acc=f"{last_train['accuracy']:.3f}", refresh=False)
-          window.clear()
-          t_window, steps_in_window = time.perf_counter(), 0
-
-        ckpt_metrics = None
-        if eval_now:
-          last_eval = self.evaluate(state["params"], step, jitted_eval)
-          if last_eval:
-            logger.scalars(step, last_eval)
-            ckpt_metrics = last_eval
-          value = last_eval.get(config.eval.metric)
-          if value is not None:
-            better = (best is None or (value < best if config.eval.mode == "min" else value > best))
-            best, evals_since_best = (value, 0) if better else (best, evals_since_best + 1)
-            if config.eval.patience and evals_since_best >= config.eval.patience:
-              logging.info("early stopping at step %d: %s has not improved for %d evaluations"
-                           " (best %.6g)", step, config.eval.metric, evals_since_best, best)
-              stop_reason = "early_stopping"
-        if save_now or stop_reason != "completed":
-          self.save(state, metrics=ckpt_metrics, force=True)
-        if eval_now or save_now:
-          t_window, steps_in_window = time.perf_counter(), 0  # time training steps only
-        if stop_reason != "completed":
+        loop.state, metrics = train_fn(loop.state, batch)
+        loop.step += 1
+        window.dispatched(loop.step, metrics)
+        window.resolve(all_steps=any(h.due(loop.step, loop.total) for h in parts))
+        for hook in parts:
+          hook.after_step(loop)
+        if loop.stop_reason != "completed":
           break
-      resolve(upto_all=True)
-      if stop_reason == "preempted":
-        if step not in self.checkpointer.all_steps():
-          self.save(state, force=True)
-        self.checkpointer.wait()
-        logging.info("preempted: checkpoint at step %d written", step)
+      window.resolve(all_steps=True)
+      for hook in parts:
+        hook.at_end(loop)
     finally:
-      if bar is not None:
-        bar.close()
+      parts[0].close()  # the progress bar, also when a step raised
     self.checkpointer.wait()
-    return TrainResult(state=state, step=step, train_metrics=last_train,
-                       eval_metrics=last_eval, stop_reason=stop_reason,
+    return TrainResult(state=loop.state, step=loop.step, train_metrics=loop.train_metrics,
+                       eval_metrics=loop.eval_metrics, stop_reason=loop.stop_reason,
                        compile_seconds=compile_s, checkpoint_dir=self.checkpointer.directory)
 
 
@@ -442,7 +330,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           train_iter: Iterator | None = None,
           eval_iter_fn: Callable[[], Iterator] | None = None,
           eval_fns: Sequence[EvalFn] = (),
-          mesh: jax.sharding.Mesh | None = None) -> TrainResult:
+          mesh: jax.sharding.Mesh | None = None,
+          extra_hooks: Sequence[hooks.Hook] = ()) -> TrainResult:
   """Trains (or resumes training) as `config` says, writing everything under `workdir`.
 
   Args:
@@ -455,10 +344,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     eval_fns: `fn(model, step) -> dict` run at every evaluation (e.g. decoding
       metrics); their values are logged as eval/<name>.
     mesh: a mesh to use instead of one built from config.mesh.shape.
+    extra_hooks: `hooks.Hook`s called after the standard ones (log, evaluate,
+      save) at every step and at the end.
 
   Raises:
     NonFiniteError: a non-finite loss with config.train.nonfinite == "stop".
     ValueError: a config value that cannot work (before anything is compiled).
   """
   return Trainer(config, workdir, train_iter=train_iter, eval_iter_fn=eval_iter_fn,
-                 eval_fns=eval_fns, mesh=mesh).run()
+                 eval_fns=eval_fns, mesh=mesh, extra_hooks=extra_hooks).run()
