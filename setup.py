@@ -54,6 +54,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["t5tune", "t5tune.*"]),
+    package_data={"t5tune": ["demo_data/*.jsonl"]},  # the demo tasks' files
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["t5tune=t5tune.main:run"]},

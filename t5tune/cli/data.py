@@ -2,8 +2,8 @@
 
 Tasks live in user modules; `--module` (repeatable) imports them first:
 
-    t5tune data list --module=tests.data.fixtures
-    t5tune data report t5tune_test_mix --module=tests.data.fixtures \\
+    t5tune data list --module=t5tune.demo_tasks
+    t5tune data report t5tune_demo_mix --module=t5tune.demo_tasks \\
         --inputs_length=256 --targets_length=64 --output_dir=/tmp/report
     t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
         --vocab_size=8000 --output=vocabs/mine

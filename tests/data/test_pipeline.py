@@ -10,7 +10,7 @@ import seqio
 
 from t5tune import sharding
 from t5tune.data import pipeline
-import tests.data.fixtures  # noqa: F401  (registers the t5tune_test_* tasks)
+import t5tune.demo_tasks  # noqa: F401  (registers the t5tune_demo_* tasks)
 
 LENGTHS = {"inputs": 128, "targets": 64}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,7 +20,7 @@ def _iterator(**overrides):
   kwargs = dict(split="train", feature_lengths=LENGTHS, batch_size=8, pack=True, seed=3,
                 mesh=sharding.make_mesh((-1, 1, 1)))
   kwargs.update(overrides)
-  return pipeline.make_iterator("t5tune_test_mix", **kwargs)
+  return pipeline.make_iterator("t5tune_demo_mix", **kwargs)
 
 
 def test_batches_are_global_arrays_on_the_data_axes():
@@ -41,7 +41,7 @@ def test_batch_size_must_divide_the_data_parallel_size():
 
 
 def test_packing_round_trip_keeps_every_example():
-  task = seqio.get_mixture_or_task("t5tune_test_reverse")
+  task = seqio.get_mixture_or_task("t5tune_demo_reverse")
   lengths = {"inputs": 256, "targets": 64}
   originals = sorted(
       (tuple(ex["inputs"]), tuple(ex["targets"]))
@@ -61,7 +61,7 @@ def test_packing_round_trip_keeps_every_example():
 
 def _rows(shard, num_shards):
   ds = pipeline.local_dataset(
-      "t5tune_test_sentiment", split="train", feature_lengths=LENGTHS, local_batch_size=1,
+      "t5tune_demo_sentiment", split="train", feature_lengths=LENGTHS, local_batch_size=1,
       pack=False, seed=5, shard=seqio.ShardInfo(shard, num_shards), num_epochs=1)
   return [ex["encoder_input_tokens"][0].tobytes() + ex["decoder_target_tokens"][0].tobytes()
           for ex in ds.as_numpy_iterator()]
@@ -102,10 +102,10 @@ def test_changed_batch_size_or_seed_on_resume_is_reported(tmp_path):
 
 _CHILD = """
 import hashlib, numpy as np
-import tests.data.fixtures
+import t5tune.demo_tasks
 from t5tune import sharding
 from t5tune.data import pipeline
-it = pipeline.make_iterator("t5tune_test_mix", split="train", feature_lengths={lengths},
+it = pipeline.make_iterator("t5tune_demo_mix", split="train", feature_lengths={lengths},
                             batch_size=8, pack=True, seed=11, mesh=sharding.make_mesh((-1, 1, 1)))
 h = hashlib.sha256()
 for _ in range(4):

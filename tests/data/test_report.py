@@ -20,14 +20,14 @@ def _cli(*args, cwd=REPO):
 
 
 def test_report_cli_writes_json_with_every_figure_and_a_png(tmp_path):
-  out = _cli("report", "t5tune_test_mix", "--module=tests.data.fixtures", "--inputs_length=96",
+  out = _cli("report", "t5tune_demo_mix", "--module=t5tune.demo_tasks", "--inputs_length=96",
              "--targets_length=48", f"--output_dir={tmp_path}")
-  assert "t5tune_test_sentiment" in out and "truncated inputs" in out
-  report = json.loads((tmp_path / "t5tune_test_mix.report.json").read_text())
-  assert (tmp_path / "t5tune_test_mix.lengths.png").stat().st_size > 1000
+  assert "t5tune_demo_sentiment" in out and "truncated inputs" in out
+  report = json.loads((tmp_path / "t5tune_demo_mix.report.json").read_text())
+  assert (tmp_path / "t5tune_demo_mix.lengths.png").stat().st_size > 1000
   assert abs(sum(report["mixing_rates"].values()) - 1) < 1e-6
-  assert set(report["tasks"]) == {"t5tune_test_sentiment", "t5tune_test_qa", "t5tune_test_reverse"}
-  rev = report["tasks"]["t5tune_test_reverse"]["splits"]["train"]
+  assert set(report["tasks"]) == {"t5tune_demo_sentiment", "t5tune_demo_qa", "t5tune_demo_reverse"}
+  rev = report["tasks"]["t5tune_demo_reverse"]["splits"]["train"]
   assert rev["examples"] == 47 and rev["read"] == 51
   assert rev["duplicates"] == 3 and rev["invalid"] == 1
   assert rev["removed"] == {"duplicate_exact": 2, "duplicate_normalized": 1, "empty_field": 1}
@@ -42,7 +42,7 @@ def test_report_cli_writes_json_with_every_figure_and_a_png(tmp_path):
       assert sum(s["template_usage"].values()) == s["examples"]
       assert 0 < s["instructions"]["distinct_1"] <= 1 and 0 < s["instructions"]["distinct_2"] <= 1
       assert s["instructions"]["leading_verbs"]
-  qa = report["tasks"]["t5tune_test_qa"]["splits"]["train"]
+  qa = report["tasks"]["t5tune_demo_qa"]["splits"]["train"]
   assert qa["truncation"]["inputs"] == 1.0  # every QA input is longer than 96 tokens
   assert {v for v, _ in qa["instructions"]["leading_verbs"]} == {"answer", "read"}
   assert set(report["totals"]) == {"train", "validation"}
@@ -51,10 +51,10 @@ def test_report_cli_writes_json_with_every_figure_and_a_png(tmp_path):
 
 
 def test_list_and_train_vocab(tmp_path):
-  out = _cli("list", "--module=tests.data.fixtures")
-  assert "t5tune_test_qa" in out and "t5tune_test_mix" in out and "'cluster': 'qa'" in out
+  out = _cli("list", "--module=t5tune.demo_tasks")
+  assert "t5tune_demo_qa" in out and "t5tune_demo_mix" in out and "'cluster': 'qa'" in out
   prefix = str(tmp_path / "spm")
-  _cli("train-vocab", "--module=tests.data.fixtures", "--tasks=t5tune_test_mix",
+  _cli("train-vocab", "--module=t5tune.demo_tasks", "--tasks=t5tune_demo_mix",
        "--vocab_size=200", f"--output={prefix}")
   vocab = data.get_vocabulary(prefix + ".model")
   assert isinstance(vocab, seqio.SentencePieceVocabulary)

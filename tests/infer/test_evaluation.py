@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-import tests.infer.tasks  # noqa: F401  (registers the tasks)
+import tests.fixtures  # noqa: F401  (registers the tasks)
 from t5tune.infer import decoding
 from t5tune.infer import evaluation
 from t5tune.infer import metrics
@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
   """(final eval metrics, trained model): 200 trainer steps on t5tune_infer_cls (tiny preset)."""
   c = experiment.default_config()
   c.data.mixture = "t5tune_infer_cls"
-  c.data.modules = ("tests.infer.tasks",)
+  c.data.modules = ("tests.fixtures",)
   c.data.inputs_length = 64
   c.data.targets_length = 8
   c.data.batch_size = 32
@@ -103,7 +103,7 @@ def test_evaluate_command_on_a_saved_checkpoint(trained, tmp_path):
   ckpt = tmp_path / "checkpoints" / str(TRAIN_STEPS)
   loading.save_model(model, str(ckpt))
   config = evaluation.default_config()
-  config.modules = ("tests.infer.tasks",)
+  config.modules = ("tests.fixtures",)
   config.batch_size = 16
   results, table = evaluate_cli.run(config, str(tmp_path / "checkpoints"),
                                     tasks=["t5tune_infer_cls"])

@@ -1,86 +1,36 @@
-"""A deterministic synthetic data iterator with the data layer's save/restore protocol.
+"""The package's synthetic iterator plus fault-injection hooks for the subprocess tests.
 
-Batch k depends only on (seed, k), so a resumed run sees exactly the batches
-an uninterrupted one does. Used by the training tests through
-`config.data.iterator_factory = "tests.train.synthetic:make_iterator"`.
+    --config.data.iterator_factory=tests.train.synthetic:make_iterator
+
+Environment variables make a child process stall (so the test can kill it
+there): SYNTHETIC_STALL_AT_NEXT=N before handing out batch N,
+SYNTHETIC_STALL_AT_SAVE=N while saving at position N, and
+SYNTHETIC_SLOW_FROM=N sleeps a second before every batch from N on.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
-import jax
-import numpy as np
-
-from t5tune import sharding
+from t5tune.train import synthetic
 
 
-class SyntheticIterator:
-  """Unpacked encoder-decoder batches of random tokens with random lengths."""
-
-  def __init__(self, *, batch_size: int, inputs_length: int, targets_length: int,
-               vocab_size: int, seed: int, mesh, nan_at: int | None = None):
-    self.batch_size = batch_size
-    self.inputs_length = inputs_length
-    self.targets_length = targets_length
-    self.vocab_size = vocab_size
-    self.seed = seed
-    self.mesh = mesh
-    self.nan_at = nan_at  # a batch whose loss weights are NaN (fault injection)
-    self.position = 0
-
-  def __iter__(self):
-    return self
-
-  def host_batch(self, index: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng([self.seed, index])
-    b, l, t = self.batch_size, self.inputs_length, self.targets_length
-    enc = rng.integers(2, self.vocab_size, (b, l), dtype=np.int32)
-    enc[np.arange(l)[None] >= rng.integers(l // 2, l + 1, (b, 1))] = 0
-    tgt = rng.integers(2, self.vocab_size, (b, t), dtype=np.int32)
-    tgt[np.arange(t)[None] >= rng.integers(2, t + 1, (b, 1))] = 0
-    dec_in = np.concatenate([np.zeros((b, 1), np.int32), tgt[:, :-1]], axis=1)
-    weights = (tgt > 0).astype(np.float32)
-    if self.nan_at is not None and index == self.nan_at:
-      weights[0, 0] = np.nan
-    return {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in,
-            "decoder_target_tokens": tgt, "decoder_loss_weights": weights}
+class SyntheticIterator(synthetic.SyntheticIterator):
+  """`t5tune.train.synthetic.SyntheticIterator` that can stall on request."""
 
   def __next__(self):
-    # Fault-injection hooks for the subprocess tests: stall before handing out
-    # batch N, or while saving at position N, so a test can kill the process there.
     if os.environ.get("SYNTHETIC_STALL_AT_NEXT") == str(self.position):
       time.sleep(600)
     if self.position >= int(os.environ.get("SYNTHETIC_SLOW_FROM", 1 << 30)):
       time.sleep(1.0)
-    host = self.host_batch(self.position)
-    self.position += 1
-    return {k: jax.make_array_from_callback(
-        v.shape, sharding.batch_sharding(self.mesh, v.ndim), lambda idx, v=v: v[idx])
-            for k, v in host.items()}
+    return super().__next__()
 
   def save(self, directory: str) -> None:
     if os.environ.get("SYNTHETIC_STALL_AT_SAVE") == str(self.position):
       time.sleep(600)
-    with open(os.path.join(directory, "iterator.json"), "w") as f:
-      json.dump({"position": self.position, "seed": self.seed,
-                 "batch_size": self.batch_size}, f)
-
-  def restore(self, directory: str) -> None:
-    with open(os.path.join(directory, "iterator.json")) as f:
-      saved = json.load(f)
-    for key in ("seed", "batch_size"):
-      if saved[key] != getattr(self, key):
-        raise ValueError(f"data iterator: {key} changed from {saved[key]} to {getattr(self, key)}")
-    self.position = saved["position"]
+    super().save(directory)
 
 
 def make_iterator(config, mesh, split: str) -> SyntheticIterator:
   """The `config.data.iterator_factory` entry point."""
-  from t5tune.train import experiment
-  return SyntheticIterator(
-      batch_size=config.data.batch_size, inputs_length=config.data.inputs_length,
-      targets_length=config.data.targets_length,
-      vocab_size=experiment.resolve_model(config).vocab_size,
-      seed=config.seed + (0 if split == "train" else 1000), mesh=mesh)
+  return synthetic.make_iterator(config, mesh, split, cls=SyntheticIterator)

@@ -12,14 +12,14 @@ from t5tune.train import experiment
 from t5tune.train import losses
 from t5tune.train import optimizers
 from t5tune.train import trainer
-from tests.train import synthetic
+from t5tune.train import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config(**changes):
   config = experiment.default_config()
-  config.data.iterator_factory = "tests.train.synthetic:make_iterator"
+  config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"
   config.data.inputs_length, config.data.targets_length = 16, 8
   config.data.batch_size = 8
   config.train.steps, config.train.log_every = 6, 1
@@ -71,7 +71,7 @@ def test_nan_skip_mode_continues_and_counts(tmp_path, mesh):
 def test_bad_configs_fail_before_compiling(tmp_path, override, message):
   proc = subprocess.run(
       [sys.executable, "-m", "t5tune.main", "train", "--config=configs/experiments/tiny.py",
-       f"--workdir={tmp_path}", "--config.data.iterator_factory=tests.train.synthetic:make_iterator",
+       f"--workdir={tmp_path}", "--config.data.iterator_factory=t5tune.train.synthetic:make_iterator",
        override],
       cwd=REPO, capture_output=True, text=True, timeout=120,
       env=dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=REPO))

@@ -10,7 +10,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = [
     "--config=configs/experiments/tiny.py",
-    "--config.data.iterator_factory=tests.train.synthetic:make_iterator",
+    "--config.data.iterator_factory=t5tune.train.synthetic:make_iterator",
     "--config.data.inputs_length=16", "--config.data.targets_length=8",
     "--config.train.steps=3", "--config.train.log_every=1", "--config.checkpoint.every=3",
     "--config.eval.every=0", "--config.mesh.shape=(2,2,2)",

@@ -169,7 +169,7 @@ def test_sigterm_saves_current_step_exits_0_and_resumes_exactly(tmp_path, refere
 @pytest.mark.parametrize("shape", [(8, 1, 1), (1, 1, 1)])
 def test_checkpoint_from_2x2x2_restores_on_other_meshes(tmp_path, reference, shape):
   config = experiment.default_config()
-  config.data.iterator_factory = "tests.train.synthetic:make_iterator"
+  config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"
   config.mesh.shape = shape
   config.data.batch_size = 8
   mesh = (sharding.single_device_mesh() if shape == (1, 1, 1) else sharding.make_mesh(shape))

@@ -11,14 +11,14 @@ from jax.sharding import PartitionSpec as P
 from t5tune import sharding
 from t5tune.train import experiment
 from t5tune.train import trainer
-from tests.train import synthetic
+from t5tune.train import synthetic
 
 STEPS = 3
 
 
 def _config(**changes):
   config = experiment.default_config()
-  config.data.iterator_factory = "tests.train.synthetic:make_iterator"
+  config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"
   config.data.inputs_length, config.data.targets_length = 16, 8
   config.data.batch_size = 8
   config.optimizer.name = "adamw"
