@@ -14,6 +14,9 @@ FileNotFoundError, ...) so that code written against the builtins keeps working.
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class T5tuneError(Exception):
   """Base class: a fault the user can act on, described in one line."""
@@ -69,3 +72,15 @@ class ConversionError(CheckpointError):
 
 class TrainingFault(T5tuneError, FloatingPointError):
   """Training diverged or stalled (NaN/inf loss, zero gradients, exploding loss)."""
+
+
+def did_you_mean(name: str, choices: Iterable[str], n: int = 1) -> str:
+  """" Did you mean 'x'?" (or "x' or 'y'") for the closest of `choices`, or "" if none is close.
+
+  The one place that phrases a suggestion, so that a misspelt command, preset,
+  config key or task reads the same everywhere.
+  """
+  close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n)
+  if not close:
+    return ""
+  return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -8,11 +8,10 @@ Tasks live in user modules; `--module` (repeatable) imports them first:
     t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
         --vocab_size=8000 --output=vocabs/mine
 """
-import importlib
-import os
-import sys
-
 from absl import flags
+
+from t5tune import errors
+from t5tune.cli import common
 
 _MODULES = flags.DEFINE_multi_string(
     "module", [], "Python module(s) whose import registers tasks and mixtures.")
@@ -30,13 +29,8 @@ _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of p
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.")
 _OUTPUT = flags.DEFINE_string("output", None, "train-vocab: output prefix (writes PREFIX.model).")
 
-USAGE = """usage: t5tune data list|report NAME|train-vocab [--module=pkg.tasks ...]"""
-
-
-def _import_modules():
-  sys.path.insert(0, os.getcwd())
-  for module in _MODULES.value:
-    importlib.import_module(module)
+USAGE = "usage: t5tune data list|report NAME|train-vocab [--module=pkg.tasks ...]"
+SUB_COMMANDS = ("list", "report", "train-vocab")
 
 
 def _list():
@@ -65,7 +59,6 @@ def _list():
     print(f"  {name}  tasks={[t.name for t in mixture.tasks]}")
 
 
-
 def _report(name):
   from t5tune.data import report  # pylint: disable=g-import-not-at-top
   lengths = {"inputs": _INPUTS_LENGTH.value, "targets": _TARGETS_LENGTH.value}
@@ -80,8 +73,7 @@ def _train_vocab():
   from t5tune.data import report  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
   from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
-  if not _TASKS.value or not _OUTPUT.value:
-    raise SystemExit("t5tune data train-vocab needs --tasks=NAME[,NAME] and --output=PREFIX")
+  common.require([_TASKS, _OUTPUT], "data")
   names = []
   for name in _TASKS.value:
     names.extend(t.name for t in report.leaf_tasks(name))
@@ -101,17 +93,18 @@ def _train_vocab():
 
 def main(argv):
   args = argv[1:]
-  if not args:
-    raise SystemExit(USAGE)
-  _import_modules()
+  if not args or args[0] not in SUB_COMMANDS:
+    got = repr(args[0]) + errors.did_you_mean(args[0], SUB_COMMANDS) if args else "none"
+    raise errors.UsageError(f"expected a sub-command ({'|'.join(SUB_COMMANDS)}), got {got}",
+                            where="command line", fix=USAGE)
   command = args[0]
+  if command == "report" and len(args) != 2:
+    raise errors.UsageError("report takes one task or mixture name", where="command line",
+                            fix="usage: t5tune data report TASK_OR_MIXTURE [--module=...]")
+  common.import_modules(_MODULES.value)
   if command == "list":
     _list()
   elif command == "report":
-    if len(args) != 2:
-      raise SystemExit("usage: t5tune data report TASK_OR_MIXTURE [--module=...]")
     _report(args[1])
-  elif command == "train-vocab":
-    _train_vocab()
   else:
-    raise SystemExit(f"t5tune data: unknown sub-command {command!r}\n{USAGE}")
+    _train_vocab()

@@ -13,12 +13,12 @@ directory (its latest step), or a Hugging Face T5 directory. Writes
 predictions JSONL, metrics.json, metrics.jsonl, TensorBoard summaries and
 summary.md (the side-by-side table) into --output_dir.
 """
-import importlib
 import os
-import sys
 
 from absl import flags
 from ml_collections import config_flags
+
+from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experiment) config file.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory (see the module docstring).")
@@ -64,9 +64,8 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   from t5tune.convert import loading
   from t5tune.infer import evaluation
   config, config_modules = evaluation_config(config)
-  sys.path.insert(0, os.getcwd())
-  for module in list(config_modules) + list(modules):
-    importlib.import_module(module)
+  common.import_modules(config_modules, where="--config (data.modules / modules)")
+  common.import_modules(modules)
   if tasks:
     with config.unlocked():
       config.tasks = tuple(tasks)
@@ -83,14 +82,8 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise SystemExit(f"t5tune evaluate: unexpected arguments {argv[1:]}")
-  if _CONFIG.value is None or not _CHECKPOINT.value:
-    raise SystemExit("t5tune evaluate: --config and --checkpoint are required")
-  from t5tune.convert import hf
-  try:
-    _, table = run(_CONFIG.value, _CHECKPOINT.value, _OUTPUT_DIR.value, _TASKS.value,
-                   _MODULES.value)
-  except (ValueError, FileNotFoundError, hf.ConversionError) as e:
-    raise SystemExit(f"t5tune evaluate: {e}")
+  common.no_extra_args(argv, "evaluate")
+  common.require([_CONFIG, _CHECKPOINT], "evaluate")
+  _, table = run(_CONFIG.value, _CHECKPOINT.value, _OUTPUT_DIR.value, _TASKS.value,
+                 _MODULES.value)
   print(table)

@@ -8,11 +8,13 @@ import os
 
 from absl import flags
 
+from t5tune import errors
+from t5tune.cli import common
 from t5tune.models import config as model_config
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "A preset name (e.g. flan_t5_base), a configs/models/*.py file, or a"
-    " model directory (t5tune or Hugging Face).", required=True)
+    " model directory (t5tune or Hugging Face).")
 _INPUTS_LEN = flags.DEFINE_integer("inputs_len", 512, "Input length for the FLOP estimate.")
 _TARGETS_LEN = flags.DEFINE_integer("targets_len", 128, "Target length for the FLOP estimate.")
 
@@ -24,23 +26,27 @@ def resolve(spec: str) -> model_config.T5Config:
     return loading.read_config(spec)
   if spec.endswith(".py"):
     if not os.path.isfile(spec):
-      raise FileNotFoundError(f"--config={spec}: no such file")
+      raise errors.InputError("no such file", where=f"--config={spec}",
+                              fix="give a preset name, a configs/models/*.py file or a model dir")
     import importlib.util
     module_spec = importlib.util.spec_from_file_location("_t5tune_model_config", spec)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return model_config.from_dict(module.get_config().to_dict())
-  return model_config.preset(spec)
+  try:
+    if spec.endswith(".py"):
+      return model_config.from_dict(module.get_config().to_dict())
+    return model_config.preset(spec)
+  except ValueError as e:
+    raise errors.UsageError(str(e), where=f"--config={spec}",
+                            fix="give a preset name, a configs/models/*.py file or a model dir"
+                            ) from None
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise SystemExit(f"t5tune info: unexpected arguments {argv[1:]}")
+  common.no_extra_args(argv, "info")
+  common.require([_CONFIG], "info")
   from t5tune.models import info
-  try:
-    cfg = resolve(_CONFIG.value)
-  except (ValueError, FileNotFoundError) as e:
-    raise SystemExit(f"t5tune info: {e}")
+  cfg = resolve(_CONFIG.value)
   counts = info.parameter_counts(cfg)
   print(f"model: {_CONFIG.value}")
   print(f"  {cfg.feed_forward_proj} FFN, d_model={cfg.d_model}, d_ff={cfg.d_ff}, heads={cfg.num_heads}"

@@ -11,12 +11,15 @@ continues where it stopped (see t5tune.infer.predict).
 """
 from absl import flags
 
+from t5tune.cli import common
+from t5tune.infer import decoding
+
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "t5tune model/checkpoint dir or Hugging Face T5 dir.")
 _INPUT = flags.DEFINE_string("input", None, "JSONL input: objects with an 'inputs' field, or strings.")
 _OUTPUT = flags.DEFINE_string("output", None, "JSONL output (appended to on a rerun).")
 _TEMPLATE = flags.DEFINE_string("template", None, "Prompt template over the input fields, e.g. '{instruction}\\n\\n{input}'.")
 _VOCAB = flags.DEFINE_string("vocab", None, "'byte' or a SentencePiece .model path (default: byte for byte-sized vocabularies).")
-_METHOD = flags.DEFINE_enum("method", "greedy", ["greedy", "sample", "beam"], "Decoding method.")
+_METHOD = flags.DEFINE_enum("method", "greedy", decoding.METHODS, "Decoding method.")
 _MAX_DECODE_LEN = flags.DEFINE_integer("max_decode_len", 64, "Maximum number of generated tokens.")
 _MAX_INPUT_LEN = flags.DEFINE_integer("max_input_len", None, "Truncate prompts to this many tokens.")
 _NUM_BEAMS = flags.DEFINE_integer("num_beams", 4, "Beam search width.")
@@ -31,20 +34,12 @@ _MESH_SHAPE = flags.DEFINE_list("mesh_shape", ["-1", "1", "1"], "(data, fsdp, te
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise SystemExit(f"t5tune predict: unexpected arguments {argv[1:]}")
-  for flag in (_CHECKPOINT, _INPUT, _OUTPUT):
-    if not flag.value:
-      raise SystemExit(f"t5tune predict: --{flag.name} is required")
+  common.no_extra_args(argv, "predict")
+  common.require([_CHECKPOINT, _INPUT, _OUTPUT], "predict")
   from t5tune import sharding
   from t5tune.convert import loading
-  from t5tune.infer import decoding
   from t5tune.infer import predict
-  try:
-    prompts = predict.read_inputs(_INPUT.value, _TEMPLATE.value)  # fail fast, before loading
-  except predict.InputError as e:
-    raise SystemExit(f"t5tune predict: {e}") from None
-  del prompts
+  predict.read_inputs(_INPUT.value, _TEMPLATE.value)  # fail fast, before loading
   mesh = sharding.make_mesh([int(s) for s in _MESH_SHAPE.value])
   model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
   options = decoding.DecodeOptions(

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import logging as std_logging
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from t5tune import errors
+from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/experiments/NAME.py[:ARG]).",
@@ -33,8 +35,6 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with auto-detected settings"
     " (TPU pods, SLURM) even without --coordinator_address.")
 
-flags.mark_flags_as_required(["config", "workdir"])
-
 
 class _QuietLibraries(std_logging.Filter):
   """Drops orbax's per-save INFO chatter; warnings and errors still show."""
@@ -44,8 +44,8 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.no_extra_args(argv, "train")
+  common.require([_CONFIG, _WORKDIR], "train")
   for handler in std_logging.getLogger("absl").handlers + std_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
   import jax
@@ -59,7 +59,11 @@ def main(argv):
   try:
     experiment.validate(config, jax.device_count())
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    if isinstance(e, errors.T5tuneError):
+      raise
+    raise errors.UsageError(str(e), where="--config",
+                            fix="`t5tune train --help` describes the flags") from None
+  common.import_modules(config.data.modules, where="config.data.modules")
   logging.info("config:\n%s", config)
   result = trainer.train(config, _WORKDIR.value)
   if jax.process_index() == 0:

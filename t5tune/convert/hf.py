@@ -14,15 +14,12 @@ from typing import Any, Mapping
 import numpy as np
 import safetensors.numpy
 
+from t5tune import errors
 from t5tune.models import config as model_config
 
 T5_MODEL_TYPES = ("t5", "mt5", "umt5", "byt5")
 _HF_FF = {"relu": "relu", "gated-gelu": "gated-gelu", "gated-silu": "gated-silu",
           "gelu": "gelu", "gated-relu": "gated-relu"}
-
-
-class ConversionError(ValueError):
-  """A directory or tensor that is not a T5 of the expected shape."""
 
 
 def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
@@ -39,13 +36,13 @@ def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
   scale = bool(hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True)))
   model_type = hf.get("model_type")
   if model_type not in T5_MODEL_TYPES:
-    raise ConversionError(
-        f"{source}: model_type={model_type!r} is not a T5 model (expected one of"
-        f" {T5_MODEL_TYPES}); t5tune converts T5, Flan-T5, mT5 and ByT5 checkpoints")
+    raise errors.ConversionError(
+        f"model_type={model_type!r} is not a T5 model (expected one of {T5_MODEL_TYPES})",
+        where=source, fix="t5tune converts T5, Flan-T5, mT5 and ByT5 checkpoints")
   ff = hf.get("feed_forward_proj", "relu")
   if ff not in _HF_FF:
-    raise ConversionError(f"{source}: feed_forward_proj={ff!r} is not supported;"
-                          f" expected one of {sorted(_HF_FF)}")
+    raise errors.ConversionError(f"feed_forward_proj={ff!r} is not supported", where=source,
+                                 fix=f"expected one of {sorted(_HF_FF)}")
   try:
     return model_config.T5Config(
         vocab_size=int(hf["vocab_size"]),
@@ -67,7 +64,8 @@ def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
         decoder_start_token_id=int(hf.get("decoder_start_token_id", 0)),
     )
   except KeyError as e:
-    raise ConversionError(f"{source}: missing required T5 field {e.args[0]!r}") from None
+    raise errors.ConversionError(f"missing required T5 field {e.args[0]!r}", where=source,
+                                 fix="restore config.json from the original model") from None
 
 
 def config_to_hf(cfg: model_config.T5Config) -> dict[str, Any]:
@@ -167,16 +165,18 @@ def hf_tensors_to_params(tensors: Mapping[str, np.ndarray], cfg: model_config.T5
   mapping = name_map(cfg)
   for name, shape in shapes.items():
     if name not in tensors:
-      raise ConversionError(f"{source}: missing tensor {name!r} (expected shape {shape})"
-                            f" for a T5 with the architecture in config.json")
+      raise errors.ConversionError(
+          f"missing tensor {name!r} (expected shape {shape}) for a T5 with the architecture"
+          " in config.json", where=source, fix="check that config.json belongs to these weights")
     if tuple(tensors[name].shape) != shape:
-      raise ConversionError(
-          f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but"
-          f" config.json implies {shape}")
+      raise errors.ConversionError(
+          f"tensor {name!r} has shape {tuple(tensors[name].shape)}, but config.json implies"
+          f" {shape}", where=source, fix="check that config.json belongs to these weights")
   unknown = sorted(set(tensors) - set(mapping) - set(_ALIASES) - {"lm_head.weight"})
   if unknown:
-    raise ConversionError(f"{source}: tensor {unknown[0]!r} is not part of a T5 model"
-                          f" ({len(unknown)} unexpected tensors)")
+    raise errors.ConversionError(
+        f"tensor {unknown[0]!r} is not part of a T5 model ({len(unknown)} unexpected tensors)",
+        where=source, fix="convert a plain T5ForConditionalGeneration checkpoint")
   params: dict = {}
   for name, (path, transpose) in mapping.items():
     value = np.asarray(tensors[name], dtype=np.float32)
@@ -209,13 +209,18 @@ def is_hf_dir(path: str) -> bool:
 def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]]:
   """Reads config and tensors of a HF T5 directory (single or sharded safetensors)."""
   config_path = os.path.join(path, "config.json")
+  if not os.path.isdir(path):
+    raise errors.InputError("no such directory", where=path,
+                            fix="give a Hugging Face T5 directory (config.json + model.safetensors)")
   if not os.path.isfile(config_path):
-    raise ConversionError(f"{path}: no config.json; expected a Hugging Face T5 directory")
+    raise errors.ConversionError("no config.json", where=path,
+                                 fix="expected a Hugging Face T5 directory")
   with open(config_path) as f:
     try:
       hf_config = json.load(f)
     except json.JSONDecodeError as e:
-      raise ConversionError(f"{config_path}:{e.lineno}: invalid JSON ({e.msg})") from None
+      raise errors.ConversionError(f"invalid JSON ({e.msg})", where=f"{config_path}:{e.lineno}",
+                                   fix="restore config.json from the original model") from None
   single = os.path.join(path, "model.safetensors")
   index = os.path.join(path, "model.safetensors.index.json")
   if os.path.isfile(single):
@@ -227,12 +232,13 @@ def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]
     for shard in sorted(set(weight_map.values())):
       tensors.update(safetensors.numpy.load_file(os.path.join(path, shard)))
   elif any(n.endswith(".bin") for n in os.listdir(path)):
-    raise ConversionError(
-        f"{path}: only pickled PyTorch weights (*.bin) found; t5tune never unpickles."
-        " Re-save with safetensors: `T5ForConditionalGeneration.from_pretrained(dir)"
+    raise errors.ConversionError(
+        "only pickled PyTorch weights (*.bin) found; t5tune never unpickles", where=path,
+        fix="re-save with safetensors: `T5ForConditionalGeneration.from_pretrained(dir)"
         ".save_pretrained(dir, safe_serialization=True)`")
   else:
-    raise ConversionError(f"{path}: no model.safetensors or model.safetensors.index.json")
+    raise errors.ConversionError("no model.safetensors or model.safetensors.index.json",
+                                 where=path, fix="expected a Hugging Face T5 directory")
   separate = ("lm_head.weight" in tensors and "shared.weight" in tensors
               and not np.array_equal(tensors["lm_head.weight"], tensors["shared.weight"]))
   return config_from_hf(hf_config, config_path, separate_lm_head=separate), tensors

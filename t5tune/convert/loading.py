@@ -1,9 +1,8 @@
-"""Loading and saving whole models: t5tune checkpoint dirs and Hugging Face T5 dirs.
+"""Loading and saving whole models: t5tune model dirs and Hugging Face T5 dirs.
 
-A t5tune model directory is `config.json` (T5Config fields under "model",
-plus "format": "t5tune") and an orbax checkpoint of the parameters in
-`params/`. Saves go to a temporary sibling directory renamed into place, so
-an interrupted save never leaves a half-written model.
+The t5tune layout is `t5tune.convert.model_dir`'s. Saves go to a temporary
+sibling directory renamed into place, so an interrupted save never leaves a
+half-written model.
 """
 from __future__ import annotations
 
@@ -20,29 +19,19 @@ import numpy as np
 import safetensors.numpy
 from flax import nnx
 
-from t5tune import sharding
+from t5tune import errors
 from t5tune.convert import hf
+from t5tune.convert import model_dir
 from t5tune.models import config as model_config
 from t5tune.models import t5
-
-FORMAT = "t5tune"
-
-
-def is_t5tune_dir(path: str) -> bool:
-  cfg_path = os.path.join(path, "config.json")
-  if not (os.path.isfile(cfg_path) and os.path.isdir(os.path.join(path, "params"))):
-    return False
-  with open(cfg_path) as f:
-    return json.load(f).get("format") == FORMAT
 
 
 def read_config(path: str) -> model_config.T5Config:
   """The T5Config of a t5tune or Hugging Face directory."""
-  with open(os.path.join(path, "config.json")) as f:
-    data = json.load(f)
-  if data.get("format") == FORMAT:
+  data = model_dir.read_document(path)
+  if data.get("format") == model_dir.FORMAT:
     return model_config.from_dict(data["model"])
-  return hf.config_from_hf(data, os.path.join(path, "config.json"))
+  return hf.config_from_hf(data, os.path.join(path, model_dir.CONFIG_FILE))
 
 
 def _assign(model: t5.Transformer, params: dict, source: str) -> None:
@@ -59,15 +48,19 @@ def _assign(model: t5.Transformer, params: dict, source: str) -> None:
   missing = sorted(k for k in set(flat_target) - set(flat_new)
                    if not peft.search("/".join(map(str, k))))
   if missing:
-    raise hf.ConversionError(f"{source}: missing parameter {'/'.join(map(str, missing[0]))}")
+    raise errors.ConversionError(f"missing parameter {'/'.join(map(str, missing[0]))}",
+                                 where=source, fix="check that the weights match the config")
   extra = sorted(set(flat_new) - set(flat_target))
   if extra:
-    raise hf.ConversionError(f"{source}: unexpected parameter {'/'.join(map(str, extra[0]))}")
+    raise errors.ConversionError(f"unexpected parameter {'/'.join(map(str, extra[0]))}",
+                                 where=source, fix="check that the weights match the config")
   for key, var in flat_target.items():
     value = flat_new.get(key)
     if value is not None and tuple(value.shape) != tuple(var.shape):
-      raise hf.ConversionError(f"{source}: parameter {'/'.join(map(str, key))} has shape"
-                               f" {tuple(value.shape)}, model expects {tuple(var.shape)}")
+      raise errors.ConversionError(
+          f"parameter {'/'.join(map(str, key))} has shape {tuple(value.shape)}, the model"
+          f" expects {tuple(var.shape)}", where=source,
+          fix="check that the weights match the config")
     if key not in flat_new:
       continue
     var.value = jax.device_put(np.asarray(value).astype(var.dtype), var.value.sharding)
@@ -95,14 +88,16 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
   """
   path = os.fspath(path)
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"{path}: no such model directory")
-  if is_t5tune_dir(path):
+    raise errors.InputError("no such model directory", where=path,
+                            fix="give a t5tune model dir, a checkpoint step or a Hugging Face T5 dir")
+  if model_dir.is_t5tune_dir(path):
     saved = read_config(path)
     cfg = saved.replace(**config_overrides)
     _, abstract = nnx.split(t5.abstract_model(saved, mesh), nnx.Param)
     import orbax.checkpoint as ocp
     with ocp.StandardCheckpointer() as ckptr:
-      restored = ckptr.restore(os.path.abspath(os.path.join(path, "params")), abstract)
+      restored = ckptr.restore(os.path.abspath(os.path.join(path, model_dir.PARAMS_DIR)),
+                               abstract)
     if _peft_fields(cfg) == _peft_fields(saved):
       # Same parameters: only numerics (dtype, dropout) may differ, and those
       # live in the module graph of the new config.
@@ -118,9 +113,7 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
     model = t5.build_model(cfg, mesh)
     _assign(model, params, path)
     return model
-  raise hf.ConversionError(
-      f"{path}: neither a t5tune model (config.json with \"format\": \"t5tune\" and params/)"
-      " nor a Hugging Face T5 directory (config.json + model.safetensors)")
+  raise model_dir.not_a_model_dir(path)
 
 
 def params_as_numpy(model: t5.Transformer) -> dict:
@@ -138,9 +131,9 @@ def merged_params(model: t5.Transformer) -> dict:
   cfg = model.config
   for field in ("prompt_length", "prefix_length", "adapter_dim"):
     if getattr(cfg, field):
-      raise hf.ConversionError(
+      raise errors.ConversionError(
           f"the model uses {field}={getattr(cfg, field)}, which a Hugging Face T5 cannot"
-          " represent; keep it as a t5tune model directory (LoRA alone can be exported)")
+          " represent", fix="keep it as a t5tune model directory (LoRA alone can be exported)")
   params = params_as_numpy(model)
   for path, module in nnx.iter_graph(model):
     if isinstance(module, t5.Dense) and module.lora_rank:
@@ -184,10 +177,10 @@ def save_model(model: t5.Transformer, path: str) -> None:
   import orbax.checkpoint as ocp
   with _writing_dir(path, "t5tune") as tmp:
     with ocp.StandardCheckpointer() as ckptr:
-      ckptr.save(os.path.join(tmp, "params"), nnx.state(model, nnx.Param))
+      ckptr.save(os.path.join(tmp, model_dir.PARAMS_DIR), nnx.state(model, nnx.Param))
       ckptr.wait_until_finished()
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-      json.dump({"format": FORMAT, "model": model.config.to_dict()}, f, indent=2)
+    with open(os.path.join(tmp, model_dir.CONFIG_FILE), "w") as f:
+      json.dump(model_dir.config_document(model.config.to_dict()), f, indent=2)
 
 
 def write_hf_dir(path: str, cfg: model_config.T5Config, params) -> None:

@@ -35,6 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune.infer import scoring
@@ -80,12 +81,11 @@ def _expand_mixtures(names: Sequence[str]) -> list[str]:
     elif name in seqio.TaskRegistry.names():
       out.append(name)
     else:
-      import difflib
       known = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
-      close = difflib.get_close_matches(name, known, n=1)
-      hint = f" Did you mean {close[0]!r}?" if close else ""
-      raise ValueError(f"{name!r} is not a registered seqio task or mixture.{hint}"
-                       " (import the module that registers it: config.modules / --module)")
+      raise errors.UsageError(
+          f"{name!r} is not a registered seqio task or mixture.{errors.did_you_mean(name, known)}",
+          where="--tasks / config.tasks",
+          fix="import the module that registers it (config.modules / --module)")
   return list(dict.fromkeys(out))
 
 

@@ -20,14 +20,12 @@ import json
 import os
 from typing import Any, Callable, Sequence
 
+from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
 
 INPUT_FIELD = "inputs"
-
-
-class InputError(ValueError):
-  """A malformed input line; the message starts with FILE:LINE."""
+_ONE_PER_LINE = "every line must be one JSON object (or a JSON string)"
 
 
 def render_template(template: str) -> Callable[[dict], str]:
@@ -52,26 +50,30 @@ def read_inputs(path: str, template: str | None = None) -> list[str]:
     for number, line in enumerate(f, start=1):
       where = f"{path}:{number}"
       if not line.strip():
-        raise InputError(f"{where}: empty line; every line must be one JSON object or string")
+        raise errors.InputError("empty line", where=where, fix=_ONE_PER_LINE)
       try:
         record = json.loads(line)
       except json.JSONDecodeError as e:
-        raise InputError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        raise errors.InputError(f"not valid JSON ({e.msg} at column {e.colno})", where=where,
+                                fix=_ONE_PER_LINE) from None
       if isinstance(record, str) and render is None:
         prompts.append(record)
         continue
       if not isinstance(record, dict):
-        raise InputError(f"{where}: expected a JSON object (or a string), got {type(record).__name__}")
+        raise errors.InputError(f"expected a JSON object, got {type(record).__name__}",
+                                where=where, fix=_ONE_PER_LINE)
       if render is not None:
         try:
           prompts.append(render(record))
         except KeyError as e:
-          raise InputError(f"{where}: {e.args[0]}") from None
+          raise errors.InputError(e.args[0], where=where,
+                                  fix="add the field(s) or change --template") from None
       elif isinstance(record.get(INPUT_FIELD), str):
         prompts.append(record[INPUT_FIELD])
       else:
-        raise InputError(f"{where}: no string field {INPUT_FIELD!r}; add it, or pass --template"
-                         f" to build the prompt from the fields {sorted(record)}")
+        raise errors.InputError(
+            f"no string field {INPUT_FIELD!r}", where=where,
+            fix=f"add it, or pass --template to build the prompt from the fields {sorted(record)}")
   return prompts
 
 
@@ -93,12 +95,14 @@ def completed_lines(output_path: str, prompts: Sequence[str]) -> int:
       rec = None
     if not isinstance(rec, dict) or rec.get("line") != i + 1 or (
         i < len(prompts) and rec.get("inputs") != prompts[i]):
-      raise ValueError(
-          f"{output_path}:{i + 1} is not the prediction for input line {i + 1}; this output"
-          " belongs to another input file or settings. Remove it or choose another --output")
+      raise errors.OutputExistsError(
+          f"line {i + 1} is not the prediction for input line {i + 1}: the output belongs to"
+          " another input file or settings", where=f"{output_path}:{i + 1}",
+          fix="choose another --output (or remove this one)")
   if len(lines) > len(prompts):
-    raise ValueError(f"{output_path} has {len(lines)} lines but the input has {len(prompts)};"
-                     " remove it or choose another --output")
+    raise errors.OutputExistsError(
+        f"the output has {len(lines)} lines but the input has {len(prompts)}", where=output_path,
+        fix="choose another --output (or remove this one)")
   return len(lines)
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from typing import Any, Mapping
+
+from t5tune import errors
 
 FEED_FORWARD_KINDS = ("relu", "gelu", "gated-gelu", "gated-silu", "gated-relu")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -119,9 +120,7 @@ def from_dict(values: Mapping[str, Any]) -> T5Config:
   fields = {f.name for f in dataclasses.fields(T5Config)}
   for key in values:
     if key not in fields:
-      close = difflib.get_close_matches(key, sorted(fields), n=1)
-      hint = f" Did you mean {close[0]!r}?" if close else ""
-      raise ValueError(f"Unknown model config key {key!r}.{hint}")
+      raise ValueError(f"Unknown model config key {key!r}.{errors.did_you_mean(key, sorted(fields))}")
   return T5Config(**dict(values))
 
 
@@ -163,9 +162,8 @@ for _size in ("small", "base", "large", "xl", "xxl"):
 def preset(name: str, **overrides: Any) -> T5Config:
   """Returns a named architecture, e.g. `preset('flan_t5_base', dtype='bfloat16')`."""
   if name not in PRESETS:
-    close = difflib.get_close_matches(name, sorted(PRESETS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"Unknown model preset {name!r}.{hint} Known: {', '.join(sorted(PRESETS))}")
+    raise ValueError(f"Unknown model preset {name!r}.{errors.did_you_mean(name, PRESETS)}"
+                     f" Known: {', '.join(sorted(PRESETS))}")
   return from_dict({**PRESETS[name], **overrides})
 
 

@@ -27,7 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-MODEL_FORMAT = "t5tune"  # the "format" field t5tune.convert.loading checks
+from t5tune.convert import model_dir
 
 
 class DataIteratorHandler(ocp.CheckpointHandler):
@@ -72,7 +72,7 @@ def write_model_config(step_dir: str, model_config: Mapping[str, Any]) -> None:
     return
   tmp = path + f".tmp{jax.process_index()}"
   with open(tmp, "w") as f:
-    json.dump({"format": MODEL_FORMAT, "model": dict(model_config)}, f, indent=2)
+    json.dump(model_dir.config_document(model_config), f, indent=2)
   os.replace(tmp, path)
 
 

@@ -8,13 +8,13 @@ valid one. `validate` checks values before anything is built or compiled.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
+from t5tune import errors
 from t5tune import sharding
 from t5tune.models import config as model_config
 from t5tune.train import losses
@@ -118,9 +118,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 def _choice(path: str, value: str, choices) -> None:
   if value not in choices:
-    close = difflib.get_close_matches(str(value), choices, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"config.{path}={value!r} is not one of {tuple(choices)}.{hint}")
+    raise ValueError(f"config.{path}={value!r} is not one of {tuple(choices)}."
+                     f"{errors.did_you_mean(value, choices)}")
 
 
 def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import t5tune
-from t5tune.convert import hf, loading
+from t5tune import errors
+from t5tune.convert import hf, loading, model_dir
 from tests.models import hf_reference
 
 B, L, T = 3, 40, 12
@@ -88,7 +89,7 @@ def test_greedy_decode_identical(pair):
 def test_round_trip_hf_t5tune_hf(pair, tmp_path):
   hf_model, _, path = pair
   loading.hf_to_t5tune(path, str(tmp_path / "ours"))
-  assert loading.is_t5tune_dir(str(tmp_path / "ours"))
+  assert model_dir.is_t5tune_dir(str(tmp_path / "ours"))
   loading.t5tune_to_hf(str(tmp_path / "ours"), str(tmp_path / "back"))
   import transformers
   back = transformers.T5ForConditionalGeneration.from_pretrained(str(tmp_path / "back")).eval()
@@ -105,7 +106,7 @@ def test_not_a_t5_fails_naming_the_key(tmp_path):
   import safetensors.numpy
   safetensors.numpy.save_file({"x": np.zeros(2, np.float32)}, str(bad / "model.safetensors"))
   out = tmp_path / "out"
-  with pytest.raises(hf.ConversionError, match="model_type='bert'"):
+  with pytest.raises(errors.ConversionError, match="model_type='bert'"):
     loading.hf_to_t5tune(str(bad), str(out))
   assert not out.exists()
 
@@ -121,7 +122,7 @@ def test_wrong_tensor_shape_names_key_and_shape(pair, tmp_path):
   import safetensors.numpy
   safetensors.numpy.save_file(tensors, str(broken / "model.safetensors"))
   out = tmp_path / "out"
-  with pytest.raises(hf.ConversionError,
+  with pytest.raises(errors.ConversionError,
                      match=r"encoder\.block\.1\.layer\.0\.SelfAttention\.k\.weight.*\(7, 32\)"):
     loading.hf_to_t5tune(str(broken), str(out))
   assert not out.exists() and not list(tmp_path.glob(".tmp-*"))

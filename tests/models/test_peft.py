@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from t5tune import errors
 from t5tune.convert import loading
 from t5tune.models import config as model_config
 from t5tune.models import t5
@@ -66,7 +67,7 @@ def test_lora_merge_matches_forward(base_dir, tmp_path):
 
 def test_prompt_prefix_cannot_export(base_dir):
   model = loading.load_model(base_dir, prompt_length=2)
-  with pytest.raises(loading.hf.ConversionError, match="prompt_length=2"):
+  with pytest.raises(errors.ConversionError, match="prompt_length=2"):
     loading.merged_params(model)
 
 

@@ -1,0 +1,172 @@
+"""What every `t5tune` sub-command shares: one error path, quiet start-up, help, module imports.
+
+The one error path: a fault the user can act on is a `t5tune.errors.T5tuneError`
+(raised by the library or by a command) and is printed as
+
+    t5tune <command>: error: <what> (<where>); <fix>
+
+on stderr, exiting 2 for usage and input faults and 1 for runtime faults. No
+traceback is printed unless `--verbose` (or T5TUNE_VERBOSE=1) asks for it.
+Commands never call `sys.exit` with a message or raise `app.UsageError`.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from absl import flags
+
+from t5tune import errors
+
+VERBOSE_ENV = "T5TUNE_VERBOSE"
+_HELP_ARGS = ("-h", "--help", "-?", "--helpshort", "--help=true")
+_VERBOSE_ARGS = ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1")
+
+# Read from argv before parsing (logging is set up before the libraries load);
+# defined so that absl accepts it and lists it in every command's --help.
+flags.DEFINE_bool("verbose", False, f"Show tracebacks and library logs (or {VERBOSE_ENV}=1).")
+
+
+def verbose_requested(args: Sequence[str]) -> bool:
+  """--verbose among `args`, or T5TUNE_VERBOSE set to a true value."""
+  if any(a in _VERBOSE_ARGS for a in args):
+    return True
+  return os.environ.get(VERBOSE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def quiet_start_up(verbose: bool) -> None:
+  """Silences TensorFlow's C++ banner, jax's platform notices and orbax's INFO chatter.
+
+  Set before the heavy libraries are imported (TF reads its variable once).
+  """
+  if verbose:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  for name in ("jax._src.xla_bridge", "absl", "orbax", "tensorflow"):
+    logging.getLogger(name).setLevel(logging.ERROR if name != "absl" else logging.WARNING)
+
+
+def error_line(command: str, error: BaseException) -> str:
+  """The one line printed for `error` (a T5tuneError, or an OS error naming a file)."""
+  if isinstance(error, errors.T5tuneError):
+    return f"t5tune {command}: error: {error}"
+  if isinstance(error, OSError) and error.filename:
+    what = error.strerror or type(error).__name__
+    return (f"t5tune {command}: error: {what} ({error.filename}); check the path and its"
+            " permissions")
+  return (f"t5tune {command}: error: {type(error).__name__}: {error}; this is a fault in t5tune"
+          f" or a library: rerun with --verbose for the traceback and report it")
+
+
+def exit_code(error: BaseException) -> int:
+  return getattr(error, "exit_code", 1)
+
+
+def report(command: str, error: BaseException, verbose: bool) -> int:
+  """Prints `error` the one way (a traceback first only when verbose); returns the exit code."""
+  if verbose:
+    traceback.print_exception(error, file=sys.stderr)
+  print(error_line(command, error), file=sys.stderr)
+  sys.stderr.flush()
+  return exit_code(error)
+
+
+def import_modules(modules: Sequence[str], where: str = "--module") -> None:
+  """Imports the modules that register tasks and mixtures (the current directory first on the path).
+
+  A module that does not exist is a usage error naming `where`; a module that
+  fails while importing keeps its own error (it is the user's code to fix).
+  """
+  if os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())
+  for module in modules:
+    try:
+      importlib.import_module(module)
+    except ModuleNotFoundError as e:
+      if e.name and module.startswith(e.name):  # the module itself, not one it imports
+        raise errors.UsageError(
+            f"no Python module {module!r}", where=where,
+            fix="give a module importable from the current directory (e.g. my_pkg.tasks)"
+        ) from None
+      raise
+
+
+def run(command: str, module_name: str, args: Sequence[str], usage: str = "") -> None:
+  """Runs sub-command `module_name` (which defines absl flags and `main(argv)`) on `args`; exits."""
+  verbose = verbose_requested(args)
+  quiet_start_up(verbose)
+  try:
+    module = importlib.import_module(module_name)
+  except errors.T5tuneError as e:
+    sys.exit(report(command, e, verbose))
+  from absl import app
+
+  if any(a in _HELP_ARGS for a in args):
+    print(help_text(command, module, usage))
+    sys.exit(0)
+
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      sys.exit(report(command, errors.UsageError(
+          str(e), fix=f"`t5tune {command} --help` lists the flags"), verbose))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+      # ml_collections reports a bad --config.KEY=VALUE while parsing.
+      sys.exit(report(command, config_override_error(argv, e), verbose))
+
+  def main(argv):
+    if verbose:
+      from absl import logging as absl_logging
+      absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+      return module.main(argv)
+    except KeyboardInterrupt:
+      print(f"t5tune {command}: interrupted", file=sys.stderr)
+      sys.exit(130)
+    except Exception as e:  # pylint: disable=broad-except
+      # One line for every fault (see the module docstring); a traceback only on request.
+      sys.exit(report(command, e, verbose))
+
+  app.run(main, argv=[f"t5tune {command}"] + list(args), flags_parser=parse)
+
+
+def config_override_error(argv: Sequence[str], error: Exception) -> errors.UsageError:
+  """A one-line UsageError for a bad `--config.KEY=VALUE` (filled in by `config_keys`)."""
+  text = str(error.args[0] if error.args else error).replace("\\n", "\n").replace("\\'", "'")
+  message = " ".join(part.strip(" '\"") for part in text.splitlines() if part.strip(" '\""))
+  return errors.UsageError(f"bad --config override: {message}", where="--config",
+                           fix="`--show_config` lists the keys")
+
+
+def help_text(command: str, module, usage: str = "") -> str:
+  """The command's usage (its module docstring) and the flags it defines, with their defaults."""
+  doc = (usage or module.__doc__ or "").strip()
+  lines = [doc, "", "flags:"]
+  for name in (module.__name__, __name__):
+    text = flags.FLAGS.module_help(name)
+    if text:
+      lines.append(text)
+  return "\n".join(lines)
+
+
+def require(flag_values: Sequence, command: str) -> None:
+  """A UsageError naming the first of `flag_values` (absl FlagHolders) that was not given."""
+  for holder in flag_values:
+    if holder.value in (None, "", []):
+      raise errors.UsageError(f"--{holder.name} is required", where=f"--{holder.name}",
+                              fix=f"`t5tune {command} --help` describes it")
+
+
+def no_extra_args(argv: Sequence[str], command: str, expected: str = "") -> None:
+  if len(argv) > 1:
+    raise errors.UsageError(
+        f"unexpected arguments {' '.join(argv[1:])}", where="command line",
+        fix=(f"usage: t5tune {command} {expected}".rstrip() if expected
+             else "flags take the form --name=value"))
+
