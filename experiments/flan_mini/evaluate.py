@@ -1,110 +1,62 @@
 """Scores a model on registered flan_mini evaluation tasks: rank classification or generation.
 
     scores = evaluate.task(model, "flan_mini_nli_facts_eval", max_examples=50)
-    scores  # {"accuracy": 61.0, "examples": 50, "method": "rank_classification"}
+    scores["accuracy"], scores["examples"], scores["method"]   # 61.0, 50, "rank_classification"
+    scores["per_example"]    # each example's score (0 or 100 for accuracy): paired statistics
 
 A task whose examples carry answer options is scored by rank
-classification (`t5tune.infer.scoring`): the option with the highest
-log-likelihood under the model is the prediction (FLAN's evaluation of
-classification tasks). Other tasks
-are decoded greedily. Either way the prediction and the target go through
-the task's seqio postprocessor and metric functions.
+classification (`t5tune.infer.api.classify`: the option with the highest
+log-likelihood under the model is the prediction, FLAN's evaluation of
+classification tasks); other tasks are decoded greedily
+(`t5tune.infer.api.generate`). t5tune.infer does the tokenizing, EOS (the
+vocabulary's), padding, length bucketing and batching. Either way the
+prediction and the target go through the task's postprocessor and metric
+functions (`finish`).
 
-The model calls (`rank_classify_tokens`, `generate_tokens`) and the scoring
-(`finish`) work on token ids and need no seqio: `portable.py` evaluates
-exported evaluation sets with them on machines without TensorFlow.
+`classify` and `generate` take any vocabulary object with `encode`,
+`decode` and `eos_id`: `portable.py` passes one over exported token ids and
+evaluates on machines without TensorFlow or seqio through the same calls.
 """
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Sequence
 
-import numpy as np
+from t5tune.infer import api
 
-from t5tune.infer import batching
-from t5tune.infer import decoding
-from t5tune.infer import scoring
-
-# Rows are padded to this many so that every call has the same batch shape
-# and lengths to a multiple of _LENGTH_BUCKET: few compilations.
-_BATCH = 64
-_LENGTH_BUCKET = 64
+# Rows per model call: every call has the same batch shape, and t5tune.infer
+# buckets lengths to powers of two, so there are few compilations.
+BATCH = 64
 
 
-def _pad(rows: list[list[int]], length: int) -> np.ndarray:
-  out = np.zeros((len(rows), length), np.int32)
-  for i, r in enumerate(rows):
-    r = r[:length]
-    out[i, :len(r)] = r
-  return out
+def classify(model, vocab, inputs: Sequence[Any], options: Sequence[Sequence[Any]],
+             max_inputs: int) -> api.Classification:
+  """Rank classification of each input among its options (summed log-likelihood)."""
+  return api.classify(model, inputs, options, vocabulary=vocab, batch_size=BATCH,
+                      max_input_len=max_inputs)
 
 
-def _bucket(n: int, cap: int) -> int:
-  return min(cap, _LENGTH_BUCKET * math.ceil(max(n, 1) / _LENGTH_BUCKET))
+def generate(model, vocab, inputs: Sequence[Any], max_inputs: int,
+             max_decode_len: int) -> list[str]:
+  """Greedy decodes of `inputs`, as text up to the vocabulary's EOS."""
+  return api.generate(model, list(inputs), vocabulary=vocab, batch_size=BATCH,
+                      max_input_len=max_inputs, max_decode_len=max_decode_len)
 
 
-def _batches(n: int):
-  for start in range(0, n, _BATCH):
-    yield slice(start, min(n, start + _BATCH))
-
-
-def _encode(vocab, text: str) -> list[int]:
-  return list(vocab.encode(text)) + [1]  # EOS
-
-
-def rank_classify_tokens(model, enc: list[list[int]], options: list[list[list[int]]],
-                         max_inputs: int) -> list[int]:
-  """Index of the most likely option per input (t5tune.infer.scoring: summed log-likelihood).
-
-  `enc` are EOS-terminated input ids; `options[i]` the EOS-terminated ids of
-  input i's options.
-  """
-  length = _bucket(max(len(e) for e in enc), max_inputs)
-  k = max(len(row) for row in options)
-  tlen = _bucket(max(len(o) for row in options for o in row), 10 ** 9)
-  out = []
-  for sl in _batches(len(enc)):
-    enc_BL = batching.pad_rows(_pad(enc[sl], length), _BATCH)
-    opt_BKT = np.zeros((enc_BL.shape[0], k, tlen), np.int32)
-    for i, row in enumerate(options[sl]):
-      opt_BKT[i, :len(row)] = _pad(row, tlen)
-    out.extend(scoring.rank_classify(model, enc_BL, opt_BKT).best[:sl.stop - sl.start].tolist())
-  return out
-
-
-def generate_tokens(model, enc: list[list[int]], max_inputs: int,
-                    max_decode_len: int) -> list[list[int]]:
-  """Greedy decodes of EOS-terminated inputs: the ids before EOS, without pad/EOS ids."""
-  length = _bucket(max(len(e) for e in enc), max_inputs)
-  out = []
-  opts = decoding.DecodeOptions(method="greedy", max_decode_len=max_decode_len)
-  for sl in _batches(len(enc)):
-    enc_BL = batching.pad_rows(_pad(enc[sl], length), _BATCH)
-    tokens = decoding.decode(model, enc_BL, opts).tokens[:sl.stop - sl.start]
-    for row in tokens.tolist():
-      row = row[:row.index(1)] if 1 in row else row
-      out.append([t for t in row if t > 1])
-  return out
-
-
-def rank_classify(model, vocab, inputs: list[str], options: list[list[str]],
-                  max_inputs: int) -> list[str]:
-  """The most likely option for each input."""
-  enc = [_encode(vocab, t) for t in inputs]
-  opts = [[_encode(vocab, o) for o in row] for row in options]
-  best = rank_classify_tokens(model, enc, opts, max_inputs)
-  return [row[b] for row, b in zip(options, best)]
-
-
-def generate(model, vocab, inputs: list[str], max_inputs: int, max_decode_len: int) -> list[str]:
-  """Greedy decodes of `inputs`."""
-  enc = [_encode(vocab, t) for t in inputs]
-  return [vocab.decode(row) for row in generate_tokens(model, enc, max_inputs, max_decode_len)]
+def _per_example(metric_fns, targets: list[str], predictions: list[str]) -> list[float]:
+  """Each example's score under the primary (first) metric: its mean is that metric."""
+  first = metric_fns[0]
+  return [float(next(iter(first([t], [p]).values()))) for t, p in zip(targets, predictions)]
 
 
 def finish(inputs: list[str], targets: list[str], predictions: list[str], method: str,
-           postprocess_fn, metric_fns) -> dict[str, Any]:
-  """Metrics of raw predictions: both sides through the postprocessor, then the metric functions."""
+           postprocess_fn, metric_fns, *, option_scores=None) -> dict[str, Any]:
+  """Metrics of raw predictions: both sides through the postprocessor, then the metric functions.
+
+  Also kept, for the paired statistics and confusion matrices of the report:
+  `per_example` (the primary metric per example), the postprocessed
+  `targets` and `predictions`, and for rank classification each example's
+  option log-likelihoods (`option_scores`).
+  """
   post = postprocess_fn or (lambda x, **_: x)
   targets = [post(t, example=None, is_target=True) for t in targets]
   predictions = [post(p, example=None, is_target=False) for p in predictions]
@@ -115,6 +67,10 @@ def finish(inputs: list[str], targets: list[str], predictions: list[str], method
   metrics["method"] = method
   metrics["samples"] = [{"inputs": i, "target": t, "prediction": p}
                         for i, t, p in list(zip(inputs, targets, predictions))[:3]]
+  metrics["per_example"] = _per_example(metric_fns, targets, predictions)
+  metrics["targets"], metrics["predictions"] = targets, predictions
+  if option_scores is not None:
+    metrics["option_scores"] = [list(s) for s in option_scores]
   return metrics
 
 
@@ -128,12 +84,12 @@ def task(model, name: str, *, split: str = "test", max_examples: int | None = No
   examples = info.source.prepared(split).examples[:max_examples]
   vocab = info.source.vocabulary
   inputs = [ex["inputs"] for ex in examples]
+  targets = [ex["targets"] for ex in examples]
   if all(ex["options"] for ex in examples):
-    predictions = rank_classify(model, vocab, inputs, [ex["options"] for ex in examples],
-                                max_inputs)
-    method = "rank_classification"
-  else:
-    predictions = generate(model, vocab, inputs, max_inputs, max_decode_len)
-    method = "greedy"
-  return finish(inputs, [ex["targets"] for ex in examples], predictions, method,
-                seqio_task.postprocess_fn, seqio_task.metric_fns)
+    options = [ex["options"] for ex in examples]
+    result = classify(model, vocab, inputs, options, max_inputs)
+    return finish(inputs, targets, result.predictions, "rank_classification",
+                  seqio_task.postprocess_fn, seqio_task.metric_fns, option_scores=result.scores)
+  predictions = generate(model, vocab, inputs, max_inputs, max_decode_len)
+  return finish(inputs, targets, predictions, "greedy", seqio_task.postprocess_fn,
+                seqio_task.metric_fns)

@@ -18,6 +18,7 @@ TensorFlow). Written under OUT:
                  permutation for the seed, tokenized, trimmed, EOS), in that order
   eval.npz       per evaluation set `KEY.inputs`(_len) and `KEY.options`
                  (_len per option, _count per example): the token ids
+                 with the vocabulary's EOS (`eos_id` in the manifest) that
                  `evaluate.task` feeds the model (KEY = TASK + variant)
 
 What `portable.py` does with train.npz is what seqio and t5tune's pipeline do
@@ -38,7 +39,7 @@ from ml_collections import config_flags
 import numpy as np
 
 
-FORMAT = 1
+FORMAT = 2  # 2: the vocabulary's EOS id is in the manifest
 MANIFEST = "manifest.json"
 
 
@@ -82,6 +83,8 @@ def export(config, out: str) -> dict:
   start = time.time()
   os.makedirs(out, exist_ok=True)
   backend = run.SeqioBackend(f)
+  from t5tune.data import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  backend_vocab = vocab_lib.get_vocabulary(f.vocabulary)
   training = run.training_clusters(f)
   run.check_runs(f, training)
   lengths = {"inputs": t.data.inputs_length, "targets": t.data.targets_length}
@@ -113,11 +116,12 @@ def export(config, out: str) -> dict:
       info = tasks_lib.get_info(tasks.task_name(task, variant, f.seed, f.vocabulary))
       vocab = info.source.vocabulary
       examples = info.source.prepared("test").examples[:f.eval_examples]
-      enc = [list(vocab.encode(ex["inputs"])) + [1] for ex in examples]  # evaluate._encode
+      eos = vocab.eos_id
+      enc = [list(vocab.encode(ex["inputs"])) + [eos] for ex in examples]
       eval_arrays[f"{key}.inputs"], eval_arrays[f"{key}.inputs_len"] = _ragged(enc)
       ranked = all(ex["options"] for ex in examples)
       if ranked:
-        opts = [[list(vocab.encode(o)) + [1] for o in ex["options"]] for ex in examples]
+        opts = [[list(vocab.encode(o)) + [eos] for o in ex["options"]] for ex in examples]
         eval_arrays[f"{key}.options"], eval_arrays[f"{key}.options_len"] = _ragged(
             [o for row in opts for o in row])
         eval_arrays[f"{key}.options_count"] = np.array([len(r) for r in opts], np.int32)
@@ -129,6 +133,7 @@ def export(config, out: str) -> dict:
 
   manifest = {
       "format": FORMAT, "setting": config.setting, "lengths": lengths, "seed": t.seed,
+      "eos_id": int(backend_vocab.eos_id),
       "batch_size": t.data.batch_size, "pack": t.data.pack, "held_out": list(f.held_out),
       "training_clusters": training, "runs": runs, "tasks": task_info, "evals": evals,
       "exported_with": {"seqio": getattr(seqio, "__version__", "?"), "tensorflow": tf.__version__},

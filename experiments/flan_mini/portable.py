@@ -45,6 +45,7 @@ import numpy as np
 DATA_ENV = "FLAN_MINI_PORTABLE_DATA"
 FACTORY = "experiments.flan_mini.portable:train_iterator"
 STATE_FILE = "portable_iterator.json"
+FORMAT = 2  # export.FORMAT (export.py imports seqio: not imported here)
 _BYTE_SPECIALS = 3  # seqio.ByteVocabulary: pad 0, eos 1, unk 2, then the 256 bytes
 
 
@@ -52,6 +53,24 @@ def byte_decode(ids) -> str:
   """seqio.ByteVocabulary's decode: bytes of the byte ids, special and extra ids dropped."""
   return bytes(int(i) - _BYTE_SPECIALS for i in ids
                if _BYTE_SPECIALS <= int(i) < _BYTE_SPECIALS + 256).decode("utf-8", errors="ignore")
+
+
+class ExportedIds:
+  """A vocabulary over exported token ids, for `evaluate.classify`/`generate` (t5tune.infer.api).
+
+  An exported row already ends in the vocabulary's EOS: `encode` drops it
+  (t5tune.infer appends `eos_id` again); `decode` is the byte vocabulary's.
+  """
+
+  def __init__(self, eos_id: int):
+    self.eos_id = int(eos_id)
+
+  def encode(self, ids) -> list[int]:
+    ids = [int(i) for i in ids]
+    return ids[:-1] if ids and ids[-1] == self.eos_id else ids
+
+  def decode(self, ids) -> str:
+    return byte_decode(ids)
 
 
 class Export:
@@ -66,6 +85,10 @@ class Export:
           " --config=... --out=DIR")
     with open(path) as fh:
       self.manifest = json.load(fh)
+    if self.manifest.get("format") != FORMAT:
+      raise ValueError(f"{path}: export format {self.manifest.get('format')}, this code reads"
+                       f" {FORMAT}; export again with python -m experiments.flan_mini.export")
+    self.vocabulary = ExportedIds(self.manifest["eos_id"])
     self._train = self._eval = None
 
   def _ragged(self, arrays, key: str) -> list[np.ndarray]:
@@ -277,16 +300,19 @@ class PortableBackend:
     from experiments.flan_mini import metrics  # pylint: disable=g-import-not-at-top
     f = self.f
     s = self.export.eval_set(task + variant)
+    vocab = self.export.vocabulary
+    inputs = [vocab.decode(vocab.encode(r)) for r in s["inputs"][:3]]
+    fns = metrics.metric_fns(s["cluster"])
     if s["method"] == "rank_classification":
-      best = evaluate.rank_classify_tokens(model, s["inputs"], s["option_ids"],
-                                           f.eval_inputs_length)
-      predictions = [row[b] for row, b in zip(s["options"], best)]
-    else:
-      predictions = [byte_decode(r) for r in evaluate.generate_tokens(
-          model, s["inputs"], f.eval_inputs_length, f.eval_decode_length)]
-    inputs = [byte_decode(r[:-1]) for r in s["inputs"][:3]]
+      result = evaluate.classify(model, vocab, s["inputs"], s["option_ids"],
+                                 f.eval_inputs_length)
+      predictions = [row[b] for row, b in zip(s["options"], result.best)]
+      return evaluate.finish(inputs, s["targets"], predictions, s["method"],
+                             metrics.postprocess, fns, option_scores=result.scores)
+    predictions = evaluate.generate(model, vocab, s["inputs"], f.eval_inputs_length,
+                                    f.eval_decode_length)
     return evaluate.finish(inputs, s["targets"], predictions, s["method"],
-                           metrics.postprocess, metrics.metric_fns(s["cluster"]))
+                           metrics.postprocess, fns)
 
 
 def check_config(config, manifest: dict) -> None:

@@ -8,7 +8,8 @@
     classify(model, ["Is the sky blue?"], [["yes", "no"]]).predictions
 
 Strings are tokenized with the model's vocabulary (`vocabulary=`: "byte", a
-SentencePiece .model path, or a `seqio.Vocabulary`; left out, a model whose
+SentencePiece .model path, a `seqio.Vocabulary` or any object with `encode`,
+`decode` and `eos_id`; left out, a model whose
 vocabulary size fits seqio's ByteVocabulary (ByT5, the `tiny` preset) uses
 bytes), an EOS is appended, and batches are padded to a fixed size and to a
 power-of-two length so that repeated calls reuse one compilation.
@@ -30,6 +31,10 @@ _MAX_BYTE_MODEL_VOCAB = 384  # ByT5 pads its embedding to 384
 
 def resolve_vocabulary(model: t5.Transformer, vocabulary: Any = None):
   """The seqio vocabulary for `model` (see the module docstring)."""
+  if vocabulary is not None and not isinstance(vocabulary, str):
+    # Any object with encode/decode/eos_id is used as it is, without importing
+    # seqio: machines without TensorFlow pass their own (flan_mini's portable path).
+    return vocabulary
   from t5tune.data import vocab  # imports seqio / TensorFlow: only when strings are used
   if vocabulary is not None:
     return vocab.as_vocabulary(vocabulary)
