@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": ("t5tune.convert.loading", "load_model"),
     "save_model": ("t5tune.convert.loading", "save_model"),
-    "greedy_decode": ("t5tune.models.t5", "greedy_decode"),
+    "greedy_decode": ("t5tune.infer.decoding", "greedy_decode"),
     "T5Config": ("t5tune.models.config", "T5Config"),
     "generate": ("t5tune.infer.api", "generate"),
     "score": ("t5tune.infer.api", "score"),

@@ -264,3 +264,13 @@ def decode(model: t5.Transformer, encoder_input_tokens, options: DecodeOptions =
   out = batching.run(_decode_fn, model, (tokens, keys), options)
   return DecodeOutput(tokens=out["tokens"], scores=out["scores"],
                       beams=out.get("beams"), beam_scores=out.get("beam_scores"))
+
+
+def greedy_decode(model: t5.Transformer, encoder_input_tokens, max_decode_len: int) -> np.ndarray:
+  """Greedy decoding: int32 [B, max_decode_len], EOS kept, pad (0) after it.
+
+  The public `t5tune.greedy_decode`; the same sharded loop as
+  `decode(..., DecodeOptions(method="greedy"))`, which also returns scores.
+  """
+  options = DecodeOptions(method="greedy", max_decode_len=int(max_decode_len))
+  return decode(model, encoder_input_tokens, options).tokens

@@ -1,4 +1,4 @@
-"""The T5 encoder-decoder in Flax NNX: layers, stacks, KV-cache decoding, greedy decode.
+"""The T5 encoder-decoder in Flax NNX: layers, stacks and the KV cache that decoding steps on.
 
 Axis legend for shape suffixes:
   B batch            L encoder (input) length     T decoder (target) length
@@ -635,30 +635,3 @@ def abstract_model(config: T5Config, mesh: jax.sharding.Mesh | None = None) -> T
     state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
     return nnx.merge(graphdef, state)
-
-
-@functools.partial(nnx.jit, static_argnames=("max_decode_len",))
-def _greedy(model: Transformer, encoder_input_tokens: Array, max_decode_len: int) -> Array:
-  cfg = model.config
-  enc = model.encode(encoder_input_tokens)
-  cache = model.init_cache(enc, encoder_input_tokens, max_decode_len)
-  b = encoder_input_tokens.shape[0]
-
-  def body(carry, _):
-    token, cache, done = carry
-    logits, cache = model.decode_step(token, cache)
-    nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    nxt = jnp.where(done, cfg.pad_token_id, nxt)
-    done = done | (nxt == cfg.eos_token_id)
-    return (nxt, cache, done), nxt
-
-  start = jnp.full((b,), cfg.decoder_start_token_id, jnp.int32)
-  init = (start, cache, jnp.zeros((b,), bool))
-  _, tokens_TB = jax.lax.scan(body, init, None, length=max_decode_len)
-  return tokens_TB.T
-
-
-def greedy_decode(model: Transformer, encoder_input_tokens, max_decode_len: int) -> Array:
-  """Greedy decoding on the KV cache: int32 [B, max_decode_len]; pad (0) after each EOS."""
-  tokens = jnp.asarray(encoder_input_tokens, jnp.int32)
-  return _greedy(model, tokens, max_decode_len)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import t5tune
 from t5tune import sharding
 from t5tune.models import config as model_config
 from t5tune.models import info, t5
@@ -76,7 +77,7 @@ def test_cache_repeat_and_take(model):
 
 def test_greedy_stops_at_eos_and_pads(model):
   enc = np.random.RandomState(3).randint(2, CFG.vocab_size, (4, 9)).astype(np.int32)
-  out = np.asarray(t5.greedy_decode(model, enc, 12))
+  out = np.asarray(t5tune.greedy_decode(model, enc, 12))
   assert out.shape == (4, 12)
   for row in out:
     eos = np.flatnonzero(row == CFG.eos_token_id)
