@@ -1,28 +1,119 @@
-"""Decode speed: t5tune greedy and beam search vs transformers' PyTorch `generate`, same weights.
+"""Decode speed: t5tune greedy and beam search vs transformers' `generate`, each side in its own process.
 
-    python benchmarks/decode.py                      # t5_1_1_small, batch 8, 32 new tokens
-    python benchmarks/decode.py --preset=tiny --repeats=3
+    python benchmarks/decode.py                      # t5_1_1_small, batch 8, 64 -> 32 tokens
+    python benchmarks/decode.py --preset=tiny --repeats=2 --new_tokens=8   # a smoke run
 
-Random weights in the t5_1_1_small architecture are built once with
-transformers, saved, and loaded into t5tune, so both sides run the same model.
-Both decode exactly --new_tokens tokens per sequence (EOS suppressed on both
-sides, so neither stops early). Times are the median of --repeats runs after
-one warm-up run (which includes t5tune's compilation, reported separately).
-tokens/s = batch * new_tokens / time; for beam search the tokens of the
-returned sequences (not of every beam). Prints a markdown table.
+Random weights in the preset's architecture are built once with transformers
+(in a child process) and saved; each side loads them in a fresh process, so
+both decode the same model. Both decode exactly --new_tokens tokens per
+sequence (EOS suppressed on both sides, so neither stops early); the sides'
+tokens are compared. PyTorch runs with `torch.set_flush_denormal(True)` set
+at process start (its best practice on a CPU; the unflushed time is a
+footnote). Times are medians of --repeats runs after one warm-up run (which
+includes t5tune's compilation, reported separately); every raw time is
+printed. tokens/s = batch * new_tokens / time (for beam search the returned
+sequences' tokens, not every beam's).
 """
 import argparse
-import datetime
 import os
-import platform
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
+
+def methods(args):
+  """(name, t5tune DecodeOptions kwargs, generate kwargs) per method."""
+  return [
+      ("greedy", {"max_decode_len": args.new_tokens}, {"num_beams": 1}),
+      (f"beam ({args.num_beams})",
+       {"method": "beam", "num_beams": args.num_beams, "length_penalty": 1.0,
+        "max_decode_len": args.new_tokens},
+       {"num_beams": args.num_beams, "length_penalty": 1.0, "early_stopping": False}),
+  ]
+
+
+def inputs(args, vocab_size):
+  import numpy as np
+  rng = np.random.RandomState(0)
+  return rng.randint(2, vocab_size, (args.batch, args.input_len)).astype(np.int32)
+
+
+def prepare_side(args):
+  """Random weights saved as a Hugging Face directory, EOS made unreachable."""
+  import torch
+  import transformers
+  from t5tune.models import config as model_config
+  cfg = model_config.preset(args.preset, dropout_rate=0.0)
+  torch.manual_seed(0)
+  hf_cfg = transformers.T5Config(
+      vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
+      num_heads=cfg.num_heads, num_layers=cfg.num_encoder_layers,
+      num_decoder_layers=cfg.num_decoder_layers, feed_forward_proj=cfg.feed_forward_proj,
+      tie_word_embeddings=cfg.tie_word_embeddings, dropout_rate=0.0, pad_token_id=0,
+      eos_token_id=1, decoder_start_token_id=0)
+  model = transformers.T5ForConditionalGeneration(hf_cfg).eval()
+  with torch.no_grad():  # EOS gets a hugely negative output row: exactly new_tokens each
+    model.lm_head.weight[1] = -100.0 * model.lm_head.weight.abs().max()
+  model.save_pretrained(args.dir, safe_serialization=True)
+  return {"vocab_size": cfg.vocab_size}
+
+
+def t5tune_side(args):
+  import jax
+  import numpy as np
+  import flax
+  import t5tune
+  from t5tune.infer import decoding
+  model = t5tune.load_model(args.dir, dtype=args.dtype)
+  enc = inputs(args, model.config.vocab_size)
+  out = {"versions": f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()}"
+                     f" device(s)), flax {flax.__version__}"}
+  for name, kwargs, _ in methods(args):
+    opts = decoding.DecodeOptions(**kwargs)
+    t0 = time.perf_counter()
+    tokens = decoding.decode(model, enc, opts).tokens
+    first = time.perf_counter() - t0
+    median, times = harness.median_seconds(lambda: decoding.decode(model, enc, opts), args.repeats)
+    np.save(os.path.join(args.dir, f"t5tune_{name[:4]}.npy"), np.asarray(tokens))
+    out[name] = {"median_s": median, "times_s": times, "first_s": first,
+                 "early_eos": bool((np.asarray(tokens) == 1).any())}
+  return out
+
+
+def torch_side(args, torch):
+  import numpy as np
+  import transformers
+  model = transformers.T5ForConditionalGeneration.from_pretrained(args.dir).eval()
+  device = "cuda" if torch.cuda.is_available() else "cpu"  # the peer uses a GPU like jax does
+  model.to(device)
+  if args.dtype == "bfloat16":
+    model.to(torch.bfloat16)
+  enc = torch.tensor(inputs(args, model.config.vocab_size), dtype=torch.long, device=device)
+  mask = torch.ones_like(enc)
+  out = {"versions": f"torch {torch.__version__} ({torch.get_num_threads()} threads,"
+                     f" {device}, flush_denormal={args.flushing}),"
+                     f" transformers {transformers.__version__}"}
+  for name, _, hf_kwargs in methods(args):
+    def run():
+      with torch.no_grad():
+        tokens = model.generate(input_ids=enc, attention_mask=mask, do_sample=False,
+                                max_new_tokens=args.new_tokens, min_new_tokens=0, **hf_kwargs)
+      if device == "cuda":
+        torch.cuda.synchronize()
+      return tokens.cpu()
+    tokens = run()
+    median, times = harness.median_seconds(run, args.repeats)
+    if args.flush:
+      np.save(os.path.join(args.dir, f"torch_{name[:4]}.npy"),
+              tokens.numpy()[:, 1:args.new_tokens + 1])
+    out[name] = {"median_s": median, "times_s": times}
+  return out
 
 
 def main():
@@ -35,86 +126,59 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="activations on both sides (t5tune keeps float32 parameters)")
+  # One side, in a child process.
+  parser.add_argument("--side", choices=("prepare", "t5tune", "torch"))
+  parser.add_argument("--flush", type=int, default=1)
+  parser.add_argument("--dir")
   args = parser.parse_args()
+  if args.side == "prepare":
+    return harness.report(prepare_side(args))
+  if args.side == "torch":
+    import torch  # first, so that every thread torch creates inherits the mode
+    # set_flush_denormal returns False where the CPU cannot flush (then say so).
+    args.flushing = bool(torch.set_flush_denormal(bool(args.flush))) and bool(args.flush)
+    return harness.report(torch_side(args, torch))
+  if args.side == "t5tune":
+    return harness.report(t5tune_side(args))
 
-  import jax
   import numpy as np
-  import torch
-  import transformers
-  import flax
+  script = os.path.abspath(__file__)
+  common = [f"--{k}={getattr(args, k)}" for k in
+            ("preset", "batch", "input_len", "new_tokens", "num_beams", "repeats", "dtype")]
+  with tempfile.TemporaryDirectory(prefix="t5tune_bench_") as tmp:
+    common.append(f"--dir={tmp}")
+    harness.run_side(script, ["--side=prepare", *common])
+    ours = harness.run_side(script, ["--side=t5tune", *common])
+    theirs = harness.run_side(script, ["--side=torch", "--flush=1", *common])
+    unflushed = harness.run_side(script, ["--side=torch", "--flush=0", *common])
+    same = {name: np.array_equal(np.load(os.path.join(tmp, f"t5tune_{name[:4]}.npy")),
+                                 np.load(os.path.join(tmp, f"torch_{name[:4]}.npy")))
+            for name, _, _ in methods(args)}
 
-  import t5tune
-  from t5tune.infer import decoding
-  from t5tune.models import config as model_config
-
-  cfg = model_config.preset(args.preset, dropout_rate=0.0)
-  torch.manual_seed(0)
-  hf_cfg = transformers.T5Config(
-      vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
-      num_heads=cfg.num_heads, num_layers=cfg.num_encoder_layers,
-      num_decoder_layers=cfg.num_decoder_layers, feed_forward_proj=cfg.feed_forward_proj,
-      tie_word_embeddings=cfg.tie_word_embeddings, dropout_rate=0.0, pad_token_id=0,
-      eos_token_id=1, decoder_start_token_id=0)
-  hf_model = transformers.T5ForConditionalGeneration(hf_cfg).eval()
-  # EOS gets a hugely negative output row on both sides: exactly new_tokens each.
-  with torch.no_grad():
-    hf_model.lm_head.weight[1] = -100.0 * hf_model.lm_head.weight.abs().max()
-  tmp = tempfile.mkdtemp(prefix="t5tune_bench_")
-  hf_model.save_pretrained(tmp, safe_serialization=True)
-  model = t5tune.load_model(tmp, dtype=args.dtype)
-  # The peer runs on the GPU when there is one, like jax does.
-  device = "cuda" if torch.cuda.is_available() else "cpu"
-  hf_model.to(device)
-  if args.dtype == "bfloat16":
-    hf_model.to(torch.bfloat16)
-
-  rng = np.random.RandomState(0)
-  enc = rng.randint(2, cfg.vocab_size, (args.batch, args.input_len)).astype(np.int32)
-  enc_t = torch.tensor(enc, dtype=torch.long, device=device)
-  mask_t = torch.ones_like(enc_t)
-  rows = []
-  for name, opts, hf_kwargs in [
-      ("greedy", decoding.DecodeOptions(max_decode_len=args.new_tokens), dict(num_beams=1)),
-      (f"beam ({args.num_beams})",
-       decoding.DecodeOptions(method="beam", num_beams=args.num_beams, length_penalty=1.0,
-                              max_decode_len=args.new_tokens),
-       dict(num_beams=args.num_beams, length_penalty=1.0, early_stopping=False))]:
-    t0 = time.perf_counter()
-    ours = decoding.decode(model, enc, opts)
-    first = time.perf_counter() - t0
-    ours_s = timing.median_seconds(lambda: decoding.decode(model, enc, opts), args.repeats)
-
-    def hf_run():
-      with torch.no_grad():
-        out = hf_model.generate(input_ids=enc_t, attention_mask=mask_t, do_sample=False,
-                                max_new_tokens=args.new_tokens, min_new_tokens=0, **hf_kwargs)
-      if device == "cuda":
-        torch.cuda.synchronize()
-      return out.cpu()
-    ref = hf_run()
-    hf_s = timing.median_seconds(hf_run, args.repeats)
-    assert not (ours.tokens == 1).any(), "a sequence ended early; the token count would be wrong"
-    same = np.array_equal(ours.tokens, ref.numpy()[:, 1:args.new_tokens + 1])
-    tokens = args.batch * args.new_tokens
-    rows.append((name, tokens / ours_s, tokens / hf_s, ours_s, hf_s, first, same))
-
+  def raw(side):
+    return " ".join(f"{t:.3f}" for t in side["times_s"])
   print(f"\n## Decode speed: {args.preset}, batch {args.batch}, input {args.input_len},"
-        f" {args.new_tokens} new tokens\n")
-  print(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-  print(f"- machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs,"
-        f" {platform.system()} {platform.release()}; jax backend: {jax.default_backend()}"
-        f" ({jax.device_count()} devices)")
-  print(f"- versions: jax {jax.__version__}, flax {flax.__version__}, torch {torch.__version__}"
-        f" ({torch.get_num_threads()} threads), transformers {transformers.__version__},"
-        f" python {platform.python_version()}")
-  print(f"- median of {args.repeats} runs after a warm-up; {args.dtype} activations;"
-        f" transformers on {device}\n")
-  print("| method | t5tune tokens/s | transformers (PyTorch) tokens/s | t5tune s | transformers s"
-        " | t5tune first call (compile) s | same tokens |")
-  print("|---|---|---|---|---|---|---|")
-  for name, ours_tps, hf_tps, ours_s, hf_s, first, same in rows:
-    print(f"| {name} | {ours_tps:.0f} | {hf_tps:.0f} | {ours_s:.3f} | {hf_s:.3f} | {first:.1f}"
-          f" | {'yes' if same else 'no'} |")
+        f" {args.new_tokens} new tokens, {args.dtype} (each side in its own process)\n")
+  print("\n".join(harness.machine_lines({"t5tune": ours["versions"],
+                                         "transformers": theirs["versions"]})))
+  print(f"- median of {args.repeats} runs after a warm-up; ratio = transformers / t5tune time"
+        " (above 1: t5tune faster)\n")
+  print("| method | t5tune s | transformers s (flushed) | ratio | t5tune tokens/s |"
+        " transformers tokens/s | t5tune raw s | transformers raw s | t5tune first call s |"
+        " same tokens |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  tokens = args.batch * args.new_tokens
+  for name, _, _ in methods(args):
+    o, t = ours[name], theirs[name]
+    if o["early_eos"]:
+      sys.exit(f"{name}: a sequence ended early; the token count would be wrong")
+    print(f"| {name} | {o['median_s']:.3f} | {t['median_s']:.3f} |"
+          f" {t['median_s'] / o['median_s']:.2f}x | {tokens / o['median_s']:.0f} |"
+          f" {tokens / t['median_s']:.0f} | {raw(o)} | {raw(t)} | {o['first_s']:.1f} |"
+          f" {'yes' if same[name] else 'no'} |")
+  print("\nFootnote: transformers without `torch.set_flush_denormal(True)`: " + "; ".join(
+      f"{name} {unflushed[name]['median_s']:.3f} s (raw {raw(unflushed[name])})"
+      for name, _, _ in methods(args)) + ".")
 
 
 if __name__ == "__main__":

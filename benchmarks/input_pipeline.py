@@ -5,7 +5,7 @@
 Measures, in one run, t5tune's `pipeline.make_iterator` (seqio mixture ->
 feature converter -> this host's shard -> global arrays on an 8-device mesh)
 against the peer: the same seqio mixture, feature converter and tf.data batch
-read as numpy, without jax. Packing on and off. Also the cost of resuming:
+read as numpy, without jax, each side in its own process. Packing on and off. Also the cost of resuming:
 the size and time of `save` (tf.data iterator checkpoint) and `restore`, next
 to the alternative of replaying with `.skip(n)`. Prints a table.
 """
@@ -16,6 +16,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import random  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -24,14 +25,19 @@ from absl import flags  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import seqio  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from t5tune import data  # noqa: E402
 from t5tune import sharding  # noqa: E402
 from t5tune.data import pipeline  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
+
 _BATCHES = flags.DEFINE_integer("batches", 50, "batches timed per row (after one warm-up batch)")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "global batch size")
 _EXAMPLES = flags.DEFINE_integer("examples_per_task", 2000, "train records per task")
+_SIDE = flags.DEFINE_enum("side", None, ["t5tune", "peer"], "run one side (in a child process)")
 LENGTHS = {"inputs": 256, "targets": 64}
 WORDS = ("alpha beta gamma delta river stone cloud music garden window paper light "
          "quiet rapid green silver orange winter summer market story number").split()
@@ -84,8 +90,8 @@ def _time(next_batch):
   return warm, n_examples / dt, _BATCHES.value / dt
 
 
-def main(argv):
-  del argv
+def _side(side):
+  """One side's rows (packing on and off); t5tune's side also measures resuming."""
   t0 = time.perf_counter()
   register()
   for name in data.task_names(lambda i: i.name.startswith("bench_task_")):
@@ -94,23 +100,24 @@ def main(argv):
   mesh = sharding.make_mesh((-1, 1, 1))
   rows = []
   for pack in (True, False):
-    it = pipeline.make_iterator("bench_mix", split="train", feature_lengths=LENGTHS,
-                                batch_size=_BATCH_SIZE.value, pack=pack, seed=0, mesh=mesh)
-    rows.append(("t5tune make_iterator -> jax.Array", pack) + _time(lambda: next(it)))
-    peer = pipeline.local_dataset(
-        "bench_mix", split="train", feature_lengths=LENGTHS, local_batch_size=_BATCH_SIZE.value,
-        pack=pack, seed=0, shard=seqio.ShardInfo(0, 1)).as_numpy_iterator()
-    rows.append(("peer: seqio + tf.data -> numpy", pack) + _time(lambda: next(peer)))
-  print(f"\n10-task mixture, 4 templates each, {_EXAMPLES.value}//(1..3) records per task,"
-        f" batch {_BATCH_SIZE.value}, lengths {LENGTHS}, {jax.device_count()} CPU devices,"
-        f" {os.cpu_count()} cores; read+clean+render all tasks: {prep:.1f} s")
-  print(f"{'pipeline':<36} {'pack':>5} {'first batch s':>14} {'examples/s':>11} {'batches/s':>10}")
-  for name, pack, warm, ex_s, b_s in rows:
-    print(f"{name:<36} {str(pack):>5} {warm:>14.2f} {ex_s:>11.0f} {b_s:>10.2f}")
+    if side == "t5tune":
+      it = pipeline.make_iterator("bench_mix", split="train", feature_lengths=LENGTHS,
+                                  batch_size=_BATCH_SIZE.value, pack=pack, seed=0, mesh=mesh)
+    else:
+      it = pipeline.local_dataset(
+          "bench_mix", split="train", feature_lengths=LENGTHS,
+          local_batch_size=_BATCH_SIZE.value, pack=pack, seed=0,
+          shard=seqio.ShardInfo(0, 1)).as_numpy_iterator()
+    rows.append((pack,) + _time(lambda: next(it)))
+  out = {"prep_s": prep, "rows": rows, "devices": jax.device_count()}
+  if side == "t5tune":
+    out["resume"] = _resume(mesh)
+  return out
 
+
+def _resume(mesh, steps=100):
   it = pipeline.make_iterator("bench_mix", split="train", feature_lengths=LENGTHS,
                               batch_size=_BATCH_SIZE.value, pack=True, seed=0, mesh=mesh)
-  steps = 100
   for _ in range(steps):
     next(it)
   with tempfile.TemporaryDirectory() as d:
@@ -130,9 +137,38 @@ def main(argv):
   t0 = time.perf_counter()
   next(iter(replay.skip(steps)))
   skip_s = time.perf_counter() - t0
-  print(f"\nresume after {steps} packed batches: save {save_s:.2f} s, {size / 2**20:.1f} MiB"
-        f" (shuffle/prefetch buffers); restore + first batch {restore_s:.2f} s;"
-        f" replay with .skip({steps}) {skip_s:.2f} s")
+  return {"steps": steps, "save_s": save_s, "mib": size / 2**20, "restore_s": restore_s,
+          "skip_s": skip_s}
+
+
+def main(argv):
+  del argv
+  if _SIDE.value:
+    return harness.report(_side(_SIDE.value))
+  script = os.path.abspath(__file__)
+  flags_ = [f"--batches={_BATCHES.value}", f"--batch_size={_BATCH_SIZE.value}",
+            f"--examples_per_task={_EXAMPLES.value}"]
+  sides = {side: harness.run_side(script, [f"--side={side}", *flags_])
+           for side in ("t5tune", "peer")}
+  names = {"t5tune": "t5tune make_iterator -> jax.Array", "peer": "peer: seqio + tf.data -> numpy"}
+  print("\n## Input pipeline (each side in its own process)\n")
+  print("\n".join(harness.machine_lines({
+      "versions": f"jax {jax.__version__}, seqio {seqio.__version__},"
+                  f" tensorflow {tf.__version__}"})))
+  print(f"- 10-task mixture, 4 templates each, {_EXAMPLES.value}//(1..3) records per task,"
+        f" batch {_BATCH_SIZE.value}, lengths {LENGTHS}, {sides['t5tune']['devices']} CPU"
+        f" devices; {_BATCHES.value} batches timed after the first\n")
+  print("| pipeline | pack | read+clean+render s | first batch s | examples/s | batches/s |")
+  print("|---|---|---|---|---|---|")
+  for i in range(2):
+    for side in ("t5tune", "peer"):
+      pack, warm, ex_s, b_s = sides[side]["rows"][i]
+      print(f"| {names[side]} | {pack} | {sides[side]['prep_s']:.1f} | {warm:.2f} |"
+            f" {ex_s:.0f} | {b_s:.2f} |")
+  r = sides["t5tune"]["resume"]
+  print(f"\nresume after {r['steps']} packed batches: save {r['save_s']:.2f} s,"
+        f" {r['mib']:.1f} MiB (shuffle/prefetch buffers); restore + first batch"
+        f" {r['restore_s']:.2f} s; replay with .skip({r['steps']}) {r['skip_s']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,148 +1,222 @@
-"""Train-step speed: t5tune's jitted step vs transformers' PyTorch T5, same config, same run.
+"""Train-step speed: t5tune's jitted step vs transformers' PyTorch T5, each side in its own process.
 
-    python benchmarks/train_step.py                 # the 256-wide model and t5_1_1_small
-    python benchmarks/train_step.py --repeats=5
+    python benchmarks/train_step.py                  # the main table and the default scaling cells
+    python benchmarks/train_step.py --full           # plus t5_1_1_base and batch 32 x 512 (slow on a CPU)
+    python benchmarks/train_step.py --main=tiny:8:32:8 --scaling=none --repeats=2   # a smoke run
 
-Both sides train with AdamW in float32 on batch 8 of 128 input / 32 target
-tokens (random tokens, all positions weighted). t5tune runs on one device (the
-step as the trainer jits it, state donated); PyTorch uses
-T5ForConditionalGeneration of the same architecture with torch.optim.AdamW.
-Times are medians of --repeats timed steps after warm-up; t5tune's compile
-time is reported separately. MFU = model FLOPs (t5tune.models.info.train_flops)
-per second / the peak measured in this run with a 2048^3 float32 jnp.matmul.
-Prints a markdown table.
+A cell is MODEL:BATCH:INPUTS:TARGETS. Both sides train the same architecture
+with AdamW (lr 1e-4) in float32 on random tokens, every target position
+weighted. t5tune: the trainer's jitted step on one device, state donated.
+PyTorch: T5ForConditionalGeneration with torch.optim.AdamW, and
+`torch.set_flush_denormal(True)` set at process start, its best practice
+on a CPU: Hugging Face initialises the untied lm_head with std 1.0, so many
+softmax probabilities and gradients are denormal and unflushed matmuls run
+several times slower (XLA flushes them already). The unflushed time is
+printed as a footnote for the main cells. Each side is a fresh process
+(`benchmarks/harness.py`); times are medians of --repeats steps after two
+warm-up steps, and every raw time is printed. Compile time is separate.
 """
 import argparse
-import datetime
 import os
-import platform
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
-BATCH, INPUTS, TARGETS = 8, 128, 32
+MAIN = ("bench256:8:128:32", "t5_1_1_small:8:128:32")
+SCALING = ("t5_1_1_small:8:128:32", "t5_1_1_small:32:128:32", "t5_1_1_small:8:512:128")
+SCALING_FULL = SCALING + (
+    "t5_1_1_small:32:512:128", "t5_1_1_base:8:128:32", "t5_1_1_base:32:128:32",
+    "t5_1_1_base:8:512:128", "t5_1_1_base:32:512:128")
 
 
+def model_config(name: str):
+  from t5tune.models import config as model_config_lib
+  if name == "bench256":  # a 256-wide t5_1_1_small: the issue's reference size
+    return model_config_lib.preset(
+        "t5_1_1_small", d_model=256, num_encoder_layers=4, num_decoder_layers=4,
+        num_heads=4, d_kv=64, d_ff=1024, vocab_size=32128, dropout_rate=0.0)
+  return model_config_lib.preset(name, dropout_rate=0.0)
 
-def peak_flops(repeats):
+
+def t5tune_side(args):
   import jax
-  import jax.numpy as jnp
-  n = 2048
-  a = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  return 2 * n ** 3 / timing.median_seconds(lambda: f(a).block_until_ready(), repeats)
-
-
-def t5tune_step(model_cfg, repeats, workdir):
-  import jax
+  import flax
   from t5tune import sharding
-  from t5tune.models import config as model_config
-  from t5tune.train import experiment, trainer
-  from tests.train import synthetic
+  from t5tune.models import info
+  from t5tune.train import experiment
+  from t5tune.train import synthetic
+  from t5tune.train import trainer
+  cfg = model_config(args.model)
   config = experiment.default_config()
-  config.data.iterator_factory = "tests.train.synthetic:make_iterator"
-  config.data.inputs_length, config.data.targets_length = INPUTS, TARGETS
-  config.data.batch_size = BATCH
+  config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"
+  config.data.inputs_length, config.data.targets_length = args.inputs, args.targets
+  config.data.batch_size = args.batch
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = 1e-4
+  config.checkpoint.async_save = False
   config.model.preset = "t5_1_1_small"
-  base = model_config.preset("t5_1_1_small").to_dict()
-  for k, v in model_cfg.to_dict().items():
+  base = model_config("t5_1_1_small").to_dict()
+  for k, v in cfg.to_dict().items():
     if v != base[k]:
       config.model.overrides[k] = v
   mesh = sharding.single_device_mesh()
-  tr = trainer.Trainer(config, workdir, mesh=mesh)
-  it = synthetic.SyntheticIterator(batch_size=BATCH, inputs_length=INPUTS, targets_length=TARGETS,
-                                   vocab_size=model_cfg.vocab_size, seed=0, mesh=mesh)
-  batches = [next(it) for _ in range(4)]
-  for b in batches:  # all positions weighted, as on the PyTorch side
-    b["decoder_loss_weights"] = jax.numpy.ones_like(b["decoder_loss_weights"])
-  state, _ = tr.initial_state()
-  t0 = time.perf_counter()
-  step = tr.compile(state, batches[0])
-  compile_s = time.perf_counter() - t0
-  holder = {"state": state}
+  with tempfile.TemporaryDirectory() as workdir:
+    tr = trainer.Trainer(config, workdir, mesh=mesh)
+    it = synthetic.SyntheticIterator(
+        batch_size=args.batch, inputs_length=args.inputs, targets_length=args.targets,
+        vocab_size=cfg.vocab_size, seed=0, mesh=mesh)
+    batch = next(it)
+    batch["decoder_loss_weights"] = jax.numpy.ones_like(batch["decoder_loss_weights"])
+    state, _ = tr.initial_state()
+    t0 = time.perf_counter()
+    step = tr.compile(state, batch)
+    compile_s = time.perf_counter() - t0
+    holder = {"state": state}
 
-  def run():
-    holder["state"], m = step(holder["state"], batches[0])
-    m["loss"].block_until_ready()
-  for _ in range(2):
-    run()
-  seconds = timing.median_seconds(run, repeats)
-  tr.checkpointer.close()
-  return seconds, compile_s
+    def run():
+      holder["state"], m = step(holder["state"], batch)
+      m["loss"].block_until_ready()
+    for _ in range(2):
+      run()
+    median, times = harness.median_seconds(run, args.repeats)
+    tr.checkpointer.close()
+  return {"median_s": median, "times_s": times, "compile_s": compile_s,
+          "flops": info.train_flops(cfg, args.inputs, args.targets) * args.batch,
+          "versions": f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()}"
+                      f" device(s)), flax {flax.__version__}"}
 
 
-def torch_step(model_cfg, repeats):
-  import torch
+def torch_side(args, torch):
   import transformers
+  cfg = model_config(args.model)
   torch.manual_seed(0)
   hf_cfg = transformers.T5Config(
-      vocab_size=model_cfg.vocab_size, d_model=model_cfg.d_model, d_kv=model_cfg.d_kv,
-      d_ff=model_cfg.d_ff, num_layers=model_cfg.num_encoder_layers,
-      num_decoder_layers=model_cfg.num_decoder_layers, num_heads=model_cfg.num_heads,
-      feed_forward_proj=model_cfg.feed_forward_proj, dropout_rate=0.0,
-      tie_word_embeddings=model_cfg.tie_word_embeddings, decoder_start_token_id=0)
+      vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
+      num_layers=cfg.num_encoder_layers, num_decoder_layers=cfg.num_decoder_layers,
+      num_heads=cfg.num_heads, feed_forward_proj=cfg.feed_forward_proj, dropout_rate=0.0,
+      tie_word_embeddings=cfg.tie_word_embeddings, decoder_start_token_id=0)
   model = transformers.T5ForConditionalGeneration(hf_cfg)
   model.train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-  enc = torch.randint(2, model_cfg.vocab_size, (BATCH, INPUTS))
-  labels = torch.randint(2, model_cfg.vocab_size, (BATCH, TARGETS))
+  enc = torch.randint(2, cfg.vocab_size, (args.batch, args.inputs))
+  labels = torch.randint(2, cfg.vocab_size, (args.batch, args.targets))
 
   def run():
     opt.zero_grad(set_to_none=True)
-    loss = model(input_ids=enc, labels=labels).loss
-    loss.backward()
+    model(input_ids=enc, labels=labels).loss.backward()
     opt.step()
   for _ in range(2):
     run()
-  return timing.median_seconds(run, repeats)
+  median, times = harness.median_seconds(run, args.repeats)
+  return {"median_s": median, "times_s": times,
+          "versions": f"torch {torch.__version__} ({torch.get_num_threads()} threads,"
+                      f" flush_denormal={args.flushing}), transformers {transformers.__version__}"}
+
+
+def side_main(args):
+  if args.side == "torch":
+    import torch  # first, so that every thread torch creates inherits the mode
+    # set_flush_denormal returns False where the CPU cannot flush (then say so).
+    args.flushing = bool(torch.set_flush_denormal(bool(args.flush))) and bool(args.flush)
+    harness.report(torch_side(args, torch))
+  else:
+    harness.report(t5tune_side(args))
+
+
+def measure(cell: str, repeats: int, unflushed: bool) -> dict:
+  model, batch, inputs, targets = cell.split(":")
+  common = [f"--model={model}", f"--batch={batch}", f"--inputs={inputs}",
+            f"--targets={targets}", f"--repeats={repeats}"]
+  script = os.path.abspath(__file__)
+  out = {"cell": cell, "tokens": int(batch) * (int(inputs) + int(targets)),
+         "t5tune": harness.run_side(script, ["--side=t5tune", *common]),
+         "torch": harness.run_side(script, ["--side=torch", "--flush=1", *common])}
+  if unflushed:
+    out["torch_unflushed"] = harness.run_side(script, ["--side=torch", "--flush=0", *common])
+  print(f"measured {cell}", file=sys.stderr, flush=True)
+  return out
+
+
+def raw(side: dict) -> str:
+  return " ".join(harness.ms(t) for t in side["times_s"])
+
+
+def print_tables(main_rows, scaling_rows):
+  sides = {}
+  for r in main_rows + scaling_rows:
+    sides["t5tune"] = r["t5tune"]["versions"]
+    sides["PyTorch"] = r["torch"]["versions"]
+  print("\n## Train step: t5tune vs PyTorch T5 (each side in its own process)\n")
+  print("\n".join(harness.machine_lines(sides)))
+  print("- AdamW, float32, random tokens, all target positions weighted; median of the raw"
+        " times (ms) after 2 warm-up steps; ratio = PyTorch / t5tune (above 1: t5tune faster)\n")
+  if main_rows:
+    print("| model:batch:inputs:targets | t5tune ms | PyTorch ms (flushed) | ratio |"
+          " t5tune raw ms | PyTorch raw ms | t5tune tokens/s | PyTorch tokens/s |"
+          " t5tune GFLOP/s | t5tune compile s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in main_rows:
+      o, t = r["t5tune"], r["torch"]
+      print(f"| {r['cell']} | {harness.ms(o['median_s'])} | {harness.ms(t['median_s'])} |"
+            f" {t['median_s'] / o['median_s']:.2f}x | {raw(o)} | {raw(t)} |"
+            f" {r['tokens'] / o['median_s']:.0f} | {r['tokens'] / t['median_s']:.0f} |"
+            f" {o['flops'] / o['median_s'] / 1e9:.1f} | {o['compile_s']:.1f} |")
+    notes = [f"{r['cell']} {harness.ms(r['torch_unflushed']['median_s'])} ms"
+             f" (raw {raw(r['torch_unflushed'])})" for r in main_rows if "torch_unflushed" in r]
+    if notes:
+      print("\nFootnote: PyTorch without `torch.set_flush_denormal(True)` (not its best"
+            " practice; denormals from the std-1.0 lm_head init): " + "; ".join(notes) + ".")
+  if scaling_rows:
+    first = scaling_rows[0]
+    print("\n### Scaling (cost relative to the first row, per side)\n")
+    print("| model:batch:inputs:targets | tokens | t5tune ms | PyTorch ms (flushed) | ratio |"
+          " t5tune cost x | PyTorch cost x | t5tune raw ms | PyTorch raw ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in scaling_rows:
+      o, t = r["t5tune"], r["torch"]
+      print(f"| {r['cell']} | {r['tokens']} | {harness.ms(o['median_s'])} |"
+            f" {harness.ms(t['median_s'])} | {t['median_s'] / o['median_s']:.2f}x |"
+            f" {o['median_s'] / first['t5tune']['median_s']:.2f} |"
+            f" {t['median_s'] / first['torch']['median_s']:.2f} | {raw(o)} | {raw(t)} |")
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--presets", default="bench256,t5_1_1_small")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--main", default=",".join(MAIN), help="cells of the main table")
+  parser.add_argument("--scaling", default="default",
+                      help="'default', 'none', or comma-separated cells")
+  parser.add_argument("--full", action="store_true", help="the big scaling cells too")
+  # One side, in a child process (set by `measure`).
+  parser.add_argument("--side", choices=("t5tune", "torch"))
+  parser.add_argument("--flush", type=int, default=1)
+  parser.add_argument("--model")
+  parser.add_argument("--batch", type=int)
+  parser.add_argument("--inputs", type=int)
+  parser.add_argument("--targets", type=int)
   args = parser.parse_args()
-  import jax
-  import torch
-  import transformers
-  from t5tune.models import config as model_config
-  from t5tune.models import info
-  configs = {
-      "bench256": model_config.preset(
-          "t5_1_1_small", d_model=256, num_encoder_layers=4, num_decoder_layers=4,
-          num_heads=4, d_kv=64, d_ff=1024, vocab_size=32128, dropout_rate=0.0),
-      "t5_1_1_small": model_config.preset("t5_1_1_small", dropout_rate=0.0),
-  }
-  peak = peak_flops(args.repeats)
-  rows = []
-  for name in args.presets.split(","):
-    cfg = configs[name]
-    flops = info.train_flops(cfg, INPUTS, TARGETS) * BATCH
-    with tempfile.TemporaryDirectory() as workdir:
-      ours, compile_s = t5tune_step(cfg, args.repeats, workdir)
-    theirs = torch_step(cfg, args.repeats)
-    tokens = BATCH * (INPUTS + TARGETS)
-    rows.append((name, ours, theirs, tokens / ours, tokens / theirs,
-                 flops / ours / peak, flops / theirs / peak, compile_s))
-  print(f"\n{platform.node()} | {platform.processor() or platform.machine()} |"
-        f" {os.cpu_count()} CPUs | jax {jax.__version__} ({jax.devices()[0].platform})"
-        f" | torch {torch.__version__} (threads {torch.get_num_threads()})"
-        f" | transformers {transformers.__version__} | {datetime.date.today()}")
-  print(f"peak (measured 2048^3 f32 matmul, jax): {peak / 1e9:.1f} GFLOP/s;"
-        f" batch {BATCH}, {INPUTS} input / {TARGETS} target tokens, fp32, AdamW\n")
-  print("| model | t5tune step (ms) | PyTorch step (ms) | speed-up (PyTorch/t5tune) |"
-        " t5tune tokens/s | PyTorch tokens/s | t5tune MFU | PyTorch MFU | t5tune compile (s) |")
-  print("|---|---|---|---|---|---|---|---|---|")
-  for name, ours, theirs, tok_o, tok_t, mfu_o, mfu_t, comp in rows:
-    print(f"| {name} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | {theirs / ours:.2f}x |"
-          f" {tok_o:.0f} | {tok_t:.0f} | {mfu_o:.1%} | {mfu_t:.1%} | {comp:.1f} |")
+  if args.side:
+    return side_main(args)
+  main_cells = [c for c in args.main.split(",") if c]
+  if args.scaling == "none":
+    scaling_cells = []
+  elif args.scaling == "default":
+    scaling_cells = list(SCALING_FULL if args.full else SCALING)
+  else:
+    scaling_cells = args.scaling.split(",")
+  measured = {}
+  for cell in main_cells:
+    measured[cell] = measure(cell, args.repeats, unflushed=True)
+  for cell in scaling_cells:
+    if cell not in measured:
+      measured[cell] = measure(cell, args.repeats, unflushed=False)
+  print_tables([measured[c] for c in main_cells], [measured[c] for c in scaling_cells])
 
 
 if __name__ == "__main__":

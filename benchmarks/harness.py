@@ -1,0 +1,70 @@
+"""What every benchmark shares: median timing, one process per side, and the machine/version header.
+
+A comparison runs each side in its own process (`run_side`): a side never
+inherits the other's threads, allocator state, JIT caches or floating-point
+mode. The side script prints one line `RESULT {json}`; the caller builds the
+table from those lines and prints the raw times of both sides.
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+RESULT = "RESULT "
+
+
+def median_seconds(fn, repeats: int) -> tuple[float, list[float]]:
+  """(median, all times) of `repeats` calls of `fn` (which must block until its work is done)."""
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times), times
+
+
+def report(result: dict) -> None:
+  """Prints a side's result for `run_side` (the last thing a side process does)."""
+  print(RESULT + json.dumps(result), flush=True)
+
+
+def run_side(script: str, args: list[str], timeout: float = 1800) -> dict:
+  """Runs `python script args` in a fresh process and returns its `RESULT` dict."""
+  proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                        timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT)]
+  if proc.returncode != 0 or not lines:
+    sys.exit(f"{os.path.basename(script)} {' '.join(args)} failed (exit {proc.returncode}):\n"
+             f"{proc.stderr[-3000:]}")
+  return json.loads(lines[-1][len(RESULT):])
+
+
+def cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine_lines(sides: dict[str, dict]) -> list[str]:
+  """Markdown bullets: date, CPU, cores, OS, allocator, and each side's versions and threads."""
+  lines = [
+      f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+      f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()}"
+      f" {platform.release()}, python {platform.python_version()}",
+      f"- LD_PRELOAD: {os.environ.get('LD_PRELOAD') or 'none'} (the same for every side)",
+  ]
+  for name, info in sides.items():
+    lines.append(f"- {name}: {info}")
+  return lines
+
+
+def ms(seconds: float) -> str:
+  return f"{seconds * 1e3:.1f}"
