@@ -2,8 +2,8 @@
 
 Tasks live in user modules; `--module` (repeatable) imports them first:
 
-    t5tune data list --module=tests.data.fixtures
-    t5tune data report t5tune_test_mix --module=tests.data.fixtures \\
+    t5tune data list --module=my_project.tasks
+    t5tune data report my_mixture --module=my_project.tasks \\
         --inputs_length=256 --targets_length=64 --output_dir=/tmp/report
     t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
         --vocab_size=8000 --output=vocabs/mine
@@ -44,10 +44,10 @@ def _list():
       src = info.source
       kinds = sorted({t.kind for t in src.templates})
       extra = []
-      if src.no_template:
+      if src.spec.no_template:
         extra.append("no_template")
-      if src.few_shot:
-        extra.append(f"few_shot k={src.few_shot.k}")
+      if src.spec.few_shot:
+        extra.append(f"few_shot k={src.spec.few_shot.k}")
       print(f"  {name}  splits={list(src.splits)} templates={len(src.templates)}"
             f" kinds={kinds} {' '.join(extra)} source={src.source.describe()}"
             + (f" metadata={dict(info.metadata)}" if info.metadata else ""))
