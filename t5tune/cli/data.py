@@ -44,10 +44,10 @@ def _list():
       src = info.source
       kinds = sorted({t.kind for t in src.templates})
       extra = []
-      if src.no_template:
+      if src.spec.no_template:
         extra.append("no_template")
-      if src.few_shot:
-        extra.append(f"few_shot k={src.few_shot.k}")
+      if src.spec.few_shot:
+        extra.append(f"few_shot k={src.spec.few_shot.k}")
       print(f"  {name}  splits={list(src.splits)} templates={len(src.templates)}"
             f" kinds={kinds} {' '.join(extra)} source={src.source.describe()}"
             + (f" metadata={dict(info.metadata)}" if info.metadata else ""))

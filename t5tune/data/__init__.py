@@ -6,11 +6,15 @@
 
 Modules: `templates` (Template, kinds, rendering), `sources` (JSONL/CSV/TSV,
 TFDS, Python), `cleaning` (checks, dedup, counts), `vocab` (vocabularies),
-`tasks` (registration), `report` (quality report), `pipeline` (sharded,
-resumable global-array batches). Importing this package imports seqio and
+`instruction_source` (a task's records rendered: SourceSpec, the seqio
+DataSource), `tasks` (the registry, variants), `mixtures` (mixtures and
+rates), `report` (quality report), `pipeline` (sharded, resumable
+global-array batches). Importing this package imports seqio and
 TensorFlow.
 """
 from t5tune.data import cleaning
+from t5tune.data import instruction_source
+from t5tune.data import mixtures
 from t5tune.data import sources
 from t5tune.data import tasks
 from t5tune.data import templates
@@ -26,8 +30,9 @@ INVERTED = templates.INVERTED
 
 register_task = tasks.register_task
 register_variants = tasks.register_variants
-register_mixture = tasks.register_mixture
-examples_proportional = tasks.examples_proportional
-temperature = tasks.temperature
+register_mixture = mixtures.register_mixture
+examples_proportional = mixtures.examples_proportional
+temperature = mixtures.temperature
+SourceSpec = instruction_source.SourceSpec
 task_names = tasks.task_names
 get_vocabulary = vocab.get_vocabulary

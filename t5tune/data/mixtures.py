@@ -1,0 +1,82 @@
+"""Mixtures of registered tasks and their rates (FLAN's examples-proportional mixing, temperature).
+
+    data.register_mixture("my_mix", ["my_nli", "my_qa"], rate=data.examples_proportional(3000))
+    data.register_mixture("held_in", lambda info: info.metadata["cluster"] != "nli",
+                          rate=data.temperature(2.0, cap=3000))
+
+`tasks` is a list of names or a predicate over `t5tune.data.tasks.TaskInfo`;
+`rate` a number, a {task: weight} dict, "examples", `examples_proportional(cap)`
+or `temperature(t, cap)`. The result is an ordinary `seqio.Mixture`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import seqio
+
+from t5tune import errors
+from t5tune.data import tasks as tasks_lib
+
+
+def _num_train_examples(task: seqio.Task) -> int:
+  split = "train" if "train" in task.splits else task.splits[0]
+  return task.num_input_examples(split)
+
+
+def examples_proportional(cap: int | None = None) -> Callable[[seqio.Task], float]:
+  """Rate = number of train examples, capped at `cap` (FLAN's examples-proportional mixing)."""
+  def rate(task):
+    n = _num_train_examples(task)
+    return float(min(n, cap) if cap else n)
+  return rate
+
+
+def temperature(t: float, cap: int | None = None) -> Callable[[seqio.Task], float]:
+  """Rate = min(n, cap) ** (1 / t): t=1 is proportional, large t tends to uniform."""
+  def rate(task):
+    n = _num_train_examples(task)
+    return float(min(n, cap) if cap else n) ** (1.0 / t)
+  return rate
+
+
+def register_mixture(name: str, tasks: Sequence[str] | Callable[[tasks_lib.TaskInfo], bool],
+                     rate: float | str | Mapping[str, float] | Callable[[seqio.Task], float] = 1.0,
+                     *, overwrite: bool = False) -> seqio.Mixture:
+  """Registers a seqio Mixture of tasks (names or a TaskInfo predicate).
+
+  rate: a constant weight; "examples" (proportional, no cap); a {task: weight}
+  dict; or a function of the seqio.Task such as `examples_proportional(cap)`
+  or `temperature(t, cap)`.
+  """
+  if callable(tasks) and not isinstance(tasks, (list, tuple)):
+    names = tasks_lib.task_names(tasks)
+    if not names:
+      raise errors.UsageError("no registered task matches the predicate",
+                              where=f"mixture {name!r}", fix="check the predicate and metadata")
+  else:
+    names = list(tasks)
+  if not names:
+    raise errors.UsageError("no tasks", where=f"mixture {name!r}", fix="name at least one task")
+  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise errors.UsageError(
+        f"{unknown} are not registered tasks or mixtures.{errors.did_you_mean(unknown[0], known)}",
+        where=f"mixture {name!r}", fix="register them first (import the module that does)")
+  if rate == "examples":
+    rate = examples_proportional()
+  if isinstance(rate, Mapping):
+    missing = [n for n in names if n not in rate]
+    if missing:
+      raise errors.UsageError(f"explicit rates given but none for {missing}",
+                              where=f"mixture {name!r}", fix="give a rate for every task")
+    entries = [(n, float(rate[n])) for n in names]
+  else:
+    entries = [(n, rate) for n in names]
+  if overwrite:
+    seqio.MixtureRegistry.remove(name)
+  elif name in seqio.MixtureRegistry.names():
+    raise errors.UsageError(f"mixture {name!r} is already registered",
+                            where=f"register_mixture({name!r}, ...)",
+                            fix="pick another name or pass overwrite=True")
+  return seqio.MixtureRegistry.add(name, entries)
