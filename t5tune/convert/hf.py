@@ -16,6 +16,7 @@ import safetensors.numpy
 
 from t5tune import errors
 from t5tune.models import config as model_config
+from t5tune.models import paths
 
 T5_MODEL_TYPES = ("t5", "mt5", "umt5", "byt5")
 _HF_FF = {"relu": "relu", "gated-gelu": "gated-gelu", "gated-silu": "gated-silu",
@@ -106,13 +107,13 @@ def name_map(cfg: model_config.T5Config) -> dict[str, tuple[tuple[str | int, ...
   torch Linear weights are [out, in]; t5tune kernels are [in, out].
   """
   m: dict[str, tuple[tuple, bool]] = {"shared.weight": (("token_embedder", "embedding"), False)}
-  for stack, n_layers in (("encoder", cfg.num_encoder_layers), ("decoder", cfg.num_decoder_layers)):
+  for stack in paths.STACKS:
     m[f"{stack}.final_layer_norm.weight"] = ((stack, "final_norm", "scale"), False)
     m[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
         (stack, "relpos_bias", "embedding"), False)
-    for i in range(n_layers):
+    for i in range(paths.num_layers(cfg, stack)):
       pre = f"{stack}.block.{i}.layer"
-      base = (stack, "layers", i)
+      base = paths.layer(stack, i)
       if stack == "encoder":
         parts = [(0, "SelfAttention", "attention", "attention_norm")]
         mlp_index, mlp_norm = 1, "mlp_norm"

@@ -42,7 +42,7 @@ differs in how it decides to stop, so its outputs are not reproduced exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -161,6 +161,19 @@ def _normalizer(length, opts: DecodeOptions):
   return length ** opts.length_penalty
 
 
+class _BeamState(NamedTuple):
+  """The beam-search loop's carry (a pytree, so `lax.while_loop` can carry it)."""
+  t: jax.Array  # [] the decoder position of this step
+  token_BN: jax.Array  # the last token of each running beam
+  cache: t5.DecodeCache  # batch rows b * N + beam
+  run_seq_BNT: jax.Array  # running beams' tokens so far
+  run_score_BN: jax.Array  # their summed log-probabilities
+  fin_seq_BNT: jax.Array  # the best finished hypotheses
+  fin_score_BN: jax.Array  # their length-normalised scores (-inf where absent)
+  fin_flag_BN: jax.Array  # which finished slots hold a hypothesis
+  open_B: jax.Array  # rows still collecting hypotheses
+
+
 def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
   cfg = model.config
   b, n, t_max = enc_tokens_BL.shape[0], opts.num_beams, opts.max_decode_len
@@ -174,20 +187,19 @@ def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
   def take(x, idx):  # x [B, M, ...], idx [B, K] -> [B, K, ...]
     return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
-  def cond(carry):
-    t, *_, open_B = carry
-    return (t < t_max) & jnp.any(open_B)
+  def cond(s: _BeamState):
+    return (s.t < t_max) & jnp.any(s.open_B)
 
-  def body(carry):
-    (t, token_BN, cache, run_seq_BNT, run_score_BN,
-     fin_seq_BNT, fin_score_BN, fin_flag_BN, open_B) = carry
-    logits, cache = model.decode_step(token_BN.reshape(-1), cache)
+  def body(s: _BeamState) -> _BeamState:
+    t = s.t
+    logits, cache = model.decode_step(s.token_BN.reshape(-1), s.cache)
     v = logits.shape[-1]
-    logp_BNV = jax.nn.log_softmax(logits, axis=-1).reshape(b, n, v) + run_score_BN[:, :, None]
+    logp_BNV = jax.nn.log_softmax(logits, axis=-1).reshape(b, n, v) + s.run_score_BN[:, :, None]
     top_score_BK, top_idx_BK = jax.lax.top_k(logp_BNV.reshape(b, n * v), k2)
     parent_BK = top_idx_BK // v
     token_BK = (top_idx_BK % v).astype(jnp.int32)
-    cand_seq_BKT = jnp.where(positions_T == t, token_BK[:, :, None], take(run_seq_BNT, parent_BK))
+    cand_seq_BKT = jnp.where(positions_T == t, token_BK[:, :, None],
+                             take(s.run_seq_BNT, parent_BK))
     ends_BK = (token_BK == cfg.eos_token_id) | (t == t_max - 1)
 
     # The best num_beams candidates that did not end keep running.
@@ -197,11 +209,11 @@ def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
     cache = cache.take((take(parent_BK, keep_BN) + batch_offset_B1).reshape(-1))
 
     # Candidates among the first num_beams that ended join the finished set.
-    new_BK = ends_BK & first_n_K[None] & open_B[:, None]
+    new_BK = ends_BK & first_n_K[None] & s.open_B[:, None]
     cand_score_BK = jnp.where(new_BK, top_score_BK / _normalizer(t + 1, opts), -jnp.inf)
-    merged_score = jnp.concatenate([fin_score_BN, cand_score_BK], axis=1)
-    merged_seq = jnp.concatenate([fin_seq_BNT, cand_seq_BKT], axis=1)
-    merged_flag = jnp.concatenate([fin_flag_BN, new_BK], axis=1)
+    merged_score = jnp.concatenate([s.fin_score_BN, cand_score_BK], axis=1)
+    merged_seq = jnp.concatenate([s.fin_seq_BNT, cand_seq_BKT], axis=1)
+    merged_flag = jnp.concatenate([s.fin_flag_BN, new_BK], axis=1)
     fin_score_BN, sel_BN = jax.lax.top_k(merged_score, n)
     fin_seq_BNT = take(merged_seq, sel_BN)
     fin_flag_BN = take(merged_flag, sel_BN)
@@ -209,20 +221,27 @@ def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
     # Stop collecting once the best running beam cannot beat the worst finished one.
     best_running_B = run_score_BN[:, 0] / _normalizer(t + 1, opts)
     full_B = jnp.all(fin_flag_BN, axis=1)
-    open_B = open_B & (~full_B | (best_running_B > jnp.min(fin_score_BN, axis=1)))
-    return (t + 1, token_BN, cache, run_seq_BNT, run_score_BN,
-            fin_seq_BNT, fin_score_BN, fin_flag_BN, open_B)
+    open_B = s.open_B & (~full_B | (best_running_B > jnp.min(fin_score_BN, axis=1)))
+    return _BeamState(t=t + 1, token_BN=token_BN, cache=cache, run_seq_BNT=run_seq_BNT,
+                      run_score_BN=run_score_BN, fin_seq_BNT=fin_seq_BNT,
+                      fin_score_BN=fin_score_BN, fin_flag_BN=fin_flag_BN, open_B=open_B)
 
-  run_score = jnp.concatenate(
-      [jnp.zeros((b, 1), jnp.float32), jnp.full((b, n - 1), _NEG, jnp.float32)], axis=1)
   seq0 = jnp.full((b, n, t_max), cfg.pad_token_id, jnp.int32)
-  init = (jnp.zeros((), jnp.int32), jnp.full((b, n), cfg.decoder_start_token_id, jnp.int32),
-          cache, seq0, run_score, seq0, jnp.full((b, n), -jnp.inf, jnp.float32),
-          jnp.zeros((b, n), bool), jnp.ones((b,), bool))
+  init = _BeamState(
+      t=jnp.zeros((), jnp.int32),
+      token_BN=jnp.full((b, n), cfg.decoder_start_token_id, jnp.int32),
+      cache=cache,
+      run_seq_BNT=seq0,
+      # Only the first beam exists at the start; the others score HF's -1e9.
+      run_score_BN=jnp.concatenate(
+          [jnp.zeros((b, 1), jnp.float32), jnp.full((b, n - 1), _NEG, jnp.float32)], axis=1),
+      fin_seq_BNT=seq0,
+      fin_score_BN=jnp.full((b, n), -jnp.inf, jnp.float32),
+      fin_flag_BN=jnp.zeros((b, n), bool),
+      open_B=jnp.ones((b,), bool))
   out = jax.lax.while_loop(cond, body, init)
-  fin_seq_BNT, fin_score_BN = out[5], out[6]
-  return {"tokens": fin_seq_BNT[:, 0], "scores": fin_score_BN[:, 0],
-          "beams": fin_seq_BNT, "beam_scores": fin_score_BN}
+  return {"tokens": out.fin_seq_BNT[:, 0], "scores": out.fin_score_BN[:, 0],
+          "beams": out.fin_seq_BNT, "beam_scores": out.fin_score_BN}
 
 
 def _decode_fn(model, enc_tokens_BL, key_data_B2, opts):

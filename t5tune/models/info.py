@@ -7,6 +7,7 @@ import math
 import jax
 from flax import nnx
 
+from t5tune.models import paths
 from t5tune.models import t5
 from t5tune.models.config import T5Config
 
@@ -16,11 +17,12 @@ def parameter_counts(config: T5Config) -> dict[str, int]:
   model = t5.abstract_model(config)
   counts: dict[str, int] = collections.OrderedDict()
   for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    if path[0] in ("encoder", "decoder"):
-      if path[1] == "layers":
-        key = f"{path[0]}/layers/{path[3]}"  # e.g. decoder/layers/cross_attention
-      else:
-        key = f"{path[0]}/{path[1]}"
+    in_layer = paths.parse(path)
+    if in_layer is not None:
+      # all layers of a stack together, e.g. decoder/layers/cross_attention
+      key = f"{in_layer.stack}/{paths.LAYERS}/{in_layer.rest[0]}"
+    elif path[0] in paths.STACKS:
+      key = f"{path[0]}/{path[1]}"
     else:
       key = path[0]
     counts[key] = counts.get(key, 0) + math.prod(var.shape)

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from t5tune import sharding
+from t5tune.models import paths
 from t5tune.models.config import T5Config
 
 _NEG_INF = -1e10  # added to masked scores; finite so fully-masked rows stay finite
@@ -422,6 +423,7 @@ class Encoder(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
     self.relpos_bias = RelativePositionBias(config, bidirectional=True, rngs=rngs)
+    # `layers` is paths.LAYERS: parameter paths read encoder/layers/<i>/...
     self.layers = nnx.List([EncoderLayer(config, rngs=rngs)
                             for _ in range(config.num_encoder_layers)])
     self.final_norm = RMSNorm(config, rngs=rngs)
@@ -443,6 +445,7 @@ class Decoder(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
     self.relpos_bias = RelativePositionBias(config, bidirectional=False, rngs=rngs)
+    # `layers` is paths.LAYERS: parameter paths read decoder/layers/<i>/...
     self.layers = nnx.List([DecoderLayer(config, rngs=rngs)
                             for _ in range(config.num_decoder_layers)])
     self.final_norm = RMSNorm(config, rngs=rngs)
@@ -569,7 +572,7 @@ class Transformer(nnx.Module):
     cfg = self.config
     b = enc_BLD.shape[0]
     ks, vs = [], []
-    for layer in self.decoder.layers:
+    for layer in paths.layer_modules(self.decoder):
       k, v = layer.cross_attention.project_kv(enc_BLD)
       ks.append(k)
       vs.append(v)
@@ -593,7 +596,7 @@ class Transformer(nnx.Module):
     self_mask = (jnp.arange(t_max) <= i)[None, None, None, :]
     cross_mask = cache.cross_mask[:, None, None, :]
     new_k, new_v = [], []
-    for n, layer in enumerate(self.decoder.layers):
+    for n, layer in enumerate(paths.layer_modules(self.decoder)):
       y_B1D, (k, v) = layer(y_B1D, self_bias, self_mask, (cache.cross_k[:, n], cache.cross_v[:, n]),
                             cross_mask, None, cache_kv=(cache.self_k[:, n], cache.self_v[:, n]),
                             index=i)

@@ -78,7 +78,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.optimizer.min_dim_size_to_factor = 128
   c.optimizer.adafactor_eps = 1e-30
   # Partial fine-tuning: regexes on parameter paths such as
-  # "decoder/layers/3/mlp/wi/kernel". Frozen parameters get no optimizer state.
+  # "decoder/layers/3/mlp/wi/kernel" (t5tune.models.paths names them and builds
+  # per-layer regexes). Frozen parameters get no optimizer state.
   c.optimizer.freeze = ""  # e.g. "^encoder/" trains everything but the encoder
   c.optimizer.train_only = ""  # e.g. "^decoder/layers/(6|7)/" trains the top two layers; "peft" the LoRA/prompt/prefix/adapter parameters
 

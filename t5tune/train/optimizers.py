@@ -15,22 +15,10 @@ import jax.numpy as jnp
 import optax
 
 from t5tune.models import config as model_config
+from t5tune.models import paths
 
 OPTIMIZERS = ("adafactor", "adamw", "sgd")
 SCHEDULES = ("constant", "rsqrt", "cosine", "linear")
-
-
-def path_name(path) -> str:
-  """'encoder/layers/0/attention/query/kernel' for a pytree key path."""
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-    else:
-      parts.append(str(key))
-  return "/".join(parts)
 
 
 def make_schedule(cfg: Mapping[str, Any], learning_rate: float,
@@ -76,7 +64,7 @@ def trainable_mask(params: Any, freeze: str, train_only: str = "") -> Any:
   if train_only == "peft":
     train_only = model_config.PEFT_PARAMS
   def trainable(path, _):
-    name = path_name(path)
+    name = paths.name(path)
     if train_only and not re.search(train_only, name):
       return False
     return not (freeze and re.search(freeze, name))
@@ -99,7 +87,7 @@ def _decay_mask(params: Any, exclude: str) -> Any:
   def decays(path, p):
     if p is None:
       return False
-    return not (exclude and re.search(exclude, path_name(path)))
+    return not (exclude and re.search(exclude, paths.name(path)))
   return jax.tree_util.tree_map_with_path(decays, params,
                                           is_leaf=lambda x: x is None)
 

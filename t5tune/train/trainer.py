@@ -25,6 +25,7 @@ import ml_collections
 from flax import nnx
 
 from t5tune import sharding
+from t5tune.models import paths
 from t5tune.models import t5
 from t5tune.train import checkpoints
 from t5tune.train import experiment
@@ -138,7 +139,7 @@ class Trainer:
       raise ValueError(
           f"config.optimizer.freeze={config.optimizer.freeze!r} /"
           f" train_only={config.optimizer.train_only!r} freeze every parameter;"
-          " loosen the regexes (paths look like 'decoder/layers/0/mlp/wo/kernel')")
+          f" loosen the regexes (paths look like {paths.EXAMPLE!r})")
     self.tx, self.schedule = optimizers.make_optimizer(
         config.optimizer, config.schedule, config.train.steps,
         skip_nonfinite=config.train.nonfinite == "skip")

@@ -1,4 +1,5 @@
 """Model behaviour that needs no reference: packing, KV cache, sharding, dtypes, info."""
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from flax import nnx
 import t5tune
 from t5tune import sharding
 from t5tune.models import config as model_config
-from t5tune.models import info, t5
+from t5tune.models import info, paths, t5
 
 CFG = model_config.preset("tiny", relative_attention_max_distance=20)
 
@@ -150,3 +151,23 @@ def test_info_cli_xxl_is_fast_and_abstract():
   bad = subprocess.run([sys.executable, "-m", "t5tune", "info", "--config=flan_t5_xxxl"],
                        capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0 and "flan_t5_xxl" in bad.stderr + bad.stdout
+
+
+def test_parameter_paths_have_one_owner():
+  """Every per-layer parameter parses back to its layer; HF names map to real paths."""
+  from t5tune.convert import hf
+  flat = [tuple(p) for p, _ in nnx.to_flat_state(nnx.state(t5.abstract_model(CFG), nnx.Param))]
+  parsed = [(p, paths.parse(p)) for p in flat]
+  layers = {(lp.stack, lp.index) for _, lp in parsed if lp is not None}
+  assert layers == {(s, i) for s, i, _ in paths.layers(CFG)}
+  for p, lp in parsed:
+    if lp is not None:
+      assert paths.layer(lp.stack, lp.index) + lp.rest == p
+  names = {paths.name(p) for p in flat}
+  assert paths.EXAMPLE in names
+  assert {paths.name(path) for path, _ in hf.name_map(CFG).values()} <= names
+  top = paths.layers_regex("decoder", [CFG.num_decoder_layers - 1])
+  matched = {n for n in names if re.search(top, n)}
+  assert matched and all(n.startswith(f"decoder/layers/{CFG.num_decoder_layers - 1}/")
+                         for n in matched)
+  assert {n for n in names if n.startswith("decoder/layers/")} - matched
