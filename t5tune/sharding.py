@@ -29,10 +29,8 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("joined_kv", "tensor"),  # heads * d_kv, fused in the q/k/v/o kernels
-    ("kv", None),
     ("relpos_buckets", None),
     ("length", None),
-    ("layers", None),  # the stacked axis of scanned layers
     ("prompt", None),  # prompt-tuning positions
     ("lora_rank", None),
     ("adapter", None),  # adapter bottleneck

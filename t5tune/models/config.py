@@ -97,10 +97,6 @@ class T5Config:
           f" {self.relative_attention_num_buckets // 2}")
 
   @property
-  def uses_peft(self) -> bool:
-    return bool(self.lora_rank or self.prompt_length or self.prefix_length or self.adapter_dim)
-
-  @property
   def is_gated(self) -> bool:
     return self.feed_forward_proj.startswith("gated-")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import collections
 import math
 
-import jax
 from flax import nnx
 
 from t5tune.models import paths

@@ -22,12 +22,10 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from t5tune import sharding
