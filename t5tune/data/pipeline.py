@@ -21,12 +21,10 @@ Resuming: `save` writes the tf.data iterator state (`tf.train.Checkpoint`,
 which includes shuffle and prefetch buffers) per process plus `spec.json`
 (mixture, split, lengths, batch size, seed, packing, process count, batches
 served). `restore` refuses a different spec, so a changed batch size or seed
-is reported at once instead of failing late or being ignored. Its cost is
-printed by `benchmarks/input_pipeline.py`: for a 10-task mixture (batch 32,
-packed, 2 cores) 21.5 MiB and 2.5 s to save, 2.5 s to restore and fetch a
-batch, against 5.2 s to replay 100 batches with `.skip` (replay grows with
-the step; the checkpoint does not). Most of the size is seqio's in-memory
-cache of small tasks and the per-task shuffle buffers.
+is reported at once instead of failing late or being ignored.
+`benchmarks/input_pipeline.py` measures the cost against replaying with
+`.skip` (replay grows with the step; the checkpoint does not). Most of its size
+is seqio's in-memory cache of small tasks and the per-task shuffle buffers.
 
 Truncation is never silent: on creation the share of examples longer than
 `feature_lengths` is measured per task (on up to `truncation_sample`

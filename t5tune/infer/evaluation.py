@@ -26,6 +26,7 @@ clusters, from the tasks' `metadata["cluster"]`) into their variants
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Callable, Mapping, Sequence
@@ -128,6 +129,15 @@ def resolve_tasks(tasks: Sequence[str] = (), clusters: Sequence[str] = (),
   return out
 
 
+@dataclasses.dataclass
+class Predictions:
+  """One task's predictions, one entry per example in example order."""
+  tokens: list[np.ndarray]  # int32, padded to one length (seqio's Evaluator wants that)
+  scores: list[float]  # the chosen option's log-likelihood, or the decoding score
+  methods: list[str]  # "rank_classification" or the decoding method
+  texts: list[str]  # the predicted text (tokens up to EOS, detokenized)
+
+
 def _examples(task_dataset) -> list[dict[str, Any]]:
   out = []
   for ex in task_dataset.as_numpy_iterator():
@@ -228,7 +238,7 @@ class TaskEvaluator:
         scores.append(float(r.scores[row, best]))
     return tokens, scores
 
-  def _predict(self, model, task: str, enc: np.ndarray):
+  def _predict(self, model, task: str, enc: np.ndarray) -> Predictions:
     import seqio
     vocab = seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
     examples = self._examples[task]
@@ -253,8 +263,10 @@ class TaskEvaluator:
     width = max(len(t) for t in tokens.values())
     padded = [np.pad(np.asarray(tokens[i], np.int32), (0, width - len(tokens[i])))
               for i in range(len(examples))]
-    texts = [api.decode_tokens(vocab, p) for p in padded]
-    return padded, [scores[i] for i in range(len(examples))], [methods[i] for i in range(len(examples))], texts
+    order = range(len(examples))
+    return Predictions(tokens=padded, scores=[scores[i] for i in order],
+                       methods=[methods[i] for i in order],
+                       texts=[api.decode_tokens(vocab, p) for p in padded])
 
   def _target_scores(self, model, feats):
     out = []
@@ -273,16 +285,16 @@ class TaskEvaluator:
     results = {}
     for task in self.tasks:
       ev = self._evaluators[task]
-      record = {}
+      record: list[Predictions] = []  # filled by predict_fn, absent for score-only tasks
 
       def predict_fn(ds, model_feature_shapes=None, task=task, record=record):
         del model_feature_shapes
         indices, feats = _collect(ds)
         if indices != list(range(len(indices))):
           raise AssertionError("seqio's cached evaluation dataset is not in example order")
-        tokens, scores, methods, texts = self._predict(model, task, feats["encoder_input_tokens"])
-        record.update(scores=scores, methods=methods, texts=texts)
-        return list(zip(indices, [t.tolist() for t in tokens]))
+        predictions = self._predict(model, task, feats["encoder_input_tokens"])
+        record.append(predictions)
+        return list(zip(indices, [t.tolist() for t in predictions.tokens]))
 
       def score_fn(ds, model_feature_shapes=None):
         del model_feature_shapes
@@ -294,21 +306,19 @@ class TaskEvaluator:
       metrics = future.result()[task]
       results[task] = {k: float(getattr(v, "value", v)) for k, v in metrics.items()}
       logging.info("step %d %s: %s", step, task, results[task])
-      if self.output_dir and jax.process_index() == 0:
-        self._write_predictions(task, step, record)
+      if self.output_dir and jax.process_index() == 0 and record:
+        self._write_predictions(task, step, record[0])
     if self.output_dir and jax.process_index() == 0:
       self._write_metrics(step, results)
     return results
 
-  def _write_predictions(self, task: str, step: int, record: Mapping[str, Any]) -> None:
-    if "texts" not in record:
-      return  # the task has only score metrics
+  def _write_predictions(self, task: str, step: int, predictions: Predictions) -> None:
     path = os.path.join(self.output_dir, "predictions", f"{task}.step_{step}.jsonl")
     with open(path + ".tmp", "w") as f:
       for i, ex in enumerate(self._examples[task]):
         line = {"index": i, "input": ex["input"], "target": ex["target"],
-                "prediction": record["texts"][i], "score": record["scores"][i],
-                "method": record["methods"][i]}
+                "prediction": predictions.texts[i], "score": predictions.scores[i],
+                "method": predictions.methods[i]}
         if ex["options"]:
           line["options"] = ex["options"]
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
