@@ -13,6 +13,7 @@ COMMANDS = {
     "evaluate": "t5tune.cli.evaluate",
     "predict": "t5tune.cli.predict",
     "data": "t5tune.cli.data",
+    "serve": "t5tune.cli.serve",
 }
 
 USAGE = """usage: t5tune COMMAND [flags]
@@ -24,6 +25,7 @@ commands:
   evaluate  evaluate a checkpoint on tasks or mixtures
   predict   decode instructions from a JSONL file
   data      list | report | train-vocab
+  serve     HTTP inference server: OpenAI-compatible completions, scoring, metrics
 
 `t5tune COMMAND --help` shows a command's flags."""
 

@@ -1,0 +1,92 @@
+"""`t5tune serve`: an HTTP inference server for a t5tune or Hugging Face T5 model.
+
+    t5tune serve --checkpoint=runs/x/model --vocab=byte
+    t5tune serve --checkpoint=flan-t5-small/ --vocab=flan-t5-small/spiece.model \\
+        --template='{question}\\n{options_}' --port=8000 --api_key=$KEY
+
+Endpoints: POST /v1/completions (OpenAI-compatible), POST /v1/score, GET
+/v1/models, GET /health, GET /metrics. See README "Serving".
+"""
+import logging
+import os
+
+from absl import flags
+
+from t5tune import errors
+
+API_KEY_ENV = "T5TUNE_API_KEY"
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "t5tune model dir or Hugging Face T5 dir (LoRA is folded in).")
+_VOCAB = flags.DEFINE_string("vocab", None, "'byte' or a SentencePiece .model path (default: byte for byte-sized vocabularies).")
+_TEMPLATE = flags.DEFINE_string("template", None, "Prompt template over request fields, e.g. '{question}\\n{options_}'; clients then send an object of fields as the prompt.")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind (loopback by default; 0.0.0.0 exposes the server).")
+_PORT = flags.DEFINE_integer("port", 8000, "TCP port (0 picks a free one; the log says which).")
+_API_KEY = flags.DEFINE_string("api_key", None, f"Key every endpoint but /health requires as 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}).")
+_MODEL_NAME = flags.DEFINE_string("model_name", None, "Model id in responses and /v1/models (default: the checkpoint dir's name).")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "Compiled batch sizes; the largest is the most rows per batch.")
+_INPUT_LENGTHS = flags.DEFINE_list("input_lengths", ["64", "128", "256", "512"], "Compiled prompt lengths in tokens; the largest is the prompt limit.")
+_DECODE_LENGTHS = flags.DEFINE_list("decode_lengths", ["32", "128"], "Compiled decode (and score target) lengths; the largest is the max_tokens limit.")
+_BEAM_WIDTHS = flags.DEFINE_list("beam_widths", [], "Compiled beam search widths (num_beams); none by default.")
+_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = logprob / length ** length_penalty (compiled in).")
+_MAX_WAIT_MS = flags.DEFINE_float("max_wait_ms", 5.0, "Longest a row waits for its batch to fill.")
+_MAX_QUEUE = flags.DEFINE_integer("max_queue", 256, "Rows that may wait; beyond it requests get 503 with Retry-After.")
+_MAX_N = flags.DEFINE_integer("max_n", 8, "Largest n (choices per prompt).")
+_MAX_BODY_BYTES = flags.DEFINE_integer("max_body_bytes", 1 << 20, "Largest request body (413 beyond).")
+_REQUEST_TIMEOUT_S = flags.DEFINE_float("request_timeout_s", 60.0, "A request still unanswered after this gets 504.")
+_DRAIN_TIMEOUT_S = flags.DEFINE_float("drain_timeout_s", 30.0, "On SIGTERM, how long in-flight requests may finish.")
+_STREAM_CHUNK = flags.DEFINE_integer("stream_chunk", 4, "Decode steps between streamed chunks.")
+_MESH_SHAPE = flags.DEFINE_list("mesh_shape", ["-1", "1", "1"], "(data, fsdp, tensor) mesh shape over the local devices.")
+
+
+def _ints(flag) -> tuple:
+  try:
+    return tuple(int(v) for v in flag.value)
+  except ValueError:
+    raise errors.UsageError(f"--{flag.name}={','.join(flag.value)} must be a comma-separated"
+                            " list of integers") from None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise SystemExit(f"t5tune serve: unexpected arguments {argv[1:]}")
+  try:
+    _serve()
+  except errors.T5tuneError as e:
+    raise SystemExit(f"t5tune serve: error: {e}") from None
+
+
+def _serve():
+  if not _CHECKPOINT.value:
+    raise errors.UsageError("--checkpoint is required", fix="pass a t5tune or Hugging Face T5 model dir")
+  if not os.path.isdir(_CHECKPOINT.value):
+    raise errors.InputError(f"{_CHECKPOINT.value}: no such model directory", where="--checkpoint")
+  from t5tune.serve import engine
+  from t5tune.serve import server
+  from t5tune.serve import completions
+  buckets = engine.Buckets(batch_sizes=_ints(_BATCH_SIZES), input_lengths=_ints(_INPUT_LENGTHS),
+                           decode_lengths=_ints(_DECODE_LENGTHS), beam_widths=_ints(_BEAM_WIDTHS))
+  if _TEMPLATE.value:
+    from t5tune.data import templates
+    try:
+      templates.placeholders(_TEMPLATE.value)
+    except ValueError as e:
+      raise errors.UsageError(f"--template: {e}") from None
+  options = server.Options(
+      host=_HOST.value, port=_PORT.value,
+      api_key=_API_KEY.value or os.environ.get(API_KEY_ENV) or None,
+      model_name=_MODEL_NAME.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),
+      template=_TEMPLATE.value, max_wait_ms=_MAX_WAIT_MS.value, max_queue=_MAX_QUEUE.value,
+      stream_chunk=_STREAM_CHUNK.value, drain_timeout_s=_DRAIN_TIMEOUT_S.value,
+      limits=completions.Limits(max_n=_MAX_N.value, max_body_bytes=_MAX_BODY_BYTES.value,
+                                request_timeout_s=_REQUEST_TIMEOUT_S.value))
+  # The server's own progress (compiling, ready, draining) at INFO; libraries stay quiet.
+  logging.getLogger("t5tune.serve").setLevel(logging.INFO)
+  from t5tune import sharding
+  from t5tune.convert import loading
+  from t5tune.infer import api
+  mesh = sharding.make_mesh([int(s) for s in _MESH_SHAPE.value])
+  model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
+  vocabulary = api.resolve_vocabulary(model, _VOCAB.value)
+  service = server.make_service(model, vocabulary, buckets, options,
+                                length_penalty=_LENGTH_PENALTY.value)
+  server.run(service, options)
