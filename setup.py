@@ -28,6 +28,12 @@ INSTALL_REQUIRES = [
     "scikit-learn>=1.5",
     "tqdm>=4.66",
     "matplotlib>=3.8",
+    # t5tune serve: Starlette on uvicorn (Starlette, not FastAPI: see t5tune/serve/app.py),
+    # pydantic request validation, the maintained Prometheus client.
+    "starlette>=1.10,<2",
+    "uvicorn>=0.54,<0.55",
+    "pydantic>=2.14,<3",
+    "prometheus-client>=0.26,<0.27",
 ]
 
 EXTRAS = {
@@ -41,6 +47,10 @@ EXTRAS = {
         "nbclient>=0.10",
         "nbformat>=5.10",
         "ipykernel>=6",
+        # tests/serve and benchmarks/serve.py: HTTP clients, and FastAPI for the transformers peer
+        "httpx>=0.28,<0.29",
+        "openai>=3.51,<4",
+        "fastapi>=0.163,<0.164",
     ],
     "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],

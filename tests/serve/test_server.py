@@ -1,0 +1,315 @@
+"""`t5tune serve` over real HTTP: a server process on a loopback port, a tiny random model, no mocks.
+
+One server per module (compiling its buckets is the expensive part); the
+SIGTERM test stops it and so runs last. References come from t5tune's own
+Python API on the same saved weights, in this process.
+"""
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+import t5tune
+from t5tune.convert import loading
+from t5tune.data import vocab as vocab_lib
+from t5tune.infer import api
+from t5tune.infer import decoding
+from t5tune.models import config as model_config
+from t5tune.models import t5
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MAX_INPUT, MAX_TOKENS = 32, 16
+TEMPLATE = "Q: {question}\\n{options_}"
+FLAGS = ["--batch_sizes=8", "--input_lengths=16,32", f"--decode_lengths={MAX_TOKENS}",
+         "--max_queue=64", "--max_n=4", "--stream_chunk=2", "--max_body_bytes=4096",
+         "--max_wait_ms=20", "--drain_timeout_s=20", f"--template={TEMPLATE}"]
+# Mixed lengths: the first fall in the 16-token input bucket, the rest in the 32-token one.
+PROMPTS = ["hi", "2 + 2 =", "translate: cat", "a somewhat longer prompt",
+           "longer, for the 32 bucket"]
+
+
+def _wait_for(predicate, timeout, what):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    value = predicate()
+    if value:
+      return value
+    time.sleep(0.2)
+  raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Server:
+  def __init__(self, proc, log_path, url):
+    self.proc, self.log_path, self.url = proc, log_path, url
+
+  def log(self):
+    return open(self.log_path).read()[-4000:]
+
+  def metric(self, name, labels=""):
+    text = httpx.get(f"{self.url}/metrics", headers=AUTH, timeout=10).text
+    m = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("serve") / "tiny")
+  loading.save_model(t5.build_model(model_config.preset("tiny"), seed=1), path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+  log_path = str(tmp_path_factory.mktemp("log") / "server.log")
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+             T5TUNE_API_KEY=KEY)
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "t5tune.main", "serve", f"--checkpoint={model_dir}", "--port=0"]
+        + FLAGS, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+  try:
+    port = _wait_for(lambda: re.findall(r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+                                        open(log_path).read()) or proc.poll(), 120, "the port")
+    assert proc.poll() is None, open(log_path).read()[-3000:]
+    srv = Server(proc, log_path, f"http://127.0.0.1:{port[0]}")
+    yield srv
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+  return loading.load_model(model_dir)
+
+
+@pytest.fixture(scope="module")
+def ready(server, model):
+  """The server once /health says ready (references in this process compile meanwhile)."""
+  del model
+  _wait_for(lambda: httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+            or server.proc.poll() is not None, 240, "ready")
+  assert server.proc.poll() is None, server.log()
+  server.compilations_at_ready = server.metric("t5tune_xla_compilations")
+  assert server.compilations_at_ready > 0
+  return server
+
+
+def _complete(url, **body):
+  r = httpx.post(f"{url}/v1/completions", json=body, headers=AUTH, timeout=60)
+  assert r.status_code == 200, r.text
+  return r.json()
+
+
+def _reference(model, prompts, max_tokens):
+  """t5tune.generate's greedy texts cut to max_tokens tokens (greedy decoding is prefix-stable).
+
+  Every reference decodes MAX_TOKENS steps in batches of 8, so this process
+  compiles one program per input length instead of one per max_tokens.
+  """
+  v = vocab_lib.get_vocabulary("byte")
+  out = []
+  for p in prompts:
+    enc = api.encode_texts(v, [p], rows=8)
+    tokens = decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=MAX_TOKENS)).tokens[0]
+    out.append(api.decode_tokens(v, tokens[:max_tokens]))
+  return out
+
+
+def test_health_models_and_api_key(ready):
+  assert httpx.get(f"{ready.url}/health", timeout=5).json()["status"] == "ready"
+  for path in ("/v1/models", "/metrics"):
+    r = httpx.get(f"{ready.url}{path}", timeout=5)
+    assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
+  r = httpx.get(f"{ready.url}/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=5)
+  assert r.status_code == 401
+  models = httpx.get(f"{ready.url}/v1/models", headers=AUTH, timeout=5).json()
+  assert [m["id"] for m in models["data"]] == ["tiny"]
+
+
+def test_greedy_completions_equal_generate_token_for_token(ready, model):
+  body = _complete(ready.url, model="tiny", prompt=PROMPTS, max_tokens=MAX_TOKENS,
+                   temperature=0, logprobs=2)
+  texts, scores = t5tune.generate(model, PROMPTS, max_decode_len=MAX_TOKENS, batch_size=8,
+                                  return_scores=True)
+  assert [c["text"] for c in body["choices"]] == texts
+  assert [c["index"] for c in body["choices"]] == list(range(len(PROMPTS)))
+  for choice, score in zip(body["choices"], scores):
+    lp = choice["logprobs"]
+    assert choice["finish_reason"] in ("stop", "length")
+    # Keys are token strings: byte tokens that are not UTF-8 on their own all read "".
+    assert 1 <= len(lp["top_logprobs"][0]) <= 2 and len(lp["tokens"]) == len(lp["token_logprobs"])
+    if choice["finish_reason"] == "length":  # no EOS: the summed logprobs are generate's score
+      np.testing.assert_allclose(sum(lp["token_logprobs"]), score, rtol=1e-4)
+  assert body["object"] == "text_completion" and body["model"] == "tiny"
+  assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+
+
+def test_openai_client_plain_streamed_and_seeded(ready, model):
+  client = openai.OpenAI(base_url=f"{ready.url}/v1", api_key=KEY, max_retries=0, timeout=60)
+  done = client.completions.create(model="tiny", prompt=PROMPTS[3], max_tokens=MAX_TOKENS,
+                                   temperature=0)
+  assert done.choices[0].text == _reference(model, PROMPTS[3:4], MAX_TOKENS)[0]
+  chunks = list(client.completions.create(model="tiny", prompt=PROMPTS[3], max_tokens=MAX_TOKENS,
+                                          temperature=0, stream=True))
+  assert len(chunks) > 2  # streamed in pieces, not one block
+  assert "".join(c.choices[0].text for c in chunks) == done.choices[0].text
+  assert chunks[-1].choices[0].finish_reason == done.choices[0].finish_reason
+  # Sampling: choice j of prompt i uses the key t5tune.generate(rng=seed) gives input i * n + j.
+  sampled = client.completions.create(model="tiny", prompt=PROMPTS[:1], max_tokens=MAX_TOKENS, n=2,
+                                      temperature=0.8, top_p=0.9, seed=7,
+                                      extra_body={"top_k": 40})
+  want = t5tune.generate(model, PROMPTS[:1] * 2, method="sample", temperature=0.8, top_p=0.9,
+                         top_k=40, rng=7, max_decode_len=MAX_TOKENS, batch_size=8)
+  assert [c.text for c in sampled.choices] == want
+  with pytest.raises(openai.BadRequestError, match="max_tokens"):
+    client.completions.create(model="tiny", prompt="x", max_tokens=MAX_TOKENS + 1)
+
+
+def test_score_equals_t5tune_score_and_template_fields(ready, model):
+  candidates = ["yes", "no", "maybe"]
+  r = httpx.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
+                 json={"prompt": PROMPTS[:2], "candidates": candidates})
+  assert r.status_code == 200, r.text
+  data = r.json()["data"]
+  for i, prompt in enumerate(PROMPTS[:2]):
+    ref = t5tune.score(model, [prompt] * 3, candidates, batch_size=8)
+    got = data[i]["candidates"]
+    np.testing.assert_allclose([c["logprob_sum"] for c in got], ref.sum, rtol=1e-5)
+    np.testing.assert_allclose([c["logprob_mean"] for c in got], ref.mean, rtol=1e-5)
+    assert data[i]["best"] == int(np.argmax(ref.sum))
+    assert data[i]["best_by_mean"] == int(np.argmax(ref.mean))
+  # With --template, clients send fields; the server renders them the way tasks are rendered.
+  fields = {"question": "On?", "options": ["yes", "no"]}
+  rendered = "Q: On?\nOPTIONS:\n- yes\n- no"
+  by_fields = httpx.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
+                         json={"prompt": fields, "candidates": ["yes", "no"]}).json()
+  by_text = httpx.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
+                       json={"prompt": rendered, "candidates": ["yes", "no"]}).json()
+  assert by_fields["data"] == by_text["data"]
+
+
+def test_64_concurrent_requests_batched_routed_and_never_compiled(ready, model):
+  n = 64
+  prompts = [f"{PROMPTS[i % len(PROMPTS)]} #{i}" for i in range(n)]
+  max_tokens = [8 + (i % 2) * 4 for i in range(n)]
+  want = {}
+  for mt in (8, 12):
+    idx = [i for i in range(n) if max_tokens[i] == mt]
+    want.update(zip(idx, _reference(model, [prompts[i] for i in idx], mt)))
+  batches_before = ready.metric("t5tune_batch_size_count", '{kind="decode"}')
+
+  async def one(client, i):
+    r = await client.post("/v1/completions", json={
+        "prompt": prompts[i], "max_tokens": max_tokens[i], "temperature": 0})
+    return i, r
+
+  async def all_at_once():
+    async with httpx.AsyncClient(base_url=ready.url, headers=AUTH, timeout=120,
+                                 limits=httpx.Limits(max_connections=n)) as client:
+      return await asyncio.gather(*[one(client, i) for i in range(n)])
+
+  for i, r in asyncio.run(all_at_once()):
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == want[i], i
+  batches = ready.metric("t5tune_batch_size_count", '{kind="decode"}') - batches_before
+  assert 0 < batches < n, "requests were not batched together"
+  assert ready.metric("t5tune_xla_compilations") == ready.compilations_at_ready
+
+
+BAD = [
+    (b'{"prompt": "hi", "max_tokens": 4', 400, "not valid JSON"),
+    (b'["hi"]', 400, "JSON object"),
+    (json.dumps({"prompt": "hi", "max_tokens": -1}), 400, "max_tokens"),
+    (json.dumps({"prompt": "hi", "max_tokens": "4"}), 400, "max_tokens: Input should be a valid integer"),
+    (json.dumps({"prompt": "hi", "max_tokens": MAX_TOKENS + 1}), 400, f"max_tokens={MAX_TOKENS}"),
+    (json.dumps({"prompt": "x" * 40}), 400, f"max_input_len={MAX_INPUT}"),
+    (json.dumps({"prompt": "hi", "temprature": 0.5}), 400, "unknown field 'temprature'"),
+    (json.dumps({"prompt": 3}), 400, "prompt"),
+    (json.dumps({"max_tokens": 3}), 400, "missing required field 'prompt'"),
+    (json.dumps({"prompt": "hi", "n": 5}), 400, "max_n=4"),
+    (json.dumps({"prompt": "hi", "num_beams": 3}), 400, "num_beams=3"),
+    (json.dumps({"prompt": "hi", "echo": True}), 400, "echo"),
+    (json.dumps({"prompt": {"question": "q"}}), 400, "'options'"),
+    (json.dumps({"prompt": "hi", "model": "gpt-4"}), 404, "'gpt-4'"),
+    (json.dumps({"prompt": "y" * 5000}), 413, "max_body_bytes=4096"),
+]
+
+
+def test_bad_requests_get_status_and_message_and_leave_server_healthy(ready, model):
+  for body, status, message in BAD:
+    r = httpx.post(f"{ready.url}/v1/completions", content=body, timeout=30,
+                   headers=dict(AUTH, **{"Content-Type": "application/json"}))
+    assert r.status_code == status, (body[:80], r.text)
+    assert message in r.json()["error"]["message"], (body[:80], r.text)
+  assert httpx.post(f"{ready.url}/v1/completions", json={"prompt": "hi"}, timeout=30).status_code == 401
+  # A full queue answers 503 with Retry-After; what fits is served. Each request is
+  # 8 prompts; 32 at once are 256 rows for a 64-row queue.
+  async def burst():
+    async with httpx.AsyncClient(base_url=ready.url, headers=AUTH, timeout=120,
+                                 limits=httpx.Limits(max_connections=32)) as client:
+      return await asyncio.gather(*[client.post("/v1/completions", json={
+          "prompt": [f"burst {i} {j}" for j in range(8)], "max_tokens": MAX_TOKENS,
+          "temperature": 0}) for i in range(32)])
+  answers = asyncio.run(burst())
+  assert {r.status_code for r in answers} == {200, 503}, [r.status_code for r in answers]
+  for r in answers:
+    if r.status_code == 200:
+      continue
+    assert r.headers["Retry-After"] and "queue is full" in r.json()["error"]["message"]
+  assert httpx.get(f"{ready.url}/health", timeout=5).status_code == 200
+  assert _complete(ready.url, prompt=PROMPTS[0], max_tokens=6, temperature=0)["choices"][0]["text"] == \
+      _reference(model, PROMPTS[:1], 6)[0]
+  assert ready.metric("t5tune_errors_total", '{code="503"}') >= 1
+
+
+def test_client_leaving_mid_stream_does_not_break_others(ready, model):
+  before = ready.metric("t5tune_batch_size_count", '{kind="decode"}')
+  with httpx.Client(base_url=ready.url, headers=AUTH, timeout=60) as client:
+    with client.stream("POST", "/v1/completions", json={
+        "prompt": PROMPTS[4], "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}) as r:
+      assert r.status_code == 200
+      first = next(r.iter_lines())
+      assert first.startswith("data: ")
+    # The stream is closed mid-way; others, including one in the same bucket, still complete.
+  results = {}
+
+  def other(i):
+    results[i] = _complete(ready.url, prompt=PROMPTS[4 - i], max_tokens=10, temperature=0)
+  threads = [threading.Thread(target=other, args=(i,)) for i in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(60)
+  want = _reference(model, [PROMPTS[4], PROMPTS[3]], 10)
+  assert [results[0]["choices"][0]["text"], results[1]["choices"][0]["text"]] == want
+  assert ready.metric("t5tune_batch_size_count", '{kind="decode"}') > before
+  assert httpx.get(f"{ready.url}/health", timeout=5).status_code == 200
+
+
+def test_sigterm_drains_in_flight_and_exits_0(ready, model):
+  """Runs last: it stops the module's server."""
+  with httpx.Client(base_url=ready.url, headers=AUTH, timeout=60) as client:
+    with client.stream("POST", "/v1/completions", json={
+        "prompt": PROMPTS[2], "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}) as r:
+      lines = r.iter_lines()
+      text = [json.loads(next(lines)[len("data: "):])["choices"][0]["text"]]
+      ready.proc.send_signal(signal.SIGTERM)  # in flight: the stream has started, not ended
+      events = [line[len("data: "):] for line in lines if line.startswith("data: ")]
+  assert events and events[-1] == "[DONE]", events
+  text += [json.loads(e)["choices"][0]["text"] for e in events[:-1]]
+  assert "".join(text) == _reference(model, PROMPTS[2:3], MAX_TOKENS)[0]
+  assert ready.proc.wait(timeout=60) == 0, ready.log()
