@@ -5,8 +5,8 @@
 
 Random weights in the preset's architecture are built once with transformers
 and saved as a Hugging Face directory that every server loads (same weights).
-The EOS row of the output head is pushed far down, so every completion is
-exactly --max_tokens tokens on every server. Each server runs in its own
+The EOS row of the output head is pushed far down (as in benchmarks/decode.py),
+so every completion is exactly --max_tokens tokens on every server. Each server runs in its own
 process, one server at a time:
 
 * `t5tune serve` with dynamic batching (--batch_sizes=1,8,32);
@@ -22,10 +22,7 @@ markdown table with the machine and versions.
 """
 import argparse
 import asyncio
-import datetime
 import os
-import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -34,6 +31,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
 
 def _peer(args):
@@ -66,29 +66,16 @@ def _peer(args):
 
 
 def _build_weights(preset: str) -> str:
-  import torch
-  import transformers
-  from t5tune.models import config as model_config
-  cfg = model_config.preset(preset, dropout_rate=0.0)
-  torch.manual_seed(0)
-  hf_cfg = transformers.T5Config(
-      vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
-      num_heads=cfg.num_heads, num_layers=cfg.num_encoder_layers,
-      num_decoder_layers=cfg.num_decoder_layers, feed_forward_proj=cfg.feed_forward_proj,
-      tie_word_embeddings=cfg.tie_word_embeddings, dropout_rate=0.0, pad_token_id=0,
-      eos_token_id=1, decoder_start_token_id=0)
-  model = transformers.T5ForConditionalGeneration(hf_cfg).eval()
-  with torch.no_grad():  # EOS never wins: every completion has exactly max_tokens tokens
-    model.lm_head.weight[1] = -100.0 * model.lm_head.weight.abs().max()
+  """The decode benchmark's random weights (EOS unreachable), saved in a temporary HF directory."""
+  import decode  # benchmarks/decode.py, beside this script
   path = tempfile.mkdtemp(prefix="t5tune_serve_bench_")
-  model.save_pretrained(path, safe_serialization=True)
+  decode.prepare_side(argparse.Namespace(preset=preset, dir=path))
   return path
 
 
-def _start(name, command, env, log_path):
-  log = open(log_path, "w")
-  proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-  return proc
+def _start(command, env, log_path):
+  with open(log_path, "w") as log:
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
 def _wait_ready(url, proc, log_path, timeout):
@@ -168,7 +155,7 @@ def main():
   for name in args.servers.split(","):
     log_path = os.path.join(checkpoint, f"{name}.log")
     t0 = time.time()
-    proc = _start(name, commands[name], env, log_path)
+    proc = _start(commands[name], env, log_path)
     try:
       _wait_ready(url, proc, log_path, timeout=1800)
       startup[name] = time.time() - t0
@@ -191,11 +178,10 @@ def main():
   import transformers
   print(f"\n## Serving: {args.preset}, greedy, {args.max_tokens} new tokens per completion,"
         f" prompts of 15-70 bytes\n")
-  print(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-  print(f"- machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs,"
-        f" {platform.system()} {platform.release()}; jax backend: {jax.default_backend()}")
-  print(f"- versions: jax {jax.__version__}, torch {torch.__version__}, transformers"
-        f" {transformers.__version__}, python {platform.python_version()}")
+  print("\n".join(harness.machine_lines({
+      "t5tune": f"jax {jax.__version__} ({jax.default_backend()}), one device",
+      "transformers": f"{transformers.__version__}, torch {torch.__version__}"
+                      f" ({torch.get_num_threads()} threads, flush-denormal on)"})))
   print(f"- {args.requests_per_client} requests per client, back to back; server start-up"
         " (load + compile) s: " + ", ".join(f"{n} {s:.0f}" for n, s in startup.items()))
   print(f"- command: python benchmarks/serve.py {' '.join(sys.argv[1:])}\n")

@@ -13,6 +13,7 @@ import os
 from absl import flags
 
 from t5tune import errors
+from t5tune.cli import common
 
 API_KEY_ENV = "T5TUNE_API_KEY"
 
@@ -47,24 +48,15 @@ def _ints(flag) -> tuple:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise SystemExit(f"t5tune serve: unexpected arguments {argv[1:]}")
-  try:
-    _serve()
-  except errors.T5tuneError as e:
-    raise SystemExit(f"t5tune serve: error: {e}") from None
-
-
-def _serve():
-  if not _CHECKPOINT.value:
-    raise errors.UsageError("--checkpoint is required", fix="pass a t5tune or Hugging Face T5 model dir")
+  common.no_extra_args(argv, "serve")
+  common.require([_CHECKPOINT], "serve")
   if not os.path.isdir(_CHECKPOINT.value):
     raise errors.InputError(f"{_CHECKPOINT.value}: no such model directory", where="--checkpoint")
+  shapes = {f.name: _ints(f) for f in (_BATCH_SIZES, _INPUT_LENGTHS, _DECODE_LENGTHS, _BEAM_WIDTHS)}
   from t5tune.serve import engine
   from t5tune.serve import server
   from t5tune.serve import completions
-  buckets = engine.Buckets(batch_sizes=_ints(_BATCH_SIZES), input_lengths=_ints(_INPUT_LENGTHS),
-                           decode_lengths=_ints(_DECODE_LENGTHS), beam_widths=_ints(_BEAM_WIDTHS))
+  buckets = engine.Buckets(**shapes)
   if _TEMPLATE.value:
     from t5tune.data import templates
     try:
