@@ -3,11 +3,12 @@
     python benchmarks/serve.py                                  # t5_1_1_small, 1/8/32 clients
     python benchmarks/serve.py --preset=tiny --clients=1,8 --requests_per_client=2   # a quick check
 
-Random weights in the preset's architecture are built once with transformers
-and saved as a Hugging Face directory that every server loads (same weights).
-The EOS row of the output head is pushed far down (as in benchmarks/decode.py),
-so every completion is exactly --max_tokens tokens on every server. Each server runs in its own
-process, one server at a time:
+Random weights in the preset's architecture (t5tune's initialisation) are
+saved once as a Hugging Face directory that every server loads (same weights,
+so greedy completions are the same tokens on every server; a random model
+rarely emits EOS, so nearly every completion is --max_tokens long, and tokens/s
+counts the tokens each server reports). Each server runs in its own process,
+one server at a time:
 
 * `t5tune serve` with dynamic batching (--batch_sizes=1,8,32);
 * `t5tune serve --batch_sizes=1`: the same model, one request at a time;
@@ -66,10 +67,13 @@ def _peer(args):
 
 
 def _build_weights(preset: str) -> str:
-  """The decode benchmark's random weights (EOS unreachable), saved in a temporary HF directory."""
-  import decode  # benchmarks/decode.py, beside this script
-  path = tempfile.mkdtemp(prefix="t5tune_serve_bench_")
-  decode.prepare_side(argparse.Namespace(preset=preset, dir=path))
+  """t5tune's random initialisation of the preset, written as a Hugging Face directory for every server."""
+  from t5tune.convert import loading
+  from t5tune.models import config as model_config
+  from t5tune.models import t5
+  model = t5.build_model(model_config.preset(preset, dropout_rate=0.0))
+  path = os.path.join(tempfile.mkdtemp(prefix="t5tune_serve_bench_"), "hf")
+  loading.write_hf_dir(path, model.config, loading.merged_params(model))
   return path
 
 
@@ -153,7 +157,7 @@ def main():
   url = f"http://127.0.0.1:{args.port}"
   results, startup = {}, {}
   for name in args.servers.split(","):
-    log_path = os.path.join(checkpoint, f"{name}.log")
+    log_path = os.path.join(os.path.dirname(checkpoint), f"{name}.log")
     t0 = time.time()
     proc = _start(commands[name], env, log_path)
     try:

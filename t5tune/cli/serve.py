@@ -71,8 +71,14 @@ def main(argv):
       stream_chunk=_STREAM_CHUNK.value, drain_timeout_s=_DRAIN_TIMEOUT_S.value,
       limits=completions.Limits(max_n=_MAX_N.value, max_body_bytes=_MAX_BODY_BYTES.value,
                                 request_timeout_s=_REQUEST_TIMEOUT_S.value))
-  # The server's own progress (compiling, ready, draining) at INFO; libraries stay quiet.
-  logging.getLogger("t5tune.serve").setLevel(logging.INFO)
+  # The server's own progress (compiling, ready, draining) at INFO on stderr, beside
+  # uvicorn's lines; libraries stay quiet (absl's handler would hide INFO).
+  log = logging.getLogger("t5tune.serve")
+  handler = logging.StreamHandler()
+  handler.setFormatter(logging.Formatter("%(levelname)s:     t5tune: %(message)s"))
+  log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  log.propagate = False
   from t5tune import sharding
   from t5tune.convert import loading
   from t5tune.infer import api

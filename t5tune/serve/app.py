@@ -253,13 +253,13 @@ def build(service: completions.Service) -> applications.Starlette:
     if req.num_beams > 1:
       for i, (beams, _) in enumerate(results):
         for j in range(req.n):
-          text, reason, k = service.text_of(beams[j], stops)
+          text, reason, k = service.text_of(beams[j], stops, req.max_tokens)
           generated += k
           choices.append({"index": i * req.n + j, "text": text, "logprobs": None,
                           "finish_reason": reason})
     else:
       for index, (progress, row) in enumerate(results):
-        text, reason, k = service.text_of(progress.tokens[row], stops)
+        text, reason, k = service.text_of(progress.tokens[row], stops, req.max_tokens)
         generated += k
         lp = service.logprobs_of(progress, row, req.logprobs) if req.logprobs is not None else None
         choices.append({"index": index, "text": text, "logprobs": lp, "finish_reason": reason})
@@ -321,7 +321,7 @@ def _stream(service, req, works, stops, head, prompt_tokens):
           yield _sse({"error": {"message": message, "type": "server_error"}})
           return
         progress, row = value.result()
-        text, reason, k = service.text_of(progress.tokens[row], stops)
+        text, reason, k = service.text_of(progress.tokens[row], stops, req.max_tokens)
         generated += k
         yield _sse(dict(head, choices=[{"index": index, "text": texts[index].finish(text),
                                         "logprobs": None, "finish_reason": reason}]))

@@ -158,12 +158,17 @@ class Service:
   def _input_bucket(self, ids: np.ndarray) -> int:
     return engine_lib.Buckets.fit(self.buckets.input_lengths, len(ids))
 
-  def text_of(self, tokens: np.ndarray, stops: Sequence[str]) -> tuple[str, str, int]:
-    """(text, finish_reason, completion tokens) of one row's generated ids."""
+  def text_of(self, tokens: np.ndarray, stops: Sequence[str],
+              max_tokens: int | None = None) -> tuple[str, str, int]:
+    """(text, finish_reason, completion tokens) of one row's generated ids.
+
+    A row without EOS generated `max_tokens` tokens (pad ids included: a model
+    may emit id 0 as a token), or fewer if its batch stopped earlier.
+    """
     ids = [int(t) for t in tokens]
     eos = self.vocabulary.eos_id
     ended = eos in ids
-    n_tokens = ids.index(eos) + 1 if ended else sum(1 for t in ids if t != 0)
+    n_tokens = ids.index(eos) + 1 if ended else min(len(ids), max_tokens or len(ids))
     text = api.decode_tokens(self.vocabulary, np.asarray(ids, np.int32))
     cut = cut_at_stop(text, stops)
     if cut is not None:

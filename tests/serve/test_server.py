@@ -34,7 +34,7 @@ MAX_INPUT, MAX_TOKENS = 32, 16
 TEMPLATE = "Q: {question}\\n{options_}"
 FLAGS = ["--batch_sizes=8", "--input_lengths=16,32", f"--decode_lengths={MAX_TOKENS}",
          "--max_queue=64", "--max_n=4", "--stream_chunk=2", "--max_body_bytes=4096",
-         "--max_wait_ms=20", "--drain_timeout_s=20", f"--template={TEMPLATE}"]
+         "--max_wait_ms=20", "--drain_timeout_s=20", f"--template={TEMPLATE}", "--beam_widths=2"]
 # Mixed lengths: the first fall in the 16-token input bucket, the rest in the 32-token one.
 PROMPTS = ["hi", "2 + 2 =", "translate: cat", "a somewhat longer prompt",
            "longer, for the 32 bucket"]
@@ -81,7 +81,7 @@ def server(model_dir, tmp_path_factory):
         + FLAGS, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
   try:
     port = _wait_for(lambda: re.findall(r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
-                                        open(log_path).read()) or proc.poll(), 120, "the port")
+                                        open(log_path).read()) or proc.poll(), 300, "the port")
     assert proc.poll() is None, open(log_path).read()[-3000:]
     srv = Server(proc, log_path, f"http://127.0.0.1:{port[0]}")
     yield srv
@@ -101,7 +101,7 @@ def ready(server, model):
   """The server once /health says ready (references in this process compile meanwhile)."""
   del model
   _wait_for(lambda: httpx.get(f"{server.url}/health", timeout=5).status_code == 200
-            or server.proc.poll() is not None, 240, "ready")
+            or server.proc.poll() is not None, 400, "ready")
   assert server.proc.poll() is None, server.log()
   server.compilations_at_ready = server.metric("t5tune_xla_compilations")
   assert server.compilations_at_ready > 0
@@ -177,6 +177,14 @@ def test_openai_client_plain_streamed_and_seeded(ready, model):
   assert [c.text for c in sampled.choices] == want
   with pytest.raises(openai.BadRequestError, match="max_tokens"):
     client.completions.create(model="tiny", prompt="x", max_tokens=MAX_TOKENS + 1)
+
+
+def test_beam_search_extension_equals_generate(ready, model):
+  body = _complete(ready.url, prompt=PROMPTS[:2], max_tokens=MAX_TOKENS, num_beams=2, n=2)
+  best = t5tune.generate(model, PROMPTS[:2], method="beam", num_beams=2,
+                         max_decode_len=MAX_TOKENS, batch_size=8)
+  assert [c["index"] for c in body["choices"]] == [0, 1, 2, 3]
+  assert [body["choices"][0]["text"], body["choices"][2]["text"]] == best
 
 
 def test_score_equals_t5tune_score_and_template_fields(ready, model):
