@@ -53,6 +53,11 @@ _CONCAT_BATCH = 128
 TEXT_FIELD = "text"
 
 
+# The graph code here has no Python control flow on tensors: skipping
+# AutoGraph's conversion makes building a task's dataset several times faster.
+_plain_tf = tf.autograph.experimental.do_not_convert
+
+
 def _round(x: float) -> int:
   # Python's round and tf.round both round half to even: the length helper
   # and the TF graph agree on every length.
@@ -113,6 +118,7 @@ class SpanCorruption:
   def max_sentinels(self, sequence_length: Mapping[str, int]) -> int:
     return self.counts(self.chunk_length(sequence_length))[1]
 
+  @_plain_tf
   def apply(self, tokens: tf.Tensor, seed: tf.Tensor, first_sentinel: int) -> tuple[tf.Tensor, tf.Tensor]:
     """(inputs, targets) of one 1-D chunk of >= 2 tokens, without EOS."""
     length = tf.size(tokens)
@@ -152,6 +158,7 @@ class PrefixLM:
     del sequence_length
     return 0
 
+  @_plain_tf
   def apply(self, tokens, seed, first_sentinel):
     del first_sentinel
     split = tf.random.stateless_uniform([], seed, 1, tf.size(tokens), dtype=tf.int32)
@@ -189,17 +196,18 @@ def check_vocabulary(objective, vocabulary: seqio.Vocabulary, where: str) -> Non
 
 def _chunk(dataset: tf.data.Dataset, chunk_length: int) -> tf.data.Dataset:
   """Concatenates tokenized documents and cuts them into chunks of `chunk_length` (the rest shorter)."""
+  @_plain_tf
   def cut(tokens):
     flat = tokens.flat_values
     n = tf.size(flat, out_type=tf.int64)
     starts = tf.range(0, n, chunk_length, dtype=tf.int64)
     return tf.RaggedTensor.from_row_splits(flat, tf.concat([starts, [n]], axis=0))
 
-  dataset = dataset.map(lambda ex: ex["targets"]).ragged_batch(_CONCAT_BATCH)
+  dataset = dataset.map(_plain_tf(lambda ex: ex["targets"])).ragged_batch(_CONCAT_BATCH)
   dataset = dataset.map(cut).flat_map(tf.data.Dataset.from_tensor_slices)
   # A one-token chunk has no room for both kept and dropped tokens.
-  dataset = dataset.filter(lambda t: tf.size(t) >= 2)
-  return dataset.map(lambda t: {"targets": t})
+  dataset = dataset.filter(_plain_tf(lambda t: tf.size(t) >= 2))
+  return dataset.map(_plain_tf(lambda t: {"targets": t}))
 
 
 def make_preprocessor(objective, vocabulary: seqio.Vocabulary, task_name: str):
@@ -224,6 +232,7 @@ def make_preprocessor(objective, vocabulary: seqio.Vocabulary, task_name: str):
     dataset = _chunk(dataset, objective.chunk_length(sequence_length))
 
     @seqio.map_over_dataset(num_seeds=1)
+    @_plain_tf
     def corrupt(ex, seed):
       inputs, targets = objective.apply(ex["targets"], seed, first_sentinel)
       return {"inputs": inputs, "targets": targets}
@@ -379,8 +388,8 @@ def register_pretraining_task(
 
 
 def _text_to_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
-  return dataset.map(lambda line: {"targets": line}).filter(
-      lambda ex: tf.strings.length(tf.strings.strip(ex["targets"])) > 0)
+  return dataset.map(_plain_tf(lambda line: {"targets": line})).filter(
+      _plain_tf(lambda ex: tf.strings.length(tf.strings.strip(ex["targets"])) > 0))
 
 
 def pretraining_info(name: str) -> Mapping[str, Any]:
