@@ -184,9 +184,7 @@ def num_sentinels(vocabulary: seqio.Vocabulary) -> int:
 
 def check_vocabulary(objective, vocabulary: seqio.Vocabulary, where: str) -> None:
   """Raises UsageError when the objective needs sentinels the vocabulary lacks."""
-  if not hasattr(objective, "max_sentinels") or isinstance(objective, PrefixLM):
-    return
-  if num_sentinels(vocabulary) == 0:
+  if isinstance(objective, SpanCorruption) and num_sentinels(vocabulary) == 0:
     raise errors.UsageError(
         f"{type(vocabulary).__name__} has no extra ids, so span corruption has no sentinels",
         where=where,
