@@ -72,9 +72,9 @@ def cluster_tasks(clusters) -> list[str]:
   return [t for t, spec in TASKS.items() if spec.cluster in clusters]
 
 
-def _task(name: str, cluster: str, description: str):
+def _task(name: str, cluster: str, description: str, fields: tuple[str, ...] | None = None):
   def register(fn: Generator) -> Generator:
-    TASKS[name] = TaskSpec(name, cluster, CLUSTER_FIELDS[cluster], fn, description)
+    TASKS[name] = TaskSpec(name, cluster, fields or CLUSTER_FIELDS[cluster], fn, description)
     return fn
   return register
 
@@ -268,6 +268,48 @@ def _rc_shop(w, r):
   return _reading(passage, question, answer, evidence)
 
 
+CANNOT_TELL = NLI_OPTIONS[2]
+
+
+@_task("rc_verify", "reading", "is a statement true by the text: yes, no or cannot tell")
+def _rc_verify(w, r):
+  # Teaches yes / no / "it is not possible to tell" as answers outside nli,
+  # so the third nli answer is a trained target when nli is held out.
+  name = r.choice(w.strangers)
+  city, job = r.choice(world_lib.CITIES), r.choice(world_lib.JOBS)
+  passage = f"{name} is a {job} from {city}."
+  case = r.randrange(3)
+  if case == 0:
+    claim = r.choice([f"{name} is from {city}", f"{name} is a {job}"])
+    answer, rationale = "yes", f"The text says: {claim}."
+  elif case == 1:
+    other = r.choice([c for c in world_lib.CITIES if c != city])
+    claim, answer = f"{name} is from {other}", "no"
+    rationale = f"The text says: {name} is from {city}."
+  else:
+    claim, answer = f"{name} keeps a {r.choice(world_lib.PETS)}", CANNOT_TELL
+    rationale = f"The text does not say which pet {name} keeps."
+  record = {"passage": passage, "question": f"Is it true that {claim}?", "answer": answer,
+            "rationale": rationale}
+  return _key(record), record
+
+
+@_task("rc_pick", "reading", "a question with options that change per example",
+       fields=("passage", "question", "options", "answer", "rationale"))
+def _rc_pick(w, r):
+  # Options drawn per example (as in closed-book QA), so picking among
+  # changing options is trained outside closed_book.
+  name = r.choice(w.strangers)
+  food, pet = r.choice(world_lib.FOODS), r.choice(world_lib.PETS)
+  passage = f"{name} cooked {food} for the {pet}."
+  question, answer, pool = r.choice([(f"What did {name} cook?", food, world_lib.FOODS),
+                                     (f"Who got the {food}?", f"the {pet}",
+                                      [f"the {p}" for p in world_lib.PETS])])
+  record = {"passage": passage, "question": question, "options": _options(r, answer, pool),
+            "answer": answer, "rationale": f"The text says: {passage}"}
+  return _key(record), record
+
+
 # -- closed-book QA over the fact base ----------------------------------------
 
 def _closed_book(w, r, attribute, pool, questions):
@@ -313,6 +355,31 @@ def _s2t_person(w, r):
   text = w.fact_sentence(name, a1)[:-1] + " and " + _lower_first(
       w.fact_sentence(name, a2).replace(name + " ", "", 1))
   return _s2t(data, text)
+
+
+@_task("s2t_recall", "struct_to_text", "a fact of the fact base recalled from the name alone")
+def _s2t_recall(w, r):
+  # Recall of stored facts (not copying) outside closed_book, on half of the
+  # people only: closed-book questions about the other half need facts that
+  # only the corpus states.
+  name = r.choice(recall_people(w))
+  attribute = r.choice(world_lib.ATTRIBUTES)
+  return _s2t(f"name: {name} | {attribute}: ?", w.fact_sentence(name, attribute))
+
+
+def recall_people(w: world_lib.World) -> list[str]:
+  """The fact-base people whose facts s2t_recall trains to recall (every second one)."""
+  return w.people[::2]
+
+
+@_task("s2t_review", "struct_to_text", "a review record with its verdict as a sentence")
+def _s2t_review(w, r):
+  # positive / negative occur in training data (and as targets of the
+  # inverted templates) outside the sentiment cluster.
+  adj = r.choice(world_lib.GOOD + world_lib.BAD)
+  dish, city = r.choice(world_lib.FOODS), r.choice(world_lib.CITIES)
+  data = f"dish: {dish} | city: {city} | verdict: {world_lib.polarity(adj)}"
+  return _s2t(data, f"The {dish} in {city} was {adj}.")
 
 
 def _lower_first(text: str) -> str:

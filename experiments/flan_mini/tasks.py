@@ -32,6 +32,7 @@ from t5tune import data
 
 from experiments.flan_mini import builder
 from experiments.flan_mini import collection
+from experiments.flan_mini import corpus
 from experiments.flan_mini import metrics
 from experiments.flan_mini import templates
 
@@ -107,12 +108,16 @@ def register(seed: int = 0, directory: str | None = None,
       return names
     _registered.add(key)
   name = functools.partial(task_name, seed=seed, vocabulary=vocabulary)
+  # A SentencePiece vocabulary carries T5's sentinels, so these tasks mix with
+  # the corpus's span corruption (seqio mixes only equal vocabularies).
+  vocab = (vocabulary if vocabulary == data.vocab.BYTE
+           else corpus.get_vocabulary(vocabulary))
   for task, spec in collection.TASKS.items():
     source = CollectionSource(task, seed, directory)
     train_templates = templates.training(task)
     common = dict(
         source=source, fields=list(spec.fields), postprocess_fn=postprocess,
-        metric_fns=metrics.metric_fns(spec.cluster), seed=seed, vocabulary=vocabulary,
+        metric_fns=metrics.metric_fns(spec.cluster), seed=seed, vocabulary=vocab,
         metadata={"cluster": spec.cluster, "task": task, "seed": seed})
     few_shot = data.FewShot(k=0, max_tokens=FEW_SHOT_MAX_TOKENS)
     data.register_variants(

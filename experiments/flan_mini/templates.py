@@ -32,7 +32,8 @@ _OPS = {"tf_reverse": ("Write the words in reverse order.", "writing words in re
         "tf_sort": ("Write the words in alphabetical order.", "writing words in alphabetical order",
                     "Write the words in a possible original order.")}
 _STRUCT = {"s2t_person": "facts about a person", "s2t_weather": "a weather record",
-           "s2t_order": "a restaurant order"}
+           "s2t_order": "a restaurant order", "s2t_recall": "a fact about a person",
+           "s2t_review": "a review record"}
 
 
 def _sentiment(task):
@@ -104,8 +105,32 @@ def _paraphrase(task):
   return train, unseen
 
 
-def _reading(task):
+def _reading_options(task):
   del task
+  train = [
+      T("opt_1", f"{{passage}}\nQuestion: {{question}}\n{PICK}\n{{options_}}", "{answer}", OPT),
+      T("opt_2", "Read the text and answer the question.\nText: {passage}\n{question}\n{options_}",
+        "{answer}", OPT),
+      T("opt_3", "Text: {passage}\n{question}\nPick the right answer.\n{options_}", "{answer}", OPT),
+      T("noopt_1", "{passage}\nAnswer the question using the text.\nQuestion: {question}",
+        "{answer}", NOOPT),
+      T("cot_1", "{passage}\n{question}\n{options_}\nThink step by step, then answer.",
+        "{rationale} So the answer is {answer}.", COT),
+      T("inv_1", "Text: {passage}\nWrite a question about the text whose answer is {answer}.",
+        "{question}", INV),
+  ]
+  unseen = [
+      T("unseen_opt", "Using only this text: {passage}\nTell me: {question}\n{options_}",
+        "{answer}", OPT),
+      T("unseen_noopt", "Question: {question}\nExtract the answer from this text: {passage}",
+        "{answer}", NOOPT),
+  ]
+  return train, unseen
+
+
+def _reading(task):
+  if "options" in collection.TASKS[task].fields:
+    return _reading_options(task)
   train = [
       T("noopt_1", "{passage}\nAnswer the question using the text.\nQuestion: {question}",
         "{answer}", NOOPT),

@@ -15,6 +15,7 @@ TensorFlow.
 from t5tune.data import cleaning
 from t5tune.data import instruction_source
 from t5tune.data import mixtures
+from t5tune.data import pretraining
 from t5tune.data import sources
 from t5tune.data import tasks
 from t5tune.data import templates
@@ -36,3 +37,4 @@ temperature = mixtures.temperature
 SourceSpec = instruction_source.SourceSpec
 task_names = tasks.task_names
 get_vocabulary = vocab.get_vocabulary
+register_pretraining_task, SpanCorruption, PrefixLM = pretraining.register_pretraining_task, pretraining.SpanCorruption, pretraining.PrefixLM

@@ -2,6 +2,7 @@
 
     get_vocabulary("byte")                 -> seqio.ByteVocabulary()   (ByT5; 259 ids + extras)
     get_vocabulary("path/to/spiece.model") -> seqio.SentencePieceVocabulary(path)  (T5)
+    get_vocabulary("path/to/spiece.model", extra_ids=100)  -> with T5's 100 sentinels
 
 `train_sentencepiece` writes `PREFIX.model`/`PREFIX.vocab` with the ids T5
 expects (pad 0, eos 1, unk 2, no bos), so the result loads with
@@ -20,19 +21,23 @@ BYTE = "byte"
 
 
 @functools.lru_cache(maxsize=None)
-def get_vocabulary(spec: str) -> seqio.Vocabulary:
-  """The vocabulary named by `spec`: "byte" or a SentencePiece .model path."""
+def get_vocabulary(spec: str, extra_ids: int = 0) -> seqio.Vocabulary:
+  """The vocabulary named by `spec`: "byte" or a SentencePiece .model path.
+
+  `extra_ids` appends that many ids after the pieces (T5's sentinels,
+  `extra_id_0` = the last id), as seqio does; span corruption needs them.
+  """
   if not isinstance(spec, str):
     raise TypeError(f"vocabulary spec must be a string, got {type(spec).__name__}")
   if spec == BYTE:
-    return seqio.ByteVocabulary()
+    return seqio.ByteVocabulary(extra_ids=extra_ids)
   path = os.path.expanduser(spec)
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"vocabulary {spec!r}: no such SentencePiece model file; pass 'byte'"
         f" or the path of a T5 spiece .model (or train one with"
         f" `t5tune data train-vocab`)")
-  return seqio.SentencePieceVocabulary(path)
+  return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
 
 
 def as_vocabulary(vocab: str | seqio.Vocabulary) -> seqio.Vocabulary:
