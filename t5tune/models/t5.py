@@ -265,7 +265,10 @@ class Transformer(nnx.Module):
       y_BTD = y_BTD * (cfg.d_model ** -0.5)
     if cfg.tie_word_embeddings:
       emb_VD = self.token_embedder.embedding[...].astype(jnp.dtype(cfg.dtype))
-      logits = jnp.einsum("btd,vd->btv", y_BTD, emb_VD, preferred_element_type=jnp.float32)
+      b, t, d = y_BTD.shape
+      # As a 2-D dot for the CPU's sake (see layers.dot_last).
+      logits = jax.lax.dot_general(y_BTD.reshape(b * t, d), emb_VD, (((1,), (1,)), ((), ())),
+                                   preferred_element_type=jnp.float32).reshape(b, t, -1)
     else:
       logits = self.lm_head(y_BTD).astype(jnp.float32)
     return sharding.with_logical_constraint(logits, ("batch", "length", "vocab"))

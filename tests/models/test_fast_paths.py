@@ -1,0 +1,114 @@
+"""The CPU speed changes compute what the formulations they replaced computed.
+
+The previous formulations are kept here as the reference: `Dense` as a 3-D
+dot on [B, L, D] and the cross-entropy via log-probabilities [B, T, V] with an
+argmax accuracy. Loss and every gradient must agree to 1e-6 relative (in
+float32 they are bitwise equal on this CPU; the tolerance allows XLA to
+reassociate on another backend).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from t5tune.models import config as model_config
+from t5tune.models import layers, t5
+from t5tune.train import losses
+
+B, L, T = 4, 12, 6
+
+
+def _old_dense_call(self, x):
+  x = x.astype(self.dtype)
+  y = jnp.dot(x, self.kernel[...].astype(self.dtype))
+  if self.lora_rank:
+    low = jnp.dot(x, self.lora_a[...].astype(self.dtype))
+    y = y + self.lora_scale * jnp.dot(low, self.lora_b[...].astype(self.dtype))
+  return y
+
+
+def _old_logits(self, y_BTD):
+  cfg = self.config
+  if cfg.scale_decoder_outputs:
+    y_BTD = y_BTD * (cfg.d_model ** -0.5)
+  if cfg.tie_word_embeddings:
+    emb_VD = self.token_embedder.embedding[...].astype(jnp.dtype(cfg.dtype))
+    return jnp.einsum("btd,vd->btv", y_BTD, emb_VD, preferred_element_type=jnp.float32)
+  return self.lm_head(y_BTD).astype(jnp.float32)
+
+
+def _old_cross_entropy(logits_BTV, targets_BT, weights_BT):
+  logits = logits_BTV.astype(jnp.float32)
+  weights = weights_BT.astype(jnp.float32)
+  log_z_BT = jax.nn.logsumexp(logits, axis=-1)
+  log_probs_BTV = logits - log_z_BT[..., None]
+  target_lp_BT = jnp.take_along_axis(log_probs_BTV, targets_BT[..., None], axis=-1)[..., 0]
+  loss = jnp.sum(-target_lp_BT * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+  correct = jnp.sum((jnp.argmax(logits, axis=-1) == targets_BT).astype(jnp.float32) * weights)
+  return loss, correct
+
+
+def _batch(vocab):
+  rng = np.random.RandomState(0)
+  enc = rng.randint(2, vocab, (B, L)).astype(np.int32)
+  enc[1, 7:] = 0
+  tgt = rng.randint(2, vocab, (B, T)).astype(np.int32)
+  dec = np.concatenate([np.zeros((B, 1), np.int32), tgt[:, :-1]], axis=1)
+  weights = np.ones((B, T), np.float32)
+  weights[2, 4:] = 0
+  return enc, dec, tgt, weights
+
+
+def _loss_and_grads(model, batch, loss_fn):
+  enc, dec, tgt, weights = batch
+
+  @nnx.jit
+  def run(m):
+    def f(m):
+      loss, correct = loss_fn(m(enc, dec), tgt, weights)
+      return loss, correct
+    (loss, correct), grads = nnx.value_and_grad(f, has_aux=True)(m)
+    return loss, correct, grads
+
+  loss, correct, grads = run(model)
+  flat = {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(grads)}
+  return float(loss), float(correct), flat
+
+
+def _new_cross_entropy(logits, targets, weights):
+  loss, stats = losses.cross_entropy(logits, targets, weights)
+  return loss, stats["correct"]
+
+
+@pytest.mark.parametrize("preset_overrides", [
+    {},  # T5 v1.1: gated GELU, untied head
+    {"feed_forward_proj": "relu", "tie_word_embeddings": True, "lora_rank": 2,
+     "adapter_dim": 8},  # T5 v1.0 tied head, with LoRA and adapters
+], ids=["v1_1", "v1_0_peft"])
+def test_loss_and_gradients_equal_previous_formulation(monkeypatch, preset_overrides):
+  cfg = model_config.preset("tiny", **preset_overrides)
+  model = t5.build_model(cfg, seed=0)
+  batch = _batch(cfg.vocab_size)
+  new = _loss_and_grads(model, batch, _new_cross_entropy)
+  monkeypatch.setattr(layers.Dense, "__call__", _old_dense_call)
+  monkeypatch.setattr(t5.Transformer, "_logits", _old_logits)
+  old = _loss_and_grads(model, batch, _old_cross_entropy)
+  assert new[0] == pytest.approx(old[0], rel=1e-6, abs=0)
+  assert new[1] == old[1]
+  assert new[2].keys() == old[2].keys()
+  for path, g_old in old[2].items():
+    scale = float(np.max(np.abs(g_old))) or 1.0
+    np.testing.assert_allclose(new[2][path], g_old, rtol=1e-6, atol=1e-6 * scale,
+                               err_msg=str(path))
+
+
+def test_max_based_accuracy_counts_what_argmax_counts():
+  rng = np.random.RandomState(1)
+  logits = rng.randn(3, 5, 40).astype(np.float32)
+  targets = rng.randint(0, 40, (3, 5)).astype(np.int32)
+  targets[0, :3] = np.argmax(logits[0, :3], axis=-1)  # some correct predictions
+  weights = np.ones((3, 5), np.float32)
+  _, stats = losses.cross_entropy(logits, targets, weights)
+  assert float(stats["correct"]) == float(np.sum(np.argmax(logits, -1) == targets))
+  assert float(stats["correct"]) >= 3
