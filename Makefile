@@ -7,6 +7,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean bench bench-full
 
+# jemalloc, when installed (apt-get install libjemalloc2), for every Python
+# the targets start: XLA's per-step temporaries then reuse pages instead of
+# faulting them in afresh (see t5tune/allocator.py). Both sides of a benchmark
+# get it.
+comma := ,
+JEMALLOC := $(firstword $(wildcard /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/local/lib/libjemalloc.so.2))
+ALLOC := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(comma)muzzy_decay_ms:-1)
+
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -17,20 +25,20 @@ install: $(STAMP)
 
 # The main job: FLAN in miniature (see experiments/flan_mini/README.md).
 demo: $(STAMP)
-	$(BIN)/python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py --workdir=runs/flan_mini_demo
+	$(ALLOC) $(BIN)/python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py --workdir=runs/flan_mini_demo
 
 # The whole suite on 8 simulated CPU devices; two workers, one test module
 # per worker at a time so each module compiles once.
 test: $(STAMP)
-	JAX_NUM_CPU_DEVICES=8 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+	$(ALLOC) JAX_NUM_CPU_DEVICES=8 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile -q tests
 
 # The CPU benchmark tables of the README: each side of a comparison runs in its
 # own process; every table prints raw times of both sides, machine and versions
 # (~15 min on 2 idle cores). bench-full adds the big scaling cells (hours on a CPU).
 bench: $(STAMP)
-	JAX_NUM_CPU_DEVICES=8 $(BIN)/python benchmarks/input_pipeline.py --batches=30
-	$(BIN)/python benchmarks/train_step.py --repeats=3
-	$(BIN)/python benchmarks/decode.py
+	$(ALLOC) JAX_NUM_CPU_DEVICES=8 $(BIN)/python benchmarks/input_pipeline.py --batches=30
+	$(ALLOC) $(BIN)/python benchmarks/train_step.py --repeats=3
+	$(ALLOC) $(BIN)/python benchmarks/decode.py
 
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py --repeats=3 --full

@@ -6,6 +6,8 @@ Errors, help and quiet start-up are `t5tune.cli.common`'s.
 """
 import sys
 
+from t5tune import allocator
+
 COMMANDS = {
     "info": "t5tune.cli.info",
     "convert": "t5tune.cli.convert",
@@ -31,6 +33,7 @@ commands:
 
 
 def run(argv=None):
+  from_command_line = argv is None
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
     print(USAGE)
@@ -43,6 +46,8 @@ def run(argv=None):
                               fix="`t5tune --help` lists the commands")
     print(f"t5tune: error: {error}", file=sys.stderr)
     sys.exit(error.exit_code)
+  if from_command_line:
+    allocator.ensure_jemalloc(argv)  # before jax starts; see t5tune/allocator.py
   common.run(command, COMMANDS[command], argv[2:])
 
 
