@@ -206,7 +206,9 @@ def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
     run_score_BN, keep_BN = jax.lax.top_k(jnp.where(ends_BK, -jnp.inf, top_score_BK), n)
     run_seq_BNT = take(cand_seq_BKT, keep_BN)
     token_BN = take(token_BK, keep_BN)
-    cache = cache.take((take(parent_BK, keep_BN) + batch_offset_B1).reshape(-1))
+    # One gather per layer's self-attention cache; a row's beams share its
+    # encoder keys/values, so those stay.
+    cache = cache.take((take(parent_BK, keep_BN) + batch_offset_B1).reshape(-1), cross=False)
 
     # Candidates among the first num_beams that ended join the finished set.
     new_BK = ends_BK & first_n_K[None] & s.open_B[:, None]

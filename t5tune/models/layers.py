@@ -182,38 +182,52 @@ class Attention(nnx.Module):
     b, l, _ = x_BLI.shape
     return x_BLI.reshape(b, l, self.num_heads, self.d_kv)
 
-  def project_kv(self, x_BSD: Array) -> tuple[Array, Array]:
-    """Keys and values [B, S, H, K] of a key/value sequence (cached in decoding)."""
-    return self._split(self.k(x_BSD)), self._split(self.v(x_BSD))
+  def _heads_first(self, x_BSI: Array) -> Array:
+    return jnp.transpose(self._split(x_BSI), (0, 2, 1, 3))
 
-  def _with_prefix(self, k_BSHK, v_BSHK, bias_BHTS, mask_BHTS):
-    b = k_BSHK.shape[0]
+  def project_kv(self, x_BSD: Array) -> tuple[Array, Array]:
+    """Keys and values [B, H, S, K] of a key/value sequence (cached in decoding).
+
+    Heads before positions is the layout the score and weighted-sum dots
+    consume, so a decoding step reads the cached keys/values without a
+    transpose or copy.
+    """
+    return self._heads_first(self.k(x_BSD)), self._heads_first(self.v(x_BSD))
+
+  def _with_prefix(self, k_BHSK, v_BHSK, bias_BHTS, mask_BHTS):
+    b = k_BHSK.shape[0]
     p = self.prefix_length
-    pk = jnp.broadcast_to(self.prefix_k[...].astype(k_BSHK.dtype), (b, p, self.num_heads * self.d_kv))
-    pv = jnp.broadcast_to(self.prefix_v[...].astype(v_BSHK.dtype), (b, p, self.num_heads * self.d_kv))
-    k_BSHK = jnp.concatenate([self._split(pk), k_BSHK], axis=1)
-    v_BSHK = jnp.concatenate([self._split(pv), v_BSHK], axis=1)
+
+    def heads_first(prefix_PI, like_BHSK):
+      prefix_HPK = jnp.transpose(prefix_PI.reshape(p, self.num_heads, self.d_kv), (1, 0, 2))
+      return jnp.broadcast_to(prefix_HPK.astype(like_BHSK.dtype),
+                              (b, self.num_heads, p, self.d_kv))
+
+    k_BHSK = jnp.concatenate([heads_first(self.prefix_k[...], k_BHSK), k_BHSK], axis=2)
+    v_BHSK = jnp.concatenate([heads_first(self.prefix_v[...], v_BHSK), v_BHSK], axis=2)
     bias_BHTS = jnp.asarray(bias_BHTS)
     if bias_BHTS.ndim == 4:
       bias_BHTS = jnp.pad(bias_BHTS, ((0, 0), (0, 0), (0, 0), (p, 0)))
     if mask_BHTS is not None:
       mask_BHTS = jnp.pad(mask_BHTS, ((0, 0), (0, 0), (0, 0), (p, 0)), constant_values=True)
-    return k_BSHK, v_BSHK, bias_BHTS, mask_BHTS
+    return k_BHSK, v_BHSK, bias_BHTS, mask_BHTS
 
-  def attend(self, q_BTD: Array, k_BSHK: Array, v_BSHK: Array, bias_BHTS: Array,
+  def attend(self, q_BTD: Array, k_BHSK: Array, v_BHSK: Array, bias_BHTS: Array,
              mask_BHTS: Array | None, rngs: nnx.Rngs | None) -> Array:
+    """Attention of the queries of q_BTD over keys/values in `project_kv`'s [B, H, S, K] layout."""
     if self.prefix_length:
-      k_BSHK, v_BSHK, bias_BHTS, mask_BHTS = self._with_prefix(k_BSHK, v_BSHK, bias_BHTS, mask_BHTS)
+      k_BHSK, v_BHSK, bias_BHTS, mask_BHTS = self._with_prefix(k_BHSK, v_BHSK, bias_BHTS,
+                                                               mask_BHTS)
     q_BTHK = self._split(self.q(q_BTD))
-    scores_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK, k_BSHK.astype(self.dtype),
+    scores_BHTS = jnp.einsum("bthk,bhsk->bhts", q_BTHK, k_BHSK.astype(self.dtype),
                              preferred_element_type=jnp.float32)
     scores_BHTS = scores_BHTS + bias_BHTS
     if mask_BHTS is not None:
       scores_BHTS = jnp.where(mask_BHTS, scores_BHTS, _NEG_INF)
     probs_BHTS = jax.nn.softmax(scores_BHTS, axis=-1)
     probs_BHTS = self.dropout(probs_BHTS, deterministic=rngs is None, rngs=rngs)
-    out_BTHK = jnp.einsum("bhts,bshk->bthk", probs_BHTS.astype(self.dtype),
-                          v_BSHK.astype(self.dtype))
+    out_BTHK = jnp.einsum("bhts,bhsk->bthk", probs_BHTS.astype(self.dtype),
+                          v_BHSK.astype(self.dtype))
     b, t = out_BTHK.shape[:2]
     return self.o(out_BTHK.reshape(b, t, self.num_heads * self.d_kv))
 

@@ -78,17 +78,18 @@ class DecoderLayer(nnx.Module):
                rngs=None, cache_kv=None, index=None):
     """One decoder layer; returns (y, (k, v)) where (k, v) is the self-attention memory.
 
-    `cross_kv` is the encoder's (k, v) [B, L, H, K]. Teacher forcing leaves
+    `cross_kv` is the encoder's (k, v) [B, H, L, K]. Teacher forcing leaves
     `cache_kv` None; incremental decoding passes the layer's cached
-    (k, v) [B, T_max, H, K] and the position `index` where y's keys are written.
+    (k, v) [B, H, T_max, K] and the position `index` where y's keys are
+    written in place (no copy of the cache).
     """
     det = rngs is None
     h = self.self_attention_norm(y_BTD)
     k, v = self.self_attention.project_kv(h)
     if cache_kv is not None:
       ck, cv = cache_kv
-      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=1)
-      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=1)
+      k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=2)
+      v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=2)
     y_BTD = y_BTD + self.dropout(
         self.self_attention.attend(h, k, v, self_bias_BHTS, self_mask_BHTS, rngs),
         deterministic=det, rngs=rngs)
@@ -150,36 +151,46 @@ def _segments(tokens_BL: Array, segment_ids_BL: Array | None, pad_id: int) -> Ar
 class DecodeCache:
   """State of incremental decoding; batch is axis 0 of every array but `index`.
 
-  self_k/self_v: [B, layers, T_max, H, K] decoder self-attention keys/values
-  cross_k/cross_v: [B, layers, L, H, K] encoder keys/values (computed once)
+  self_k/self_v: per decoder layer, [B, H, T_max, K] self-attention keys/values
+  cross_k/cross_v: per decoder layer, [B, H, L, K] encoder keys/values (computed once)
   cross_mask: [B, L] which encoder positions may be attended
   index: [] the decoder position the next `decode_step` writes
+
+  Keys and values are kept per layer, in the layout attention consumes: a
+  step updates each layer's cache in place and reads it without a transpose;
+  stacking layers into one array would copy the whole cache every step.
   """
 
-  self_k: Array
-  self_v: Array
-  cross_k: Array
-  cross_v: Array
+  self_k: tuple[Array, ...]
+  self_v: tuple[Array, ...]
+  cross_k: tuple[Array, ...]
+  cross_v: tuple[Array, ...]
   cross_mask: Array
   index: Array
 
   @property
   def max_decode_len(self) -> int:
-    return self.self_k.shape[2]
+    return self.self_k[0].shape[2]
+
+  def _map_rows(self, fn, cross: bool = True) -> "DecodeCache":
+    each = lambda xs: tuple(fn(x) for x in xs)
+    new = dict(self_k=each(self.self_k), self_v=each(self.self_v))
+    if cross:
+      new.update(cross_k=each(self.cross_k), cross_v=each(self.cross_v),
+                 cross_mask=fn(self.cross_mask))
+    return self.replace(**new)
 
   def repeat(self, n: int) -> "DecodeCache":
     """Each batch row repeated n times consecutively (row b -> rows b*n .. b*n+n-1), for beams."""
-    rep = lambda x: jnp.repeat(x, n, axis=0)
-    return self.replace(self_k=rep(self.self_k), self_v=rep(self.self_v),
-                        cross_k=rep(self.cross_k), cross_v=rep(self.cross_v),
-                        cross_mask=rep(self.cross_mask))
+    return self._map_rows(lambda x: jnp.repeat(x, n, axis=0))
 
-  def take(self, rows_B: Array) -> "DecodeCache":
-    """Gathers batch rows (e.g. the surviving beams' parents)."""
-    take = lambda x: jnp.take(x, rows_B, axis=0)
-    return self.replace(self_k=take(self.self_k), self_v=take(self.self_v),
-                        cross_k=take(self.cross_k), cross_v=take(self.cross_v),
-                        cross_mask=take(self.cross_mask))
+  def take(self, rows_B: Array, *, cross: bool = True) -> "DecodeCache":
+    """Gathers batch rows (e.g. the surviving beams' parents), one gather per array.
+
+    `cross=False` leaves the encoder's keys/values and mask as they are: right
+    when rows are only reordered among copies of the same example (beams).
+    """
+    return self._map_rows(lambda x: jnp.take(x, rows_B, axis=0), cross=cross)
 
 
 class Encoder(nnx.Module):
@@ -343,10 +354,10 @@ class Transformer(nnx.Module):
       ks.append(k)
       vs.append(v)
     dt = jnp.dtype(cfg.dtype)
-    shape = (b, cfg.num_decoder_layers, max_decode_len, cfg.num_heads, cfg.d_kv)
+    zeros = tuple(jnp.zeros((b, cfg.num_heads, max_decode_len, cfg.d_kv), dt) for _ in ks)
     return DecodeCache(
-        self_k=jnp.zeros(shape, dt), self_v=jnp.zeros(shape, dt),
-        cross_k=jnp.stack(ks, axis=1).astype(dt), cross_v=jnp.stack(vs, axis=1).astype(dt),
+        self_k=zeros, self_v=zeros,
+        cross_k=tuple(k.astype(dt) for k in ks), cross_v=tuple(v.astype(dt) for v in vs),
         cross_mask=self.encoder_segments(encoder_input_tokens, encoder_segment_ids) != 0,
         index=jnp.zeros((), jnp.int32))
 
@@ -363,14 +374,13 @@ class Transformer(nnx.Module):
     cross_mask = cache.cross_mask[:, None, None, :]
     new_k, new_v = [], []
     for n, layer in enumerate(paths.layer_modules(self.decoder)):
-      y_B1D, (k, v) = layer(y_B1D, self_bias, self_mask, (cache.cross_k[:, n], cache.cross_v[:, n]),
-                            cross_mask, None, cache_kv=(cache.self_k[:, n], cache.self_v[:, n]),
+      y_B1D, (k, v) = layer(y_B1D, self_bias, self_mask, (cache.cross_k[n], cache.cross_v[n]),
+                            cross_mask, None, cache_kv=(cache.self_k[n], cache.self_v[n]),
                             index=i)
       new_k.append(k)
       new_v.append(v)
     logits = self._logits(self.decoder._finish(y_B1D, None))[:, 0]
-    cache = cache.replace(self_k=jnp.stack(new_k, axis=1), self_v=jnp.stack(new_v, axis=1),
-                          index=i + 1)
+    cache = cache.replace(self_k=tuple(new_k), self_v=tuple(new_v), index=i + 1)
     return logits, cache
 
 

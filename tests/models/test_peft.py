@@ -80,7 +80,7 @@ def test_all_peft_kv_cache_matches_teacher_forcing(all_peft):
   enc, dec = _batch(2)
   full = np.asarray(all_peft(enc, dec))
   cache = all_peft.init_cache(all_peft.encode(enc), enc, max_decode_len=dec.shape[1])
-  assert cache.cross_k.shape[2] == enc.shape[1] + ALL.prompt_length
+  assert cache.cross_k[0].shape[2] == enc.shape[1] + ALL.prompt_length
   step = nnx.jit(lambda m, tok, c: m.decode_step(tok, c))
   for i in range(dec.shape[1]):
     logits, cache = step(all_peft, jnp.asarray(dec[:, i]), cache)

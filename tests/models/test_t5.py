@@ -68,12 +68,23 @@ def test_kv_cache_steps_match_teacher_forcing(model):
 def test_cache_repeat_and_take(model):
   enc = np.random.RandomState(2).randint(2, CFG.vocab_size, (2, 6)).astype(np.int32)
   cache = model.init_cache(model.encode(enc), enc, 4)
+  # Per layer, in the [B, H, S, K] layout attention consumes.
+  assert len(cache.self_k) == len(cache.cross_k) == CFG.num_decoder_layers
+  assert cache.self_k[0].shape == (2, CFG.num_heads, 4, CFG.d_kv)
+  assert cache.cross_k[0].shape == (2, CFG.num_heads, 6, CFG.d_kv)
+  cache = cache.replace(self_k=tuple(k + jnp.arange(2.0)[:, None, None, None] for k in cache.self_k))
   rep = cache.repeat(3)
-  assert rep.cross_k.shape[0] == 6
-  np.testing.assert_array_equal(rep.cross_k[3], cache.cross_k[1])
+  assert rep.cross_k[0].shape[0] == 6
+  np.testing.assert_array_equal(rep.cross_k[1][3], cache.cross_k[1][1])
   picked = rep.take(jnp.array([5, 0]))
-  np.testing.assert_array_equal(picked.cross_k[0], cache.cross_k[1])
-  np.testing.assert_array_equal(picked.cross_k[1], cache.cross_k[0])
+  np.testing.assert_array_equal(picked.cross_k[1][0], cache.cross_k[1][1])
+  np.testing.assert_array_equal(picked.cross_k[1][1], cache.cross_k[1][0])
+  np.testing.assert_array_equal(picked.self_k[1][0], cache.self_k[1][1])
+  # Beams reorder only the self-attention cache; encoder keys/values stay.
+  beams = rep.take(jnp.array([2, 2, 0, 5, 3, 3]), cross=False)
+  assert beams.cross_k[0] is rep.cross_k[0]
+  np.testing.assert_array_equal(beams.self_k[0][2], cache.self_k[0][0])
+  np.testing.assert_array_equal(beams.self_k[0][3], cache.self_k[0][1])
 
 
 def test_greedy_stops_at_eos_and_pads(model):
