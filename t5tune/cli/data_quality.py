@@ -49,6 +49,8 @@ _K = flags.DEFINE_integer("k", 4, "generate: seed instructions shown per prompt.
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.7, "generate: sampling temperature.")
 _TOP_P = flags.DEFINE_float("top_p", 0.9, "generate: nucleus sampling threshold.")
 _MAX_DECODE = flags.DEFINE_integer("max_decode_len", 128, "generate: longest generation in tokens.")
+_MIN_WORDS = flags.DEFINE_integer("min_words", 3, "generate: shortest valid instruction in words.")
+_MAX_WORDS = flags.DEFINE_integer("max_words", 150, "generate: longest valid instruction in words.")
 _SEED = flags.DEFINE_integer("seed", 0, "generate / label-issues: random seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "generate / label-issues: model batch size.")
 
@@ -80,13 +82,16 @@ def target_losses(model, items, *, vocabulary: Any = None, batch_size: int = 16,
 
 
 def fold_config(*, steps: int, batch_size: int, learning_rate: float, inputs_length: int,
-                targets_length: int, preset: str = "tiny", init_from: str = "", seed: int = 0):
+                targets_length: int, preset: str = "tiny", init_from: str = "", seed: int = 0,
+                model_overrides: dict | None = None):
   """The experiment config one cross-validation fold trains with."""
   from t5tune.train import experiment  # pylint: disable=g-import-not-at-top
   c = experiment.default_config()
   c.seed = seed
   c.model.preset = preset
   c.init_from = init_from or ""
+  for key, value in (model_overrides or {}).items():
+    c.model.overrides[key] = value
   c.data.inputs_length, c.data.targets_length = inputs_length, targets_length
   c.data.batch_size = batch_size
   c.optimizer.name = "adamw"
@@ -99,7 +104,7 @@ def fold_config(*, steps: int, batch_size: int, learning_rate: float, inputs_len
   return c
 
 
-def train_on_items(items, config, workdir: str, *, vocabulary: Any = "byte"):
+def train_on_items(items, config, workdir: str, *, vocabulary: Any = "byte", mesh=None):
   """Trains a model with t5tune's trainer on items (inputs -> targets); returns the model."""
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from t5tune import data  # pylint: disable=g-import-not-at-top
@@ -111,13 +116,13 @@ def train_on_items(items, config, workdir: str, *, vocabulary: Any = "byte"):
       templates=[data.Template("as_is", "{inputs}", "{targets}")], vocabulary=vocabulary,
       dedup=None, overwrite=True)
   config.data.mixture = name
-  trainer = trainer_lib.Trainer(config, workdir)
+  trainer = trainer_lib.Trainer(config, workdir, mesh=mesh)
   result = trainer.run()
   return nnx.merge(trainer.graphdef, result.state["params"])
 
 
 def crossval_option_scores(items, folds: int, config, workdir: str, *, vocabulary: Any = None,
-                           batch_size: int = 16) -> list[list[float]]:
+                           batch_size: int = 16, mesh=None) -> list[list[float]]:
   """Out-of-sample option scores: fold f is scored by a model trained on the other folds."""
   from t5tune.data import templates  # pylint: disable=g-import-not-at-top
   if folds < 2:
@@ -131,7 +136,8 @@ def crossval_option_scores(items, folds: int, config, workdir: str, *, vocabular
     if not held:
       continue
     model = train_on_items(train, config.copy_and_resolve_references(),
-                           os.path.join(workdir, f"fold_{f}"), vocabulary=vocabulary or "byte")
+                           os.path.join(workdir, f"fold_{f}"), vocabulary=vocabulary or "byte",
+                           mesh=mesh)
     for i, s in zip(held, option_scores(model, [items[i] for i in held], vocabulary=vocabulary,
                                         batch_size=batch_size)):
       scores[i] = s
@@ -151,6 +157,14 @@ def _check_out(path: str | None, flag: str = "--out") -> str | None:
     raise errors.OutputExistsError("the output exists", where=path,
                                    fix="choose another --out or pass --overwrite")
   return path
+
+
+def check_outputs(command: str) -> None:
+  """Refuses an existing --out (unless --overwrite) before any work; generate resumes instead."""
+  if command == "label-issues":
+    _check_out(_OUT.value or "label_issues.jsonl")
+  elif command != "generate":
+    _check_out(_OUT.value)
 
 
 def _write_lines(path: str, lines) -> int:
@@ -241,21 +255,34 @@ def _label_issues(name: str, split: str):
   print(f"wrote {n} suspected label issues to {out}, most suspicious first")
 
 
-def _generate():
+def generate_file(model, checkpoint: str, seed_tasks: str, out: str, *, num: int, seed: int = 0,
+                  k: int = 4, batch_size: int = 16, temperature: float = 0.7, top_p: float = 0.9,
+                  max_decode_len: int = 128, vocabulary: str | None = None, min_words: int = 3,
+                  max_words: int = 150, overwrite: bool = False, on_batch=None) -> dict:
+  """`t5tune.data.generate.run` with t5tune's sampling decoder; the settings go in every record."""
   from t5tune.data import generate  # pylint: disable=g-import-not-at-top
+  seeds = generate.seed_instructions(seed_tasks)
+  settings = generate.Settings(num=num, seed=seed, k=k, batch_size=batch_size,
+                               min_words=min_words, max_words=max_words)
+  generator = {"checkpoint": os.path.abspath(checkpoint), "method": "sample",
+               "temperature": temperature, "top_p": top_p, "max_decode_len": max_decode_len,
+               "vocabulary": vocabulary or "auto"}
+  return generate.run(lambda prompts, rng: sample_texts(
+      model, prompts, rng, vocabulary=vocabulary, temperature=temperature, top_p=top_p,
+      max_decode_len=max_decode_len, batch_size=batch_size),
+      seeds, out, settings, generator=generator, overwrite=overwrite, on_batch=on_batch)
+
+
+def _generate():
   if not (_CHECKPOINT.value and _SEED_TASKS.value and _OUT.value):
     raise errors.UsageError("generate needs --checkpoint, --seed_tasks and --out")
   import t5tune  # pylint: disable=g-import-not-at-top
-  seeds = generate.seed_instructions(_SEED_TASKS.value)
   model = t5tune.load_model(_CHECKPOINT.value)
-  settings = generate.Settings(num=_NUM.value, seed=_SEED.value, k=_K.value, batch_size=_BATCH.value)
-  generator = {"checkpoint": os.path.abspath(_CHECKPOINT.value), "method": "sample",
-               "temperature": _TEMPERATURE.value, "top_p": _TOP_P.value,
-               "max_decode_len": _MAX_DECODE.value, "vocabulary": _VOCABULARY.value or "auto"}
-  stats = generate.run(lambda prompts, seed: sample_texts(
-      model, prompts, seed, vocabulary=_VOCABULARY.value, temperature=_TEMPERATURE.value,
-      top_p=_TOP_P.value, max_decode_len=_MAX_DECODE.value, batch_size=_BATCH.value),
-      seeds, _OUT.value, settings, generator=generator, overwrite=_OVERWRITE.value,
+  stats = generate_file(
+      model, _CHECKPOINT.value, _SEED_TASKS.value, _OUT.value, num=_NUM.value, seed=_SEED.value,
+      k=_K.value, batch_size=_BATCH.value, temperature=_TEMPERATURE.value, top_p=_TOP_P.value,
+      max_decode_len=_MAX_DECODE.value, vocabulary=_VOCABULARY.value,
+      min_words=_MIN_WORDS.value, max_words=_MAX_WORDS.value, overwrite=_OVERWRITE.value,
       on_batch=lambda p: print(f"  attempts {p['attempts']}  kept {p['records']}", flush=True))
   print(f"{stats['records']} records in {_OUT.value} after {stats['attempts']} attempts;"
         f" {stats['counts']}")

@@ -101,7 +101,8 @@ def rank(items: Sequence[Item], option_scores: Sequence[Sequence[float]], *,
         pred[row, col[option]] = probs[i][j]
     if len(members) >= min_group and len(set(labels.tolist())) == len(classes):
       quality[members] = cl_rank.get_label_quality_scores(labels, pred)
-      issue[members] = cl_filter.find_label_issues(labels, pred)
+      # n_jobs=1: cleanlab would fork worker processes, unsafe once JAX has threads.
+      issue[members] = cl_filter.find_label_issues(labels, pred, n_jobs=1)
     else:
       quality[members] = pred[np.arange(len(members)), labels]
       issue[members] = pred.argmax(axis=1) != labels
