@@ -54,6 +54,12 @@ _MAX_WORDS = flags.DEFINE_integer("max_words", 150, "generate: longest valid ins
 _SEED = flags.DEFINE_integer("seed", 0, "generate / label-issues: random seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "generate / label-issues: model batch size.")
 
+_NEAR = flags.DEFINE_float(
+    "near_threshold", 0.8, "report: near-duplicate threshold on the train split (0: skip).")
+_CONT_EVAL = flags.DEFINE_string(
+    "contamination_eval", None, "report: evaluation mixture to check the report's tasks against.")
+_LABEL_ISSUES = flags.DEFINE_string("label_issues", None, "report: a label-issues JSONL to count.")
+
 COMMANDS = ("near-duplicates", "contamination", "label-issues", "generate")
 
 
@@ -157,6 +163,13 @@ def _check_out(path: str | None, flag: str = "--out") -> str | None:
     raise errors.OutputExistsError("the output exists", where=path,
                                    fix="choose another --out or pass --overwrite")
   return path
+
+
+def report_options() -> dict[str, Any]:
+  """The quality-section arguments of `t5tune data report` (`report.build(**...)`)."""
+  return {"near_threshold": _NEAR.value or None, "contamination_eval": _CONT_EVAL.value,
+          "eval_split": _EVAL_SPLIT.value, "ngram": _NGRAM.value,
+          "label_issues_path": _LABEL_ISSUES.value}
 
 
 def check_outputs(command: str) -> None:
