@@ -107,7 +107,8 @@ def resolve_tasks(tasks: Sequence[str] = (), clusters: Sequence[str] = (),
   names = _expand_mixtures(list(tasks))
   if clusters:
     picked = tasks_lib.task_names(
-        lambda info: info.variant == "" and info.metadata.get("cluster") in set(clusters))
+        lambda info: info.variant == "" and info.metadata.get("cluster") in set(clusters)
+        and not info.metadata.get("augmentation"))  # t5tune.data.augment: training-only variants
     if not picked:
       raise ValueError(f"no registered base task has metadata['cluster'] in {list(clusters)}")
     names += [n for n in picked if n not in names]
