@@ -159,6 +159,8 @@ def _write_progress(path: str, progress: Mapping[str, Any]) -> None:
 
 
 def _append(path: str, lines: Sequence[str]) -> None:
+  # The same durable append as t5tune.infer.predict's: data may not import infer,
+  # and predict keeps t5tune.data (seqio, TensorFlow) out of its import path.
   fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
   try:
     os.write(fd, "".join(lines).encode("utf-8"))
