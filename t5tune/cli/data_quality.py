@@ -259,6 +259,9 @@ def _label_issues(name: str, split: str):
     else:
       scores = option_scores(model, items, vocabulary=_VOCABULARY.value, batch_size=_BATCH.value)
     rows += label_issues.rank(items, scores)
+  if gen_items and model is None:
+    print(f"  {len(gen_items)} examples without options not scored: the loss filter needs"
+          " --checkpoint")
   if gen_items and model is not None:
     losses = target_losses(model, gen_items, vocabulary=_VOCABULARY.value, batch_size=_BATCH.value)
     rows += label_issues.loss_outliers(gen_items, losses, top_fraction=_LOSS_TOP.value)

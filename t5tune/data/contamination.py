@@ -26,6 +26,7 @@ import dataclasses
 import re
 from typing import Any, Mapping, Sequence
 
+from t5tune import errors
 from t5tune.data import templates as templates_lib
 
 DEFAULT_N = 13
@@ -95,7 +96,8 @@ def find(eval_sets: Mapping[str, Sequence[Mapping[str, Any]]],
          n: int = DEFAULT_N, min_n: int = DEFAULT_MIN_N) -> Result:
   """Overlaps of every evaluation task's records with every training task's records."""
   if n < 1 or min_n < 1:
-    raise ValueError(f"n={n} and min_n={min_n} must be >= 1")
+    raise errors.UsageError(f"n-gram lengths n={n} and min_n={min_n} must be >= 1",
+                            where="--ngram / --min_ngram", fix="pass positive lengths")
   min_n = min(min_n, n)
   eval_grams = {t: [_eval_grams(r, n, min_n) for r in recs] for t, recs in eval_sets.items()}
   wanted = collections.defaultdict(set)  # gram length -> grams some evaluation record has
@@ -140,7 +142,12 @@ def find(eval_sets: Mapping[str, Sequence[Mapping[str, Any]]],
 def _leaf_task_names(names: Sequence[str]) -> list[str]:
   import seqio  # pylint: disable=g-import-not-at-top
   out = []
+  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
   for name in names:
+    if name not in known:
+      raise errors.UsageError(
+          f"{name!r} is not a registered task or mixture{errors.did_you_mean(name, known)}",
+          fix="import the module that registers it (--module=my.tasks)")
     provider = seqio.get_mixture_or_task(name)
     if isinstance(provider, seqio.Mixture):
       out.extend(_leaf_task_names([t.name for t in provider.tasks]))

@@ -26,6 +26,7 @@ import collections
 import dataclasses
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
+from t5tune import errors
 from t5tune.data import cleaning
 from t5tune.data import templates as templates_lib
 
@@ -71,7 +72,8 @@ class Index:
                seed: int = 1):
     import datasketch  # pylint: disable=g-import-not-at-top
     if not 0.0 < threshold <= 1.0:
-      raise ValueError(f"near-duplicate threshold={threshold} must be in (0, 1]")
+      raise errors.UsageError(f"near-duplicate threshold {threshold} is not in (0, 1]",
+                              where="--threshold", fix="pass e.g. 0.8")
     self.threshold = threshold
     self.num_perm = num_perm
     self.seed = seed
