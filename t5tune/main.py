@@ -26,7 +26,7 @@ commands:
   train     train from an experiment config
   evaluate  evaluate a checkpoint on tasks or mixtures
   predict   decode instructions from a JSONL file
-  data      list | report | train-vocab
+  data      list | report | train-vocab | near-duplicates | contamination | label-issues | generate
   serve     HTTP inference server: OpenAI-compatible completions, scoring, metrics
 
 `t5tune COMMAND --help` shows a command's flags."""

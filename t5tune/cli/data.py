@@ -1,4 +1,6 @@
-"""`t5tune data list | report NAME | train-vocab`: inspect registered instruction data.
+"""`t5tune data list | report NAME | train-vocab | ...`: inspect registered instruction data.
+
+near-duplicates, contamination, label-issues and generate: `t5tune.cli.data_quality`.
 
 Tasks live in user modules; `--module` (repeatable) imports them first:
 
@@ -12,6 +14,7 @@ from absl import flags
 
 from t5tune import errors
 from t5tune.cli import common
+from t5tune.cli import data_quality
 
 _MODULES = flags.DEFINE_multi_string(
     "module", [], "Python module(s) whose import registers tasks and mixtures.")
@@ -29,8 +32,9 @@ _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of p
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.")
 _OUTPUT = flags.DEFINE_string("output", None, "train-vocab: output prefix (writes PREFIX.model).")
 
-USAGE = "usage: t5tune data list|report NAME|train-vocab [--module=pkg.tasks ...]"
-SUB_COMMANDS = ("list", "report", "train-vocab")
+USAGE = ("usage: t5tune data list|report NAME|train-vocab|near-duplicates NAME|"
+         "contamination TRAIN EVAL|label-issues NAME|generate [--module=pkg.tasks ...]")
+SUB_COMMANDS = ("list", "report", "train-vocab") + data_quality.COMMANDS
 
 
 def _list():
@@ -64,7 +68,7 @@ def _report(name):
   lengths = {"inputs": _INPUTS_LENGTH.value, "targets": _TARGETS_LENGTH.value}
   out, json_path, png_path = report.write(
       name, _OUTPUT_DIR.value or "data_reports", feature_lengths=lengths,
-      splits=_SPLITS.value, max_examples=_MAX_EXAMPLES.value)
+      splits=_SPLITS.value, max_examples=_MAX_EXAMPLES.value, **data_quality.report_options())
   print(report.format_text(out))
   print(f"wrote {json_path} and {png_path}")
 
@@ -101,8 +105,12 @@ def main(argv):
   if command == "report" and len(args) != 2:
     raise errors.UsageError("report takes one task or mixture name", where="command line",
                             fix="usage: t5tune data report TASK_OR_MIXTURE [--module=...]")
+  if command in data_quality.COMMANDS:
+    data_quality.check_outputs(command)  # a refused output is reported before any import
   common.import_modules(_MODULES.value)
-  if command == "list":
+  if command in data_quality.COMMANDS:
+    data_quality.main(command, args[1:])
+  elif command == "list":
     _list()
   elif command == "report":
     _report(args[1])

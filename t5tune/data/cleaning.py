@@ -3,13 +3,16 @@
 Every record that does not reach the task is counted under a reason in a
 `collections.Counter` (`bad_json`, `missing_field`, `wrong_type`,
 `empty_field`, `empty_options`, `invalid`, `duplicate_exact`,
-`duplicate_normalized`, `too_long_inputs`, `too_long_targets`), so the
+`duplicate_normalized`, `duplicate_near`, `too_long_inputs`,
+`too_long_targets`), so the
 quality report and the log can say where the data went.
 
 Deduplication keys on all the task's fields (instruction, input, output for
 instruction data): `exact` compares them as written; `normalized` also drops
 records equal after lower-casing, removing punctuation and collapsing
-whitespace.
+whitespace; `near` (or `near:0.85`, a threshold) also drops records whose
+character-shingle Jaccard similarity to a kept one reaches the threshold
+(`t5tune.data.neardup`, default 0.8).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from t5tune.data import sources
 from t5tune.data import templates as templates_lib
 
-DEDUP_MODES = (None, "exact", "normalized")
+DEDUP_MODES = (None, "exact", "normalized", "near")
 BAD_RECORD_MODES = ("raise", "skip")
 
 _PUNCT = re.compile("[" + re.escape(string.punctuation) + "]")
@@ -117,11 +120,24 @@ def _invalid(location, record, validate_fn):
   return None, None
 
 
+def check_dedup(mode: str | None) -> float | None:
+  """Validates a dedup mode; returns the near-duplicate threshold it asks for (or None)."""
+  if isinstance(mode, str) and mode.startswith("near:"):
+    try:
+      threshold = float(mode[len("near:"):])
+    except ValueError:
+      threshold = -1.0
+    if 0.0 < threshold <= 1.0:
+      return threshold
+  elif mode in DEDUP_MODES:
+    return 0.8 if mode == "near" else None  # neardup.DEFAULT_THRESHOLD
+  raise ValueError(f"dedup={mode!r} must be one of {DEDUP_MODES} or 'near:T' with 0 < T <= 1")
+
+
 def dedup(records: Iterable[dict[str, Any]], mode: str | None,
           counts: collections.Counter) -> list[dict[str, Any]]:
-  """Drops repeated records (first one kept), counting exact and normalised repeats."""
-  if mode not in DEDUP_MODES:
-    raise ValueError(f"dedup={mode!r} must be one of {DEDUP_MODES}")
+  """Drops repeated records (first one kept), counting exact, normalised and near repeats."""
+  near = check_dedup(mode)
   if mode is None:
     return list(records)
   seen_exact, seen_norm, out = set(), set(), []
@@ -131,13 +147,16 @@ def dedup(records: Iterable[dict[str, Any]], mode: str | None,
       counts["duplicate_exact"] += 1
       continue
     seen_exact.add(key)
-    if mode == "normalized":
+    if mode != "exact":
       norm = tuple(normalize(_text(v)) for _, v in sorted(record.items()))
       if norm in seen_norm:
         counts["duplicate_normalized"] += 1
         continue
       seen_norm.add(norm)
     out.append(record)
+  if near is not None:
+    from t5tune.data import neardup  # pylint: disable=g-import-not-at-top  (imports datasketch)
+    out = neardup.near_dedup(out, near, counts)
   return out
 
 

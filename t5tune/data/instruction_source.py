@@ -48,7 +48,7 @@ class SourceSpec:
     options_style: how `{options_}` is written.
     seed: template choice and few-shot draws are fixed by (task, example, seed).
     on_bad_record: "raise" (error with file:line) or "skip" (counted).
-    dedup: None, "exact" or "normalized".
+    dedup: None, "exact", "normalized", or "near" / "near:T" (near-duplicates, threshold T).
     max_input_tokens, max_target_tokens: drop rendered examples longer than these.
     validate_fn: record -> None, or a reason the record is invalid (removed, counted).
   """
@@ -112,9 +112,12 @@ class SourceSpec:
     if self.on_bad_record not in cleaning.BAD_RECORD_MODES:
       raise errors.UsageError(f"on_bad_record={self.on_bad_record!r} is not supported",
                               where=where, fix=f"use one of {cleaning.BAD_RECORD_MODES}")
-    if self.dedup not in cleaning.DEDUP_MODES:
+    try:
+      cleaning.check_dedup(self.dedup)
+    except ValueError:
       raise errors.UsageError(f"dedup={self.dedup!r} is not supported", where=where,
-                              fix=f"use one of {cleaning.DEDUP_MODES}")
+                              fix=f"use one of {cleaning.DEDUP_MODES} or 'near:T' (0 < T <= 1)"
+                              ) from None
 
   def no_template_input_fields(self) -> list[str]:
     """The fields a no-template input shows: all but those the targets, options and rationale use."""
@@ -216,7 +219,7 @@ class InstructionSource(seqio.DataSource):
       pool = self.records("train")[0]
       pool_keys = [cleaning.content_key(r) for r in pool]
     examples, usage = [], collections.Counter()
-    for record in records:
+    for index, record in enumerate(records):
       key = cleaning.content_key(record)
       if spec.no_template:
         inputs, targets = templates_lib.render_no_template(
@@ -237,7 +240,8 @@ class InstructionSource(seqio.DataSource):
       examples.append({
           "inputs": inputs, "targets": targets,
           "options": list(record.get(templates_lib.OPTIONS_FIELD, [])),
-          "template_name": name, "template_kind": kind})
+          "template_name": name, "template_kind": kind,
+          "record": index})  # position in records(split): quality tools map back by it
     examples = cleaning.length_filter(
         examples, self.count_tokens, spec.max_input_tokens, spec.max_target_tokens, counts)
     for ex in examples:

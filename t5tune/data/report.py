@@ -12,6 +12,11 @@ as `NAME.report.json` and the length histograms as `NAME.lengths.png`;
   template_usage{name: n}
   instructions{distinct_1, distinct_2, leading_verbs}
 
+  quality{diversity, clarity, consistency}   (`t5tune.data.report_quality`)
+
+and for the whole report `metadata`, `near_duplicates`, and when asked
+`contamination` and `label_issues` (`report_quality.mixture_sections`).
+
 `instructions` reads the literal text of each example's template (placeholders
 removed), or the rendered inputs when the template is only placeholders (the
 instruction is then part of the data). A leading verb is the first word of the
@@ -29,6 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import seqio
 
+from t5tune.data import report_quality
 from t5tune.data import tasks as tasks_lib
 
 PERCENTILES = (50, 90, 95, 99)
@@ -131,13 +137,18 @@ def _split_report(info, split, feature_lengths, max_examples):
           "targets": float(np.mean(targets > feature_lengths["targets"]))},
       "template_usage": dict(prepared.template_usage.most_common()),
       "instructions": instruction_diversity(instructions),
+      "quality": report_quality.split_quality(examples, instructions),
   }, inputs, targets
 
 
 def build(name: str, *, feature_lengths: Mapping[str, int],
           splits: Sequence[str] | None = None, max_examples: int | None = None,
-          _histograms: dict | None = None) -> dict[str, Any]:
-  """The quality report of a registered task or mixture (see the module docstring)."""
+          _histograms: dict | None = None, **quality: Any) -> dict[str, Any]:
+  """The quality report of a registered task or mixture (see the module docstring).
+
+  `quality`: keyword arguments of `report_quality.mixture_sections` (near_threshold,
+  contamination_eval, eval_split, ngram, label_issues_path).
+  """
   provider = seqio.get_mixture_or_task(name)
   is_mixture = isinstance(provider, seqio.Mixture)
   report = {"name": name, "kind": "mixture" if is_mixture else "task",
@@ -177,6 +188,7 @@ def build(name: str, *, feature_lengths: Mapping[str, int],
     out["input_tokens"] = _percentiles(all_in)
     out["target_tokens"] = _percentiles(all_tg)
     report["totals"][split] = out
+  report.update(report_quality.mixture_sections(name, report, **quality))
   return report
 
 
@@ -203,13 +215,13 @@ def plot_histograms(histograms, feature_lengths, path: str, title: str) -> str:
 
 
 def write(name: str, output_dir: str, *, feature_lengths: Mapping[str, int],
-          splits: Sequence[str] | None = None, max_examples: int | None = None
-          ) -> tuple[dict[str, Any], str, str]:
+          splits: Sequence[str] | None = None, max_examples: int | None = None,
+          **quality: Any) -> tuple[dict[str, Any], str, str]:
   """Builds the report and writes NAME.report.json and NAME.lengths.png; returns (report, paths)."""
   os.makedirs(output_dir, exist_ok=True)
   histograms = {}
   report = build(name, feature_lengths=feature_lengths, splits=splits,
-                 max_examples=max_examples, _histograms=histograms)
+                 max_examples=max_examples, _histograms=histograms, **quality)
   json_path = os.path.join(output_dir, f"{name}.report.json")
   with open(json_path, "w") as f:
     json.dump(report, f, indent=1)
@@ -246,10 +258,18 @@ def format_text(report: Mapping[str, Any]) -> str:
       lines.append(
           f"      templates {s['template_usage']}  distinct-1 {ins['distinct_1']:.3f}"
           f" distinct-2 {ins['distinct_2']:.3f}  leading verbs: {verbs}")
+      q = s["quality"]
+      bad = sum(sum(t["violations"].values()) for t in q["consistency"].values())
+      lines.append(
+          f"      verb-noun pairs {q['diversity']['distinct_verb_noun']} distinct"
+          f"  MATTR {q['diversity']['mattr']:.3f}  instruction words p50"
+          f" {q['clarity']['words']['p50']:.0f}  imperative {100 * q['clarity']['imperative']:.0f}%"
+          f"  question {100 * q['clarity']['question']:.0f}%  format violations {bad}")
   for split, t in report["totals"].items():
     lines.append(
         f"  total [{split}] examples {t['examples']}  duplicates {t['duplicates']}"
         f"  invalid {t['invalid']}  bad records {t['skipped_bad_records']}"
         f"  truncated inputs {100 * t['truncation']['inputs']:.1f}%"
         f" targets {100 * t['truncation']['targets']:.1f}%")
+  lines.extend(report_quality.format_sections(report))
   return "\n".join(lines)

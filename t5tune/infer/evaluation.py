@@ -19,6 +19,12 @@ prediction, score, method, options per example), `metrics.json` (the latest
 evaluation), `metrics.jsonl` (every evaluation, one line per task) and
 TensorBoard summaries under `tb/` (seqio's TensorBoardLogger, one run per task).
 
+Clean-subset scores (FLAN's contamination analysis): with `clean_masks`
+({task: one bool per example, True = clean}, from
+`t5tune.data.contamination.clean_mask`; the config's `contamination_train`
+computes them) every predict metric is also reported on the clean examples
+only, as `clean/METRIC`, with `clean_examples`.
+
 Zero-shot and few-shot side by side: `resolve_tasks` expands base tasks (or
 clusters, from the tasks' `metadata["cluster"]`) into their variants
 (`""`, `"fs3"`, ... registered with `t5tune.data.register_variants`), and
@@ -61,6 +67,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.rank_classification = True  # rank-classify examples with answer options
   c.length_normalize = False  # rank by per-token mean instead of sum
   c.seed = 0  # sampling
+  # Training tasks/mixtures: also score each task on its examples without an
+  # n-gram overlap with them (clean/METRIC beside METRIC).
+  c.contamination_train = ()
+  c.contamination_ngram = 13
   c.mesh_shape = (-1, 1, 1)
   c.decoding = ml_collections.ConfigDict(
       {f: getattr(decoding.DecodeOptions(), f)
@@ -97,7 +107,8 @@ def resolve_tasks(tasks: Sequence[str] = (), clusters: Sequence[str] = (),
   names = _expand_mixtures(list(tasks))
   if clusters:
     picked = tasks_lib.task_names(
-        lambda info: info.variant == "" and info.metadata.get("cluster") in set(clusters))
+        lambda info: info.variant == "" and info.metadata.get("cluster") in set(clusters)
+        and not info.metadata.get("augmentation"))  # t5tune.data.augment: training-only variants
     if not picked:
       raise ValueError(f"no registered base task has metadata['cluster'] in {list(clusters)}")
     names += [n for n in picked if n not in names]
@@ -171,7 +182,8 @@ class TaskEvaluator:
                feature_lengths: Mapping[str, int] | None = None, batch_size: int = 16,
                options: decoding.DecodeOptions = decoding.DecodeOptions(),
                rank_classification: bool = True, length_normalize: bool = False,
-               num_examples: int | None = None, output_dir: str | None = None, seed: int = 0):
+               num_examples: int | None = None, output_dir: str | None = None, seed: int = 0,
+               clean_masks: Mapping[str, Sequence[bool]] | None = None):
     import seqio
     self.tasks = _expand_mixtures(tasks)
     self.batch_size = batch_size
@@ -180,6 +192,7 @@ class TaskEvaluator:
     self.length_normalize = length_normalize
     self.seed = seed
     self.output_dir = output_dir
+    self.clean_masks = dict(clean_masks or {})
     loggers = ()
     tb_dir = None
     if output_dir:
@@ -305,12 +318,31 @@ class TaskEvaluator:
                               score_fn=score_fn)
       metrics = future.result()[task]
       results[task] = {k: float(getattr(v, "value", v)) for k, v in metrics.items()}
+      if task in self.clean_masks and record:
+        results[task].update(self._clean_subset(task, record[0].texts))
       logging.info("step %d %s: %s", step, task, results[task])
       if self.output_dir and jax.process_index() == 0 and record:
         self._write_predictions(task, step, record[0])
     if self.output_dir and jax.process_index() == 0:
       self._write_metrics(step, results)
     return results
+
+  def _clean_subset(self, task: str, texts: Sequence[str]) -> dict[str, float]:
+    """The task's predict metrics on its clean examples only (postprocessed as seqio does)."""
+    import seqio
+    t = seqio.get_mixture_or_task(task)
+    mask = self.clean_masks[task]
+    keep = [i for i in range(len(texts)) if i < len(mask) and mask[i]]
+    out = {"clean_examples": float(len(keep))}
+    if not keep:
+      return out
+    targets = [t.postprocess_fn(self._examples[task][i]["target"], example=None, is_target=True)
+               for i in keep]
+    preds = [t.postprocess_fn(texts[i], example=None, is_target=False) for i in keep]
+    for fn in t.predict_metric_fns:
+      out.update({f"clean/{k}": float(getattr(v, "value", v))
+                  for k, v in fn(targets, preds).items()})
+    return out
 
   def _write_predictions(self, task: str, step: int, predictions: Predictions) -> None:
     path = os.path.join(self.output_dir, "predictions", f"{task}.step_{step}.jsonl")
@@ -358,13 +390,21 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
                           output_dir: str | None = None) -> tuple[TaskEvaluator, list]:
   """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
   resolved = resolve_tasks(config.tasks, config.clusters, config.variants)
+  masks = None
+  if config.contamination_train:
+    from t5tune.data import contamination
+    from t5tune.data import tasks as tasks_lib
+    masks = {name: contamination.clean_mask(name, config.split, list(config.contamination_train),
+                                             n=config.contamination_ngram)
+             for _, _, name in resolved if name in tasks_lib.task_names()}
   evaluator = TaskEvaluator(
       [name for _, _, name in resolved], split=config.split,
       feature_lengths={"inputs": config.inputs_length, "targets": config.targets_length},
       batch_size=config.batch_size, options=decode_options(config),
       rank_classification=config.rank_classification,
       length_normalize=config.length_normalize,
-      num_examples=config.num_examples or None, output_dir=output_dir, seed=config.seed)
+      num_examples=config.num_examples or None, output_dir=output_dir, seed=config.seed,
+      clean_masks=masks)
   return evaluator, resolved
 
 
