@@ -30,6 +30,7 @@ import numpy as np
 from t5tune import errors
 from t5tune.convert import t5x_files
 from t5tune.models import config as model_config
+from t5tune.models import paths
 
 # Layer-relative t5x names -> t5tune names, per stack.
 _SUBLAYERS = {
@@ -121,7 +122,7 @@ def detect_layout(target: Mapping[str, np.ndarray], scan_axis: int, source: str)
                source, "t5tune imports t5x/examples/t5 and scalable_t5 (umT5) checkpoints")
   scanned = any(k.startswith("encoder/encoder/") for k in target)
   counts = {}
-  for stack in ("encoder", "decoder"):
+  for stack in paths.STACKS:
     if scanned:
       key = f"{stack}/{stack}/mlp/wo/kernel"
       if key not in target:
@@ -165,7 +166,7 @@ def to_params(target: Mapping[str, np.ndarray], layout: Layout, scan_axis: int,
   """The nested t5tune parameter dict (the layout of `nnx.state(model, nnx.Param)`)."""
   params: dict = {"token_embedder": {"embedding": target["token_embedder/embedding"]}}
   used = {"token_embedder/embedding"}
-  for stack in ("encoder", "decoder"):
+  for stack in paths.STACKS:
     layers = {}
     for i in range(layout.num_layers[stack]):
       layer: dict = {}
@@ -192,7 +193,7 @@ def to_params(target: Mapping[str, np.ndarray], layout: Layout, scan_axis: int,
     norm = f"{stack}/{_FINAL_NORM[stack]}/scale"
     if norm not in target:
       raise _err(f"missing {norm}", source)
-    params[stack] = {"layers": layers, "final_norm": {"scale": target[norm]}}
+    params[stack] = {paths.LAYERS: layers, "final_norm": {"scale": target[norm]}}
     used.add(norm)
     if not layout.per_layer_relpos:
       rel = f"{stack}/relpos_bias/rel_embedding"
@@ -222,7 +223,7 @@ def infer_config(target, layout: Layout, scan_axis: int, gin: Mapping[str, Any],
   (the activation) must come from gin, the preset or a flag.
   """
   vocab, d_model = target["token_embedder/embedding"].shape
-  layer0 = {s: _layer_arrays(target, layout, s, 0, scan_axis) for s in ("encoder", "decoder")}
+  layer0 = {s: _layer_arrays(target, layout, s, 0, scan_axis) for s in paths.STACKS}
   rel = (layer0["encoder"].get("relpos_bias/rel_embedding") if layout.per_layer_relpos
          else target.get("encoder/relpos_bias/rel_embedding"))
   if rel is None:

@@ -10,7 +10,7 @@ from flax import nnx
 from t5tune import errors
 from t5tune.convert import loading
 from t5tune.convert import t5x
-from t5tune.models import t5
+from t5tune.infer import decoding
 from tests.convert import t5x_fixtures as fx
 
 ENC = np.random.RandomState(0).randint(2, fx.V, (2, 11)).astype(np.int32)
@@ -78,7 +78,7 @@ def test_import_matches_hf_logits(tmp_path, case):
   if spec.per_layer:
     # KV-cache decoding applies each layer's own table too: greedy tokens are
     # the argmax of the reference's teacher-forced logits on those tokens.
-    tokens = np.asarray(t5.greedy_decode(model, ENC, 5))
+    tokens = np.asarray(decoding.greedy_decode(model, ENC, 5))
     forced = np.concatenate([np.zeros((2, 1), np.int32), tokens[:, :-1]], axis=1)
     ref_next = fx.hf_logits(fx.hf_model(spec, target, layers), ENC, forced).argmax(-1)
     live = np.cumsum(tokens == 1, axis=1) - (tokens == 1) == 0  # up to and including EOS
