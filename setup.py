@@ -9,6 +9,9 @@ INSTALL_REQUIRES = [
     "flax>=0.12.8,<0.13",
     "optax>=0.2.8,<0.3",
     "orbax-checkpoint>=0.12.8,<0.13",
+    # T5X checkpoint import: TensorStore zarr arrays, and gin's parser for config.gin.
+    "tensorstore>=0.1.86,<0.2",
+    "gin-config>=0.5,<0.6",
     "seqio==0.0.20",
     # seqio imports tensorflow and tensorflow_text; the CPU build is enough for
     # the input pipeline (it never touches the accelerator).

@@ -22,7 +22,7 @@ USAGE = """usage: t5tune COMMAND [flags]
 
 commands:
   info      parameter count, per-component breakdown and FLOPs of a model config
-  convert   hf-to-t5tune | t5tune-to-hf weight conversion
+  convert   hf-to-t5tune | t5tune-to-hf | t5x-to-t5tune weight conversion
   train     train from an experiment config
   evaluate  evaluate a checkpoint on tasks or mixtures
   predict   decode instructions from a JSONL file

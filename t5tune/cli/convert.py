@@ -1,7 +1,9 @@
-"""`t5tune convert`: Hugging Face T5 <-> t5tune model directories (safetensors, no torch).
+"""`t5tune convert`: Hugging Face T5 <-> t5tune model directories (safetensors, no torch),
+and T5X checkpoints -> t5tune.
 
   t5tune convert hf-to-t5tune --input=HF_DIR --output=DIR
   t5tune convert t5tune-to-hf --input=DIR --output=HF_DIR
+  t5tune convert t5x-to-t5tune --input=T5X_DIR/checkpoint_N --output=DIR [--config=PRESET|config.gin]
 """
 from absl import flags
 
@@ -10,8 +12,14 @@ from t5tune.cli import common
 
 _INPUT = flags.DEFINE_string("input", None, "Source model directory.")
 _OUTPUT = flags.DEFINE_string("output", None, "Destination directory (written atomically).")
+_CONFIG = flags.DEFINE_string(
+    "config", None, "t5x-to-t5tune: a preset (e.g. flan_t5_xl) or the run's config.gin, for what"
+    " array shapes cannot say (the MLP activation); <model_dir>/config.gin is used if present.")
+_FEED_FORWARD = flags.DEFINE_enum(
+    "feed_forward_proj", None, ["relu", "gelu", "gated-gelu", "gated-silu", "gated-relu"],
+    "t5x-to-t5tune: the MLP activation when no --config gives it.")
 
-DIRECTIONS = ("hf-to-t5tune", "t5tune-to-hf")
+DIRECTIONS = ("hf-to-t5tune", "t5tune-to-hf", "t5x-to-t5tune")
 
 
 def main(argv):
@@ -25,7 +33,19 @@ def main(argv):
   from t5tune.convert import loading
   if argv[1] == "hf-to-t5tune":
     cfg = loading.hf_to_t5tune(_INPUT.value, _OUTPUT.value)
-  else:
+  elif argv[1] == "t5tune-to-hf":
     cfg = loading.t5tune_to_hf(_INPUT.value, _OUTPUT.value)
+  else:
+    from t5tune.convert import t5x
+    imported = t5x.t5x_to_t5tune(_INPUT.value, _OUTPUT.value, _CONFIG.value,
+                                 feed_forward_proj=_FEED_FORWARD.value)
+    cfg, layout = imported.config, imported.layout
+    print(f"read {imported.format} checkpoint (step {imported.step},"
+          f" {'scanned' if layout.scanned else 'unscanned'} layers,"
+          f" {'per-layer' if layout.per_layer_relpos else 'shared'} position bias)"
+          + (f" with {imported.gin_path}" if imported.gin_path else ""))
+    if imported.dropped_state:
+      print(f"optimizer state not imported ({len(imported.dropped_state)} arrays, e.g."
+            f" {imported.dropped_state[0]}): t5tune's optimizer starts fresh")
   print(f"wrote {_OUTPUT.value} ({cfg.feed_forward_proj}, d_model={cfg.d_model},"
         f" layers={cfg.num_encoder_layers}+{cfg.num_decoder_layers}, vocab={cfg.vocab_size})")

@@ -3,6 +3,8 @@
   t5tune info --config=flan_t5_xxl
   t5tune info --config=configs/models/t5_1_1_base.py --inputs_len=512 --targets_len=128
   t5tune info --config=path/to/hf_or_t5tune_model_dir
+  t5tune info --config=flan_t5_xxl --plan --mesh=1,64,4 --batch=256 --lengths=512,128 \
+      --optimizer=adamw --remat=full --dtype=bfloat16
 """
 import os
 
@@ -17,6 +19,21 @@ _CONFIG = flags.DEFINE_string(
     " model directory (t5tune or Hugging Face).")
 _INPUTS_LEN = flags.DEFINE_integer("inputs_len", 512, "Input length for the FLOP estimate.")
 _TARGETS_LEN = flags.DEFINE_integer("targets_len", 128, "Target length for the FLOP estimate.")
+_PLAN = flags.DEFINE_bool(
+    "plan", False, "Compile the train step ahead of time for --mesh (simulated CPU devices)"
+    " and print per-device memory from XLA's memory analysis.")
+_MESH = flags.DEFINE_list("mesh", ["1", "8", "1"], "--plan: mesh shape data,fsdp,tensor.")
+_BATCH = flags.DEFINE_integer("batch", 256, "--plan: global batch size (examples).")
+_LENGTHS = flags.DEFINE_list("lengths", None, "--plan: inputs,targets lengths (default"
+                             " --inputs_len,--targets_len).")
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "adafactor", ["adafactor", "adamw"],
+                               "--plan: the optimizer whose state is planned for.")
+_REMAT = flags.DEFINE_enum("remat", None, list(model_config.REMAT_POLICIES),
+                           "--plan: rematerialisation policy (default: the config's).")
+_SCAN = flags.DEFINE_bool("scan_layers", None, "--plan: scan over layers (default: the config's).")
+_DTYPE = flags.DEFINE_enum("dtype", None, list(model_config.DTYPES),
+                           "--plan: activation dtype (default: the config's).")
+_MFU = flags.DEFINE_float("mfu", 0.4, "--plan: assumed model FLOPs utilisation for tokens/s.")
 
 
 def resolve(spec: str) -> model_config.T5Config:
@@ -45,6 +62,7 @@ def resolve(spec: str) -> model_config.T5Config:
 def main(argv):
   common.no_extra_args(argv, "info")
   common.require([_CONFIG], "info")
+  plan_args = _plan_args() if _PLAN.value else None
   from t5tune.models import info
   cfg = resolve(_CONFIG.value)
   counts = info.parameter_counts(cfg)
@@ -64,3 +82,45 @@ def main(argv):
   print(f"  forward  {info.human(fwd)}  ({info.human(fwd / (L + T))} per token)")
   tr = info.train_flops(cfg, L, T)
   print(f"  training {info.human(tr)}  ({info.human(tr / (L + T))} per token)")
+  if plan_args:
+    _print_plan(cfg, *plan_args)
+
+
+def _plan_args() -> tuple[tuple[int, ...], list[int]]:
+  """(mesh, lengths) of --plan; sets the simulated CPU device count before jax starts."""
+  import math
+
+  import jax
+  try:
+    mesh = tuple(int(x.strip("() ")) for x in _MESH.value)
+    lengths = ([int(x) for x in _LENGTHS.value] if _LENGTHS.value
+               else [_INPUTS_LEN.value, _TARGETS_LEN.value])
+  except ValueError:
+    raise errors.UsageError("--mesh and --lengths must be comma-separated integers",
+                            where=f"--mesh={','.join(_MESH.value)}",
+                            fix="e.g. --mesh=1,8,1 --lengths=512,128") from None
+  if len(mesh) != 3 or len(lengths) != 2 or min(mesh) < 1 or min(lengths) < 1:
+    raise errors.UsageError("--mesh takes data,fsdp,tensor (three positive sizes) and --lengths"
+                            " inputs,targets", where=f"--mesh={','.join(_MESH.value)}")
+  # As many simulated CPU devices as the mesh has; this must happen before
+  # anything starts jax's CPU backend.
+  jax.config.update("jax_num_cpu_devices", math.prod(mesh))
+  return mesh, lengths
+
+
+def _print_plan(cfg: model_config.T5Config, mesh, lengths) -> None:
+  overrides = {k: v for k, v in (("remat_policy", _REMAT.value), ("dtype", _DTYPE.value),
+                                 ("scan_layers", _SCAN.value)) if v is not None}
+  try:
+    cfg = cfg.replace(**overrides)
+  except ValueError as e:
+    raise errors.UsageError(str(e), where="--remat/--dtype/--scan_layers") from None
+  from t5tune.train import plan
+  try:
+    result = plan.make_plan(cfg, mesh, _BATCH.value, lengths[0], lengths[1], _OPTIMIZER.value)
+  except ValueError as e:
+    raise errors.UsageError(str(e), where="--mesh/--batch") from None
+  print(f"plan ({cfg.dtype} activations, {cfg.param_dtype} parameters,"
+        f" remat={cfg.remat_policy}):")
+  for line in plan.report(result, _MFU.value):
+    print(f"  {line}")

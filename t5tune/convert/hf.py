@@ -63,6 +63,8 @@ def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
         pad_token_id=int(hf.get("pad_token_id", 0)),
         eos_token_id=int(hf.get("eos_token_id", 1)),
         decoder_start_token_id=int(hf.get("decoder_start_token_id", 0)),
+        # umT5 gives every layer its own relative-position table.
+        relative_attention_per_layer=model_type == "umt5",
     )
   except KeyError as e:
     raise errors.ConversionError(f"missing required T5 field {e.args[0]!r}", where=source,
@@ -71,8 +73,9 @@ def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
 
 def config_to_hf(cfg: model_config.T5Config) -> dict[str, Any]:
   return {
-      "architectures": ["T5ForConditionalGeneration"],
-      "model_type": "t5",
+      "architectures": ["UMT5ForConditionalGeneration" if cfg.relative_attention_per_layer
+                        else "T5ForConditionalGeneration"],
+      "model_type": "umt5" if cfg.relative_attention_per_layer else "t5",
       "vocab_size": cfg.vocab_size,
       "d_model": cfg.d_model,
       "d_kv": cfg.d_kv,
@@ -109,11 +112,15 @@ def name_map(cfg: model_config.T5Config) -> dict[str, tuple[tuple[str | int, ...
   m: dict[str, tuple[tuple, bool]] = {"shared.weight": (("token_embedder", "embedding"), False)}
   for stack in paths.STACKS:
     m[f"{stack}.final_layer_norm.weight"] = ((stack, "final_norm", "scale"), False)
-    m[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
-        (stack, "relpos_bias", "embedding"), False)
+    if not cfg.relative_attention_per_layer:
+      m[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
+          (stack, "relpos_bias", "embedding"), False)
     for i in range(paths.num_layers(cfg, stack)):
       pre = f"{stack}.block.{i}.layer"
       base = paths.layer(stack, i)
+      if cfg.relative_attention_per_layer:
+        m[f"{pre}.0.SelfAttention.relative_attention_bias.weight"] = (
+            base + ("relpos_bias", "embedding"), False)
       if stack == "encoder":
         parts = [(0, "SelfAttention", "attention", "attention_norm")]
         mlp_index, mlp_norm = 1, "mlp_norm"

@@ -193,13 +193,22 @@ def write_hf_dir(path: str, cfg: model_config.T5Config, params) -> None:
                                 metadata={"format": "pt"})
 
 
+def write_t5tune_dir(path: str, cfg: model_config.T5Config, params: dict, source: str) -> None:
+  """Writes nested parameter arrays (checked against `cfg`) as a t5tune model directory.
+
+  The arrays are placed straight into the abstract model: nothing is randomly
+  initialised first (that would cost a compile and a second copy of the weights).
+  """
+  model = t5.abstract_model(cfg)
+  _assign(model, params, source)
+  save_model(model, path)
+
+
 def hf_to_t5tune(input_dir: str, output_dir: str) -> model_config.T5Config:
   """Converts a HF T5 directory into a t5tune model directory (nothing partial on failure)."""
   cfg, tensors = hf.read_hf_dir(input_dir)
   params = hf.hf_tensors_to_params(tensors, cfg, source=input_dir)  # validates first
-  model = t5.build_model(cfg)
-  _assign(model, params, input_dir)
-  save_model(model, output_dir)
+  write_t5tune_dir(output_dir, cfg, params, input_dir)
   return cfg
 
 

@@ -32,6 +32,9 @@ class T5Config:
   num_decoder_layers: int = 8
   relative_attention_num_buckets: int = 32
   relative_attention_max_distance: int = 128
+  # umT5 / t5x scalable_t5: every layer's self-attention has its own
+  # relative-position table instead of one shared by the stack.
+  relative_attention_per_layer: bool = False
   dropout_rate: float = 0.1
   layer_norm_epsilon: float = 1e-6
   # "relu" is T5 v1.0; "gated-gelu" is T5 v1.1 / Flan-T5 / mT5 / ByT5;

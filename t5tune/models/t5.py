@@ -12,9 +12,11 @@ Building blocks (norm, dense, attention, MLP, position bias) live in
 `sharding.use_mesh(mesh)` is sharded as it is created.
 
 Numerics follow the original T5: relative position bias computed once per
-stack and shared by all its layers, and for tied embeddings (T5 v1.0) the
-decoder output scaled by d_model**-0.5 before the shared embedding projects
-it to the vocabulary (`T5Config.scale_decoder_outputs`).
+stack and shared by all its layers (or, with
+`T5Config.relative_attention_per_layer` as in umT5, one table per layer), and
+for tied embeddings (T5 v1.0) the decoder output scaled by d_model**-0.5
+before the shared embedding projects it to the vocabulary
+(`T5Config.scale_decoder_outputs`).
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ Dense = layers.Dense
 class EncoderLayer(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    if config.relative_attention_per_layer:
+      self.relpos_bias = layers.RelativePositionBias(config, bidirectional=True, rngs=rngs)
     self.attention_norm = layers.RMSNorm(config, rngs=rngs)
     self.attention = layers.Attention(config, rngs=rngs, role="attention")
     self.mlp_norm = layers.RMSNorm(config, rngs=rngs)
@@ -63,6 +67,8 @@ class EncoderLayer(nnx.Module):
 class DecoderLayer(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    if config.relative_attention_per_layer:
+      self.relpos_bias = layers.RelativePositionBias(config, bidirectional=False, rngs=rngs)
     self.self_attention_norm = layers.RMSNorm(config, rngs=rngs)
     self.self_attention = layers.Attention(config, rngs=rngs, role="self_attention")
     self.cross_attention_norm = layers.RMSNorm(config, rngs=rngs)
@@ -196,7 +202,9 @@ class DecodeCache:
 class Encoder(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
-    self.relpos_bias = layers.RelativePositionBias(config, bidirectional=True, rngs=rngs)
+    self.per_layer_bias = config.relative_attention_per_layer
+    if not self.per_layer_bias:
+      self.relpos_bias = layers.RelativePositionBias(config, bidirectional=True, rngs=rngs)
     # `layers` is paths.LAYERS: parameter paths read encoder/layers/<i>/...
     self.layers = nnx.List([EncoderLayer(config, rngs=rngs)
                             for _ in range(config.num_encoder_layers)])
@@ -205,12 +213,13 @@ class Encoder(nnx.Module):
     self.remat_policy = config.remat_policy
 
   def __call__(self, x_BLD, positions_BL, segments_BL, rngs=None):
-    bias_BHLL = self.relpos_bias(positions_BL, positions_BL)
+    bias_BHLL = None if self.per_layer_bias else self.relpos_bias(positions_BL, positions_BL)
     mask_BHLL = _segment_mask(segments_BL, segments_BL)
     x_BLD = self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
     call = _remat(lambda layer, *args: layer(*args), self.remat_policy)
     for layer in self.layers:
-      x_BLD = call(layer, x_BLD, bias_BHLL, mask_BHLL, rngs)
+      bias = layer.relpos_bias(positions_BL, positions_BL) if self.per_layer_bias else bias_BHLL
+      x_BLD = call(layer, x_BLD, bias, mask_BHLL, rngs)
     x_BLD = self.final_norm(x_BLD)
     return self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
 
@@ -218,7 +227,9 @@ class Encoder(nnx.Module):
 class Decoder(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
-    self.relpos_bias = layers.RelativePositionBias(config, bidirectional=False, rngs=rngs)
+    self.per_layer_bias = config.relative_attention_per_layer
+    if not self.per_layer_bias:
+      self.relpos_bias = layers.RelativePositionBias(config, bidirectional=False, rngs=rngs)
     # `layers` is paths.LAYERS: parameter paths read decoder/layers/<i>/...
     self.layers = nnx.List([DecoderLayer(config, rngs=rngs)
                             for _ in range(config.num_decoder_layers)])
@@ -226,25 +237,32 @@ class Decoder(nnx.Module):
     self.dropout = nnx.Dropout(config.dropout_rate)
     self.remat_policy = config.remat_policy
 
+  def self_bias(self, layer, q_pos_BT, k_pos_BS):
+    """The self-attention position bias [B, H, T, S] that `layer` uses."""
+    table = layer.relpos_bias if self.per_layer_bias else self.relpos_bias
+    return table(q_pos_BT, k_pos_BS)
+
   def _finish(self, y_BTD, rngs):
     y_BTD = self.final_norm(y_BTD)
     return self.dropout(y_BTD, deterministic=rngs is None, rngs=rngs)
 
   def __call__(self, y_BTD, positions_BT, segments_BT, enc_BLD, enc_segments_BL, rngs=None):
     t = y_BTD.shape[1]
-    self_bias_BHTT = self.relpos_bias(positions_BT, positions_BT)
+    shared_bias_BHTT = None if self.per_layer_bias else self.relpos_bias(positions_BT, positions_BT)
     causal_TT = jnp.tril(jnp.ones((t, t), dtype=bool))
     self_mask_BHTT = _segment_mask(segments_BT, segments_BT) & causal_TT[None, None]
     cross_mask_BHTL = _segment_mask(segments_BT, enc_segments_BL)
     y_BTD = self.dropout(y_BTD, deterministic=rngs is None, rngs=rngs)
 
-    def call(layer, y, enc, rngs):
+    def call(layer, y, enc, bias_BHTT, rngs):
       cross_kv = layer.cross_attention.project_kv(enc)
-      return layer(y, self_bias_BHTT, self_mask_BHTT, cross_kv, cross_mask_BHTL, rngs)[0]
+      return layer(y, bias_BHTT, self_mask_BHTT, cross_kv, cross_mask_BHTL, rngs)[0]
 
     call = _remat(call, self.remat_policy)
     for layer in self.layers:
-      y_BTD = call(layer, y_BTD, enc_BLD, rngs)
+      bias = (self.self_bias(layer, positions_BT, positions_BT) if self.per_layer_bias
+              else shared_bias_BHTT)
+      y_BTD = call(layer, y_BTD, enc_BLD, bias, rngs)
     return self._finish(y_BTD, rngs)
 
 
@@ -369,11 +387,13 @@ class Transformer(nnx.Module):
     y_B1D = self._embed(token_B[:, None])
     q_pos = jnp.full((b, 1), i, jnp.int32)
     k_pos = jnp.broadcast_to(jnp.arange(t_max, dtype=jnp.int32), (b, t_max))
-    self_bias = self.decoder.relpos_bias(q_pos, k_pos)
+    shared_bias = None if self.decoder.per_layer_bias else self.decoder.relpos_bias(q_pos, k_pos)
     self_mask = (jnp.arange(t_max) <= i)[None, None, None, :]
     cross_mask = cache.cross_mask[:, None, None, :]
     new_k, new_v = [], []
     for n, layer in enumerate(paths.layer_modules(self.decoder)):
+      self_bias = (self.decoder.self_bias(layer, q_pos, k_pos) if self.decoder.per_layer_bias
+                   else shared_bias)
       y_B1D, (k, v) = layer(y_B1D, self_bias, self_mask, (cache.cross_k[n], cache.cross_v[n]),
                             cross_mask, None, cache_kv=(cache.self_k[n], cache.self_v[n]),
                             index=i)

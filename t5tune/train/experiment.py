@@ -132,7 +132,7 @@ def resolve_model(config: ml_collections.ConfigDict) -> model_config.T5Config:
   return model_config.preset(config.model.preset, **model_overrides(config))
 
 
-def _check_divisible(model: model_config.T5Config, mesh_shape: tuple[int, int, int]) -> None:
+def check_divisible(model: model_config.T5Config, mesh_shape: tuple[int, int, int]) -> None:
   """Sharded parameter axes must divide evenly by their mesh axis (see sharding.py's rules)."""
   _, fsdp, tensor = mesh_shape
   needs = [("num_heads", model.num_heads, "tensor", tensor),
@@ -161,7 +161,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, 
       model = resolve_model(config)
     except ValueError as e:
       raise ValueError(f"config.model: {e}") from None
-    _check_divisible(model, mesh_shape)
+    check_divisible(model, mesh_shape)
   _choice("optimizer.name", config.optimizer.name, optimizers.OPTIMIZERS)
   _choice("schedule.name", config.schedule.name, optimizers.SCHEDULES)
   _choice("train.loss_normalization", config.train.loss_normalization, losses.NORMALIZATIONS)
