@@ -26,6 +26,7 @@ INSTALL_REQUIRES = [
     "rouge-score>=0.1.2",
     "sacrebleu>=2.4",
     "scikit-learn>=1.5",
+    "scipy>=1.15,<2",  # t5tune.infer.compare: bootstrap intervals, exact McNemar
     "tqdm>=4.66",
     "matplotlib>=3.8",
     # t5tune serve: Starlette on uvicorn (Starlette, not FastAPI: see t5tune/serve/app.py),
