@@ -120,12 +120,13 @@ def stage_a(config, workdir: str) -> str | None:
   """
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from t5tune.convert import loading  # pylint: disable=g-import-not-at-top
+  from t5tune.convert import model_dir  # pylint: disable=g-import-not-at-top
   from t5tune.train import trainer  # pylint: disable=g-import-not-at-top
   p = config.flan_mini.pretrain
   if not p.steps:
     return None
   path = stage_a_dir(config)
-  if loading.is_t5tune_dir(path):
+  if model_dir.is_t5tune_dir(path):
     print(f"[stage A] reusing {path}", flush=True)
     return path
   try:

@@ -47,6 +47,8 @@ def test_stage_a_then_held_out_runs_with_intervals(tmp_path):
   config = _config(eval_few_shot=False, runs=("pretrained", "instructions"))
   config.flan_mini.pretrain.steps = 2
   config.flan_mini.pretrain.inputs_length = config.train.data.inputs_length
+  config.train.eval.every = config.train.checkpoint.every = 2
+  config.train.eval.batches = 1
   config.flan_mini.pretrain.task_fn = "tests.experiments.test_run:stand_in_corpus"
   config.flan_mini.pretrain.cache_dir = str(tmp_path / "stage_a_cache")
   groups = run.run_all(config, str(tmp_path / "runs"))
