@@ -113,7 +113,7 @@ def test_export_then_portable_run_without_tensorflow(tmp_path):
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
   assert "WITHOUT_TENSORFLOW_OK" in proc.stdout
   results = json.load(open(tmp_path / "runs" / "results.json"))
-  run = results["runs"]["clusters_1"]
+  run = results["groups"]["nli+summarize"]["runs"]["clusters_1"][0]
   assert run["steps"] == config.train.train.steps
   tasks = run["evals"]["held_out_zs"]["tasks"]
   assert tasks["nli_facts"]["method"] == "rank_classification"
