@@ -84,7 +84,7 @@ def get_config(arg=None):
   # Stage A: span corruption on the world corpus. `task_fn` registers the
   # seqio task (function(seed=, vocabulary=) -> task name); steps 0 = none.
   p = ml_collections.ConfigDict()
-  p.task_fn = "experiments.flan_mini.corpus:register_pretraining"
+  p.task_fn = "experiments.flan_mini.corpus:register"
   p.steps = 200
   p.learning_rate = 3e-3
   p.inputs_length, p.targets_length = 128, 32
