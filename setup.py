@@ -31,6 +31,7 @@ INSTALL_REQUIRES = [
     "cleanlab>=2.6,<3",  # confident learning on option scores (t5tune.data.label_issues)
     "sacrebleu>=2.4",
     "scikit-learn>=1.5",
+    "scipy>=1.15,<2",  # t5tune.infer.compare: bootstrap intervals, exact McNemar
     "tqdm>=4.66",
     "matplotlib>=3.8",
     # t5tune serve: Starlette on uvicorn (Starlette, not FastAPI: see t5tune/serve/app.py),

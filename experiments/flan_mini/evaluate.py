@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from t5tune.infer import api
 
 # Rows per model call: every call has the same batch shape, and t5tune.infer
@@ -42,6 +44,44 @@ def generate(model, vocab, inputs: Sequence[Any], max_inputs: int,
                       max_input_len=max_inputs, max_decode_len=max_decode_len)
 
 
+# The content-free input of calibrated rank classification (Zhao et al. 2021,
+# "Calibrate before use"): each option's log-likelihood given it is the
+# model's prior for that option, subtracted from its score given the input.
+CONTENT_FREE = "N/A"
+
+
+def option_lengths(vocab, options: Sequence[Sequence[Any]]) -> list[list[int]]:
+  """Tokens per option, EOS included (what the summed log-likelihood sums over)."""
+  return [[len(list(vocab.encode(o))) + 1 for o in row] for row in options]
+
+
+def content_free_scores(model, vocab, options: Sequence[Sequence[Any]], max_inputs: int,
+                        content_free: Any = CONTENT_FREE) -> list[list[float]]:
+  """Each option's log-likelihood given the content-free input (one call per distinct option set)."""
+  distinct = list(dict.fromkeys(tuple(tuple(o) if isinstance(o, list) else o for o in row)
+                                for row in options))
+  result = classify(model, vocab, [content_free] * len(distinct), [list(r) for r in distinct],
+                    max_inputs)
+  by_set = dict(zip(distinct, result.scores))
+  return [by_set[tuple(tuple(o) if isinstance(o, list) else o for o in row)] for row in options]
+
+
+def rank_variants(option_scores, lengths, prior_scores) -> dict[str, list[int]]:
+  """The chosen option per example under each rank-classification rule.
+
+  plain: highest summed log-likelihood (FLAN's); length_normalized: highest
+  per-token mean; calibrated: highest log-likelihood minus the content-free
+  one (the options' prior divided out).
+  """
+  out = {"plain": [], "length_normalized": [], "calibrated": []}
+  for s, n, p in zip(option_scores, lengths, prior_scores):
+    s, n, p = np.asarray(s), np.asarray(n, np.float64), np.asarray(p)
+    out["plain"].append(int(np.argmax(s)))
+    out["length_normalized"].append(int(np.argmax(s / n)))
+    out["calibrated"].append(int(np.argmax(s - p)))
+  return out
+
+
 def _per_example(metric_fns, targets: list[str], predictions: list[str]) -> list[float]:
   """Each example's score under the primary (first) metric: its mean is that metric."""
   first = metric_fns[0]
@@ -49,13 +89,16 @@ def _per_example(metric_fns, targets: list[str], predictions: list[str]) -> list
 
 
 def finish(inputs: list[str], targets: list[str], predictions: list[str], method: str,
-           postprocess_fn, metric_fns, *, option_scores=None) -> dict[str, Any]:
+           postprocess_fn, metric_fns, *, option_scores=None, templates=None,
+           variants=None) -> dict[str, Any]:
   """Metrics of raw predictions: both sides through the postprocessor, then the metric functions.
 
   Also kept, for the paired statistics and confusion matrices of the report:
   `per_example` (the primary metric per example), the postprocessed
   `targets` and `predictions`, and for rank classification each example's
-  option log-likelihoods (`option_scores`).
+  option log-likelihoods (`option_scores`), each example's template name
+  (`templates`), and the metrics of other rank-classification rules
+  (`variants`: {rule: raw predictions}, see `rank_variants`).
   """
   post = postprocess_fn or (lambda x, **_: x)
   targets = [post(t, example=None, is_target=True) for t in targets]
@@ -71,7 +114,31 @@ def finish(inputs: list[str], targets: list[str], predictions: list[str], method
   metrics["targets"], metrics["predictions"] = targets, predictions
   if option_scores is not None:
     metrics["option_scores"] = [list(s) for s in option_scores]
+  if templates is not None:
+    metrics["templates"] = list(templates)
+  if variants:
+    metrics["variants"] = {}
+    for rule, raw in variants.items():
+      v = finish(inputs, targets, raw, f"{method} ({rule})", postprocess_fn, metric_fns)
+      metrics["variants"][rule] = {k: v[k] for k in v
+                                   if k not in ("samples", "targets", "examples", "method")}
   return metrics
+
+
+def rank_task(model, vocab, inputs, targets, options, max_inputs: int, postprocess_fn,
+              metric_fns, templates=None, option_labels=None) -> dict[str, Any]:
+  """Rank classification of one evaluation set, with the length-normalised and calibrated rules.
+
+  `options` are what `vocab` encodes; `option_labels` their text (default: the same).
+  """
+  option_labels = option_labels or options
+  result = classify(model, vocab, inputs, options, max_inputs)
+  prior = content_free_scores(model, vocab, options, max_inputs)
+  picks = rank_variants(result.scores, option_lengths(vocab, options), prior)
+  labels = lambda rule: [row[b] for row, b in zip(option_labels, picks[rule])]
+  return finish(inputs, targets, labels("plain"), "rank_classification", postprocess_fn,
+                metric_fns, option_scores=result.scores, templates=templates,
+                variants={r: labels(r) for r in ("length_normalized", "calibrated")})
 
 
 def task(model, name: str, *, split: str = "test", max_examples: int | None = None,
@@ -85,11 +152,10 @@ def task(model, name: str, *, split: str = "test", max_examples: int | None = No
   vocab = info.source.vocabulary
   inputs = [ex["inputs"] for ex in examples]
   targets = [ex["targets"] for ex in examples]
+  templates = [ex["template_name"] for ex in examples]
   if all(ex["options"] for ex in examples):
-    options = [ex["options"] for ex in examples]
-    result = classify(model, vocab, inputs, options, max_inputs)
-    return finish(inputs, targets, result.predictions, "rank_classification",
-                  seqio_task.postprocess_fn, seqio_task.metric_fns, option_scores=result.scores)
+    return rank_task(model, vocab, inputs, targets, [ex["options"] for ex in examples],
+                     max_inputs, seqio_task.postprocess_fn, seqio_task.metric_fns, templates)
   predictions = generate(model, vocab, inputs, max_inputs, max_decode_len)
   return finish(inputs, targets, predictions, "greedy", seqio_task.postprocess_fn,
-                seqio_task.metric_fns)
+                seqio_task.metric_fns, templates=templates)

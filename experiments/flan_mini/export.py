@@ -39,7 +39,7 @@ from ml_collections import config_flags
 import numpy as np
 
 
-FORMAT = 2  # 2: the vocabulary's EOS id is in the manifest
+FORMAT = 2  # 2: the vocabulary's EOS id and each evaluation example's template
 MANIFEST = "manifest.json"
 
 
@@ -78,8 +78,9 @@ def export(config, out: str) -> dict:
   if f.vocabulary != "byte":
     raise ValueError(f"config.flan_mini.vocabulary={f.vocabulary!r}: the portable path"
                      " decodes with the byte vocabulary only")
-  if t.init_from:
-    raise ValueError("config.train.init_from is set: the portable path trains from scratch")
+  if t.init_from or f.pretrain.steps:
+    raise ValueError("config.train.init_from or flan_mini.pretrain.steps is set: the portable"
+                     " path trains from scratch (set --config.flan_mini.pretrain.steps=0)")
   start = time.time()
   os.makedirs(out, exist_ok=True)
   backend = run.SeqioBackend(f)
@@ -128,6 +129,7 @@ def export(config, out: str) -> dict:
       evals[key] = {"task": task, "variant": variant, "cluster": collection.TASKS[task].cluster,
                     "method": "rank_classification" if ranked else "greedy",
                     "targets": [ex["targets"] for ex in examples],
+                    "templates": [ex["template_name"] for ex in examples],
                     "options": [ex["options"] for ex in examples] if ranked else None}
   np.savez_compressed(os.path.join(out, "eval.npz"), **eval_arrays)
 

@@ -66,6 +66,8 @@ class ExportedIds:
     self.eos_id = int(eos_id)
 
   def encode(self, ids) -> list[int]:
+    if isinstance(ids, str):  # text (the content-free input): the byte vocabulary's ids
+      return [b + _BYTE_SPECIALS for b in ids.encode("utf-8")]
     ids = [int(i) for i in ids]
     return ids[:-1] if ids and ids[-1] == self.eos_id else ids
 
@@ -293,6 +295,7 @@ class PortableBackend:
     t.data.mixture = run["mixture"]
     t.data.iterator_factory = FACTORY
     t.data.modules = ()  # the seqio tasks are not registered here
+    t.eval.every = 0  # the export has no validation data: the final model is evaluated
     return t
 
   def score(self, model, task: str, variant: str) -> dict:
@@ -304,15 +307,13 @@ class PortableBackend:
     inputs = [vocab.decode(vocab.encode(r)) for r in s["inputs"][:3]]
     fns = metrics.metric_fns(s["cluster"])
     if s["method"] == "rank_classification":
-      result = evaluate.classify(model, vocab, s["inputs"], s["option_ids"],
-                                 f.eval_inputs_length)
-      predictions = [row[b] for row, b in zip(s["options"], result.best)]
-      return evaluate.finish(inputs, s["targets"], predictions, s["method"],
-                             metrics.postprocess, fns, option_scores=result.scores)
+      return evaluate.rank_task(model, vocab, s["inputs"], s["targets"], s["option_ids"],
+                                f.eval_inputs_length, metrics.postprocess, fns,
+                                s["templates"], option_labels=s["options"])
     predictions = evaluate.generate(model, vocab, s["inputs"], f.eval_inputs_length,
                                     f.eval_decode_length)
     return evaluate.finish(inputs, s["targets"], predictions, s["method"],
-                           metrics.postprocess, fns)
+                           metrics.postprocess, fns, templates=s["templates"])
 
 
 def check_config(config, manifest: dict) -> None:
@@ -369,12 +370,18 @@ def main(argv):
   for name in todo:
     done[name] = run.train_and_evaluate(config, name, workdir, training, backend)
     results = {r: done[r] for r in f.runs if r in done}
-    run.report(config, results, training, results_dir, wall_seconds=time.time() - start,
+    run.report(config, _groups(f, results), results_dir, wall_seconds=time.time() - start,
                data=export.directory, exported_with=export.manifest["exported_with"],
                device_kind=jax.devices()[0].device_kind)
   if not todo:
-    run.report(config, {r: done[r] for r in f.runs if r in done}, training, results_dir,
+    run.report(config, _groups(f, {r: done[r] for r in f.runs if r in done}), results_dir,
                data=export.directory)
+
+
+def _groups(f, results: dict) -> dict:
+  """The report's one group: the config's held-out clusters, held out together here."""
+  from experiments.flan_mini import run  # pylint: disable=g-import-not-at-top
+  return {"+".join(f.held_out): run.group(list(f.held_out), results)}
 
 
 if __name__ == "__main__":

@@ -1,28 +1,43 @@
-"""The flan_mini driver: train each configured run, evaluate held-out and held-in, report.
+"""The flan_mini driver: stage A (span-corruption pretraining), then per held-out cluster P / P+NT / P+IT runs, report.
 
     python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py \\
         --workdir=runs/flan_mini_demo
 
-For every run in `config.flan_mini.runs` it trains a model (t5tune's trainer;
-TensorBoard logs, metrics.jsonl and checkpoints under WORKDIR/RUN/), then
-scores it zero-shot and few-shot on the held-out clusters' tasks, zero-shot
-on the held-in tasks and on held-in tasks under unseen instruction wordings.
-A run whose WORKDIR/RUN/eval.json exists is not redone. It prints the table,
-writes WORKDIR/results.json, WORKDIR/results.md and WORKDIR/results.png,
-and says for each ablation whether it moved the way the FLAN papers report.
+Stage A pretrains a T5 on the world corpus with span corruption (t5tune's
+trainer; the model is cached under `flan_mini.pretrain.cache_dir` and reused).
+Then, for each cluster of `flan_mini.held_out`, held out one at a time (its
+FLAN-excluded neighbour dropped from training too), and each seed of
+`flan_mini.seeds`, every run of `flan_mini.runs` is trained from stage A's
+model (stage B: instruction tuning with dropout and weight decay, the
+checkpoint chosen on held-in validation loss) and scored zero-shot and
+few-shot on the held-out cluster (and, if asked, on held-in tasks):
+
+  pretrained            P: stage A's model, not tuned
+  no_template           P+NT: the training clusters without instructions
+  instructions          P+IT: the training clusters with instructions (FLAN)
+  mixed, clusters_N     FLAN's ablations (few-shot templates mixed; fewer clusters)
+  instructions_scratch  the control, no stage A (`control_runs`: first cluster only)
+
+Runs are written under WORKDIR/CLUSTER/seedS/RUN/ (eval.json there: not redone).
+The report (WORKDIR/results.json, results.md, results.png) gives scores
+averaged over templates with 95% intervals and the chance level, paired
+differences by example with verdicts (helped / hurt / inconclusive), and
+confusion matrices (`report.py`, `stats.py`).
 
 Where the data comes from is a `Backend`: here the registered seqio
-mixtures and tasks (`SeqioBackend`); `portable.py` trains and evaluates the
-same runs from exported numpy files on machines without TensorFlow or seqio,
-through the same functions below.
+mixtures and tasks (`SeqioBackend`); `portable.py` trains and evaluates
+runs from scratch from exported numpy files on machines without TensorFlow
+or seqio, through the same functions below.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import os
 import sys
 import time
+from typing import Any
 
 from absl import app
 from absl import flags
@@ -33,7 +48,13 @@ from ml_collections import config_flags
 EVALS = ("held_out_zs", "held_out_fs", "held_in_zs", "held_in_unseen")
 EVAL_TITLES = {"held_out_zs": "held-out 0-shot", "held_out_fs": "held-out few-shot",
                "held_in_zs": "held-in 0-shot", "held_in_unseen": "held-in unseen wording"}
-_STYLE = {"instructions": "zero_shot", "no_template": "no_template", "mixed": "mixed"}
+_STYLE = {"instructions": "zero_shot", "no_template": "no_template", "mixed": "mixed",
+          "instructions_scratch": "zero_shot"}
+PRETRAINED = "pretrained"  # stage A only: evaluated, not instruction-tuned
+SCRATCH = "instructions_scratch"  # instructions without stage A: the control
+# FLAN excludes a held-out cluster's close neighbour from training too (it
+# drops paraphrase when evaluating NLI, and NLI when evaluating paraphrase).
+EXCLUDED_NEIGHBOURS = {"nli": ("paraphrase",), "paraphrase": ("nli",)}
 
 
 def run_clusters(name: str, training: list[str]) -> list[str]:
@@ -43,26 +64,99 @@ def run_clusters(name: str, training: list[str]) -> list[str]:
     if not 1 <= n <= len(training):
       raise ValueError(f"run {name!r}: there are {len(training)} training clusters")
     return training[:n]
+  if name == PRETRAINED:
+    return []
   return list(training)
 
 
-def run_style(name: str) -> str:
+def run_style(name: str) -> str | None:
+  """The templates a run trains on (None: the pretrained model, not trained further)."""
   if name.startswith("clusters_"):
     return "zero_shot"
+  if name == PRETRAINED:
+    return None
   if name not in _STYLE:
-    raise ValueError(f"config.flan_mini.runs: unknown run {name!r}; known: instructions,"
-                     " no_template, mixed, clusters_N")
+    raise ValueError(f"config.flan_mini.runs: unknown run {name!r}; known: {PRETRAINED},"
+                     f" {', '.join(_STYLE)}, clusters_N")
   return _STYLE[name]
 
 
 def training_clusters(f) -> list[str]:
+  """Every cluster but the held-out ones and their FLAN-excluded neighbours, in cluster_order."""
   from experiments.flan_mini import collection  # pylint: disable=g-import-not-at-top
   unknown = sorted(set(f.held_out) - set(collection.CLUSTERS))
   if unknown:
     raise ValueError(f"config.flan_mini.held_out: {unknown} are not clusters of"
                      f" {collection.CLUSTERS}")
+  excluded = set(f.held_out) | {n for c in f.held_out for n in EXCLUDED_NEIGHBOURS.get(c, ())}
   order = list(f.cluster_order) + [c for c in collection.CLUSTERS if c not in f.cluster_order]
-  return [c for c in order if c not in f.held_out]
+  return [c for c in order if c not in excluded]
+
+
+def _import(spec: str):
+  import importlib  # pylint: disable=g-import-not-at-top
+  module, sep, name = spec.partition(":")
+  if not sep:
+    raise ValueError(f"{spec!r}: expected 'package.module:function'")
+  return getattr(importlib.import_module(module), name)
+
+
+def stage_a_dir(config) -> str:
+  """Where stage A's model goes: runs/ cache keyed by everything that shapes it."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  f, t = config.flan_mini, config.train
+  key = json.dumps([f.pretrain.to_dict(), t.model.to_dict(), f.vocabulary, f.seed, t.seed,
+                    t.data.batch_size], sort_keys=True, default=str)
+  digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+  return os.path.abspath(os.path.join(f.pretrain.cache_dir, f"{config.setting}-{digest}"))
+
+
+def stage_a(config, workdir: str) -> str | None:
+  """Span-corruption pretraining on the world corpus (t5tune's trainer); returns the model dir.
+
+  The model is written under `flan_mini.pretrain.cache_dir` and reused by
+  later commands with the same settings (it is this project's own output,
+  never downloaded).
+  """
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from t5tune.convert import loading  # pylint: disable=g-import-not-at-top
+  from t5tune.convert import model_dir  # pylint: disable=g-import-not-at-top
+  from t5tune.train import trainer  # pylint: disable=g-import-not-at-top
+  p = config.flan_mini.pretrain
+  if not p.steps:
+    return None
+  path = stage_a_dir(config)
+  if model_dir.is_t5tune_dir(path):
+    print(f"[stage A] reusing {path}", flush=True)
+    return path
+  try:
+    task_fn = _import(p.task_fn)
+  except (ImportError, AttributeError) as e:
+    from t5tune import errors  # pylint: disable=g-import-not-at-top
+    raise errors.UsageError(f"stage A's corpus task {p.task_fn!r} cannot be imported ({e})",
+                            where="config.flan_mini.pretrain.task_fn",
+                            fix="point it at a function(seed=, vocabulary=) returning a seqio"
+                            " task name, or set pretrain.steps=0 to skip stage A") from None
+  task = task_fn(seed=config.flan_mini.seed, vocabulary=config.flan_mini.vocabulary)
+  t = copy.deepcopy(config.train)
+  t.data.mixture = task
+  t.data.inputs_length, t.data.targets_length = p.inputs_length, p.targets_length
+  t.train.steps, t.schedule.warmup_steps = p.steps, min(p.steps // 10, 100)
+  t.optimizer.learning_rate, t.optimizer.weight_decay = p.learning_rate, 0.0
+  t.model.overrides.dropout_rate = 0.0
+  t.eval.every = 0
+  t.init_from = ""
+  run_dir = os.path.join(workdir, "stage_a")
+  print(f"[stage A] span corruption on {task} for {p.steps} steps; logs in {run_dir}", flush=True)
+  start = time.time()
+  tr = trainer.Trainer(t, run_dir)
+  result = tr.run()
+  loading.save_model(nnx.merge(tr.graphdef, result.state["params"]), path)
+  with open(os.path.join(run_dir, "stage_a.json"), "w") as fh:
+    json.dump({"task": task, "steps": result.step, "seconds": time.time() - start,
+               "final_train_loss": result.train_metrics.get("loss"), "model": path}, fh)
+  print(f"[stage A] done in {time.time() - start:.0f} s: {path}", flush=True)
+  return path
 
 
 class SeqioBackend:
@@ -79,7 +173,20 @@ class SeqioBackend:
     t = copy.deepcopy(config.train)
     t.data.mixture = tasks.training_mixture(clusters, run_style(name), self.f.seed,
                                             self.f.vocabulary)
+    rate = self.f.pretrain.stage_b_rate
+    if rate and self.f.pretrain.steps and name != SCRATCH:
+      t.data.mixture = self._with_span_corruption(t.data.mixture, rate)
     return t
+
+  def _with_span_corruption(self, mixture: str, rate: float) -> str:
+    """`mixture` with stage A's span corruption mixed in at `rate` (ExT5-style: a rate, no more)."""
+    import seqio  # pylint: disable=g-import-not-at-top
+    p = self.f.pretrain
+    task = _import(p.task_fn)(seed=self.f.seed, vocabulary=self.f.vocabulary)
+    name = f"{mixture}_span{int(round(rate * 1000)):03d}"
+    if name not in seqio.MixtureRegistry.names():
+      seqio.MixtureRegistry.add(name, [(mixture, 1.0 - rate), (task, rate)])
+    return name
 
   def score(self, model, task: str, variant: str) -> dict:
     """Metrics of `model` on one evaluation set (`evaluate.task`)."""
@@ -104,6 +211,15 @@ def eval_plan(f, held_out: list[str], held_in: list[str]) -> list[tuple[str, lis
   return plan
 
 
+def template_average(metrics: dict) -> float:
+  """The mean over templates of each template's mean score (FLAN averages templates)."""
+  by_template = collections.defaultdict(list)
+  for t, v in zip(metrics.get("templates") or ["-"] * len(metrics["per_example"]),
+                  metrics["per_example"]):
+    by_template[t].append(v)
+  return sum(sum(v) / len(v) for v in by_template.values()) / len(by_template)
+
+
 def evaluate_model(model, f, held_out: list[str], held_in: list[str], backend=None) -> dict:
   """{eval: {"tasks": {task: metrics}, "clusters": {cluster: score}, "score": mean}}."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -116,7 +232,8 @@ def evaluate_model(model, f, held_out: list[str], held_in: list[str], backend=No
   out = {ev: {"tasks": {}, "clusters": {}} for ev, _, _ in plan}
   for ev, t, variant in tqdm(jobs, desc="evaluate", unit="task", dynamic_ncols=True):
     metrics = backend.score(model, t, variant)
-    metrics["score"] = metrics[metrics_lib.PRIMARY_METRIC[collection.TASKS[t].cluster]]
+    metrics["score_all_examples"] = metrics[metrics_lib.PRIMARY_METRIC[collection.TASKS[t].cluster]]
+    metrics["score"] = template_average(metrics)
     out[ev]["tasks"][t] = metrics
   for ev, clusters, _ in plan:
     for c in clusters:
@@ -127,11 +244,35 @@ def evaluate_model(model, f, held_out: list[str], held_in: list[str], backend=No
   return out
 
 
+def best_checkpoint(run_dir: str, metric: str, mode: str) -> str | None:
+  """The kept checkpoint with the best held-in validation `metric` (metrics.jsonl), if any."""
+  path = os.path.join(run_dir, "metrics.jsonl")
+  evals = []
+  if os.path.exists(path):
+    with open(path) as fh:
+      for line in fh:
+        m = json.loads(line)
+        if metric in m:
+          evals.append((m[metric], m["step"]))
+  for value, step in sorted(evals, reverse=(mode == "max")):
+    step_dir = os.path.join(run_dir, "checkpoints", str(step))
+    if os.path.isdir(os.path.join(step_dir, "params")):
+      return step_dir
+  return None
+
+
 def train_and_evaluate(config, name: str, workdir: str, training: list[str],
-                       backend=None) -> dict:
-  """One run: train (or resume), evaluate, and write RUN/eval.json."""
+                       backend=None, init_from: str | None = None) -> dict:
+  """One run: train (or resume) from `init_from` (stage A), evaluate, write RUN/eval.json.
+
+  `pretrained` is stage A's model evaluated as it is; `instructions_scratch`
+  ignores `init_from`. With `config.train.eval.every`, the model evaluated
+  is the checkpoint with the best held-in validation loss (the held-out
+  clusters are never used to choose).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
+  from t5tune.convert import loading  # pylint: disable=g-import-not-at-top
   from t5tune.train import trainer  # pylint: disable=g-import-not-at-top
   f = config.flan_mini
   run_dir = os.path.join(workdir, name)
@@ -142,91 +283,44 @@ def train_and_evaluate(config, name: str, workdir: str, training: list[str],
       return json.load(fh)
   backend = backend or SeqioBackend(f)
   clusters = run_clusters(name, training)
-  t = backend.train_config(config, name, clusters)
-  print(f"[{name}] training on {t.data.mixture} ({', '.join(clusters)}) for"
-        f" {t.train.steps} steps; logs in {run_dir}", flush=True)
+  out = {"run": name, "clusters": clusters, "style": run_style(name), "seed": config.train.seed,
+         "collection_seed": f.seed, "init_from": "" if name == SCRATCH else (init_from or "")}
   start = time.time()
-  tr = trainer.Trainer(t, run_dir)
-  result = tr.run()
-  train_s = time.time() - start
-  model = nnx.merge(tr.graphdef, result.state["params"])
+  if name == PRETRAINED:
+    if not init_from:
+      raise ValueError("run 'pretrained' needs stage A: set config.flan_mini.pretrain.steps > 0")
+    model, chosen = loading.load_model(init_from), init_from
+    out.update(steps=0, final_train_loss=None, mixture=None, loss_curve=[])
+  else:
+    t = backend.train_config(config, name, clusters)
+    if out["init_from"]:
+      t.init_from = out["init_from"]
+    print(f"[{name}] training on {t.data.mixture} ({', '.join(clusters)}) for"
+          f" {t.train.steps} steps" + (f" from {t.init_from}" if t.init_from else "")
+          + f"; logs in {run_dir}", flush=True)
+    tr = trainer.Trainer(t, run_dir)
+    result = tr.run()  # waits for the last save and closes the checkpointer
+    chosen = (best_checkpoint(run_dir, t.eval.metric, t.eval.mode) if t.eval.every else None)
+    model = (loading.load_model(chosen) if chosen
+             else nnx.merge(tr.graphdef, result.state["params"]))
+    out.update(mixture=t.data.mixture, steps=result.step,
+               compile_seconds=result.compile_seconds,
+               final_train_loss=result.train_metrics.get("loss"),
+               step_seconds=result.train_metrics.get("step_seconds"),
+               loss_curve=[list(p) for p in zip(*_loss_curve(run_dir))],
+               checkpoint_dir=result.checkpoint_dir)
+    chosen = chosen or f"final step {result.step}"
+  out["train_seconds"] = time.time() - start
   start = time.time()
-  scores = evaluate_model(model, f, list(f.held_out), training, backend)
-  eval_s = time.time() - start
-  out = {"run": name, "clusters": clusters, "style": run_style(name),
-         "mixture": t.data.mixture, "steps": result.step, "seed": t.seed,
-         "collection_seed": f.seed, "train_seconds": train_s, "eval_seconds": eval_s,
-         "compile_seconds": result.compile_seconds,
-         "final_train_loss": result.train_metrics.get("loss"),
-         "step_seconds": result.train_metrics.get("step_seconds"),
-         "loss_curve": [list(p) for p in zip(*_loss_curve(run_dir))],
-         "checkpoint_dir": result.checkpoint_dir, "devices": str(jax.devices()),
-         "device_kind": jax.devices()[0].device_kind,
-         "evals": scores}
-  with open(eval_path, "w") as fh:
-    json.dump(out, fh, indent=1)
+  out["evals"] = evaluate_model(model, f, list(f.held_out), training, backend)
+  out.update(eval_seconds=time.time() - start, evaluated_model=chosen,
+             devices=str(jax.devices()), device_kind=jax.devices()[0].device_kind)
+  os.makedirs(run_dir, exist_ok=True)
+  _write(eval_path, json.dumps(out, indent=1))
   return out
 
 
 # -- report ---------------------------------------------------------------------
-
-def verdicts(results: dict) -> list[str]:
-  """Plain sentences: did each ablation move the way the FLAN papers report?"""
-  lines = []
-  def score(run, ev="held_out_zs"):
-    r = results.get(run)
-    return None if r is None or ev not in r["evals"] else r["evals"][ev]["score"]
-
-  ins, base = score("instructions"), score("no_template")
-  if ins is not None and base is not None:
-    moved = ins > base
-    lines.append(
-        f"Instructions vs no template (held-out 0-shot): {ins:.1f} vs {base:.1f} -> "
-        + ("instructions helped held-out clusters, as FLAN reports." if moved else
-           "instructions did NOT help held-out clusters here (FLAN reports they do)."))
-  counts = [(int(r.split("_")[1]), score(r)) for r in results if r.startswith("clusters_")]
-  if counts and ins is not None:
-    counts.append((len(results["instructions"]["clusters"]), ins))
-    counts.sort()
-    seq = [s for _, s in counts]
-    monotone = all(b >= a for a, b in zip(seq, seq[1:]))
-    more = seq[-1] > seq[0]
-    desc = ", ".join(f"{n}: {s:.1f}" for n, s in counts)
-    lines.append(
-        f"Number of training clusters (held-out 0-shot; {desc}) -> "
-        + ("more clusters helped" if more else "more clusters did NOT help")
-        + (" at every step" if monotone and more else "" if more else "")
-        + (", though not at every step" if more and not monotone else "")
-        + (", as FLAN reports." if more else " (FLAN reports they do)."))
-  mixed = score("mixed")
-  if mixed is not None and ins is not None:
-    hurt = mixed < ins - 1.0
-    lines.append(
-        f"Mixed 0-shot + few-shot templates vs 0-shot only (held-out 0-shot): {mixed:.1f}"
-        f" vs {ins:.1f} -> " + (
-            "mixing few-shot templates HURT zero-shot here (FLAN 2022 reports it does not)."
-            if hurt else "mixing few-shot templates did not hurt zero-shot, as FLAN 2022"
-            " reports (within 1 point or better)."))
-    mfs, ifs = score("mixed", "held_out_fs"), score("instructions", "held_out_fs")
-    if mfs is not None and ifs is not None:
-      lines.append(f"  (held-out few-shot: mixed {mfs:.1f} vs 0-shot only {ifs:.1f})")
-  return lines
-
-
-def table(results: dict, held_out: list[str]) -> str:
-  evs = [e for e in EVALS if any(e in r["evals"] for r in results.values())]
-  head = ["run", "clusters"] + [EVAL_TITLES[e] for e in evs] + [f"0-shot {c}" for c in held_out]
-  rows = []
-  for name, r in results.items():
-    row = [name, str(len(r["clusters"]))]
-    row += [f"{r['evals'][e]['score']:.1f}" if e in r["evals"] else "-" for e in evs]
-    row += [f"{r['evals']['held_out_zs']['clusters'][c]:.1f}" for c in held_out]
-    rows.append(row)
-  widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-  fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-  return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-                   + [fmt(r) for r in rows])
-
 
 def _loss_curve(run_dir: str):
   path = os.path.join(run_dir, "metrics.jsonl")
@@ -241,75 +335,94 @@ def _loss_curve(run_dir: str):
   return steps, losses
 
 
-def plot(results: dict, workdir: str, path: str) -> str:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.5))
-  names = list(results)
-  evs = [e for e in EVALS if any(e in r["evals"] for r in results.values())]
-  width = 0.8 / max(1, len(evs))
-  x = np.arange(len(names))
-  for i, ev in enumerate(evs):
-    vals = [results[n]["evals"][ev]["score"] if ev in results[n]["evals"] else 0 for n in names]
-    ax_bar.bar(x + i * width, vals, width, label=EVAL_TITLES[ev])
-  ax_bar.set_xticks(x + width * (len(evs) - 1) / 2, names, rotation=20)
-  ax_bar.set_ylabel("score (accuracy / exact match / ROUGE-L)")
-  ax_bar.set_title("flan_mini: held-out clusters and held-in tasks")
-  ax_bar.legend(fontsize=8)
-  for n in names:
-    curve = results[n].get("loss_curve")
-    steps, losses = (list(zip(*curve)) if curve else _loss_curve(os.path.join(workdir, n)))
-    if steps:
-      ax_loss.plot(steps, losses, label=n)
-  ax_loss.set_xlabel("step")
-  ax_loss.set_ylabel("train loss")
-  ax_loss.set_yscale("log")
-  ax_loss.set_title("training loss")
-  ax_loss.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
+def group(held_out: list[str], runs: dict[str, Any]) -> dict:
+  """A report group: one held-out setting, its runs ({name: eval or [eval per seed]})."""
+  from experiments.flan_mini import collection  # pylint: disable=g-import-not-at-top
+  return {"held_out": list(held_out),
+          "tasks": {c: collection.cluster_tasks([c]) for c in held_out},
+          "runs": {n: (r if isinstance(r, list) else [r]) for n, r in runs.items()}}
 
 
-def report(config, results: dict, training: list[str], workdir: str, **extra) -> dict:
-  """Writes WORKDIR/results.json, results.md (table and verdicts) and results.png; prints them."""
+def report(config, groups: dict[str, dict], workdir: str, **extra) -> dict:
+  """Writes WORKDIR/results.json, results.md (tables, verdicts) and results.png; prints them."""
   import jax  # pylint: disable=g-import-not-at-top
-  f = config.flan_mini
-  summary = {
-      "setting": config.setting, "held_out": list(f.held_out), "training_clusters": training,
-      "runs": results, "verdicts": verdicts(results), "command": " ".join(sys.argv),
-      "devices": str(jax.devices()), **extra, "config": config.to_dict()}
-  with open(os.path.join(workdir, "results.json"), "w") as fh:
-    json.dump(summary, fh, indent=1, default=str)
+  from experiments.flan_mini import report as report_lib  # pylint: disable=g-import-not-at-top
+  summary = report_lib.summarize(groups)
+  verdicts = report_lib.flan_effect(summary)
+  out = {"setting": config.setting, "groups": groups, "statistics": summary,
+         "verdicts": verdicts, "command": " ".join(sys.argv), "devices": str(jax.devices()),
+         **extra, "config": config.to_dict()}
+  _write(os.path.join(workdir, "results.json"), json.dumps(out, indent=1, default=str))
+  curves = {f"{label}/{n}" + (f"/s{r.get('seed')}" if len(seeds) > 1 else ""):
+            tuple(zip(*r["loss_curve"])) if r.get("loss_curve") else ((), ())
+            for label, g in groups.items() for n, seeds in g["runs"].items() for r in seeds}
   try:
-    png = plot(results, workdir, os.path.join(workdir, "results.png"))
+    png = report_lib.plot(summary, curves, os.path.join(workdir, "results.png"))
   except ImportError as e:  # a machine without matplotlib still gets the numbers
     png = f"not drawn ({e})"
+  timing = [f"- `{label}/{n}` seed {r.get('seed')}: train {r['train_seconds']:.0f} s,"
+            f" eval {r['eval_seconds']:.0f} s, final train loss {r['final_train_loss']:.3f}"
+            for label, g in groups.items() for n, seeds in g["runs"].items() for r in seeds
+            if r.get("final_train_loss") is not None]
   text = "\n".join(
-      [f"flan_mini ({config.setting}): held-out clusters {', '.join(f.held_out)};"
-       " scores are rank-classification accuracy, exact match or ROUGE-L (x100)",
-       table(results, list(f.held_out)), ""] + summary["verdicts"] + [""]
-      + [f"- `{n}`: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s,"
-         f" final train loss {r['final_train_loss']:.3f}" for n, r in results.items()
-         if r.get("final_train_loss") is not None])
-  with open(os.path.join(workdir, "results.md"), "w") as fh:
-    fh.write(text + "\n")
+      [f"flan_mini ({config.setting}): scores are rank-classification accuracy, exact match or"
+       " ROUGE-L (x100), averaged over templates; [95% interval]; differences paired by example",
+       report_lib.tables(summary), ""] + verdicts + [""] + timing)
+  _write(os.path.join(workdir, "results.md"), text + "\n")
   print()
   print(text)
   print()
   print(f"results: {os.path.join(workdir, 'results.json')}")
   print(f"plot: {png}")
   print(f"TensorBoard: tensorboard --logdir {workdir}")
-  return summary
+  return out
+
+
+def _write(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as fh:
+    fh.write(text)
+  os.replace(tmp, path)
 
 
 def check_runs(f, training: list[str]) -> None:
   """Fails on a bad run name before any training."""
-  for name in f.runs:
+  for name in list(f.runs) + list(f.control_runs):
     run_clusters(name, training), run_style(name)
+  if PRETRAINED in f.runs and not f.pretrain.steps:
+    raise ValueError("config.flan_mini.runs has 'pretrained' but pretrain.steps is 0")
+
+
+def held_out_config(config, cluster: str, seed: int):
+  """The config of one held-out setting: `cluster` held out, stage B trained with `seed`."""
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    c.flan_mini.held_out = (cluster,)
+    c.train.seed = seed
+  return c
+
+
+def run_all(config, workdir: str, backend=None) -> dict[str, dict]:
+  """Stage A once; then per held-out cluster (one at a time) and seed, every run. Report groups."""
+  f = config.flan_mini
+  backend = backend or SeqioBackend(f)
+  pretrained = stage_a(config, workdir)
+  groups = {}
+  for i, cluster in enumerate(f.held_out):
+    runs = collections.defaultdict(list)
+    names = list(f.runs) + (list(f.control_runs) if i == 0 else [])
+    for name in names:
+      # P is not trained further: one evaluation, whatever the stage-B seed.
+      seeds = f.seeds[:1] if name == PRETRAINED else f.seeds
+      for seed in seeds:
+        c = held_out_config(config, cluster, seed)
+        training = training_clusters(c.flan_mini)
+        check_runs(c.flan_mini, training)
+        runs[name].append(train_and_evaluate(
+            c, name, os.path.join(workdir, cluster, f"seed{seed}"), training, backend,
+            init_from=pretrained))
+    groups[cluster] = group([cluster], runs)
+  return groups
 
 
 def main(argv):
@@ -317,15 +430,9 @@ def main(argv):
   config = _CONFIG.value
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
-  f = config.flan_mini
-  backend = SeqioBackend(f)
-  training = training_clusters(f)
-  check_runs(f, training)
   start = time.time()
-  results = {}
-  for name in f.runs:
-    results[name] = train_and_evaluate(config, name, workdir, training, backend)
-  report(config, results, training, workdir, wall_seconds=time.time() - start)
+  groups = run_all(config, workdir)
+  report(config, groups, workdir, wall_seconds=time.time() - start)
 
 
 if __name__ == "__main__":
