@@ -57,7 +57,8 @@ def _microbatches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array
 
 def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
                     schedule: optax.Schedule, *, loss: LossOptions,
-                    microbatches: int = 1, dropout: bool = False
+                    microbatches: int = 1, dropout: bool = False,
+                    penalty: Callable[[Any, dict], jax.Array] | None = None
                     ) -> Callable[[dict, dict], tuple[dict, dict]]:
   """Builds `train_step(state, batch) -> (state, metrics)`.
 
@@ -69,6 +70,9 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
     loss: loss options.
     microbatches: gradient accumulation over this many micro-batches.
     dropout: whether to pass a dropout key to the model.
+    penalty: `penalty(trainable, state["reg"]) -> scalar` added to the
+      objective once per step (not per micro-batch), e.g. a
+      `regularizers.Penalty`; logged as `penalty`, apart from `loss`.
   """
 
   def train_step(state, batch):
@@ -104,6 +108,11 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
       (value, stats, grads), _ = jax.lax.scan(
           body, (value, stats, grads), (jnp.arange(microbatches), mbs))
 
+    extra = {}
+    if penalty is not None:
+      pen, pen_grads = jax.value_and_grad(penalty)(trainable, state["reg"])
+      grads = jax.tree.map(jnp.add, grads, pen_grads)
+      extra = {"penalty": pen, "reg": state["reg"]}
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], trainable)
     new_trainable = optax.apply_updates(trainable, updates)
@@ -113,6 +122,8 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
         "opt_state": opt_state,
         "rng": state["rng"],
     }
+    if "reg" in extra:
+      new_state["reg"] = extra["reg"]
     tokens = jnp.maximum(stats["weight_sum"], 1.0)
     metrics = {
         "loss": value,
@@ -125,6 +136,8 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
         "finite": jnp.isfinite(value) & jnp.isfinite(grad_norm),
         "skipped_steps": optimizers.skipped_steps(opt_state),
     }
+    if "penalty" in extra:
+      metrics["penalty"] = extra["penalty"]
     return new_state, metrics
 
   return train_step

@@ -31,6 +31,7 @@ from t5tune.train import checkpoints
 from t5tune.train import experiment
 from t5tune.train import hooks
 from t5tune.train import optimizers
+from t5tune.train import regularizers
 from t5tune.train import steps as steps_lib
 
 EvalFn = Callable[[Any, int], dict]
@@ -108,9 +109,17 @@ class Trainer:
                eval_iter_fn: Callable[[], Iterator] | None = None,
                eval_fns: Sequence[EvalFn] = (),
                mesh: jax.sharding.Mesh | None = None,
-               extra_hooks: Sequence[hooks.Hook] = ()):
+               extra_hooks: Sequence[hooks.Hook] = (),
+               initial_params: Callable[["Trainer"], dict] | None = None,
+               penalty: regularizers.Penalty | None = None,
+               anchors: Callable[["Trainer", dict], dict] | None = None):
     self.config = config
     self.hooks = list(extra_hooks)
+    # Continual tuning (t5tune.train.continual): where a fresh run's parameters
+    # come from, and a penalty toward anchors kept in the train state as "reg".
+    self._initial_params = initial_params
+    self.penalty = penalty if penalty is not None and penalty.active else None
+    self._anchors = anchors
     self.workdir = os.path.abspath(workdir)
     self.eval_fns = list(eval_fns)
     # A caller's mesh may use a subset of the devices (tests, notebooks).
@@ -145,6 +154,8 @@ class Trainer:
         skip_nonfinite=config.train.nonfinite == "skip")
     self.state_shardings, self.abstract_state = steps_lib.state_shardings(
         self.tx, abstract_params, param_shardings, self.mask, self.mesh)
+    if self.penalty is not None:
+      self._add_reg_state(abstract_params, param_shardings)
     self.loss = steps_lib.LossOptions(
         normalization=config.train.loss_normalization,
         constant=config.train.loss_normalizing_factor,
@@ -152,7 +163,7 @@ class Trainer:
     self.train_step = steps_lib.make_train_step(
         self.graphdef, self.tx, self.mask, self.schedule, loss=self.loss,
         microbatches=config.train.microbatches,
-        dropout=self.model_cfg.dropout_rate > 0)
+        dropout=self.model_cfg.dropout_rate > 0, penalty=self.penalty)
     self.eval_step = steps_lib.make_eval_step(self.graphdef, loss=self.loss)
 
     self.train_iter = train_iter
@@ -164,6 +175,17 @@ class Trainer:
         best_mode=config.eval.mode, async_save=config.checkpoint.async_save)
 
   # -- state ------------------------------------------------------------------
+
+  def _add_reg_state(self, abstract_params: dict, param_shardings: dict):
+    """state["reg"]: the penalty's anchor (and Fisher) over the trainable parameters."""
+    trainable, _ = optimizers.split_trainable(abstract_params, self.mask)
+    trainable_sh, _ = optimizers.split_trainable(param_shardings, self.mask)
+    keys = ("anchor", "fisher") if self.penalty.ewc else ("anchor",)
+    self.state_shardings["reg"] = {k: trainable_sh for k in keys}
+    self.abstract_state["reg"] = {
+        k: jax.tree.map(lambda a, sh, k=k: jax.ShapeDtypeStruct(
+            a.shape, jnp.float32 if k == "fisher" else a.dtype, sharding=sh),
+                        trainable, trainable_sh) for k in keys}
 
   def _params_nnx(self, params: dict) -> nnx.State:
     """The nnx.State form saved under params/ (what load_model reads)."""
@@ -180,6 +202,17 @@ class Trainer:
             iterator=self.train_iter)
       logging.info("resumed from %s", self.checkpointer.step_dir(latest))
       return {**rest, "params": nnx.to_pure_dict(params)}, True
+    state = steps_lib.init_state(self.tx, self.fresh_params(), self.mask,
+                                 self.state_shardings, self.config.seed)
+    if self.penalty is not None:
+      state["reg"] = jax.device_put(self._anchors(self, state["params"]),
+                                    self.state_shardings["reg"])
+    return state, False
+
+  def fresh_params(self) -> dict:
+    """The parameters a run without checkpoints starts from (pure dict)."""
+    if self._initial_params is not None:
+      return self._initial_params(self)
     if self.config.init_from:
       from t5tune.convert import loading
       model = loading.load_model(self.config.init_from, self.mesh,
@@ -187,9 +220,7 @@ class Trainer:
       logging.info("initial parameters from %s", self.config.init_from)
     else:
       model = t5.build_model(self.model_cfg, self.mesh, seed=self.config.seed)
-    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return steps_lib.init_state(self.tx, params, self.mask, self.state_shardings,
-                                self.config.seed), False
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
   def save(self, state: dict, *, metrics: dict | None = None, force: bool = False) -> bool:
     rest = {k: v for k, v in state.items() if k != "params"}

@@ -1,0 +1,90 @@
+"""Penalties toward earlier weights for continual tuning: L2-SP, EWC, and EWC's diagonal Fisher.
+
+    L2-SP (Li et al. 2018):   l2sp / 2 * sum_i (theta_i - anchor_i)^2
+    EWC (Kirkpatrick et al. 2017), online form (Schwarz et al. 2018):
+                              ewc / 2 * sum_i F_i (theta_i - anchor_i)^2
+
+over the trainable parameters. The anchor is the stage's starting weights
+(the previous stage's final ones); F is the sum of the diagonal Fishers
+estimated at the end of each earlier stage (online EWC with decay 1, so one
+anchor and one Fisher are kept instead of one per stage). The empirical
+Fisher of a stage is the mean over its examples of the squared gradient of
+the example's summed target log-likelihood, computed one example at a time
+(`lax.scan`), so memory stays at one gradient whatever the batch.
+
+The penalty enters the train step through `Penalty` (see steps.make_train_step)
+and is logged as train/penalty, apart from the task loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from t5tune.train import optimizers
+
+
+@dataclasses.dataclass(frozen=True)
+class Penalty:
+  """Weights of the two penalties; `reg` holds {"anchor": tree, "fisher": tree (EWC only)}."""
+  l2sp: float = 0.0
+  ewc: float = 0.0
+
+  @property
+  def active(self) -> bool:
+    return bool(self.l2sp or self.ewc)
+
+  def __call__(self, trainable: Any, reg: dict) -> jax.Array:
+    return penalty(trainable, reg, l2sp=self.l2sp, ewc=self.ewc)
+
+
+def _sum(tree) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return sum((jnp.sum(x) for x in leaves), jnp.zeros((), jnp.float32))
+
+
+def penalty(trainable: Any, reg: dict, *, l2sp: float, ewc: float) -> jax.Array:
+  """The summed penalty; `trainable`, reg["anchor"] and reg["fisher"] share one structure."""
+  diff_sq = jax.tree.map(lambda p, a: jnp.square(p.astype(jnp.float32) - a.astype(jnp.float32)),
+                         trainable, reg["anchor"])
+  total = jnp.zeros((), jnp.float32)
+  if l2sp:
+    total = total + 0.5 * l2sp * _sum(diff_sq)
+  if ewc:
+    total = total + 0.5 * ewc * _sum(jax.tree.map(jnp.multiply, reg["fisher"], diff_sq))
+  return total
+
+
+def make_fisher_fn(graphdef: Any, mask: Any) -> Callable[[dict, dict], Any]:
+  """`fisher_sum(params, batch) -> tree` of summed squared per-example gradients (trainable only).
+
+  Divide the sum over batches by the number of examples (rows with targets).
+  """
+  def example_loglik(trainable, frozen, example):
+    model = nnx.merge(graphdef, optimizers.merge_trainable(trainable, frozen))
+    batch = jax.tree.map(lambda x: x[None], example)
+    logits = model(batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    target = jnp.take_along_axis(logp, batch["decoder_target_tokens"][..., None], axis=-1)[..., 0]
+    return jnp.sum(target * batch["decoder_loss_weights"])
+
+  grad_fn = jax.grad(example_loglik)
+
+  def fisher_sum(params, batch):
+    trainable, frozen = optimizers.split_trainable(params, mask)
+    keys = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
+            "decoder_loss_weights")
+    examples = {k: batch[k] for k in keys}
+
+    def body(acc, example):
+      g = grad_fn(trainable, frozen, example)
+      return jax.tree.map(lambda a, x: a + jnp.square(x.astype(jnp.float32)), acc, g), None
+
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), trainable)
+    total, _ = jax.lax.scan(body, zeros, examples)
+    return total
+
+  return fisher_sum
