@@ -12,6 +12,7 @@ COMMANDS = {
     "info": "t5tune.cli.info",
     "convert": "t5tune.cli.convert",
     "train": "t5tune.cli.train",
+    "continual": "t5tune.cli.continual",
     "evaluate": "t5tune.cli.evaluate",
     "predict": "t5tune.cli.predict",
     "data": "t5tune.cli.data",
@@ -24,6 +25,7 @@ commands:
   info      parameter count, per-component breakdown and FLOPs of a model config
   convert   hf-to-t5tune | t5tune-to-hf | t5x-to-t5tune weight conversion
   train     train from an experiment config
+  continual train a config's stages in sequence; accuracy matrix, BWT, FWT
   evaluate  evaluate a checkpoint on tasks or mixtures
   predict   decode instructions from a JSONL file
   data      list | report | train-vocab | near-duplicates | contamination | label-issues | generate
