@@ -329,7 +329,7 @@ class Continual:
     tensors = {}
     for p, node in lora_nodes(params):
       for key in ("lora_a", "lora_b"):
-        tensors["/".join(p + (key,))] = np.asarray(jax.device_get(node[key]))
+        tensors["/".join(map(str, p + (key,)))] = np.asarray(jax.device_get(node[key]))
     tmp = f"{path}.tmp"
     safetensors.numpy.save_file(tensors, tmp)
     os.replace(tmp, path)
@@ -352,7 +352,7 @@ class Continual:
     adapters = {n: safetensors.numpy.load_file(os.path.join(self.stage_dir(n), "adapter.safetensors"))
                 for n in self.order if n in merge}
     for p, node in lora_nodes(params):
-      key = "/".join(p)
+      key = "/".join(map(str, p))
       for n in self.order:
         if n in adapters:
           node["kernel"] = node["kernel"] + scale * (adapters[n][key + "/lora_a"]

@@ -219,7 +219,8 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
   for key, value in adapter1.items():
     *path, leaf = key.split("/")
     node1, node2 = s1, s2
-    for p in path:
+    for p in path:  # layer indices are int keys in the parameter tree
+      p = int(p) if p.isdigit() else p
       node1, node2 = node1[p], node2[p]
     np.testing.assert_array_equal(node1[leaf], value)  # the adapter file is stage 1's LoRA
     if leaf == "lora_b":
