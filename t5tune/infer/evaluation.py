@@ -354,16 +354,40 @@ class TaskEvaluator:
         if ex["options"]:
           line["options"] = ex["options"]
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
 
   def _write_metrics(self, step: int, results: Mapping[str, Mapping[str, float]]) -> None:
     path = os.path.join(self.output_dir, METRICS_FILE)
     with open(path + ".tmp", "w") as f:
       json.dump({"step": step, "tasks": results}, f, indent=2, sort_keys=True)
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
-    with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as f:
-      for task, values in results.items():
-        f.write(json.dumps({"step": step, "task": task, **values}) + "\n")
+    # One write of whole lines: a kill leaves every earlier row and no torn one.
+    rows = "".join(json.dumps({"step": step, "task": task, **values}) + "\n"
+                   for task, values in results.items())
+    jsonl = os.path.join(self.output_dir, "metrics.jsonl")
+    _drop_torn_tail(jsonl)
+    fd = os.open(jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      os.write(fd, rows.encode("utf-8"))
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+def _drop_torn_tail(path: str) -> None:
+  """Cuts a partial last line (a write the system died in) so appended rows start whole."""
+  if not os.path.exists(path):
+    return
+  with open(path, "rb") as f:
+    data = f.read()
+  end = data.rfind(b"\n") + 1
+  if end < len(data):
+    with open(path, "r+b") as f:
+      f.truncate(end)
 
 
 def side_by_side(results: Mapping[str, Mapping[str, float]],
