@@ -149,7 +149,7 @@ CLI = [
         2, "no such model directory", "check --checkpoint"),
     Row("eval-task", "evaluate", "misspelt task name",
         ("evaluate", "--config={repo}/configs/experiments/tiny.py", "--checkpoint={scene}/model",
-         "--tasks=t5tune_test_sentimant"), 2, "Did you mean 't5tune_test_sentiment'",
+         "--tasks=t5tune_demo_sentimant"), 2, "Did you mean 't5tune_demo_sentiment'",
         "use a registered task (`t5tune data list`)"),
 ]
 
