@@ -45,6 +45,7 @@ import numpy as np
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
+from t5tune.infer import jsonl_append
 from t5tune.infer import scoring
 
 # Template kinds whose targets are not one of the options.
@@ -369,25 +370,8 @@ class TaskEvaluator:
     rows = "".join(json.dumps({"step": step, "task": task, **values}) + "\n"
                    for task, values in results.items())
     jsonl = os.path.join(self.output_dir, "metrics.jsonl")
-    _drop_torn_tail(jsonl)
-    fd = os.open(jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-      os.write(fd, rows.encode("utf-8"))
-      os.fsync(fd)
-    finally:
-      os.close(fd)
-
-
-def _drop_torn_tail(path: str) -> None:
-  """Cuts a partial last line (a write the system died in) so appended rows start whole."""
-  if not os.path.exists(path):
-    return
-  with open(path, "rb") as f:
-    data = f.read()
-  end = data.rfind(b"\n") + 1
-  if end < len(data):
-    with open(path, "r+b") as f:
-      f.truncate(end)
+    jsonl_append.drop_torn_tail(jsonl)
+    jsonl_append.append_lines(jsonl, [rows])
 
 
 def side_by_side(results: Mapping[str, Mapping[str, float]],

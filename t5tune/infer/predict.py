@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
+from t5tune.infer import jsonl_append
 
 INPUT_FIELD = "inputs"
 PRODUCER_SUFFIX = ".producer.json"
@@ -99,13 +100,7 @@ def completed_lines(output_path: str, prompts: Sequence[str]) -> int:
   """Lines already predicted; a torn last line is cut off, a foreign output refused."""
   if not os.path.exists(output_path):
     return 0
-  with open(output_path, "rb") as f:
-    data = f.read()
-  end = data.rfind(b"\n") + 1
-  if end < len(data):
-    with open(output_path, "r+b") as f:
-      f.truncate(end)
-  lines = data[:end].splitlines()
+  lines = jsonl_append.drop_torn_tail(output_path).splitlines()
   for i, raw in enumerate(lines):
     try:
       rec = json.loads(raw)
@@ -195,15 +190,6 @@ def _write_producer(output_path: str, producer: dict[str, Any]) -> None:
   os.replace(tmp, path)
 
 
-def _append(output_path: str, lines: list[str]) -> None:
-  fd = os.open(output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-  try:
-    os.write(fd, "".join(lines).encode("utf-8"))
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
 def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = None,
                  template: str | None = None, options: decoding.DecodeOptions = decoding.DecodeOptions(),
                  batch_size: int = 16, chunk_size: int = 64, max_input_len: int | None = None,
@@ -248,7 +234,7 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
           "prediction": api.decode_tokens(vocabulary, out.tokens[row]),
           "score": float(out.scores[row])}, ensure_ascii=False) + "\n")
     if len(pending) >= chunk_size or end == len(prompts):
-      _append(output_path, pending)
+      jsonl_append.append_lines(output_path, pending)
       written += len(pending)
       if bar is not None:
         bar.update(len(pending))
