@@ -29,6 +29,7 @@ from t5tune.models import paths
 from t5tune.models import t5
 from t5tune.train import checkpoints
 from t5tune.train import experiment
+from t5tune.train import divergence
 from t5tune.train import hooks
 from t5tune.train import optimizers
 from t5tune.train import steps as steps_lib
@@ -273,6 +274,7 @@ class Trainer:
     return [
         bar,
         hooks.LogTrain(config.train.log_every, window, logger, bar),
+        divergence.Divergence(),  # before saving: a diverged state is not checkpointed
         hooks.Evaluate(config.eval.every, lambda p, s: self.evaluate(p, s, jitted_eval),
                        logger, window, actions=(stopping,)),
         hooks.Save(config.checkpoint.every, self.save, window, self.checkpointer.all_steps),

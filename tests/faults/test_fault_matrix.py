@@ -247,3 +247,32 @@ def test_show_config_describes_every_key_and_help_lists_flags():
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0 and "--[no]overwrite" in proc.stdout and "--num_beams" in proc.stdout
   assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("losses, grads, expect", [
+    ([2.0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5], [1.0] * 7, "has not changed for 6 logs"),
+    ([2.0, 1.9, 1.8, 1.7, 1.6], [0.0] * 5, "gradient norm has been exactly 0 for 5 logs"),
+    ([2.0, 1.0, 0.5, 80.0], [1.0] * 4, "rose to 80, over 100x"),
+])
+def test_divergence_is_reported_with_its_step(losses, grads, expect):
+  from t5tune.train import divergence
+  from t5tune.train import hooks
+  hook = divergence.Divergence()
+  loop = hooks.LoopState(state={}, step=0, total=100)
+  with pytest.raises(errors.TrainingFault, match=expect) as info:
+    for i, (loss, grad) in enumerate(zip(losses, grads)):
+      loop.step = 10 * (i + 1)
+      loop.train_metrics = {"loss": loss, "grad_norm": grad}
+      hook.after_step(loop)
+      hook.after_step(loop)  # a step without a new log changes nothing
+  assert info.value.where == f"step {10 * len(losses)}"
+
+
+def test_healthy_noisy_loss_is_not_divergence():
+  from t5tune.train import divergence
+  from t5tune.train import hooks
+  hook = divergence.Divergence()
+  loop = hooks.LoopState(state={}, step=0, total=100)
+  for i, loss in enumerate([5.0, 3.0, 3.2, 2.9, 3.1, 2.5, 4.0, 2.4]):
+    loop.step, loop.train_metrics = i + 1, {"loss": loss, "grad_norm": 0.5}
+    hook.after_step(loop)
