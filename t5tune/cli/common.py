@@ -11,6 +11,7 @@ Commands never call `sys.exit` with a message or raise `app.UsageError`.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -96,10 +97,43 @@ def import_modules(modules: Sequence[str], where: str = "--module") -> None:
       raise
 
 
+@contextlib.contextmanager
+def _c_library_output_dropped(drop: bool):
+  """Sends what C++ libraries write to file descriptor 2 to /dev/null; Python's sys.stderr stays.
+
+  TensorFlow and XLA log through C++ (e.g. "Could not find cuda drivers")
+  before any setting of theirs can silence them; t5tune's own lines, progress
+  bars and Python warnings go through sys.stderr, which keeps the real stream.
+  """
+  if not drop:
+    yield
+    return
+  sys.stderr.flush()
+  real = os.dup(2)
+  null = os.open(os.devnull, os.O_WRONLY)
+  saved_stderr = sys.stderr
+  sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, encoding="utf-8", errors="replace")
+  os.dup2(null, 2)
+  os.close(null)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(real, 2)
+    os.close(real)
+    sys.stderr.close()
+    sys.stderr = saved_stderr
+
+
 def run(command: str, module_name: str, args: Sequence[str], usage: str = "") -> None:
   """Runs sub-command `module_name` (which defines absl flags and `main(argv)`) on `args`; exits."""
   verbose = verbose_requested(args)
   quiet_start_up(verbose)
+  with _c_library_output_dropped(not verbose):
+    _run(command, module_name, args, usage, verbose)
+
+
+def _run(command, module_name, args, usage, verbose):
   try:
     module = importlib.import_module(module_name)
   except errors.T5tuneError as e:
@@ -107,13 +141,26 @@ def run(command: str, module_name: str, args: Sequence[str], usage: str = "") ->
   from absl import app
 
   if any(a in _HELP_ARGS for a in args):
-    print(help_text(command, module, usage))
+    try:
+      print(help_text(command, module, usage))
+      sys.stdout.flush()
+    except BrokenPipeError:  # `t5tune CMD --help | head`
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
+  for arg in args:
+    # ml_collections defers a missing config file to a multi-line OSError at first use.
+    path = arg[len("--config="):].partition(":")[0] if arg.startswith("--config=") else ""
+    if path.endswith(".py") and not os.path.isfile(path):
+      sys.exit(report(command, errors.InputError(
+          "no such config file", where=arg,
+          fix="give a Python file with get_config(), e.g. configs/experiments/tiny.py"), verbose))
 
   def parse(argv):
     try:
       return flags.FLAGS(argv)
     except flags.Error as e:
+      if "'config." in str(e):  # an override of a key the config file lacks
+        sys.exit(report(command, config_override_error(argv, e), verbose))
       sys.exit(report(command, errors.UsageError(
           str(e), fix=f"`t5tune {command} --help` lists the flags"), verbose))
     except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -137,11 +184,80 @@ def run(command: str, module_name: str, args: Sequence[str], usage: str = "") ->
 
 
 def config_override_error(argv: Sequence[str], error: Exception) -> errors.UsageError:
-  """A one-line UsageError for a bad `--config.KEY=VALUE` (filled in by `config_keys`)."""
+  """A one-line UsageError for a bad `--config.KEY=VALUE`, naming the closest valid keys.
+
+  ml_collections names only the last path component; the full key and the
+  closest keys at any depth are found by walking the config file's keys.
+  """
+  config = None
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec:
+    try:
+      config = load_config_file(spec)
+    except Exception:  # pylint: disable=broad-except
+      config = None  # reported below from ml_collections' own message
+  if config is not None:
+    keys = flat_keys(config)
+    for arg in argv:
+      if not arg.startswith("--config."):
+        continue
+      key = arg[len("--config."):].split("=", 1)[0]
+      if key not in keys and not any(k.startswith(key + ".") for k in keys):
+        close = closest_keys(key, keys)
+        return errors.UsageError(
+            f"unknown config key {key!r}" + (f"; closest: {', '.join(close)}" if close else ""),
+            where=f"--config.{key}", fix="`--show_config` lists every key with its meaning")
   text = str(error.args[0] if error.args else error).replace("\\n", "\n").replace("\\'", "'")
   message = " ".join(part.strip(" '\"") for part in text.splitlines() if part.strip(" '\""))
   return errors.UsageError(f"bad --config override: {message}", where="--config",
                            fix="`--show_config` lists the keys")
+
+
+def load_config_file(spec: str):
+  """`get_config(arg)` of a config file given as FILE[:ARG] (an InputError if there is no FILE)."""
+  import importlib.util
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise errors.InputError("no such config file", where=f"--config={spec}",
+                            fix="give a Python file with get_config(), e.g. configs/experiments/tiny.py")
+  module_spec = importlib.util.spec_from_file_location("_t5tune_config_file", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def flat_keys(config, prefix: str = "") -> list[str]:
+  """Every leaf key of a ConfigDict as a dotted path."""
+  out = []
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if hasattr(value, "items") and not isinstance(value, dict):
+      out.extend(flat_keys(value, path + "."))
+    else:
+      out.append(path)
+  return out
+
+
+def _initials(name: str) -> str:
+  return "".join(part[0] for part in name.split("_") if part)
+
+
+def closest_keys(key: str, keys: Sequence[str], n: int = 3) -> list[str]:
+  """The valid dotted keys closest to a misspelt `key`, at any depth.
+
+  difflib's closeness on the whole path and on the last component, plus
+  abbreviations (`lr` for `learning_rate`) among the keys of the same section.
+  """
+  import difflib
+  parent, _, leaf = key.rpartition(".")
+  same_section = [k for k in keys if k.rpartition(".")[0] == parent]
+  picked = [k for k in same_section
+            if _initials(k.rpartition(".")[2]) == leaf or k.rpartition(".")[2].startswith(leaf)]
+  leaves = {k.rpartition(".")[2]: k for k in same_section}
+  picked += [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=n)]
+  if not picked:  # a misspelt section: compare whole paths
+    picked = difflib.get_close_matches(key, list(keys), n=n)
+  return list(dict.fromkeys(picked))[:n]
 
 
 def help_text(command: str, module, usage: str = "") -> str:

@@ -18,6 +18,9 @@ _CONFIG = flags.DEFINE_string(
 _FEED_FORWARD = flags.DEFINE_enum(
     "feed_forward_proj", None, ["relu", "gelu", "gated-gelu", "gated-silu", "gated-relu"],
     "t5x-to-t5tune: the MLP activation when no --config gives it.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace an existing --output, only if it is a model directory of the"
+    " same kind (a directory holding anything else is never replaced).")
 
 DIRECTIONS = ("hf-to-t5tune", "t5tune-to-hf", "t5x-to-t5tune")
 
@@ -32,9 +35,9 @@ def main(argv):
   common.require([_INPUT, _OUTPUT], "convert")
   from t5tune.convert import loading
   if argv[1] == "hf-to-t5tune":
-    cfg = loading.hf_to_t5tune(_INPUT.value, _OUTPUT.value)
+    cfg = loading.hf_to_t5tune(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
   elif argv[1] == "t5tune-to-hf":
-    cfg = loading.t5tune_to_hf(_INPUT.value, _OUTPUT.value)
+    cfg = loading.t5tune_to_hf(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
   else:
     from t5tune.convert import t5x
     imported = t5x.t5x_to_t5tune(_INPUT.value, _OUTPUT.value, _CONFIG.value,

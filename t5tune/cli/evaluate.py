@@ -18,6 +18,7 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
+from t5tune import errors
 from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experiment) config file.")
@@ -63,6 +64,10 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   from t5tune import sharding
   from t5tune.convert import loading
   from t5tune.infer import evaluation
+  if not os.path.isdir(checkpoint):  # before any dataset is read
+    raise errors.InputError("no such model directory", where=f"--checkpoint={checkpoint}",
+                            fix="give a t5tune model dir, a checkpoint step, a checkpoints/ dir"
+                            " or a Hugging Face T5 dir")
   config, config_modules = evaluation_config(config)
   common.import_modules(config_modules, where="--config (data.modules / modules)")
   common.import_modules(modules)

@@ -41,17 +41,9 @@ def resolve(spec: str) -> model_config.T5Config:
   if os.path.isdir(spec):
     from t5tune.convert import loading
     return loading.read_config(spec)
-  if spec.endswith(".py"):
-    if not os.path.isfile(spec):
-      raise errors.InputError("no such file", where=f"--config={spec}",
-                              fix="give a preset name, a configs/models/*.py file or a model dir")
-    import importlib.util
-    module_spec = importlib.util.spec_from_file_location("_t5tune_model_config", spec)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
   try:
     if spec.endswith(".py"):
-      return model_config.from_dict(module.get_config().to_dict())
+      return model_config.from_dict(common.load_config_file(spec).to_dict())
     return model_config.preset(spec)
   except ValueError as e:
     raise errors.UsageError(str(e), where=f"--config={spec}",

@@ -9,8 +9,12 @@
 Hugging Face T5 directory. Rerunning the same command after an interruption
 continues where it stopped (see t5tune.infer.predict).
 """
+import hashlib
+import os
+
 from absl import flags
 
+from t5tune import errors
 from t5tune.cli import common
 from t5tune.infer import decoding
 
@@ -31,23 +35,72 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed (line N uses fold_in(key(
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Lines decoded together.")
 _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 64, "Lines written (and fsynced) together.")
 _MESH_SHAPE = flags.DEFINE_list("mesh_shape", ["-1", "1", "1"], "(data, fsdp, tensor) mesh shape.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Start --output over (only a predictions file t5tune wrote is replaced);"
+    " without it a rerun continues an output of the same checkpoint and settings.")
+
+
+def _check_numbers():
+  for holder, low in ((_MAX_DECODE_LEN, 1), (_NUM_BEAMS, 1), (_BATCH_SIZE, 1), (_CHUNK_SIZE, 1),
+                      (_TOP_K, 0), (_MAX_INPUT_LEN, 2)):
+    if holder.value is not None and holder.value < low:
+      raise errors.UsageError(f"--{holder.name}={holder.value} must be at least {low}",
+                              where=f"--{holder.name}", fix=f"give a value >= {low}")
+  if not 0.0 < _TOP_P.value <= 1.0:
+    raise errors.UsageError(f"--top_p={_TOP_P.value} must be in (0, 1]", where="--top_p",
+                            fix="1 turns nucleus sampling off")
+  if _TEMPERATURE.value < 0:
+    raise errors.UsageError(f"--temperature={_TEMPERATURE.value} must be >= 0",
+                            where="--temperature", fix="0 is greedy")
+
+
+def producer(checkpoint: str, vocab: str | None) -> dict:
+  """What identifies the model of a predictions file: path, step, fingerprint, vocabulary, version."""
+  import t5tune
+  from t5tune.convert import model_dir
+  path = os.path.abspath(checkpoint)
+  base = os.path.basename(os.path.normpath(path))
+  return {"checkpoint": path, "step": int(base) if base.isdigit() else None,
+          "fingerprint": model_dir.fingerprint(path) or _file_fingerprint(path),
+          "vocab": vocab or "auto", "t5tune_version": t5tune.__version__}
+
+
+def _file_fingerprint(path: str) -> str:
+  """Without a checksum manifest (Hugging Face dirs): names, sizes and mtimes of the files."""
+  entries = sorted((n, os.stat(os.path.join(path, n)).st_size,
+                    os.stat(os.path.join(path, n)).st_mtime_ns)
+                   for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
+  return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def main(argv):
   common.no_extra_args(argv, "predict")
   common.require([_CHECKPOINT, _INPUT, _OUTPUT], "predict")
+  _check_numbers()
   from t5tune import sharding
   from t5tune.convert import loading
   from t5tune.infer import predict
-  predict.read_inputs(_INPUT.value, _TEMPLATE.value)  # fail fast, before loading
-  mesh = sharding.make_mesh([int(s) for s in _MESH_SHAPE.value])
-  model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
+  # Everything the user can get wrong is checked before the model is loaded.
+  if not os.path.isdir(_CHECKPOINT.value):
+    raise errors.InputError("no such model directory", where=f"--checkpoint={_CHECKPOINT.value}",
+                            fix="give a t5tune model dir, a checkpoint step or a Hugging Face T5 dir")
+  if _VOCAB.value not in (None, "byte") and not os.path.isfile(_VOCAB.value):
+    raise errors.InputError("no such SentencePiece model file", where=f"--vocab={_VOCAB.value}",
+                            fix="give 'byte' or the .model file the model was trained with")
+  predict.read_inputs(_INPUT.value, _TEMPLATE.value)
   options = decoding.DecodeOptions(
       method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value, temperature=_TEMPERATURE.value,
       top_k=_TOP_K.value, top_p=_TOP_P.value, num_beams=_NUM_BEAMS.value,
       length_penalty=_LENGTH_PENALTY.value)
+  made_by = producer(_CHECKPOINT.value, _VOCAB.value)
+  predict.check_output(_OUTPUT.value, predict.full_producer(
+      made_by, template=_TEMPLATE.value, max_input_len=_MAX_INPUT_LEN.value, seed=_SEED.value,
+      options=options), _OVERWRITE.value)
+  mesh = sharding.make_mesh([int(s) for s in _MESH_SHAPE.value])
+  model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
   n = predict.predict_file(
       model, _INPUT.value, _OUTPUT.value, vocabulary=_VOCAB.value, template=_TEMPLATE.value,
       options=options, batch_size=_BATCH_SIZE.value, chunk_size=_CHUNK_SIZE.value,
-      max_input_len=_MAX_INPUT_LEN.value, seed=_SEED.value)
+      max_input_len=_MAX_INPUT_LEN.value, seed=_SEED.value, producer=made_by,
+      overwrite=_OVERWRITE.value)
   print(f"wrote {n} predictions to {_OUTPUT.value}")

@@ -31,6 +31,9 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for multi-process training.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_SHOW_CONFIG = flags.DEFINE_bool(
+    "show_config", False, "Print the resolved config (file + overrides), one key a line with its"
+    " meaning, and exit without training.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with auto-detected settings"
     " (TPU pods, SLURM) even without --coordinator_address.")
@@ -43,9 +46,21 @@ class _QuietLibraries(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
+def show_config(config) -> str:
+  from t5tune.cli import config_help
+  from t5tune.infer import evaluation
+  from t5tune.train import experiment
+  table = config_help.descriptions(experiment.default_config, evaluation.default_config)
+  return "\n".join(config_help.render(config, table))
+
+
 def main(argv):
   common.no_extra_args(argv, "train")
-  common.require([_CONFIG, _WORKDIR], "train")
+  common.require([_CONFIG], "train")
+  if _SHOW_CONFIG.value:
+    print(show_config(_CONFIG.value))
+    return
+  common.require([_WORKDIR], "train")
   for handler in std_logging.getLogger("absl").handlers + std_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
   import jax

@@ -91,6 +91,7 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
     raise errors.InputError("no such model directory", where=path,
                             fix="give a t5tune model dir, a checkpoint step or a Hugging Face T5 dir")
   if model_dir.is_t5tune_dir(path):
+    model_dir.verify_checksums(path)
     saved = read_config(path)
     cfg = saved.replace(**config_overrides)
     _, abstract = nnx.split(t5.abstract_model(saved, mesh), nnx.Param)
@@ -145,14 +146,46 @@ def merged_params(model: t5.Transformer) -> dict:
   return params
 
 
+_KINDS = {"t5tune": ("a t5tune model directory", model_dir.is_t5tune_dir),
+          "hf": ("a Hugging Face T5 directory", hf.is_hf_dir)}
+
+
+def check_output(path: str, kind: str, overwrite: bool = False) -> None:
+  """Refuses an output that cannot or must not be written, before any heavy work.
+
+  An existing `path` is replaced only with `overwrite` and only if it is the
+  same kind of thing (`kind`: "t5tune" or "hf"); a directory holding anything
+  else is never replaced. A parent that is a file is reported here too.
+  """
+  path = os.path.abspath(os.fspath(path))
+  label, is_kind = _KINDS[kind]
+  if os.path.lexists(path):
+    if not overwrite:
+      raise errors.OutputExistsError(
+          "the output exists", where=path,
+          fix=f"choose another output, or pass --overwrite (overwrite=True) to replace {label}")
+    if not (os.path.isdir(path) and is_kind(path)):
+      raise errors.OutputExistsError(
+          f"the output exists and is not {label}; refusing to replace it", where=path,
+          fix="choose another output (a new or empty path)")
+  parent = os.path.dirname(path)
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if parent and not os.path.isdir(parent):
+    raise errors.OutputNotWritableError(
+        "the output's parent is a file", where=parent, fix="choose an output inside a directory")
+
+
 @contextlib.contextmanager
-def _writing_dir(path: str, kind: str):
+def _writing_dir(path: str, kind: str, overwrite: bool = False):
   """Yields a temporary sibling directory that replaces `path` once the block succeeds.
 
   A failed or interrupted write leaves `path` as it was (the temporary
-  directory is removed); an existing `path` is moved aside before the rename
-  and deleted only after it, so no moment leaves neither version on disk.
+  directory is removed); an existing `path` (allowed by `check_output`) is
+  moved aside before the rename and deleted only after it, so no moment
+  leaves neither version on disk.
   """
+  check_output(path, kind, overwrite)
   path = os.path.abspath(os.fspath(path))
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
@@ -172,28 +205,34 @@ def _writing_dir(path: str, kind: str):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_model(model: t5.Transformer, path: str) -> None:
-  """Writes `model` as a t5tune model directory, atomically."""
+def save_model(model: t5.Transformer, path: str, overwrite: bool = False) -> None:
+  """Writes `model` as a t5tune model directory, atomically, with checksums of its arrays.
+
+  An existing directory is replaced only with `overwrite=True`, and only if
+  it is a t5tune model directory.
+  """
   import orbax.checkpoint as ocp
-  with _writing_dir(path, "t5tune") as tmp:
+  with _writing_dir(path, "t5tune", overwrite) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(os.path.join(tmp, model_dir.PARAMS_DIR), nnx.state(model, nnx.Param))
       ckptr.wait_until_finished()
     with open(os.path.join(tmp, model_dir.CONFIG_FILE), "w") as f:
       json.dump(model_dir.config_document(model.config.to_dict()), f, indent=2)
+    model_dir.write_checksums(tmp)
 
 
-def write_hf_dir(path: str, cfg: model_config.T5Config, params) -> None:
+def write_hf_dir(path: str, cfg: model_config.T5Config, params, overwrite: bool = False) -> None:
   """Writes a Hugging Face T5 directory (config.json + model.safetensors), atomically."""
   tensors = hf.params_to_hf_tensors(params, cfg)
-  with _writing_dir(path, "hf") as tmp:
+  with _writing_dir(path, "hf", overwrite) as tmp:
     with open(os.path.join(tmp, "config.json"), "w") as f:
       json.dump(hf.config_to_hf(cfg), f, indent=2)
     safetensors.numpy.save_file(tensors, os.path.join(tmp, "model.safetensors"),
                                 metadata={"format": "pt"})
 
 
-def write_t5tune_dir(path: str, cfg: model_config.T5Config, params: dict, source: str) -> None:
+def write_t5tune_dir(path: str, cfg: model_config.T5Config, params: dict, source: str,
+                     overwrite: bool = False) -> None:
   """Writes nested parameter arrays (checked against `cfg`) as a t5tune model directory.
 
   The arrays are placed straight into the abstract model: nothing is randomly
@@ -201,19 +240,32 @@ def write_t5tune_dir(path: str, cfg: model_config.T5Config, params: dict, source
   """
   model = t5.abstract_model(cfg)
   _assign(model, params, source)
-  save_model(model, path)
+  save_model(model, path, overwrite)
 
 
-def hf_to_t5tune(input_dir: str, output_dir: str) -> model_config.T5Config:
+def _same_place(a: str, b: str) -> bool:
+  return os.path.abspath(os.fspath(a)) == os.path.abspath(os.fspath(b))
+
+
+def _check_conversion(input_dir: str, output_dir: str, kind: str, overwrite: bool) -> None:
+  if _same_place(input_dir, output_dir):
+    raise errors.UsageError("the output is the input", where=os.fspath(output_dir),
+                            fix="write the converted model to another directory")
+  check_output(output_dir, kind, overwrite)
+
+
+def hf_to_t5tune(input_dir: str, output_dir: str, overwrite: bool = False) -> model_config.T5Config:
   """Converts a HF T5 directory into a t5tune model directory (nothing partial on failure)."""
+  _check_conversion(input_dir, output_dir, "t5tune", overwrite)
   cfg, tensors = hf.read_hf_dir(input_dir)
   params = hf.hf_tensors_to_params(tensors, cfg, source=input_dir)  # validates first
-  write_t5tune_dir(output_dir, cfg, params, input_dir)
+  write_t5tune_dir(output_dir, cfg, params, input_dir, overwrite)
   return cfg
 
 
-def t5tune_to_hf(input_dir: str, output_dir: str) -> model_config.T5Config:
+def t5tune_to_hf(input_dir: str, output_dir: str, overwrite: bool = False) -> model_config.T5Config:
   """Writes a HF directory that `T5ForConditionalGeneration.from_pretrained` loads."""
+  _check_conversion(input_dir, output_dir, "hf", overwrite)
   model = load_model(input_dir)
-  write_hf_dir(output_dir, model.config, merged_params(model))
+  write_hf_dir(output_dir, model.config, merged_params(model), overwrite)
   return model.config

@@ -9,9 +9,10 @@ converting weights are `t5tune.errors.ConversionError`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from t5tune import errors
 
@@ -58,3 +59,76 @@ def not_a_model_dir(path: str) -> errors.ConversionError:
       "neither a t5tune model nor a Hugging Face T5 directory", where=path,
       fix=f"expected {CONFIG_FILE} with \"format\": \"{FORMAT}\" beside {PARAMS_DIR}/, or"
       f" {CONFIG_FILE} + model.safetensors")
+
+
+# -- checksums -------------------------------------------------------------------
+# orbax verifies neither array bytes nor files on restore (its metadata holds
+# shapes and dtypes only), so a model dir or checkpoint step carries a manifest
+# of SHA-256 digests of its array files, written atomically beside them.
+
+CHECKSUM_FILE = "checksums.json"
+_CHUNK = 1 << 22
+
+
+def _digest(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(_CHUNK), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _array_files(directory: str, items: Sequence[str]) -> list[str]:
+  out = []
+  for item in items:
+    root = os.path.join(directory, item)
+    for dirpath, _, names in os.walk(root):
+      out.extend(os.path.relpath(os.path.join(dirpath, n), directory) for n in names)
+  return sorted(out)
+
+
+def write_checksums(directory: str, items: Sequence[str] = (PARAMS_DIR,)) -> str:
+  """Writes `checksums.json` ({relative path: sha256}) for the files under `items`; returns it."""
+  manifest = {rel: _digest(os.path.join(directory, rel)) for rel in _array_files(directory, items)}
+  path = os.path.join(directory, CHECKSUM_FILE)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump({"algorithm": "sha256", "files": manifest}, f, indent=1, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  return path
+
+
+def fingerprint(directory: str) -> str | None:
+  """A short digest of the checksum manifest (None without one): names a model's exact bytes."""
+  path = os.path.join(directory, CHECKSUM_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def verify_checksums(directory: str) -> bool:
+  """Checks every file the manifest lists; False when there is no manifest (older dirs).
+
+  A missing, changed or unreadable file is a CheckpointError naming it.
+  """
+  path = os.path.join(directory, CHECKSUM_FILE)
+  if not os.path.isfile(path):
+    return False
+  fix = "the file is corrupt: restore it from a copy, or use an earlier checkpoint step"
+  try:
+    with open(path) as f:
+      files = json.load(f)["files"]
+  except (json.JSONDecodeError, KeyError, TypeError):
+    raise errors.CheckpointError("unreadable checksum manifest", where=path, fix=fix) from None
+  for rel, digest in files.items():
+    full = os.path.join(directory, rel)
+    if not os.path.isfile(full):
+      raise errors.CheckpointError("a file listed in the checksum manifest is missing",
+                                   where=full, fix=fix)
+    if _digest(full) != digest:
+      raise errors.CheckpointError("checksum mismatch: the file changed after it was written",
+                                   where=full, fix=fix)
+  return True

@@ -45,6 +45,7 @@ import numpy as np
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
+from t5tune.infer import jsonl_append
 from t5tune.infer import scoring
 
 # Template kinds whose targets are not one of the options.
@@ -354,16 +355,23 @@ class TaskEvaluator:
         if ex["options"]:
           line["options"] = ex["options"]
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
 
   def _write_metrics(self, step: int, results: Mapping[str, Mapping[str, float]]) -> None:
     path = os.path.join(self.output_dir, METRICS_FILE)
     with open(path + ".tmp", "w") as f:
       json.dump({"step": step, "tasks": results}, f, indent=2, sort_keys=True)
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
-    with open(os.path.join(self.output_dir, "metrics.jsonl"), "a") as f:
-      for task, values in results.items():
-        f.write(json.dumps({"step": step, "task": task, **values}) + "\n")
+    # One write of whole lines: a kill leaves every earlier row and no torn one.
+    rows = "".join(json.dumps({"step": step, "task": task, **values}) + "\n"
+                   for task, values in results.items())
+    jsonl = os.path.join(self.output_dir, "metrics.jsonl")
+    jsonl_append.drop_torn_tail(jsonl)
+    jsonl_append.append_lines(jsonl, [rows])
 
 
 def side_by_side(results: Mapping[str, Mapping[str, float]],

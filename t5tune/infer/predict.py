@@ -13,9 +13,16 @@ already there (dropping a torn last line, should the system have died
 mid-write), checks that they are the first lines of this input, and continues
 with the next one. Sampling uses `fold_in(key(seed), N)` per line, so a resumed
 run writes what an uninterrupted one would have.
+
+What produced the output (checkpoint path and step, its fingerprint, method
+and decoding options, vocabulary, template, seed, t5tune version) is written
+beside it in `OUTPUT.producer.json` before the first line. A rerun continues
+only for the same producer; another one is refused naming what differs, or
+starts over with `overwrite=True` (`--overwrite`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Callable, Sequence
@@ -23,8 +30,10 @@ from typing import Any, Callable, Sequence
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
+from t5tune.infer import jsonl_append
 
 INPUT_FIELD = "inputs"
+PRODUCER_SUFFIX = ".producer.json"
 _ONE_PER_LINE = "every line must be one JSON object (or a JSON string)"
 
 
@@ -46,8 +55,10 @@ def read_inputs(path: str, template: str | None = None) -> list[str]:
   """The prompt of every line of a JSONL file; InputError naming FILE:LINE for a bad line."""
   render = render_template(template) if template else None
   prompts = []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, start=1):
+  if not os.path.isfile(path):
+    raise errors.InputError("no such input file", where=path, fix="give a JSONL file")
+  with open(path, encoding="utf-8", errors="strict") as f:
+    for number, line in enumerate(_lines(f, path), start=1):
       where = f"{path}:{number}"
       if not line.strip():
         raise errors.InputError("empty line", where=where, fix=_ONE_PER_LINE)
@@ -77,17 +88,19 @@ def read_inputs(path: str, template: str | None = None) -> list[str]:
   return prompts
 
 
+def _lines(f, path):
+  try:
+    yield from f
+  except UnicodeDecodeError as e:
+    raise errors.InputError(f"not UTF-8 text ({e.reason})", where=path,
+                            fix="save the file as UTF-8 JSONL") from None
+
+
 def completed_lines(output_path: str, prompts: Sequence[str]) -> int:
   """Lines already predicted; a torn last line is cut off, a foreign output refused."""
   if not os.path.exists(output_path):
     return 0
-  with open(output_path, "rb") as f:
-    data = f.read()
-  end = data.rfind(b"\n") + 1
-  if end < len(data):
-    with open(output_path, "r+b") as f:
-      f.truncate(end)
-  lines = data[:end].splitlines()
+  lines = jsonl_append.drop_torn_tail(output_path).splitlines()
   for i, raw in enumerate(lines):
     try:
       rec = json.loads(raw)
@@ -106,24 +119,100 @@ def completed_lines(output_path: str, prompts: Sequence[str]) -> int:
   return len(lines)
 
 
-def _append(output_path: str, lines: list[str]) -> None:
-  fd = os.open(output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-  try:
-    os.write(fd, "".join(lines).encode("utf-8"))
-    os.fsync(fd)
-  finally:
-    os.close(fd)
+def producer_path(output_path: str) -> str:
+  return output_path + PRODUCER_SUFFIX
+
+
+def check_output(output_path: str, producer: dict[str, Any] | None, overwrite: bool = False) -> None:
+  """Before any model is loaded: the output can be written, and a resume is for the same producer.
+
+  With `overwrite`, an existing output is accepted only if it is of this kind
+  (a predictions file with its producer record); `predict_file` then starts it over.
+  """
+  parent = os.path.dirname(os.path.abspath(output_path)) or "."
+  if not os.path.isdir(parent):
+    raise errors.OutputNotWritableError(
+        "the output's directory does not exist" if not os.path.exists(parent)
+        else "the output's parent is not a directory", where=parent,
+        fix="create the directory or choose another --output")
+  if os.path.isdir(output_path):
+    raise errors.OutputExistsError("the output is a directory", where=output_path,
+                                   fix="give a file path for --output")
+  if not os.path.exists(output_path):
+    return
+  record = producer_path(output_path)
+  saved = None
+  if os.path.exists(record):
+    with open(record) as f:
+      try:
+        saved = json.load(f)
+      except json.JSONDecodeError:
+        saved = None
+  if overwrite:
+    if saved is None and os.path.getsize(output_path) > 0:
+      raise errors.OutputExistsError(
+          "the output exists and is not a t5tune predictions file (no producer record beside it);"
+          " refusing to replace it", where=output_path, fix="choose another --output")
+    return
+  if producer is None or os.path.getsize(output_path) == 0:
+    return
+  if saved is None:
+    raise errors.OutputExistsError(
+        "the output exists without a record of what produced it", where=output_path,
+        fix="choose another --output, or pass --overwrite to start it over")
+  producer = json.loads(json.dumps(producer))  # the form it was saved in (lists, not tuples)
+  differ = sorted(k for k in set(saved) | set(producer) if saved.get(k) != producer.get(k))
+  if differ:
+    changes = ", ".join(f"{k}: {saved.get(k)!r} -> {producer.get(k)!r}" for k in differ[:4])
+    raise errors.OutputExistsError(
+        f"the output was produced by other settings ({changes})", where=output_path,
+        fix="rerun with the same settings to continue it, choose another --output, or pass"
+        " --overwrite to start it over")
+
+
+def full_producer(producer: dict[str, Any] | None, *, template: str | None,
+                  max_input_len: int | None, seed: int,
+                  options: decoding.DecodeOptions) -> dict[str, Any]:
+  """The caller's producer record (model, vocabulary, version) plus the decoding settings."""
+  out = dict(producer or {})
+  out.update(template=template, max_input_len=max_input_len, seed=seed,
+             options=dataclasses.asdict(options))
+  return out
+
+
+def _write_producer(output_path: str, producer: dict[str, Any]) -> None:
+  path = producer_path(output_path)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(producer, f, indent=1, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = None,
                  template: str | None = None, options: decoding.DecodeOptions = decoding.DecodeOptions(),
                  batch_size: int = 16, chunk_size: int = 64, max_input_len: int | None = None,
-                 seed: int = 0, progress: bool = True) -> int:
-  """Predicts every line of `input_path` not yet in `output_path`; returns how many it wrote."""
+                 seed: int = 0, progress: bool = True, producer: dict[str, Any] | None = None,
+                 overwrite: bool = False) -> int:
+  """Predicts every line of `input_path` not yet in `output_path`; returns how many it wrote.
+
+  `producer` (JSON-ready) records what produced the output; a resume with a
+  different one is refused (see the module docstring).
+  """
   import jax
   import numpy as np
   prompts = read_inputs(input_path, template)
+  producer = full_producer(producer, template=template, max_input_len=max_input_len,
+                           seed=seed, options=options)
+  check_output(output_path, producer, overwrite)
+  if overwrite:
+    for path in (output_path, producer_path(output_path)):
+      if os.path.exists(path):
+        os.remove(path)
   done = completed_lines(output_path, prompts)
+  if not os.path.exists(producer_path(output_path)) or done == 0:
+    _write_producer(output_path, producer)
   vocabulary = api.resolve_vocabulary(model, vocabulary)
   key = jax.random.key(seed)
   chunk_size = max(chunk_size, batch_size)
@@ -145,7 +234,7 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
           "prediction": api.decode_tokens(vocabulary, out.tokens[row]),
           "score": float(out.scores[row])}, ensure_ascii=False) + "\n")
     if len(pending) >= chunk_size or end == len(prompts):
-      _append(output_path, pending)
+      jsonl_append.append_lines(output_path, pending)
       written += len(pending)
       if bar is not None:
         bar.update(len(pending))

@@ -27,6 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from t5tune import errors
 from t5tune.convert import model_dir
 
 
@@ -70,10 +71,46 @@ def write_model_config(step_dir: str, model_config: Mapping[str, Any]) -> None:
   path = os.path.join(step_dir, "config.json")
   if os.path.exists(path) or not os.path.isdir(step_dir):
     return
+  # Checksums first: a step with config.json always has its manifest.
+  model_dir.write_checksums(step_dir, CHECKSUMMED_ITEMS)
   tmp = path + f".tmp{jax.process_index()}"
   with open(tmp, "w") as f:
     json.dump(model_dir.config_document(model_config), f, indent=2)
   os.replace(tmp, path)
+
+
+# T5Config fields that change numerics only; a checkpoint restores under new values.
+_NUMERICS_ONLY = ("dtype", "dropout_rate", "remat_policy")
+# Items whose files t5tune.convert.model_dir checksums (orbax verifies no bytes).
+CHECKSUMMED_ITEMS = ("params", "state")
+
+
+def check_resumable(workdir: str, model_config: Mapping[str, Any]) -> None:
+  """Refuses to resume a workdir whose checkpoints hold another model, naming the differing keys.
+
+  Called before anything in the workdir is written (its config.json included),
+  so an incompatible run changes nothing.
+  """
+  directory = os.path.join(workdir, "checkpoints")
+  steps = sorted((int(n) for n in os.listdir(directory) if n.isdigit()), reverse=True) if (
+      os.path.isdir(directory)) else []
+  for step in steps:
+    path = os.path.join(directory, str(step), model_dir.CONFIG_FILE)
+    if not os.path.isfile(path):
+      continue
+    with open(path) as f:
+      saved = json.load(f).get("model", {})
+    new = json.loads(json.dumps(dict(model_config)))  # tuples as lists, as saved
+    differ = sorted(k for k in set(saved) | set(new)
+                    if k not in _NUMERICS_ONLY and saved.get(k) != new.get(k))
+    if differ:
+      changes = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in differ[:5])
+      raise errors.CheckpointError(
+          f"the workdir's checkpoints hold another model ({changes})",
+          where=os.path.join(directory, str(step)),
+          fix="start a new --workdir for the new model, or restore the old model settings to"
+          " resume")
+    return
 
 
 class Checkpointer:
@@ -147,6 +184,7 @@ class Checkpointer:
   def restore(self, step: int, *, abstract_params: Any, abstract_state: Any,
               iterator: Any | None) -> tuple[Any, Any]:
     """Restores params and state onto the shardings of the abstract targets (any mesh)."""
+    model_dir.verify_checksums(self.step_dir(step))
     items = {
         "params": ocp.args.StandardRestore(abstract_params),
         "state": ocp.args.StandardRestore(abstract_state),

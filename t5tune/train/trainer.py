@@ -29,6 +29,7 @@ from t5tune.models import paths
 from t5tune.models import t5
 from t5tune.train import checkpoints
 from t5tune.train import experiment
+from t5tune.train import divergence
 from t5tune.train import hooks
 from t5tune.train import optimizers
 from t5tune.train import regularizers
@@ -125,17 +126,17 @@ class Trainer:
     # A caller's mesh may use a subset of the devices (tests, notebooks).
     mesh_shape = experiment.validate(config, mesh.size if mesh is not None else jax.device_count())
     self.mesh = mesh if mesh is not None else sharding.make_mesh(mesh_shape)
-    os.makedirs(self.workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      with open(os.path.join(self.workdir, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=2, default=str)
-
     if config.init_from:
       from t5tune.convert import loading
       self.model_cfg = loading.read_config(config.init_from).replace(
           **experiment.model_overrides(config))
     else:
       self.model_cfg = experiment.resolve_model(config)
+    checkpoints.check_resumable(self.workdir, self.model_cfg.to_dict())
+    os.makedirs(self.workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      with open(os.path.join(self.workdir, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=str)
 
     abstract = t5.abstract_model(self.model_cfg, self.mesh)
     self.graphdef, abstract_state = nnx.split(abstract, nnx.Param)
@@ -304,6 +305,7 @@ class Trainer:
     return [
         bar,
         hooks.LogTrain(config.train.log_every, window, logger, bar),
+        divergence.Divergence(),  # before saving: a diverged state is not checkpointed
         hooks.Evaluate(config.eval.every, lambda p, s: self.evaluate(p, s, jitted_eval),
                        logger, window, actions=(stopping,)),
         hooks.Save(config.checkpoint.every, self.save, window, self.checkpointer.all_steps),

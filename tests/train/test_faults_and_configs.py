@@ -62,7 +62,7 @@ def test_nan_skip_mode_continues_and_counts(tmp_path, mesh):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.train.stepz=3", 'Did you mean "steps"'),
+    ("--config.train.stepz=3", "closest: train.steps"),
     ("--config.train.steps=many", "invalid literal for int"),
     ("--config.mesh.shape=(3,1,1)", "config.mesh.shape"),
     ("--config.data.batch_size=12", "change config.data.batch_size or config.mesh.shape"),

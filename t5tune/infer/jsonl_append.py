@@ -1,0 +1,33 @@
+"""Crash-safe appends of whole lines to a JSONL output (predictions, evaluation metrics).
+
+Lines are appended in one write followed by fsync, so a file only grows by
+whole lines; a partial last line (the system died mid-write) is cut before the
+next append or read, so it is never merged with the rows that follow.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+
+def drop_torn_tail(path: str) -> bytes:
+  """Cuts a partial last line off `path`; returns the whole lines ("" if there is no file)."""
+  if not os.path.exists(path):
+    return b""
+  with open(path, "rb") as f:
+    data = f.read()
+  end = data.rfind(b"\n") + 1
+  if end < len(data):
+    with open(path, "r+b") as f:
+      f.truncate(end)
+  return data[:end]
+
+
+def append_lines(path: str, lines: Sequence[str]) -> None:
+  """Appends `lines` (each ending in a newline) in one write, then fsyncs."""
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  try:
+    os.write(fd, "".join(lines).encode("utf-8"))
+    os.fsync(fd)
+  finally:
+    os.close(fd)

@@ -1,0 +1,278 @@
+"""The fault matrix (tests/faults/matrix.py): exit code, a first stderr line naming the fix, no
+traceback, and every file that existed before byte-identical after; plus kill -9 mid-write.
+
+Most rows fail in validation, before a model is built or compiled; the rows of
+one sub-command share one process (tests/faults/runner.py).
+"""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from t5tune import errors
+from t5tune.convert import loading
+from t5tune.convert import model_dir
+from t5tune.models import config as model_config
+from t5tune.models import t5
+from tests.faults import matrix
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# As a user runs it: no TF_CPP_MIN_LOG_LEVEL set, so the CLI's quiet default applies.
+ENV = {k: v for k, v in dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu").items()
+       if k not in ("TF_CPP_MIN_LOG_LEVEL", "T5TUNE_VERBOSE")}
+
+
+def _tree(root):
+  """{relative path: sha256} of every file under root."""
+  out = {}
+  for dirpath, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(dirpath, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def _corrupt(directory):
+  """Flips one byte of the largest array file under params/."""
+  files = [os.path.join(d, n) for d, _, ns in os.walk(os.path.join(directory, "params"))
+           for n in ns]
+  target = max(files, key=os.path.getsize)
+  with open(target, "r+b") as f:
+    f.seek(os.path.getsize(target) // 2)
+    byte = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  return target
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+  root = tmp_path_factory.mktemp("scene")
+  cfg = model_config.preset("tiny")
+  model = t5.build_model(cfg, seed=0)
+  loading.save_model(model, str(root / "model"))
+  loading.write_hf_dir(str(root / "hf"), cfg, loading.merged_params(model))
+  shutil.copytree(root / "model", root / "corrupt")
+  _corrupt(str(root / "corrupt"))
+  (root / "empty").mkdir()
+  (root / "bin_only").mkdir()
+  (root / "bin_only" / "config.json").write_text('{"model_type": "t5"}')
+  (root / "bin_only" / "pytorch_model.bin").write_bytes(b"\x80\x02pickle")
+  (root / "badjson").mkdir()
+  (root / "badjson" / "config.json").write_text('{"model_type": "t5",\n oops')
+  (root / "bert").mkdir()
+  (root / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+  safetensors.numpy.save_file({"x": np.zeros(2, np.float32)}, str(root / "bert" / "model.safetensors"))
+  (root / "user_files").mkdir()
+  (root / "user_files" / "notes.txt").write_text("the user's notes\n")
+  (root / "afile").write_text("a regular file\n")
+  (root / "in.jsonl").write_text('{"inputs": "a"}\n"b"\n')
+  (root / "bad.jsonl").write_text('{"inputs": "a"}\n{"inputs": "b"\n')
+  (root / "noinputs.jsonl").write_text('{"text": "a"}\n')
+  (root / "prev.jsonl").write_text('{"line": 1, "inputs": "a", "prediction": "x", "score": 0.0}\n')
+  (root / "prev.jsonl.producer.json").write_text(json.dumps(
+      {"checkpoint": str(root / "model"), "options": {"method": "greedy"}}))
+  step = root / "old_run" / "checkpoints" / "5"
+  step.mkdir(parents=True)
+  (step / "config.json").write_text(json.dumps(
+      model_dir.config_document(cfg.replace(d_model=32).to_dict())))
+  (root / "old_run" / "config.json").write_text("{}")
+  return root
+
+
+def _format(arg, scene):
+  return arg.format(scene=scene, repo=REPO)
+
+
+def _first_line(stderr):
+  lines = [l for l in stderr.splitlines() if l.strip()]
+  return lines[0] if lines else ""
+
+
+@pytest.mark.parametrize("command", sorted({r.command for r in matrix.CLI}))
+def test_cli_rows(scene, tmp_path, command):
+  rows = [r for r in matrix.CLI if r.command == command]
+  cases = [{"argv": [_format(a, scene) for a in r.argv], "cwd": str(scene)} for r in rows]
+  spec = tmp_path / "cases.json"
+  spec.write_text(json.dumps(cases))
+  before = _tree(scene)
+  proc = subprocess.run([sys.executable, "-m", "tests.faults.runner", str(spec)], cwd=REPO,
+                        env=ENV, capture_output=True, text=True, timeout=300)
+  assert "RESULTS " in proc.stdout, proc.stderr[-3000:]
+  results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
+  for row, result in zip(rows, results):
+    first = _first_line(result["stderr"])
+    assert result["code"] == row.code, (row.id, result)
+    assert first.startswith("t5tune"), (row.id, result["stderr"][-2000:])
+    assert ": error: " in first and row.expect in first, (row.id, first)
+    assert "Traceback" not in result["stderr"], (row.id, result["stderr"][-2000:])
+  assert _tree(scene) == before  # nothing created, replaced or deleted
+
+
+def _resume_other(scene):
+  from t5tune.train import checkpoints
+  checkpoints.check_resumable(str(scene / "old_run"), model_config.preset("tiny").to_dict())
+
+
+def _api_calls(scene):
+  from t5tune import data
+  from t5tune.infer import predict
+  (scene / "latin1.jsonl").write_bytes(b'"caf\xe9"\n') if not (scene / "latin1.jsonl").exists() else None
+  return {
+      "api-load-corrupt": lambda: loading.load_model(str(scene / "corrupt")),
+      "api-save-exists": lambda: loading.save_model(
+          t5.build_model(model_config.preset("tiny")), str(scene / "user_files")),
+      "api-task-option": lambda: data.register_task(
+          "fault_matrix_task", source={"train": [{"q": "a", "a": "b"}]}, fields=["q", "a"],
+          templates=[data.Template("t", "{q}", "{a}")], vocabularyy="byte"),
+      "api-mixture": lambda: data.register_mixture("fault_matrix_mix", ["no_such_task_xyz"]),
+      "api-utf8": lambda: predict.read_inputs(str(scene / "latin1.jsonl")),
+      "api-resume-other": lambda: _resume_other(scene),
+  }
+
+
+def test_api_rows(scene):
+  calls = _api_calls(scene)
+  before = _tree(scene)
+  for row in matrix.API:
+    with pytest.raises(errors.T5tuneError) as info:
+      calls[row.id]()
+    assert info.value.exit_code == row.code, row.id
+    assert row.expect in str(info.value), (row.id, str(info.value))
+  assert _tree(scene) == before
+
+
+def test_kill_during_convert_leaves_old_or_new_complete(scene, tmp_path):
+  out = tmp_path / "out"
+  shutil.copytree(scene / "model", out)
+  old = _tree(out)
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "t5tune", "convert", "hf-to-t5tune", f"--input={scene / 'hf'}",
+       f"--output={out}", "--overwrite"], cwd=REPO, env=ENV,
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if any(n.startswith(".tmp-t5tune-") for n in os.listdir(tmp_path)):
+      break  # the new model is being written
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  now = _tree(out)
+  if now != old:  # then the new one, complete and verified
+    assert model_dir.verify_checksums(str(out)) and model_dir.is_t5tune_dir(str(out))
+
+
+_EVAL_KILL = """
+import json, os, sys, types
+from t5tune.infer import evaluation
+out = sys.argv[1]
+real_write = os.write
+def dying_write(fd, data):
+  real_write(fd, data[:len(data) // 2])
+  os._exit(9)
+os.write = dying_write
+real_dump = json.dump
+def dying_dump(obj, f, **kw):
+  f.write(json.dumps(obj)[:10]); f.flush(); os._exit(9)
+json.dump = dying_dump if sys.argv[2] == "json" else real_dump
+fake = types.SimpleNamespace(output_dir=out)
+evaluation.TaskEvaluator._write_metrics(fake, 2, {"a": {"accuracy": 1.0}, "b": {"f1": 0.5}})
+"""
+
+
+@pytest.mark.parametrize("where", ["json", "jsonl"])
+def test_kill_during_evaluation_write(tmp_path, where):
+  (tmp_path / "metrics.json").write_text('{"step": 1, "tasks": {}}')
+  (tmp_path / "metrics.jsonl").write_text('{"step": 1, "task": "a", "accuracy": 0.0}\n')
+  before = _tree(tmp_path)
+  proc = subprocess.run([sys.executable, "-c", _EVAL_KILL, str(tmp_path), where], cwd=REPO,
+                        env=ENV, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 9, proc.stderr[-2000:]
+  summary = json.loads((tmp_path / "metrics.json").read_text())  # whole: old or new
+  if where == "json":
+    assert _tree(tmp_path)["metrics.json"] == before["metrics.json"]
+  else:
+    assert summary["step"] == 2
+  old_row = '{"step": 1, "task": "a", "accuracy": 0.0}\n'
+  assert (tmp_path / "metrics.jsonl").read_text().startswith(old_row)
+  # The next write cuts the torn tail the kill left, so every row is whole.
+  from t5tune.infer import evaluation
+  import types
+  evaluation.TaskEvaluator._write_metrics(types.SimpleNamespace(output_dir=str(tmp_path)), 2,
+                                          {"a": {"accuracy": 1.0}})
+  rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(r)["step"] for r in rows] == [1, 2]
+
+
+def test_covered_interruptions_exist():
+  """The two kill -9 rows covered by heavier tests elsewhere still have those tests."""
+  for path, name in (("tests/infer/test_predict.py", "kill"), ("tests/train/test_resume.py", "kill")):
+    with open(os.path.join(REPO, path)) as f:
+      assert name in f.read().lower(), path
+
+
+def test_readme_troubleshooting_is_the_matrix():
+  with open(os.path.join(REPO, "README.md")) as f:
+    readme = f.read()
+  start, end = readme.find(matrix.BEGIN), readme.find(matrix.END)
+  assert start >= 0 and end > start, "README lacks the generated Troubleshooting table"
+  assert readme[start:end + len(matrix.END)] == matrix.markdown(), (
+      "README's table differs from tests/faults/matrix.py; regenerate it with"
+      " `python -m tests.faults.matrix`")
+
+
+def test_enough_rows():
+  assert len(matrix.ROWS) >= 30 and len({r.id for r in matrix.ROWS}) == len(matrix.ROWS)
+
+
+def test_show_config_describes_every_key_and_help_lists_flags():
+  from t5tune.cli import config_help
+  from t5tune.infer import evaluation
+  from t5tune.train import experiment
+  table = config_help.descriptions(experiment.default_config, evaluation.default_config)
+  lines = config_help.render(experiment.default_config(), table)
+  undescribed = [l for l in lines if "  # " not in l]
+  assert not undescribed, undescribed
+  assert "optimizer.learning_rate = 0.001  # float: the peak learning rate" in lines
+  proc = subprocess.run([sys.executable, "-m", "t5tune", "predict", "--help"], cwd=REPO, env=ENV,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0 and "--[no]overwrite" in proc.stdout and "--num_beams" in proc.stdout
+  assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("losses, grads, expect", [
+    ([2.0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5], [1.0] * 7, "has not changed for 6 logs"),
+    ([2.0, 1.9, 1.8, 1.7, 1.6], [0.0] * 5, "gradient norm has been exactly 0 for 5 logs"),
+    ([2.0, 1.0, 0.5, 80.0], [1.0] * 4, "rose to 80, over 100x"),
+])
+def test_divergence_is_reported_with_its_step(losses, grads, expect):
+  from t5tune.train import divergence
+  from t5tune.train import hooks
+  hook = divergence.Divergence()
+  loop = hooks.LoopState(state={}, step=0, total=100)
+  with pytest.raises(errors.TrainingFault, match=expect) as info:
+    for i, (loss, grad) in enumerate(zip(losses, grads)):
+      loop.step = 10 * (i + 1)
+      loop.train_metrics = {"loss": loss, "grad_norm": grad}
+      hook.after_step(loop)
+      hook.after_step(loop)  # a step without a new log changes nothing
+  assert info.value.where == f"step {10 * len(losses)}"
+
+
+def test_healthy_noisy_loss_is_not_divergence():
+  from t5tune.train import divergence
+  from t5tune.train import hooks
+  hook = divergence.Divergence()
+  loop = hooks.LoopState(state={}, step=0, total=100)
+  for i, loss in enumerate([5.0, 3.0, 3.2, 2.9, 3.1, 2.5, 4.0, 2.4]):
+    loop.step, loop.train_metrics = i + 1, {"loss": loss, "grad_norm": 0.5}
+    hook.after_step(loop)
