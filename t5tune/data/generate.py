@@ -48,6 +48,7 @@ import string
 from typing import Any, Callable, Mapping, Sequence
 
 from t5tune import errors
+from t5tune import jsonl_append
 from t5tune.data import cleaning
 from t5tune.data import neardup
 from t5tune.data import templates as templates_lib
@@ -158,17 +159,6 @@ def _write_progress(path: str, progress: Mapping[str, Any]) -> None:
   os.replace(tmp, path)
 
 
-def _append(path: str, lines: Sequence[str]) -> None:
-  # The same durable append as t5tune.infer.predict's: data may not import infer,
-  # and predict keeps t5tune.data (seqio, TensorFlow) out of its import path.
-  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-  try:
-    os.write(fd, "".join(lines).encode("utf-8"))
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
 def _resume(out_path: str, progress_path: str, fingerprint: str, overwrite: bool):
   """(attempts done, kept records, counts) from an earlier run of the same settings."""
   if overwrite:
@@ -256,7 +246,7 @@ def run(generate_fn: GenerateFn, seeds: Sequence[Mapping[str, Any]], out_path: s
                     "generator": meta})
     done = attempts[-1] + 1
     if new:
-      _append(out_path, [json.dumps(r, ensure_ascii=False) + "\n" for r in new])
+      jsonl_append.append_lines(out_path, [json.dumps(r, ensure_ascii=False) + "\n" for r in new])
       records.extend(new)
       pool.extend(r["instruction"] for r in new)
       seen.update(cleaning.normalize(r["instruction"]) for r in new)
@@ -267,6 +257,6 @@ def run(generate_fn: GenerateFn, seeds: Sequence[Mapping[str, Any]], out_path: s
     if on_batch is not None:
       on_batch(progress)
   if not os.path.exists(out_path):
-    _append(out_path, [])  # an empty result is still a (valid, empty) file
+    jsonl_append.append_lines(out_path, [])  # an empty result is still a (valid, empty) file
   return {"records": len(records), "attempts": done, "counts": dict(counts),
           "complete": len(records) >= settings.num}

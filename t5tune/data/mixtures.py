@@ -73,10 +73,6 @@ def register_mixture(name: str, tasks: Sequence[str] | Callable[[tasks_lib.TaskI
     entries = [(n, float(rate[n])) for n in names]
   else:
     entries = [(n, rate) for n in names]
-  if overwrite:
-    seqio.MixtureRegistry.remove(name)
-  elif name in seqio.MixtureRegistry.names():
-    raise errors.UsageError(f"mixture {name!r} is already registered",
-                            where=f"register_mixture({name!r}, ...)",
-                            fix="pick another name or pass overwrite=True")
+  tasks_lib.claim_name(seqio.MixtureRegistry, "mixture", name, overwrite=overwrite,
+                       where=f"register_mixture({name!r}, ...)")
   return seqio.MixtureRegistry.add(name, entries)

@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from t5tune import errors
 from t5tune.data import sources as sources_lib
+from t5tune.data import tasks as tasks_lib
 from t5tune.data import vocab as vocab_lib
 
 # Byte values that never occur in valid UTF-8 (0xF5..0xFF): ByT5's sentinels.
@@ -360,15 +361,9 @@ def register_pretraining_task(
     data_source = TextSource(name, src, text_field, splits or src.splits)
     reader = []
   if splits is not None:
-    missing = [s for s in splits if s not in data_source.splits]
-    if missing:
-      raise errors.UsageError(f"splits {missing} are not in the source ({list(data_source.splits)})",
-                              where=f"pretraining task {name!r}", fix="drop them from splits=")
-  if overwrite:
-    seqio.TaskRegistry.remove(name)
-  elif name in seqio.TaskRegistry.names():
-    raise errors.UsageError(f"task {name!r} is already registered", where="register_pretraining_task",
-                            fix="pick another name or pass overwrite=True")
+    tasks_lib.check_splits(splits, data_source.splits, where=f"pretraining task {name!r}")
+  tasks_lib.claim_name(seqio.TaskRegistry, "task", name, overwrite=overwrite,
+                       where="register_pretraining_task")
   output_features = {
       "inputs": seqio.Feature(vocabulary, add_eos=True),
       "targets": seqio.Feature(vocabulary, add_eos=True),

@@ -57,6 +57,23 @@ class TaskInfo:
 _TASKS: dict[str, TaskInfo] = {}
 
 
+def check_splits(wanted, available, *, where: str) -> None:
+  """Raises a UsageError naming the wanted splits that the source does not have."""
+  missing = [s for s in wanted if s not in available]
+  if missing:
+    raise errors.UsageError(f"splits {missing} are not in the source ({list(available)})",
+                            where=where, fix="name splits the source has")
+
+
+def claim_name(registry, kind: str, name: str, *, overwrite: bool, where: str) -> None:
+  """Frees `name` in a seqio registry if `overwrite`, else refuses a name already taken."""
+  if overwrite:
+    registry.remove(name)
+  elif name in registry.names():
+    raise errors.UsageError(f"{kind} {name!r} is already registered", where=where,
+                            fix="pick another name or pass overwrite=True")
+
+
 def register_task(
     name: str, *, source, templates: Sequence[templates_lib.Template], fields,
     postprocess_fn: Callable[..., Any] | None = None,
@@ -91,16 +108,9 @@ def register_task(
   src = sources_lib.as_source(source)
   if splits is None:
     splits = src.splits
-  missing = [s for s in splits if s not in src.splits]
-  if missing:
-    raise errors.UsageError(f"splits {missing} are not in the source ({list(src.splits)})",
-                            where=f"task {name!r}", fix="name splits the source has")
-  if overwrite:
-    seqio.TaskRegistry.remove(name)
-  elif name in seqio.TaskRegistry.names():
-    raise errors.UsageError(f"task {name!r} is already registered",
-                            where=f"register_task({name!r}, ...)",
-                            fix="pick another name or pass overwrite=True")
+  check_splits(splits, src.splits, where=f"task {name!r}")
+  claim_name(seqio.TaskRegistry, "task", name, overwrite=overwrite,
+             where=f"register_task({name!r}, ...)")
   data_source = instruction_source.InstructionSource(name, src, spec, splits=splits)
   output_features = {
       "inputs": seqio.Feature(spec.vocabulary, add_eos=True),

@@ -45,7 +45,7 @@ import numpy as np
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
-from t5tune.infer import jsonl_append
+from t5tune import jsonl_append
 from t5tune.infer import scoring
 
 # Template kinds whose targets are not one of the options.

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
-from t5tune.infer import jsonl_append
+from t5tune import jsonl_append
 
 INPUT_FIELD = "inputs"
 PRODUCER_SUFFIX = ".producer.json"

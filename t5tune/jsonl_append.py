@@ -1,4 +1,7 @@
-"""Crash-safe appends of whole lines to a JSONL output (predictions, evaluation metrics).
+"""Crash-safe appends of whole lines to a JSONL output (predictions, evaluation metrics, generated data).
+
+Top level (beside errors.py) because t5tune.data and t5tune.infer both use it
+and neither may import the other.
 
 Lines are appended in one write followed by fsync, so a file only grows by
 whole lines; a partial last line (the system died mid-write) is cut before the
