@@ -29,7 +29,7 @@ _VERBOSE_ARGS = ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1")
 
 # Read from argv before parsing (logging is set up before the libraries load);
 # defined so that absl accepts it and lists it in every command's --help.
-flags.DEFINE_bool("verbose", False, f"Show tracebacks and library logs (or {VERBOSE_ENV}=1).")
+flags.DEFINE_bool("verbose", False, f"Show tracebacks and library logs (or {VERBOSE_ENV}=1).", allow_override=True)
 
 
 def verbose_requested(args: Sequence[str]) -> bool:

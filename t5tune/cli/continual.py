@@ -19,11 +19,11 @@ from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Continual config file (with stages), e.g. experiments/continual/config.py.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (stages/NAME/... inside).")
+    lock_config=True, allow_override=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (stages/NAME/... inside).", allow_override=True)
 _EXPORT_TO = flags.DEFINE_string(
-    "export_to", None, "After the run, write a Hugging Face T5 directory here (per-stage LoRA).")
-_MERGE = flags.DEFINE_list("merge", None, "Stages whose LoRA the export merges (default: all).")
+    "export_to", None, "After the run, write a Hugging Face T5 directory here (per-stage LoRA).", allow_override=True)
+_MERGE = flags.DEFINE_list("merge", None, "Stages whose LoRA the export merges (default: all).", allow_override=True)
 
 
 def main(argv):

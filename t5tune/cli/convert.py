@@ -10,17 +10,17 @@ from absl import flags
 from t5tune import errors
 from t5tune.cli import common
 
-_INPUT = flags.DEFINE_string("input", None, "Source model directory.")
-_OUTPUT = flags.DEFINE_string("output", None, "Destination directory (written atomically).")
+_INPUT = flags.DEFINE_string("input", None, "Source model directory.", allow_override=True)
+_OUTPUT = flags.DEFINE_string("output", None, "Destination directory (written atomically).", allow_override=True)
 _CONFIG = flags.DEFINE_string(
     "config", None, "t5x-to-t5tune: a preset (e.g. flan_t5_xl) or the run's config.gin, for what"
-    " array shapes cannot say (the MLP activation); <model_dir>/config.gin is used if present.")
+    " array shapes cannot say (the MLP activation); <model_dir>/config.gin is used if present.", allow_override=True)
 _FEED_FORWARD = flags.DEFINE_enum(
     "feed_forward_proj", None, ["relu", "gelu", "gated-gelu", "gated-silu", "gated-relu"],
-    "t5x-to-t5tune: the MLP activation when no --config gives it.")
+    "t5x-to-t5tune: the MLP activation when no --config gives it.", allow_override=True)
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace an existing --output, only if it is a model directory of the"
-    " same kind (a directory holding anything else is never replaced).")
+    " same kind (a directory holding anything else is never replaced).", allow_override=True)
 
 DIRECTIONS = ("hf-to-t5tune", "t5tune-to-hf", "t5x-to-t5tune")
 

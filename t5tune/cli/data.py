@@ -17,20 +17,20 @@ from t5tune.cli import common
 from t5tune.cli import data_quality
 
 _MODULES = flags.DEFINE_multi_string(
-    "module", [], "Python module(s) whose import registers tasks and mixtures.")
-_SPLITS = flags.DEFINE_list("splits", None, "report: splits to include (default: all).")
-_INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "report: inputs feature length.")
-_TARGETS_LENGTH = flags.DEFINE_integer("targets_length", 128, "report: targets feature length.")
+    "module", [], "Python module(s) whose import registers tasks and mixtures.", allow_override=True)
+_SPLITS = flags.DEFINE_list("splits", None, "report: splits to include (default: all).", allow_override=True)
+_INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "report: inputs feature length.", allow_override=True)
+_TARGETS_LENGTH = flags.DEFINE_integer("targets_length", 128, "report: targets feature length.", allow_override=True)
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "report: where NAME.report.json and NAME.lengths.png go"
-    " (default ./data_reports); train-vocab: unused.")
+    " (default ./data_reports); train-vocab: unused.", allow_override=True)
 _MAX_EXAMPLES = flags.DEFINE_integer(
-    "max_examples", None, "report: measure lengths on at most this many examples per task and split.")
-_TASKS = flags.DEFINE_list("tasks", None, "train-vocab: tasks or mixtures whose text trains the vocabulary.")
-_SPLIT = flags.DEFINE_string("split", "train", "train-vocab: the split whose text is used.")
-_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of pieces.")
-_MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.")
-_OUTPUT = flags.DEFINE_string("output", None, "train-vocab: output prefix (writes PREFIX.model).")
+    "max_examples", None, "report: measure lengths on at most this many examples per task and split.", allow_override=True)
+_TASKS = flags.DEFINE_list("tasks", None, "train-vocab: tasks or mixtures whose text trains the vocabulary.", allow_override=True)
+_SPLIT = flags.DEFINE_string("split", "train", "train-vocab: the split whose text is used.", allow_override=True)
+_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of pieces.", allow_override=True)
+_MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.", allow_override=True)
+_OUTPUT = flags.DEFINE_string("output", None, "train-vocab: output prefix (writes PREFIX.model).", allow_override=True)
 
 USAGE = ("usage: t5tune data list|report NAME|train-vocab|near-duplicates NAME|"
          "contamination TRAIN EVAL|label-issues NAME|generate [--module=pkg.tasks ...]")

@@ -21,11 +21,12 @@ from ml_collections import config_flags
 from t5tune import errors
 from t5tune.cli import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experiment) config file.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory (see the module docstring).")
-_TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures; replaces the config's tasks.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go (default CHECKPOINT/eval).")
-_MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that register tasks.")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experiment) config file.",
+                                          allow_override=True)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory (see the module docstring).", allow_override=True)
+_TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures; replaces the config's tasks.", allow_override=True)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go (default CHECKPOINT/eval).", allow_override=True)
+_MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that register tasks.", allow_override=True)
 
 
 def resolve_checkpoint(path: str) -> tuple[str, int]:

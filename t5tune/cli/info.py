@@ -16,24 +16,24 @@ from t5tune.models import config as model_config
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "A preset name (e.g. flan_t5_base), a configs/models/*.py file, or a"
-    " model directory (t5tune or Hugging Face).")
-_INPUTS_LEN = flags.DEFINE_integer("inputs_len", 512, "Input length for the FLOP estimate.")
-_TARGETS_LEN = flags.DEFINE_integer("targets_len", 128, "Target length for the FLOP estimate.")
+    " model directory (t5tune or Hugging Face).", allow_override=True)
+_INPUTS_LEN = flags.DEFINE_integer("inputs_len", 512, "Input length for the FLOP estimate.", allow_override=True)
+_TARGETS_LEN = flags.DEFINE_integer("targets_len", 128, "Target length for the FLOP estimate.", allow_override=True)
 _PLAN = flags.DEFINE_bool(
     "plan", False, "Compile the train step ahead of time for --mesh (simulated CPU devices)"
-    " and print per-device memory from XLA's memory analysis.")
-_MESH = flags.DEFINE_list("mesh", ["1", "8", "1"], "--plan: mesh shape data,fsdp,tensor.")
-_BATCH = flags.DEFINE_integer("batch", 256, "--plan: global batch size (examples).")
+    " and print per-device memory from XLA's memory analysis.", allow_override=True)
+_MESH = flags.DEFINE_list("mesh", ["1", "8", "1"], "--plan: mesh shape data,fsdp,tensor.", allow_override=True)
+_BATCH = flags.DEFINE_integer("batch", 256, "--plan: global batch size (examples).", allow_override=True)
 _LENGTHS = flags.DEFINE_list("lengths", None, "--plan: inputs,targets lengths (default"
-                             " --inputs_len,--targets_len).")
+                             " --inputs_len,--targets_len).", allow_override=True)
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "adafactor", ["adafactor", "adamw"],
-                               "--plan: the optimizer whose state is planned for.")
+                               "--plan: the optimizer whose state is planned for.", allow_override=True)
 _REMAT = flags.DEFINE_enum("remat", None, list(model_config.REMAT_POLICIES),
-                           "--plan: rematerialisation policy (default: the config's).")
-_SCAN = flags.DEFINE_bool("scan_layers", None, "--plan: scan over layers (default: the config's).")
+                           "--plan: rematerialisation policy (default: the config's).", allow_override=True)
+_SCAN = flags.DEFINE_bool("scan_layers", None, "--plan: scan over layers (default: the config's).", allow_override=True)
 _DTYPE = flags.DEFINE_enum("dtype", None, list(model_config.DTYPES),
-                           "--plan: activation dtype (default: the config's).")
-_MFU = flags.DEFINE_float("mfu", 0.4, "--plan: assumed model FLOPs utilisation for tokens/s.")
+                           "--plan: activation dtype (default: the config's).", allow_override=True)
+_MFU = flags.DEFINE_float("mfu", 0.4, "--plan: assumed model FLOPs utilisation for tokens/s.", allow_override=True)
 
 
 def resolve(spec: str) -> model_config.T5Config:

@@ -18,26 +18,26 @@ from t5tune import errors
 from t5tune.cli import common
 from t5tune.infer import decoding
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "t5tune model/checkpoint dir or Hugging Face T5 dir.")
-_INPUT = flags.DEFINE_string("input", None, "JSONL input: objects with an 'inputs' field, or strings.")
-_OUTPUT = flags.DEFINE_string("output", None, "JSONL output (appended to on a rerun).")
-_TEMPLATE = flags.DEFINE_string("template", None, "Prompt template over the input fields, e.g. '{instruction}\\n\\n{input}'.")
-_VOCAB = flags.DEFINE_string("vocab", None, "'byte' or a SentencePiece .model path (default: byte for byte-sized vocabularies).")
-_METHOD = flags.DEFINE_enum("method", "greedy", decoding.METHODS, "Decoding method.")
-_MAX_DECODE_LEN = flags.DEFINE_integer("max_decode_len", 64, "Maximum number of generated tokens.")
-_MAX_INPUT_LEN = flags.DEFINE_integer("max_input_len", None, "Truncate prompts to this many tokens.")
-_NUM_BEAMS = flags.DEFINE_integer("num_beams", 4, "Beam search width.")
-_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = logprob / length ** length_penalty.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0 = greedy).")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0 = all).")
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (1 = off).")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed (line N uses fold_in(key(seed), N)).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Lines decoded together.")
-_CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 64, "Lines written (and fsynced) together.")
-_MESH_SHAPE = flags.DEFINE_list("mesh_shape", ["-1", "1", "1"], "(data, fsdp, tensor) mesh shape.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "t5tune model/checkpoint dir or Hugging Face T5 dir.", allow_override=True)
+_INPUT = flags.DEFINE_string("input", None, "JSONL input: objects with an 'inputs' field, or strings.", allow_override=True)
+_OUTPUT = flags.DEFINE_string("output", None, "JSONL output (appended to on a rerun).", allow_override=True)
+_TEMPLATE = flags.DEFINE_string("template", None, "Prompt template over the input fields, e.g. '{instruction}\\n\\n{input}'.", allow_override=True)
+_VOCAB = flags.DEFINE_string("vocab", None, "'byte' or a SentencePiece .model path (default: byte for byte-sized vocabularies).", allow_override=True)
+_METHOD = flags.DEFINE_enum("method", "greedy", decoding.METHODS, "Decoding method.", allow_override=True)
+_MAX_DECODE_LEN = flags.DEFINE_integer("max_decode_len", 64, "Maximum number of generated tokens.", allow_override=True)
+_MAX_INPUT_LEN = flags.DEFINE_integer("max_input_len", None, "Truncate prompts to this many tokens.", allow_override=True)
+_NUM_BEAMS = flags.DEFINE_integer("num_beams", 4, "Beam search width.", allow_override=True)
+_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = logprob / length ** length_penalty.", allow_override=True)
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0 = greedy).", allow_override=True)
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0 = all).", allow_override=True)
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (1 = off).", allow_override=True)
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed (line N uses fold_in(key(seed), N)).", allow_override=True)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Lines decoded together.", allow_override=True)
+_CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 64, "Lines written (and fsynced) together.", allow_override=True)
+_MESH_SHAPE = flags.DEFINE_list("mesh_shape", ["-1", "1", "1"], "(data, fsdp, tensor) mesh shape.", allow_override=True)
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Start --output over (only a predictions file t5tune wrote is replaced);"
-    " without it a rerun continues an output of the same checkpoint and settings.")
+    " without it a rerun continues an output of the same checkpoint and settings.", allow_override=True)
 
 
 def _check_numbers():
@@ -52,25 +52,6 @@ def _check_numbers():
   if _TEMPERATURE.value < 0:
     raise errors.UsageError(f"--temperature={_TEMPERATURE.value} must be >= 0",
                             where="--temperature", fix="0 is greedy")
-
-
-def producer(checkpoint: str, vocab: str | None) -> dict:
-  """What identifies the model of a predictions file: path, step, fingerprint, vocabulary, version."""
-  import t5tune
-  from t5tune.convert import model_dir
-  path = os.path.abspath(checkpoint)
-  base = os.path.basename(os.path.normpath(path))
-  return {"checkpoint": path, "step": int(base) if base.isdigit() else None,
-          "fingerprint": model_dir.fingerprint(path) or _file_fingerprint(path),
-          "vocab": vocab or "auto", "t5tune_version": t5tune.__version__}
-
-
-def _file_fingerprint(path: str) -> str:
-  """Without a checksum manifest (Hugging Face dirs): names, sizes and mtimes of the files."""
-  entries = sorted((n, os.stat(os.path.join(path, n)).st_size,
-                    os.stat(os.path.join(path, n)).st_mtime_ns)
-                   for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
-  return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def main(argv):
@@ -92,7 +73,7 @@ def main(argv):
       method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value, temperature=_TEMPERATURE.value,
       top_k=_TOP_K.value, top_p=_TOP_P.value, num_beams=_NUM_BEAMS.value,
       length_penalty=_LENGTH_PENALTY.value)
-  made_by = producer(_CHECKPOINT.value, _VOCAB.value)
+  made_by = predict.model_producer(_CHECKPOINT.value, _VOCAB.value)
   predict.check_output(_OUTPUT.value, predict.full_producer(
       made_by, template=_TEMPLATE.value, max_input_len=_MAX_INPUT_LEN.value, seed=_SEED.value,
       options=options), _OVERWRITE.value)

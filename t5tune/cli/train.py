@@ -24,19 +24,19 @@ from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/experiments/NAME.py[:ARG]).",
-    lock_config=True)
+    lock_config=True, allow_override=True)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory for config.json, metrics.jsonl, tb/ and checkpoints/.")
+    "workdir", None, "Directory for config.json, metrics.jsonl, tb/ and checkpoints/.", allow_override=True)
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0, for multi-process training.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+    "coordinator_address", None, "host:port of process 0, for multi-process training.", allow_override=True)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.", allow_override=True)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.", allow_override=True)
 _SHOW_CONFIG = flags.DEFINE_bool(
     "show_config", False, "Print the resolved config (file + overrides), one key a line with its"
-    " meaning, and exit without training.")
+    " meaning, and exit without training.", allow_override=True)
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with auto-detected settings"
-    " (TPU pods, SLURM) even without --coordinator_address.")
+    " (TPU pods, SLURM) even without --coordinator_address.", allow_override=True)
 
 
 class _QuietLibraries(std_logging.Filter):

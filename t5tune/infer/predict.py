@@ -23,6 +23,7 @@ starts over with `overwrite=True` (`--overwrite`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any, Callable, Sequence
@@ -117,6 +118,29 @@ def completed_lines(output_path: str, prompts: Sequence[str]) -> int:
         f"the output has {len(lines)} lines but the input has {len(prompts)}", where=output_path,
         fix="choose another --output (or remove this one)")
   return len(lines)
+
+
+def model_producer(checkpoint: str, vocab: str | None) -> dict[str, Any]:
+  """What identifies the model of a predictions file: path, step, fingerprint, vocabulary, version.
+
+  The CLI records this for --checkpoint; a Python caller resuming that output
+  passes the same record as `predict_file(..., producer=model_producer(path, vocab))`.
+  """
+  import t5tune
+  from t5tune.convert import model_dir
+  path = os.path.abspath(checkpoint)
+  base = os.path.basename(os.path.normpath(path))
+  return {"checkpoint": path, "step": int(base) if base.isdigit() else None,
+          "fingerprint": model_dir.fingerprint(path) or _file_fingerprint(path),
+          "vocab": vocab or "auto", "t5tune_version": t5tune.__version__}
+
+
+def _file_fingerprint(path: str) -> str:
+  """Without a checksum manifest (Hugging Face dirs): names, sizes and mtimes of the files."""
+  entries = sorted((n, os.stat(os.path.join(path, n)).st_size,
+                    os.stat(os.path.join(path, n)).st_mtime_ns)
+                   for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
+  return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def producer_path(output_path: str) -> str:

@@ -19,7 +19,7 @@ def test_train_then_evaluate_the_experiment_mixture(tmp_path):
                 f"--checkpoint={tmp_path}/checkpoints")
   assert out.returncode == 0, out.stderr[-2000:]
   # Every task of the experiment's mixture, with its own metric functions.
-  for row in ("t5tune_test_sentiment | accuracy", "t5tune_test_qa | f1", "t5tune_test_reverse | rougeL"):
+  for row in ("t5tune_demo_sentiment | accuracy", "t5tune_demo_qa | f1", "t5tune_demo_reverse | rougeL"):
     assert row in out.stdout
   assert os.path.exists(tmp_path / "checkpoints" / "4" / "eval" / "summary.md")
   bad = _t5tune("evaluate", "--config=configs/experiments/tiny.py", f"--checkpoint={tmp_path}/nope")

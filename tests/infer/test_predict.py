@@ -63,9 +63,11 @@ def test_killed_and_rerun_gives_exactly_one_line_per_input(hf_dir, tmp_path):
     f.write('{"line": ' + str(partial + 1) + ', "inp')  # as if the machine died mid-write
 
   model = t5tune.load_model(hf_dir)
+  # The CLI recorded its producer (checkpoint, fingerprint, vocab): resuming in
+  # Python names the same one (a different one is refused, see test_faults).
   written = predict.predict_file(model, inp, out, vocabulary="byte", template="{instruction}: {input}",
                                  options=_options(), batch_size=8, chunk_size=8, seed=3,
-                                 progress=False)
+                                 progress=False, producer=predict.model_producer(hf_dir, "byte"))
   assert written == N_LINES - partial
   lines = [json.loads(l) for l in open(out)]
   assert [l["line"] for l in lines] == list(range(1, N_LINES + 1))
@@ -76,8 +78,8 @@ def test_killed_and_rerun_gives_exactly_one_line_per_input(hf_dir, tmp_path):
   assert [json.loads(l)["prediction"] for l in open(ref)] == [l["prediction"] for l in lines]
   # A rerun of a finished output writes nothing.
   assert predict.predict_file(model, inp, out, vocabulary="byte", template="{instruction}: {input}",
-                              options=_options(), batch_size=8, chunk_size=8, seed=3,
-                              progress=False) == 0
+                              options=_options(), batch_size=8, chunk_size=8, seed=3, progress=False,
+                              producer=predict.model_producer(hf_dir, "byte")) == 0
 
 
 def test_malformed_line_reported_with_its_number(tmp_path):
