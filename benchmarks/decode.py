@@ -58,8 +58,12 @@ def prepare_side(args):
       tie_word_embeddings=cfg.tie_word_embeddings, dropout_rate=0.0, pad_token_id=0,
       eos_token_id=1, decoder_start_token_id=0)
   model = transformers.T5ForConditionalGeneration(hf_cfg).eval()
-  with torch.no_grad():  # EOS gets a hugely negative output row: exactly new_tokens each
-    model.lm_head.weight[1] = -100.0 * model.lm_head.weight.abs().max()
+  # EOS gets a zero output row, so its logit is 0 whatever the hidden state,
+  # below the largest of the other random logits at every step: every row
+  # decodes exactly new_tokens (a large negative row is not enough: its logit
+  # is -c * sum(hidden), which is large and POSITIVE when the sum is negative).
+  with torch.no_grad():
+    model.lm_head.weight[1] = 0.0
   model.save_pretrained(args.dir, safe_serialization=True)
   return {"vocab_size": cfg.vocab_size}
 

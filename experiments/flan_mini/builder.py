@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 
 from experiments.flan_mini import collection
 
-VERSION_STR = "1.0.0"
+VERSION_STR = "1.1.0"
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 _SEEDED = re.compile(r"^(?P<task>[a-z0-9_]+?)_seed(?P<seed>\d+)$")
 
@@ -48,7 +48,9 @@ class FlanMini(tfds.core.GeneratorBasedBuilder):
   """flan_mini: FLAN in miniature, a generated instruction collection (30 tasks, 10 clusters)."""
 
   VERSION = tfds.core.Version(VERSION_STR)
-  RELEASE_NOTES = {VERSION_STR: "30 tasks in 10 clusters; 800/50/100 records per split at most."}
+  RELEASE_NOTES = {"1.0.0": "30 tasks in 10 clusters; 800/50/100 records per split at most.",
+                   VERSION_STR: "34 tasks; 800/50/400 records per split at most (train and"
+                                " validation as in 1.0.0)."}
   BUILDER_CONFIGS = [_config(task, 0) for task in collection.TASKS]
 
   @classmethod

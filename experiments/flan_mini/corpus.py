@@ -323,13 +323,13 @@ def register(vocabulary: str = "byte", seed: int = 0, objective=None,
   stories, drawn apart from the corpus).
   """
   import seqio  # pylint: disable=g-import-not-at-top
+  from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
   from t5tune import data  # pylint: disable=g-import-not-at-top
   vocab = data.get_vocabulary("byte") if vocabulary == "byte" else get_vocabulary(vocabulary)
   if objective is None:
     # ByT5's mean span for bytes (11 byte sentinels), T5's otherwise.
     objective = data.SpanCorruption(mean_noise_span_length=20.0 if vocabulary == "byte" else 3.0)
-  tag = "byte" if vocabulary == "byte" else format(
-      data.templates.stable_hash(os.path.abspath(vocabulary)) % 16 ** 6, "06x")
+  tag = "byte" if vocabulary == "byte" else tasks.vocabulary_tag(vocabulary)
   name = f"flan_mini_corpus_s{seed}_{tag}_{objective.name}"
   if name in seqio.TaskRegistry.names():
     return name

@@ -50,6 +50,7 @@ EVAL_TITLES = {"held_out_zs": "held-out 0-shot", "held_out_fs": "held-out few-sh
                "held_in_zs": "held-in 0-shot", "held_in_unseen": "held-in unseen wording"}
 _STYLE = {"instructions": "zero_shot", "no_template": "no_template", "mixed": "mixed",
           "instructions_scratch": "zero_shot"}
+CORPUS_VOCABULARY = "corpus"  # flan_mini.vocabulary: the SentencePiece model of the world corpus
 PRETRAINED = "pretrained"  # stage A only: evaluated, not instruction-tuned
 SCRATCH = "instructions_scratch"  # instructions without stage A: the control
 # FLAN excludes a held-out cluster's close neighbour from training too (it
@@ -402,8 +403,24 @@ def held_out_config(config, cluster: str, seed: int):
   return c
 
 
+def resolve_vocabulary(config):
+  """`flan_mini.vocabulary: "corpus"` becomes the path of the corpus-trained SentencePiece model.
+
+  The model is trained once from the world corpus and cached by content
+  (`corpus.vocabulary`), so every run of an experiment uses the same pieces.
+  """
+  if config.flan_mini.vocabulary != CORPUS_VOCABULARY:
+    return config
+  from experiments.flan_mini import corpus  # pylint: disable=g-import-not-at-top
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    c.flan_mini.vocabulary = os.path.abspath(corpus.vocabulary(seed=c.flan_mini.seed))
+  return c
+
+
 def run_all(config, workdir: str, backend=None) -> dict[str, dict]:
   """Stage A once; then per held-out cluster (one at a time) and seed, every run. Report groups."""
+  config = resolve_vocabulary(config)
   f = config.flan_mini
   backend = backend or SeqioBackend(f)
   pretrained = stage_a(config, workdir)
@@ -427,7 +444,7 @@ def run_all(config, workdir: str, backend=None) -> dict[str, dict]:
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = resolve_vocabulary(_CONFIG.value)
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
@@ -436,6 +453,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # TensorFlow (TFDS) reads this once, on import: no C++ banner or CUDA probe
+  # errors in the demo's output (`TF_CPP_MIN_LOG_LEVEL=0` shows them).
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   # Flags only when run as a program: the modules import each other.
   _CONFIG = config_flags.DEFINE_config_file(
       "config", "configs/experiments/flan_mini.py", "The flan_mini experiment config.")

@@ -70,8 +70,8 @@ def test_tfds_builder_is_deterministic(tmp_path):
   names = builder.build(["nli_count"], seed=0, data_dir=first)
   builder.build(["nli_count"], seed=0, data_dir=second)
   seeded = builder.build(["nli_count"], seed=5, data_dir=first)
-  assert names == ["flan_mini/nli_count:1.0.0"]
-  assert seeded == ["flan_mini/nli_count_seed5:1.0.0"]
+  assert names == [f"flan_mini/nli_count:{builder.VERSION_STR}"]
+  assert seeded == [f"flan_mini/nli_count_seed5:{builder.VERSION_STR}"]
   a, b, c = _read(names[0], first), _read(names[0], second), _read(seeded[0], first)
   assert a == b
   assert a != c
