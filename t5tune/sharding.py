@@ -34,6 +34,9 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("prompt", None),  # prompt-tuning positions
     ("lora_rank", None),
     ("adapter", None),  # adapter bottleneck
+    # The stacked-layer axis of scanned layers (T5Config.scan_layers): the scan
+    # runs over it one layer at a time, so it is never split.
+    ("layers", None),
     # Activations: embed dimension is not split (it is the contraction axis of
     # every projection); hidden MLP and heads follow the tensor axis.
     ("act_embed", None),

@@ -56,6 +56,12 @@ class T5Config:
   param_dtype: str = "float32"
   # Rematerialisation policy of each layer in training (memory for compute).
   remat_policy: str = "none"
+  # Scan over layers: each stack's layers are one module whose parameters
+  # have a leading `layers` axis, applied with `nnx.scan`, so XLA compiles
+  # one layer instead of num_layers copies. The choice for large models
+  # (XL/XXL: compile time and memory); the same numbers either way, and
+  # checkpoints convert between the two layouts on load.
+  scan_layers: bool = False
   # Parameter-efficient tuning (0 = off). Each adds parameters whose names
   # contain `lora_`, `prompt`, `prefix_` or `adapter`; `PEFT_PARAMS` matches them.
   lora_rank: int = 0  # LoRA on the projections matched by lora_targets

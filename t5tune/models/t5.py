@@ -30,6 +30,7 @@ from flax import nnx
 from t5tune import sharding
 from t5tune.models import layers
 from t5tune.models import paths
+from t5tune.models import scan
 from t5tune.models.config import T5Config
 
 Array = jax.Array
@@ -81,21 +82,32 @@ class DecoderLayer(nnx.Module):
     self.has_adapter = bool(config.adapter_dim)
 
   def __call__(self, y_BTD, self_bias_BHTS, self_mask_BHTS, cross_kv, cross_mask_BHTS,
-               rngs=None, cache_kv=None, index=None):
+               rngs=None, cache_kv=None, index=None, layer_index=None):
     """One decoder layer; returns (y, (k, v)) where (k, v) is the self-attention memory.
 
     `cross_kv` is the encoder's (k, v) [B, H, L, K]. Teacher forcing leaves
     `cache_kv` None; incremental decoding passes the layer's cached
     (k, v) [B, H, T_max, K] and the position `index` where y's keys are
-    written in place (no copy of the cache).
+    written in place (no copy of the cache). Scanned layers pass the whole
+    stacked cache [layers, B, H, T_max, K] and their `layer_index` instead;
+    the memory returned is then the updated stack.
     """
     det = rngs is None
     h = self.self_attention_norm(y_BTD)
     k, v = self.self_attention.project_kv(h)
-    if cache_kv is not None:
+    memory = (k, v)
+    if cache_kv is not None and layer_index is None:
       ck, cv = cache_kv
       k = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), index, axis=2)
       v = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), index, axis=2)
+      memory = (k, v)
+    elif cache_kv is not None:
+      # Only the new position is written into the stack, in place.
+      at = (layer_index, 0, 0, index, 0)
+      ck, cv = (jax.lax.dynamic_update_slice(c, x.astype(c.dtype)[None], at)
+                for c, x in zip(cache_kv, (k, v)))
+      k, v = ck[layer_index], cv[layer_index]
+      memory = (ck, cv)
     y_BTD = y_BTD + self.dropout(
         self.self_attention.attend(h, k, v, self_bias_BHTS, self_mask_BHTS, rngs),
         deterministic=det, rngs=rngs)
@@ -109,18 +121,14 @@ class DecoderLayer(nnx.Module):
                                  deterministic=det, rngs=rngs)
     if self.has_adapter:
       y_BTD = self.adapter(y_BTD)
-    return sharding.with_logical_constraint(y_BTD, ("batch", "length", "act_embed")), (k, v)
+    return sharding.with_logical_constraint(y_BTD, ("batch", "length", "act_embed")), memory
 
 
-def _remat(fn, policy: str):
-  if policy == "none":
-    return fn
-  policies = {
-      "full": None,
-      "dots": jax.checkpoint_policies.checkpoint_dots,
-      "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-  }
-  return nnx.remat(fn, policy=policies[policy])
+def _make_layers(cls, config: T5Config, n: int, rngs: nnx.Rngs):
+  """A stack's layers: an nnx.List of n modules, or one stacked module with scan_layers."""
+  if config.scan_layers:
+    return scan.stacked(lambda r: cls(config, rngs=r), n, rngs)
+  return nnx.List([cls(config, rngs=rngs) for _ in range(n)])
 
 
 PROMPT_SEGMENT = -1  # segment id of prompt-tuning positions in the encoder
@@ -165,30 +173,38 @@ class DecodeCache:
   Keys and values are kept per layer, in the layout attention consumes: a
   step updates each layer's cache in place and reads it without a transpose;
   stacking layers into one array would copy the whole cache every step.
+  Scanned layers (`stacked`) keep each of the four as one array
+  [layers, B, ...] instead (batch is then axis 1), carried through the scan
+  and written in place one position at a time.
   """
 
-  self_k: tuple[Array, ...]
-  self_v: tuple[Array, ...]
-  cross_k: tuple[Array, ...]
-  cross_v: tuple[Array, ...]
+  self_k: tuple[Array, ...] | Array
+  self_v: tuple[Array, ...] | Array
+  cross_k: tuple[Array, ...] | Array
+  cross_v: tuple[Array, ...] | Array
   cross_mask: Array
   index: Array
+  stacked: bool = flax.struct.field(pytree_node=False, default=False)
 
   @property
   def max_decode_len(self) -> int:
-    return self.self_k[0].shape[2]
+    return (self.self_k if self.stacked else self.self_k[0]).shape[-2]
 
   def _map_rows(self, fn, cross: bool = True) -> "DecodeCache":
-    each = lambda xs: tuple(fn(x) for x in xs)
+    """Applies `fn(array, batch_axis)` to every batch-indexed array."""
+    if self.stacked:
+      each = lambda x: fn(x, 1)
+    else:
+      each = lambda xs: tuple(fn(x, 0) for x in xs)
     new = dict(self_k=each(self.self_k), self_v=each(self.self_v))
     if cross:
       new.update(cross_k=each(self.cross_k), cross_v=each(self.cross_v),
-                 cross_mask=fn(self.cross_mask))
+                 cross_mask=fn(self.cross_mask, 0))
     return self.replace(**new)
 
   def repeat(self, n: int) -> "DecodeCache":
     """Each batch row repeated n times consecutively (row b -> rows b*n .. b*n+n-1), for beams."""
-    return self._map_rows(lambda x: jnp.repeat(x, n, axis=0))
+    return self._map_rows(lambda x, axis: jnp.repeat(x, n, axis=axis))
 
   def take(self, rows_B: Array, *, cross: bool = True) -> "DecodeCache":
     """Gathers batch rows (e.g. the surviving beams' parents), one gather per array.
@@ -196,7 +212,7 @@ class DecodeCache:
     `cross=False` leaves the encoder's keys/values and mask as they are: right
     when rows are only reordered among copies of the same example (beams).
     """
-    return self._map_rows(lambda x: jnp.take(x, rows_B, axis=0), cross=cross)
+    return self._map_rows(lambda x, axis: jnp.take(x, rows_B, axis=axis), cross=cross)
 
 
 class Encoder(nnx.Module):
@@ -206,20 +222,33 @@ class Encoder(nnx.Module):
     if not self.per_layer_bias:
       self.relpos_bias = layers.RelativePositionBias(config, bidirectional=True, rngs=rngs)
     # `layers` is paths.LAYERS: parameter paths read encoder/layers/<i>/...
-    self.layers = nnx.List([EncoderLayer(config, rngs=rngs)
-                            for _ in range(config.num_encoder_layers)])
+    # (encoder/layers/... with a leading layer axis when scanned)
+    self.layers = _make_layers(EncoderLayer, config, config.num_encoder_layers, rngs)
     self.final_norm = layers.RMSNorm(config, rngs=rngs)
     self.dropout = nnx.Dropout(config.dropout_rate)
     self.remat_policy = config.remat_policy
+    self.scanned = config.scan_layers
+    self.num_layers = config.num_encoder_layers
 
   def __call__(self, x_BLD, positions_BL, segments_BL, rngs=None):
+    # The shared table's bias is computed once, outside the layers (scanned or not).
     bias_BHLL = None if self.per_layer_bias else self.relpos_bias(positions_BL, positions_BL)
     mask_BHLL = _segment_mask(segments_BL, segments_BL)
     x_BLD = self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
-    call = _remat(lambda layer, *args: layer(*args), self.remat_policy)
-    for layer in self.layers:
-      bias = layer.relpos_bias(positions_BL, positions_BL) if self.per_layer_bias else bias_BHLL
-      x_BLD = call(layer, x_BLD, bias, mask_BHLL, rngs)
+    per_layer = self.per_layer_bias
+
+    def call(layer, x, bias, rngs):
+      if per_layer:
+        bias = layer.relpos_bias(positions_BL, positions_BL)
+      return layer(x, bias, mask_BHLL, rngs)
+
+    call = scan.remat(call, self.remat_policy)
+    if self.scanned:
+      x_BLD = scan.run(lambda layer, x, key, bias: call(layer, x, bias, scan.layer_rngs(key)),
+                       self.layers, x_BLD, scan.layer_keys(rngs, self.num_layers), (bias_BHLL,))
+    else:
+      for layer in self.layers:
+        x_BLD = call(layer, x_BLD, bias_BHLL, rngs)
     x_BLD = self.final_norm(x_BLD)
     return self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
 
@@ -231,11 +260,13 @@ class Decoder(nnx.Module):
     if not self.per_layer_bias:
       self.relpos_bias = layers.RelativePositionBias(config, bidirectional=False, rngs=rngs)
     # `layers` is paths.LAYERS: parameter paths read decoder/layers/<i>/...
-    self.layers = nnx.List([DecoderLayer(config, rngs=rngs)
-                            for _ in range(config.num_decoder_layers)])
+    # (decoder/layers/... with a leading layer axis when scanned)
+    self.layers = _make_layers(DecoderLayer, config, config.num_decoder_layers, rngs)
     self.final_norm = layers.RMSNorm(config, rngs=rngs)
     self.dropout = nnx.Dropout(config.dropout_rate)
     self.remat_policy = config.remat_policy
+    self.scanned = config.scan_layers
+    self.num_layers = config.num_decoder_layers
 
   def self_bias(self, layer, q_pos_BT, k_pos_BS):
     """The self-attention position bias [B, H, T, S] that `layer` uses."""
@@ -255,14 +286,20 @@ class Decoder(nnx.Module):
     y_BTD = self.dropout(y_BTD, deterministic=rngs is None, rngs=rngs)
 
     def call(layer, y, enc, bias_BHTT, rngs):
+      if self.per_layer_bias:
+        bias_BHTT = self.self_bias(layer, positions_BT, positions_BT)
       cross_kv = layer.cross_attention.project_kv(enc)
       return layer(y, bias_BHTT, self_mask_BHTT, cross_kv, cross_mask_BHTL, rngs)[0]
 
-    call = _remat(call, self.remat_policy)
-    for layer in self.layers:
-      bias = (self.self_bias(layer, positions_BT, positions_BT) if self.per_layer_bias
-              else shared_bias_BHTT)
-      y_BTD = call(layer, y_BTD, enc_BLD, bias, rngs)
+    call = scan.remat(call, self.remat_policy)
+    if self.scanned:
+      y_BTD = scan.run(
+          lambda layer, y, key, enc, bias: call(layer, y, enc, bias, scan.layer_rngs(key)),
+          self.layers, y_BTD, scan.layer_keys(rngs, self.num_layers),
+          (enc_BLD, shared_bias_BHTT))
+    else:
+      for layer in self.layers:
+        y_BTD = call(layer, y_BTD, enc_BLD, shared_bias_BHTT, rngs)
     return self._finish(y_BTD, rngs)
 
 
@@ -366,18 +403,26 @@ class Transformer(nnx.Module):
     """Projects the encoder output to every layer's cross-attention keys/values once."""
     cfg = self.config
     b = enc_BLD.shape[0]
+    dt = jnp.dtype(cfg.dtype)
+    cross_mask = self.encoder_segments(encoder_input_tokens, encoder_segment_ids) != 0
+    shape = (b, cfg.num_heads, max_decode_len, cfg.d_kv)
+    if cfg.scan_layers:
+      ks, vs = scan.map_layers(lambda layer, enc: layer.cross_attention.project_kv(enc),
+                               self.decoder.layers, enc_BLD)
+      zeros = jnp.zeros((cfg.num_decoder_layers,) + shape, dt)
+      return DecodeCache(self_k=zeros, self_v=zeros, cross_k=ks.astype(dt),
+                         cross_v=vs.astype(dt), cross_mask=cross_mask,
+                         index=jnp.zeros((), jnp.int32), stacked=True)
     ks, vs = [], []
     for layer in paths.layer_modules(self.decoder):
       k, v = layer.cross_attention.project_kv(enc_BLD)
       ks.append(k)
       vs.append(v)
-    dt = jnp.dtype(cfg.dtype)
-    zeros = tuple(jnp.zeros((b, cfg.num_heads, max_decode_len, cfg.d_kv), dt) for _ in ks)
+    zeros = tuple(jnp.zeros(shape, dt) for _ in ks)
     return DecodeCache(
         self_k=zeros, self_v=zeros,
         cross_k=tuple(k.astype(dt) for k in ks), cross_v=tuple(v.astype(dt) for v in vs),
-        cross_mask=self.encoder_segments(encoder_input_tokens, encoder_segment_ids) != 0,
-        index=jnp.zeros((), jnp.int32))
+        cross_mask=cross_mask, index=jnp.zeros((), jnp.int32))
 
   def decode_step(self, token_B: Array, cache: DecodeCache) -> tuple[Array, DecodeCache]:
     """Logits [B, V] for the next token after feeding `token_B` at position `cache.index`."""
@@ -390,6 +435,19 @@ class Transformer(nnx.Module):
     shared_bias = None if self.decoder.per_layer_bias else self.decoder.relpos_bias(q_pos, k_pos)
     self_mask = (jnp.arange(t_max) <= i)[None, None, None, :]
     cross_mask = cache.cross_mask[:, None, None, :]
+    if cache.stacked:
+      def step(layer, carry, cross_kv):
+        y, ck, cv, n = carry
+        bias = self.decoder.self_bias(layer, q_pos, k_pos) if shared_bias is None else shared_bias
+        y, (ck, cv) = layer(y, bias, self_mask, cross_kv, cross_mask, None,
+                            cache_kv=(ck, cv), index=i, layer_index=n)
+        return y, ck, cv, n + 1
+
+      y_B1D, new_k, new_v, _ = scan.run(
+          step, self.decoder.layers, (y_B1D, cache.self_k, cache.self_v, jnp.zeros((), jnp.int32)),
+          (cache.cross_k, cache.cross_v))
+      logits = self._logits(self.decoder._finish(y_B1D, None))[:, 0]
+      return logits, cache.replace(self_k=new_k, self_v=new_v, index=i + 1)
     new_k, new_v = [], []
     for n, layer in enumerate(paths.layer_modules(self.decoder)):
       self_bias = (self.decoder.self_bias(layer, q_pos, k_pos) if self.decoder.per_layer_bias
