@@ -198,6 +198,8 @@ def hf_tensors_to_params(tensors: Mapping[str, np.ndarray], cfg: model_config.T5
 
 
 def params_to_hf_tensors(params: Mapping, cfg: model_config.T5Config) -> dict[str, np.ndarray]:
+  """HF tensors of a nested parameter dict, scanned (stacked layers) or not."""
+  params = paths.to_layout(params, scanned=False)
   out = {}
   for name, (path, transpose) in name_map(cfg).items():
     node = params

@@ -23,6 +23,7 @@ from t5tune import errors
 from t5tune.convert import hf
 from t5tune.convert import model_dir
 from t5tune.models import config as model_config
+from t5tune.models import paths
 from t5tune.models import t5
 
 
@@ -39,8 +40,10 @@ def _assign(model: t5.Transformer, params: dict, source: str) -> None:
 
   Parameter-efficient tuning parameters (LoRA, prompt, prefix, adapters) that
   the source lacks keep their initial values: that is how a PEFT run starts
-  from plain weights.
+  from plain weights. Layers saved scanned load into an unscanned model and
+  the other way round (`T5Config.scan_layers`).
   """
+  params = paths.to_layout(params, model.config.scan_layers)
   state = nnx.state(model, nnx.Param)
   flat_target = dict(nnx.to_flat_state(state))
   flat_new = {tuple(k): v for k, v in _flatten(params)}
@@ -84,7 +87,8 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
   """Loads a t5tune model directory or a Hugging Face T5 directory onto `mesh`.
 
   `config_overrides` change numerics-only fields, e.g. `dtype='bfloat16'` or
-  `dropout_rate=0.0`; architecture fields must match the weights.
+  `dropout_rate=0.0`, or the layer layout (`scan_layers`: weights saved either
+  way load either way); architecture fields must match the weights.
   """
   path = os.fspath(path)
   if not os.path.isdir(path):
@@ -99,12 +103,15 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
     with ocp.StandardCheckpointer() as ckptr:
       restored = ckptr.restore(os.path.abspath(os.path.join(path, model_dir.PARAMS_DIR)),
                                abstract)
-    if _peft_fields(cfg) == _peft_fields(saved):
+    same_peft = _peft_fields(cfg) == _peft_fields(saved)
+    if same_peft and cfg.scan_layers == saved.scan_layers:
       # Same parameters: only numerics (dtype, dropout) may differ, and those
       # live in the module graph of the new config.
       graphdef, _ = nnx.split(t5.abstract_model(cfg, mesh), nnx.Param)
       return nnx.merge(graphdef, restored)
-    model = t5.build_model(cfg, mesh)
+    # Another layer layout needs no random initialisation (every parameter is
+    # in the file); new PEFT parameters do.
+    model = t5.abstract_model(cfg, mesh) if same_peft else t5.build_model(cfg, mesh)
     _assign(model, restored.to_pure_dict(), path)
     return model
   if hf.is_hf_dir(path):

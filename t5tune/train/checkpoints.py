@@ -105,11 +105,16 @@ def check_resumable(workdir: str, model_config: Mapping[str, Any]) -> None:
                     if k not in _NUMERICS_ONLY and saved.get(k) != new.get(k))
     if differ:
       changes = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in differ[:5])
+      fix = ("start a new --workdir for the new model, or restore the old model settings to"
+             " resume")
+      if differ == ["scan_layers"]:
+        # The weights convert between layouts; the optimizer state is not converted.
+        fix = (f"resume with model.scan_layers={saved.get('scan_layers')!r}, or start a new"
+               " --workdir with --config.init_from=<a step dir of this one> (the weights load"
+               " in either layout; the optimizer state starts afresh)")
       raise errors.CheckpointError(
           f"the workdir's checkpoints hold another model ({changes})",
-          where=os.path.join(directory, str(step)),
-          fix="start a new --workdir for the new model, or restore the old model settings to"
-          " resume")
+          where=os.path.join(directory, str(step)), fix=fix)
     return
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from t5tune import errors
 from t5tune.models import config as model_config
 from t5tune.models import paths
 
@@ -63,12 +64,30 @@ def trainable_mask(params: Any, freeze: str, train_only: str = "") -> Any:
   """
   if train_only == "peft":
     train_only = model_config.PEFT_PARAMS
-  def trainable(path, _):
-    name = paths.name(path)
+  def trainable(name):
     if train_only and not re.search(train_only, name):
       return False
     return not (freeze and re.search(freeze, name))
-  return jax.tree_util.tree_map_with_path(trainable, params)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: _by_name(path, leaf, trainable, "freeze / train_only"), params)
+
+
+def _by_name(path, leaf, predicate, what: str) -> bool:
+  """`predicate(name)` of a parameter, judged on its per-layer names when its layers are scanned.
+
+  A regex written for unscanned paths (`decoder/layers/7/...`) then means the
+  same with scan_layers; one that splits a stacked array (some layers yes,
+  some no) cannot be honoured, and is refused rather than silently ignored.
+  """
+  num = leaf.shape[0] if getattr(leaf, "ndim", 0) else 0
+  names = (num and paths.unscanned_names(path, num)) or [paths.name(path)]
+  verdicts = {bool(predicate(n)) for n in names}
+  if len(verdicts) > 1:
+    raise errors.UsageError(
+        f"the {what} regexes select some layers of {paths.name(path)} but not others, which"
+        " scanned layers (one stacked array) cannot do", where="model.scan_layers",
+        fix="set --config.model.overrides.scan_layers=False, or select whole stacks")
+  return verdicts.pop()
 
 
 def split_trainable(params: Any, mask: Any) -> tuple[Any, Any]:
@@ -87,7 +106,8 @@ def _decay_mask(params: Any, exclude: str) -> Any:
   def decays(path, p):
     if p is None:
       return False
-    return not (exclude and re.search(exclude, paths.name(path)))
+    return _by_name(path, p, lambda name: not (exclude and re.search(exclude, name)),
+                    "weight_decay_exclude")
   return jax.tree_util.tree_map_with_path(decays, params,
                                           is_leaf=lambda x: x is None)
 
