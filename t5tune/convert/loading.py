@@ -118,7 +118,10 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
     cfg, tensors = hf.read_hf_dir(path)
     cfg = cfg.replace(**config_overrides)
     params = hf.hf_tensors_to_params(tensors, cfg, source=path)
-    model = t5.build_model(cfg, mesh)
+    # Without PEFT parameters every parameter comes from the file: place the
+    # arrays straight into the abstract model (no random initialisation).
+    plain = _peft_fields(cfg) == _peft_fields(model_config.T5Config())
+    model = t5.abstract_model(cfg, mesh) if plain else t5.build_model(cfg, mesh)
     _assign(model, params, path)
     return model
   raise model_dir.not_a_model_dir(path)
