@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench bench-full
+.PHONY: demo test install clean bench bench-full bench-scan
 
 # jemalloc, when installed (apt-get install libjemalloc2), for every Python
 # the targets start: XLA's per-step temporaries then reuse pages instead of
@@ -42,6 +42,11 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py --repeats=3 --full
+
+# Compile and step time of the train step, scanned vs unscanned layers
+# (t5_1_1_base/large/xl compiles from abstract shapes; base step time).
+bench-scan: $(STAMP)
+	$(ALLOC) $(BIN)/python benchmarks/compile_scan.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
