@@ -29,6 +29,7 @@ from orbax.checkpoint import checkpoint_managers
 
 from t5tune import errors
 from t5tune.convert import model_dir
+from t5tune.models import config as model_config_lib
 
 
 class DataIteratorHandler(ocp.CheckpointHandler):
@@ -100,6 +101,8 @@ def check_resumable(workdir: str, model_config: Mapping[str, Any]) -> None:
       continue
     with open(path) as f:
       saved = json.load(f).get("model", {})
+    # A field added to T5Config after the step was written has its default there.
+    saved = {**model_config_lib.T5Config().to_dict(), **saved}
     new = json.loads(json.dumps(dict(model_config)))  # tuples as lists, as saved
     differ = sorted(k for k in set(saved) | set(new)
                     if k not in _NUMERICS_ONLY and saved.get(k) != new.get(k))

@@ -147,12 +147,12 @@ def test_scanned_parameters_are_stacked_on_a_replicated_layers_axis(pair_name, r
   stacked = nnx.state(scanned, nnx.Param)["decoder"]["layers"]["mlp"]["wo"]["kernel"]
   assert stacked.shape == (3, CFG.d_ff, CFG.d_model)
   assert stacked.get_metadata()["out_sharding"] == ("layers", "mlp", "embed")
-  spec = stacked.value.sharding.spec
+  spec = stacked[...].sharding.spec
   assert len(spec) == 0 or spec[0] is None  # the layers axis is never split
   # The rest of the array is sharded as each unscanned layer's kernel is.
   per_layer = nnx.state(unscanned, nnx.Param)["decoder"]["layers"][1]["mlp"]["wo"]["kernel"]
-  assert tuple(spec[1:]) == tuple(per_layer.value.sharding.spec)
-  np.testing.assert_array_equal(np.asarray(stacked.value[1]), np.asarray(per_layer.value))
+  assert tuple(spec[1:]) == tuple(per_layer[...].sharding.spec)
+  np.testing.assert_array_equal(np.asarray(stacked[...][1]), np.asarray(per_layer[...]))
 
 
 @PAIRS
