@@ -262,14 +262,14 @@ def test_dropout_draws_a_different_mask_in_every_scanned_layer(saved_dir):
 
   @nnx.jit
   def run(scanned_enc, unscanned_enc):
-    return (scanned_enc(x, pos, seg, nnx.Rngs(dropout=key)), scanned_enc(x, pos, seg, None),
+    return (scanned_enc(x, pos, seg, nnx.Rngs(dropout=key)),
             layer_by_layer(unscanned_enc, False), layer_by_layer(unscanned_enc, True))
 
-  out, no_dropout, per_layer_masks, one_shared_mask = map(
-      np.asarray, run(scanned.encoder, unscanned.encoder))
+  out, per_layer_masks, one_shared_mask = map(np.asarray, run(scanned.encoder, unscanned.encoder))
   np.testing.assert_allclose(out, per_layer_masks, rtol=1e-5, atol=1e-6)
+  # The two hand-run references differ only in the layers' masks, so this also
+  # shows dropout is active.
   assert not np.allclose(out, one_shared_mask, atol=1e-2)
-  assert not np.allclose(out, no_dropout, atol=1e-2)
 
 
 # -- parameter-efficient tuning -----------------------------------------------------
