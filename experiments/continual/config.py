@@ -9,7 +9,8 @@
 
 `ARG` picks the remedy (`replay0.1`, `replay0.3` etc. set the replay rate);
 `multitask` trains one stage on all tasks (the upper bound; its matrix has
-one row). Sized for a CPU: the tiny model, short stages.
+one row). Sized for a CPU: the tiny model, short stages. The tests run this
+config made tinier with ml_collections overrides (tests/train/test_continual.py).
 """
 from t5tune.train import continual
 
