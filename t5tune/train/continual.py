@@ -5,10 +5,11 @@
 A config (`default_config()` plus `stage(...)` entries) lists stages; each
 trains the shared `experiment` settings on its own tasks, starting from the
 previous stage's final weights, optionally with replay of earlier tasks
-(`replay.py`), an L2-SP or EWC penalty (`regularizers.py`), or a new LoRA
-per stage with the earlier ones frozen. After the starting model and after
-every stage, every stage's tasks are evaluated: the accuracy matrix and
-ACC / BWT / FWT / forgetting (`transfer.py`).
+(`replay.py`), an L2-SP or EWC penalty or distillation from the previous
+stage's model (`regularizers.py`), or a new LoRA per stage with the earlier
+ones frozen. After the starting model and after every stage, every stage's
+tasks are evaluated: the accuracy matrix and ACC / BWT / FWT / forgetting
+(`transfer.py`).
 
 The workdir:
 
@@ -75,6 +76,8 @@ def stage(tasks: Sequence[str], steps: int, **overrides: Any) -> ml_collections.
   s.replay_cap = 100  # examples per earlier task in the replay buffer (0 = all)
   s.l2sp = 0.0  # weight of the L2 pull toward the stage's starting weights
   s.ewc = 0.0  # weight of the EWC penalty (Fisher of the earlier stages)
+  s.distill = 0.0  # weight of the KL to the previous stage's model on the stage's batches
+  s.distill_temperature = 1.0  # softmax temperature of that KL
   for key, value in overrides.items():
     if key not in s:
       raise errors.UsageError(f"unknown stage setting {key!r}", where="continual.stage()",
@@ -157,10 +160,16 @@ class Continual:
   def make_trainer(self, k: int, **kwargs) -> trainer_lib.Trainer:
     s = self.config.stages[self.order[k]]
     penalty = regularizers.Penalty(l2sp=s.l2sp, ewc=s.ewc)
+    distill = regularizers.Distill(weight=s.distill, temperature=s.distill_temperature)
+    if distill.active and k == 0:
+      raise errors.UsageError("the first stage has no earlier model to distil from",
+                              where=f"config.stages.{self.order[0]}.distill",
+                              fix="set distill on later stages only")
     return trainer_lib.Trainer(
         self.stage_config(k), self.stage_dir(self.order[k]), mesh=self.mesh,
         initial_params=(lambda tr: self._stage_start(k, tr)) if k else None,
-        penalty=penalty, anchors=lambda tr, params: self._anchors(k, tr, params), **kwargs)
+        penalty=penalty, distill=distill,
+        anchors=lambda tr, params: self._anchors(k, tr, params), **kwargs)
 
   # -- what a stage starts from ---------------------------------------------------
 

@@ -26,7 +26,7 @@ CONFIG = "experiments/continual/config.py"
 # The experiment's config shrunk for the tests: its first two stages, 4 steps
 # each on 8 examples of 32/16 tokens, a checkpoint every 2 steps, 8 examples
 # evaluated per task; stage 2 replays stage 1 at half its examples. Stage 2's
-# penalties are 0 (the bitwise test below relies on that).
+# penalties and distillation are 0 (the bitwise test below relies on that).
 # continual_stall lets a test stop the child in stage 2 (see that module).
 TINY = {
     "order": ("sentiment", "qa"),
@@ -39,7 +39,7 @@ TINY = {
     "eval.batch_size": 8, "eval.num_examples": 8, "eval.max_decode_len": 8,
     "stages.sentiment.steps": 4, "stages.qa.steps": 4,
     "stages.qa.replay_rate": 0.5, "stages.qa.replay_cap": 16,
-    "stages.qa.l2sp": 0.0, "stages.qa.ewc": 0.0,
+    "stages.qa.l2sp": 0.0, "stages.qa.ewc": 0.0, "stages.qa.distill": 0.0,
 }
 # Per-stage LoRA: the experiment's lora run (its own learning rate), 2 steps a stage.
 TINY_LORA = {**{k: v for k, v in TINY.items() if k != "experiment.optimizer.learning_rate"},
@@ -136,7 +136,7 @@ def test_kill_9_in_stage_two_resumed_stage_two_only(resumed):
 
 
 def test_stage_two_equals_uninterrupted_plain_tuning_from_stage_one(resumed, tmp_path):
-  # Stage 2 has l2sp = ewc = 0. Plain fine-tuning of stage 1's final weights
+  # Stage 2 has l2sp = ewc = distill = 0. Plain fine-tuning of stage 1's final weights
   # on stage 2's mixture, uninterrupted and in this process, must give stage
   # 2's final weights bitwise: stage 2 started from stage 1's weights, the
   # zero-weight penalties change nothing, and the resume after kill -9 was exact.
@@ -278,3 +278,68 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
                   decoder_input_ids=torch.tensor(dec, dtype=torch.long)).logits.numpy()
     np.testing.assert_allclose(theirs, ours, atol=2e-4, rtol=1e-4)
 
+
+
+def _log_softmax64(x):
+  x = np.asarray(x, np.float64)
+  m = x.max(-1, keepdims=True)
+  return x - m - np.log(np.sum(np.exp(x - m), -1, keepdims=True))
+
+
+def test_distillation_loss_and_gradient_equal_a_direct_computation():
+  # One train step of a tiny model with distillation (SGD at rate 1, so the
+  # update is minus the gradient) against float64 numpy on the same logits:
+  # `distill` = weight * T^2 * sum_tokens w * KL(teacher || student at T) /
+  # tokens, `loss` stays the task loss, and the gradient is the VJP of the
+  # model's logits with the two losses' logit gradients:
+  # (softmax(z) - onehot) * w / tokens and weight * T * w * (q - p) / tokens.
+  import optax
+  from flax import nnx
+  from t5tune.models import config as model_config
+  from t5tune.models import t5
+  from t5tune.train import optimizers
+  from t5tune.train import steps
+  from t5tune.train import synthetic
+  cfg = model_config.preset("tiny")
+  graphdef, state = nnx.split(t5.build_model(cfg, seed=0), nnx.Param)
+  params = nnx.to_pure_dict(state)
+  teacher = nnx.to_pure_dict(nnx.state(t5.build_model(cfg, seed=1), nnx.Param))
+  batch = synthetic.SyntheticIterator(batch_size=3, inputs_length=8, targets_length=5,
+                                      vocab_size=cfg.vocab_size, seed=0, mesh=None).host_batch(0)
+  batch["decoder_loss_weights"][1, 3:] = 0.0  # masked positions must not count
+  w = batch["decoder_loss_weights"].astype(np.float64)
+  tokens = w.sum()
+  weight, t = 0.7, 2.0
+
+  mask = optimizers.trainable_mask(params, "", "")
+  tx = optax.sgd(1.0)
+  step = jax.jit(steps.make_train_step(
+      graphdef, tx, mask, lambda s: 1.0, loss=steps.LossOptions(),
+      distill=regularizers.Distill(weight=weight, temperature=t)))
+  state0 = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+            "rng": jax.random.PRNGKey(0), "reg": {"anchor": teacher}}
+  new, metrics = step(state0, {k: jnp.asarray(v) for k, v in batch.items()})
+
+  def logits_of(p):
+    return nnx.merge(graphdef, p)(batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+  logits = jax.jit(logits_of)
+  z = np.asarray(logits(params), np.float64)
+  log_p = _log_softmax64(np.asarray(logits(teacher), np.float64) / t)
+  log_q = _log_softmax64(z / t)
+  kl = np.sum(np.exp(log_p) * (log_p - log_q), -1)
+  np.testing.assert_allclose(float(metrics["distill"]), weight * t * t * np.sum(w * kl) / tokens,
+                             rtol=1e-5)
+  log_s = _log_softmax64(z)
+  target = batch["decoder_target_tokens"]
+  nll = -np.take_along_axis(log_s, target[..., None], -1)[..., 0]
+  np.testing.assert_allclose(float(metrics["loss"]), np.sum(w * nll) / tokens, rtol=1e-5)
+
+  g_z = np.exp(log_s)
+  np.put_along_axis(g_z, target[..., None], np.take_along_axis(g_z, target[..., None], -1) - 1, -1)
+  g_z = g_z * (w[..., None] / tokens)
+  g_z += weight * t * (w[..., None] / tokens) * (np.exp(log_q) - np.exp(log_p))
+  (want,) = jax.jit(lambda p, g: jax.vjp(logits_of, p)[1](g))(params, jnp.asarray(g_z, jnp.float32))
+  for p1, p0, g in zip(jax.tree.leaves(new["params"]), jax.tree.leaves(params),
+                       jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(p0) - np.asarray(p1), np.asarray(g), rtol=1e-4, atol=1e-6)
+  _assert_trees_equal(jax.device_get(new["reg"]["anchor"]), jax.device_get(teacher))  # frozen
