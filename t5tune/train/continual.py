@@ -15,11 +15,13 @@ The workdir:
 
     continual.json, continual.png   the matrix, its summary, and the heatmap
     initial_eval.json               the starting model on every stage's tasks (FWT's b)
+    initial_per_example.json        its score on each example (paired statistics over examples)
     stages/NAME/                    the stage's trainer workdir (checkpoints/, metrics.jsonl, tb/)
     stages/NAME/final/              its final weights (a t5tune model directory)
     stages/NAME/fisher/             EWC's summed diagonal Fisher up to this stage (orbax)
     stages/NAME/adapter.safetensors its LoRA (with lora_per_stage)
     stages/NAME/eval.json           its row of the matrix
+    stages/NAME/per_example.json    each example's score after the stage
     stages/NAME/done.json           written last: the stage is complete
 
 Every file is written once, atomically, and checked before work is done, so
@@ -270,6 +272,18 @@ class Continual:
     """{task: {metric: value}} for every stage's tasks."""
     return self.evaluator().evaluate(nnx.merge(tr.graphdef, params), step=step)
 
+  def per_example(self) -> dict[str, list[float]]:
+    """{task: each example's score} of the last evaluate(), under the metric `score` reads."""
+    ev = self.evaluator()
+    return {t: ev.per_example(t, self.config.eval.metric) for t in self.all_tasks()}
+
+  def _evaluate_to(self, tr: trainer_lib.Trainer, params: dict, step: int, eval_path: str,
+                   per_example_path: str) -> None:
+    # eval.json last: its presence means both files are complete.
+    results = self.evaluate(tr, params, step)
+    _atomic_json(per_example_path, self.per_example())
+    _atomic_json(eval_path, results)
+
   def score(self, results: dict, task: str) -> float:
     metrics = results[task]
     key = self.config.eval.metric if self.config.eval.metric in metrics else next(iter(metrics))
@@ -297,7 +311,8 @@ class Continual:
     tr = self.make_trainer(k)
     initial = os.path.join(self.workdir, "initial_eval.json")
     if k == 0 and not os.path.exists(initial):
-      _atomic_json(initial, self.evaluate(tr, tr.fresh_params(), 0))
+      self._evaluate_to(tr, tr.fresh_params(), 0, initial,
+                        os.path.join(self.workdir, "initial_per_example.json"))
     result = tr.run()
     params = result.state["params"]
     if not os.path.isdir(os.path.join(d, "final")):
@@ -311,7 +326,8 @@ class Continual:
         ckptr.save(self.fisher_path(name), self.compute_fisher(k, tr, params))
         ckptr.wait_until_finished()
     if not os.path.exists(os.path.join(d, "eval.json")):
-      _atomic_json(os.path.join(d, "eval.json"), self.evaluate(tr, params, result.step))
+      self._evaluate_to(tr, params, result.step, os.path.join(d, "eval.json"),
+                        os.path.join(d, "per_example.json"))
     _atomic_json(os.path.join(d, "done.json"), {"step": result.step,
                                                 "stop_reason": result.stop_reason})
     logging.info("stage %s done at step %d", name, result.step)

@@ -117,6 +117,11 @@ def test_two_stages_through_the_cli_matrix_and_transfer(resumed):
     results = json.loads((workdir / "stages" / name / "eval.json").read_text())
     assert R[i][0] == results["t5tune_demo_sentiment"]["accuracy"]
     assert R[i][1] == next(iter(results["t5tune_demo_qa"].values()))
+    # Each example's score, for the paired statistics: its mean is the cell.
+    per_example = json.loads((workdir / "stages" / name / "per_example.json").read_text())
+    assert len(per_example["t5tune_demo_sentiment"]) == 8
+    assert np.mean(per_example["t5tune_demo_sentiment"]) == pytest.approx(R[i][0])
+    assert np.mean(per_example["t5tune_demo_qa"]) == pytest.approx(R[i][1])
   # Lopez-Paz & Ranzato (2017) for T = 2, by hand.
   assert out["acc"] == pytest.approx((R[1][0] + R[1][1]) / 2)
   assert out["bwt"] == pytest.approx(R[1][0] - R[0][0])
