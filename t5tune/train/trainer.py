@@ -209,8 +209,10 @@ class Trainer:
     state = steps_lib.init_state(self.tx, self.fresh_params(), self.mask,
                                  self.state_shardings, self.config.seed)
     if "reg" in self.abstract_state:
-      state["reg"] = jax.device_put(self._anchors(self, state["params"]),
-                                    self.state_shardings["reg"])
+      # A copy: an anchor that shares the parameters' buffers would be donated
+      # twice by the jitted train step (which donates the whole state).
+      reg = jax.tree.map(lambda x: x.copy(), self._anchors(self, state["params"]))
+      state["reg"] = jax.device_put(reg, self.state_shardings["reg"])
     return state, False
 
   def fresh_params(self) -> dict:

@@ -285,6 +285,35 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
 
 
 
+
+def test_a_trainer_anchored_on_its_own_parameters_runs_with_penalty_and_distillation(tmp_path):
+  # A stage's anchor (and teacher) is its starting parameters; the train step
+  # donates the whole state, so the anchor must not share their buffers
+  # (jax refuses a buffer donated twice). At step 1 the model is its own
+  # anchor and teacher: both terms are 0; after one update both are positive.
+  from t5tune.train import experiment
+  from t5tune.train import optimizers
+  from t5tune.train import trainer
+  config = experiment.default_config()
+  config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"
+  config.data.inputs_length, config.data.targets_length = 16, 8
+  config.data.batch_size = 8
+  config.optimizer.name = "adamw"
+  config.optimizer.learning_rate = 1e-2
+  config.train.steps = 2
+  config.train.log_every = 1
+  config.checkpoint.async_save = False
+  tr = trainer.Trainer(
+      config, str(tmp_path), penalty=regularizers.Penalty(l2sp=1.0),
+      distill=regularizers.Distill(weight=1.0),
+      anchors=lambda tr, params: {"anchor": optimizers.split_trainable(params, tr.mask)[0]})
+  assert tr.run().step == 2
+  logged = [json.loads(l) for l in (tmp_path / "metrics.jsonl").open() if "train/penalty" in l]
+  assert [m["step"] for m in logged] == [1, 2]
+  assert logged[0]["train/penalty"] == 0.0 and logged[0]["train/distill"] == pytest.approx(0.0, abs=1e-7)
+  assert logged[1]["train/penalty"] > 0.0 and logged[1]["train/distill"] > 0.0
+
+
 def _log_softmax64(x):
   x = np.asarray(x, np.float64)
   m = x.max(-1, keepdims=True)
