@@ -129,7 +129,8 @@ def heatmaps(path: str, rows: dict) -> None:
     m = [list(b)] + [list(r) for r in R]
     ax.imshow(m, cmap="viridis", vmin=0, vmax=100)
     ax.set_title(variant, fontsize=9)
-    ax.set_xticks(range(len(names)), names, fontsize=7, rotation=30)
+    cols = names if len(R[0]) == len(names) else list(order)  # multitask: one column, "all"
+    ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=30)
     ax.set_yticks(range(len(m)), ["start"] + list(order), fontsize=7)
     for i, r in enumerate(m):
       for j, x in enumerate(r):
