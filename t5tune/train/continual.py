@@ -135,6 +135,7 @@ class Continual:
     self.need_fisher = [any(config.stages[n].ewc for n in self.order[k + 1:])
                         for k in range(len(self.order))]
     self._evaluator = None
+    self._start_weights = None  # the starting weights as numpy, for export()
 
   # -- paths and per-stage configs -----------------------------------------------
 
@@ -372,7 +373,10 @@ class Continual:
                                      fix="choose a new directory (nothing is overwritten)")
     tr = self.make_trainer(0)
     tr.checkpointer.close()  # only its model config and starting weights are needed
-    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), tr.fresh_params())
+    if self._start_weights is None:  # one build for every export of this run
+      self._start_weights = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32),
+                                         tr.fresh_params())
+    params = copy.deepcopy(self._start_weights)
     scale = tr.model_cfg.lora_alpha / tr.model_cfg.lora_rank
     adapters = {n: safetensors.numpy.load_file(os.path.join(self.stage_dir(n), "adapter.safetensors"))
                 for n in self.order if n in merge}

@@ -123,6 +123,7 @@ class Trainer:
     self._initial_params = initial_params
     self.penalty = penalty if penalty is not None and penalty.active else None
     self.distill = distill if distill is not None and distill.active else None
+    self._fresh = None  # fresh_params(), until the train state takes them
     self._anchors = anchors
     self.workdir = os.path.abspath(workdir)
     self.eval_fns = list(eval_fns)
@@ -206,8 +207,10 @@ class Trainer:
             iterator=self.train_iter)
       logging.info("resumed from %s", self.checkpointer.step_dir(latest))
       return {**rest, "params": nnx.to_pure_dict(params)}, True
-    state = steps_lib.init_state(self.tx, self.fresh_params(), self.mask,
-                                 self.state_shardings, self.config.seed)
+    params = self.fresh_params()
+    self._fresh = None  # the train step donates them: never hand them out again
+    state = steps_lib.init_state(self.tx, params, self.mask, self.state_shardings,
+                                 self.config.seed)
     if "reg" in self.abstract_state:
       # A copy: an anchor that shares the parameters' buffers would be donated
       # twice by the jitted train step (which donates the whole state).
@@ -216,7 +219,16 @@ class Trainer:
     return state, False
 
   def fresh_params(self) -> dict:
-    """The parameters a run without checkpoints starts from (pure dict)."""
+    """The parameters a run without checkpoints starts from (pure dict).
+
+    Built once until the train state takes them: a caller that evaluates the
+    starting model before training (continual tuning) builds it once, not twice.
+    """
+    if self._fresh is None:
+      self._fresh = self._build_fresh_params()
+    return self._fresh
+
+  def _build_fresh_params(self) -> dict:
     if self._initial_params is not None:
       return self._initial_params(self)
     if self.config.init_from:

@@ -284,25 +284,16 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
     np.testing.assert_allclose(theirs, ours, atol=2e-4, rtol=1e-4)
 
 
-
-
 def test_a_trainer_anchored_on_its_own_parameters_runs_with_penalty_and_distillation(tmp_path):
   # A stage's anchor (and teacher) is its starting parameters; the train step
   # donates the whole state, so the anchor must not share their buffers
   # (jax refuses a buffer donated twice). At step 1 the model is its own
   # anchor and teacher: both terms are 0; after one update both are positive.
-  from t5tune.train import experiment
   from t5tune.train import optimizers
   from t5tune.train import trainer
-  config = experiment.default_config()
-  config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"
-  config.data.inputs_length, config.data.targets_length = 16, 8
-  config.data.batch_size = 8
-  config.optimizer.name = "adamw"
-  config.optimizer.learning_rate = 1e-2
-  config.train.steps = 2
-  config.train.log_every = 1
-  config.checkpoint.async_save = False
+  from tests.train import test_train_step
+  # The train-step tests' tiny synthetic-data config, 2 steps.
+  config = test_train_step._config(**{"train.steps": 2, "train.log_every": 1})
   tr = trainer.Trainer(
       config, str(tmp_path), penalty=regularizers.Penalty(l2sp=1.0),
       distill=regularizers.Distill(weight=1.0),
