@@ -186,7 +186,18 @@ def test_replay_rate_and_buffer():
   assert abs(replayed / n - rate) < 4 * np.sqrt(rate * (1 - rate) / n), replayed / n
 
 
-def test_penalties_and_fisher_equal_a_direct_computation():
+@pytest.fixture(scope="module")
+def tiny_model():
+  """(config, graphdef, params) of the tiny model, built once for the numeric tests."""
+  from flax import nnx
+  from t5tune.models import config as model_config
+  from t5tune.models import t5
+  cfg = model_config.preset("tiny")
+  graphdef, state = nnx.split(t5.build_model(cfg, seed=0), nnx.Param)
+  return cfg, graphdef, nnx.to_pure_dict(state)
+
+
+def test_penalties_and_fisher_equal_a_direct_computation(tiny_model):
   rng = np.random.default_rng(0)
   shapes = {"a": (3, 4), "b": {"c": (5,)}}
   params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s), jnp.float32), shapes,
@@ -210,15 +221,10 @@ def test_penalties_and_fisher_equal_a_direct_computation():
   # summed target log-likelihood, against one jax.grad per example through
   # the training loss (summed token NLL, normalised by 1).
   from flax import nnx
-  from t5tune.models import config as model_config
-  from t5tune.models import t5
   from t5tune.train import losses
   from t5tune.train import optimizers
   from t5tune.train import synthetic
-  cfg = model_config.preset("tiny")
-  model = t5.build_model(cfg, seed=0)
-  graphdef, state = nnx.split(model, nnx.Param)
-  params = nnx.to_pure_dict(state)
+  cfg, graphdef, params = tiny_model
   mask = optimizers.trainable_mask(params, "", "")
   it = synthetic.SyntheticIterator(batch_size=3, inputs_length=8, targets_length=4,
                                    vocab_size=cfg.vocab_size, seed=0, mesh=None)
@@ -311,7 +317,7 @@ def _log_softmax64(x):
   return x - m - np.log(np.sum(np.exp(x - m), -1, keepdims=True))
 
 
-def test_distillation_loss_and_gradient_equal_a_direct_computation():
+def test_distillation_loss_and_gradient_equal_a_direct_computation(tiny_model):
   # One train step of a tiny model with distillation (SGD at rate 1, so the
   # update is minus the gradient) against float64 numpy on the same logits:
   # `distill` = weight * T^2 * sum_tokens w * KL(teacher || student at T) /
@@ -320,15 +326,12 @@ def test_distillation_loss_and_gradient_equal_a_direct_computation():
   # (softmax(z) - onehot) * w / tokens and weight * T * w * (q - p) / tokens.
   import optax
   from flax import nnx
-  from t5tune.models import config as model_config
-  from t5tune.models import t5
   from t5tune.train import optimizers
   from t5tune.train import steps
   from t5tune.train import synthetic
-  cfg = model_config.preset("tiny")
-  graphdef, state = nnx.split(t5.build_model(cfg, seed=0), nnx.Param)
-  params = nnx.to_pure_dict(state)
-  teacher = nnx.to_pure_dict(nnx.state(t5.build_model(cfg, seed=1), nnx.Param))
+  cfg, graphdef, params = tiny_model
+  rng = np.random.default_rng(1)  # the teacher: the model moved a little
+  teacher = jax.tree.map(lambda x: x + jnp.asarray(0.05 * rng.normal(size=x.shape), x.dtype), params)
   batch = synthetic.SyntheticIterator(batch_size=3, inputs_length=8, targets_length=5,
                                       vocab_size=cfg.vocab_size, seed=0, mesh=None).host_batch(0)
   batch["decoder_loss_weights"][1, 3:] = 0.0  # masked positions must not count
