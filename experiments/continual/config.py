@@ -5,11 +5,15 @@
     t5tune continual --config=experiments/continual/config.py:l2sp   --workdir=runs/continual/l2sp
     t5tune continual --config=experiments/continual/config.py:ewc    --workdir=runs/continual/ewc
     t5tune continual --config=experiments/continual/config.py:lora   --workdir=runs/continual/lora
+    t5tune continual --config=experiments/continual/config.py:distill --workdir=runs/continual/distill
     t5tune continual --config=experiments/continual/config.py:multitask --workdir=runs/continual/multitask
 
-`ARG` picks the remedy (`replay0.1`, `replay0.3` etc. set the replay rate);
-`multitask` trains one stage on all tasks (the upper bound; its matrix has
-one row). Sized for a CPU: the tiny model, short stages.
+`ARG` picks the remedy (`replay0.1`, `replay0.3` etc. set the replay rate;
+`distill` is replay at 0.3 plus a KL to the previous stage's model, so that
+it differs from `replay0.3` by the distillation alone); `multitask` trains
+one stage on all tasks (the upper bound; its matrix has one row). Sized for
+a CPU: the tiny model, short stages. The tests run this config made tinier
+with ml_collections overrides (tests/train/test_continual.py).
 """
 from t5tune.train import continual
 
@@ -19,7 +23,7 @@ STAGES = (("sentiment", ("t5tune_demo_sentiment",)),
 
 
 def get_config(arg=None):
-  """`arg`: naive (default), replay[RATE], l2sp, ewc, lora or multitask."""
+  """`arg`: naive (default), replay[RATE], l2sp, ewc, lora, distill or multitask."""
   arg = arg or "naive"
   c = continual.default_config()
   e = c.experiment
@@ -45,6 +49,8 @@ def get_config(arg=None):
     extra = {"l2sp": 1e-2}
   elif arg == "ewc":
     extra = {"ewc": 1e2}
+  elif arg == "distill":
+    extra = {"replay_rate": 0.3, "replay_cap": 100, "distill": 1.0, "distill_temperature": 2.0}
   elif arg == "lora":
     c.lora_per_stage = True
     e.model.overrides.lora_rank = 8
@@ -52,7 +58,7 @@ def get_config(arg=None):
     e.optimizer.learning_rate = 1e-2
   elif arg != "naive":
     raise ValueError(f"--config=...:ARG: unknown {arg!r}; use naive, replay[RATE], l2sp, ewc,"
-                     " lora or multitask")
+                     " lora, distill or multitask")
   for k, (name, tasks) in enumerate(STAGES):
     c.stages[name] = continual.stage(tasks, steps, **(extra if k else {}))
   c.order = tuple(name for name, _ in STAGES)

@@ -194,6 +194,7 @@ class TaskEvaluator:
     self.seed = seed
     self.output_dir = output_dir
     self.clean_masks = dict(clean_masks or {})
+    self._last_texts: dict[str, list[str]] = {}  # each task's predictions of the last evaluate()
     loggers = ()
     tb_dir = None
     if output_dir:
@@ -319,6 +320,8 @@ class TaskEvaluator:
                               score_fn=score_fn)
       metrics = future.result()[task]
       results[task] = {k: float(getattr(v, "value", v)) for k, v in metrics.items()}
+      if record:
+        self._last_texts[task] = record[0].texts
       if task in self.clean_masks and record:
         results[task].update(self._clean_subset(task, record[0].texts))
       logging.info("step %d %s: %s", step, task, results[task])
@@ -343,6 +346,28 @@ class TaskEvaluator:
     for fn in t.predict_metric_fns:
       out.update({f"clean/{k}": float(getattr(v, "value", v))
                   for k, v in fn(targets, preds).items()})
+    return out
+
+  def per_example(self, task: str, metric: str = "") -> list[float]:
+    """Each example's `metric` (default: the task's first) in the last evaluate(), in example order.
+
+    For paired statistics over examples: the task's predict metrics on one
+    example at a time (their mean is the task's metric for accuracy, exact
+    match, token F1 and ROUGE, which are all means over examples).
+    """
+    import seqio
+    t = seqio.get_mixture_or_task(task)
+    if task not in self._last_texts:
+      raise ValueError(f"task {task!r} has no predictions yet: call evaluate() first")
+    out = []
+    for ex, text in zip(self._examples[task], self._last_texts[task]):
+      target = t.postprocess_fn(ex["target"], example=None, is_target=True)
+      pred = t.postprocess_fn(text, example=None, is_target=False)
+      values = {}
+      for fn in t.predict_metric_fns:
+        values.update(fn([target], [pred]))
+      key = metric if metric in values else next(iter(values))
+      out.append(float(getattr(values[key], "value", values[key])))
     return out
 
   def _write_predictions(self, task: str, step: int, predictions: Predictions) -> None:

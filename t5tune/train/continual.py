@@ -5,20 +5,23 @@
 A config (`default_config()` plus `stage(...)` entries) lists stages; each
 trains the shared `experiment` settings on its own tasks, starting from the
 previous stage's final weights, optionally with replay of earlier tasks
-(`replay.py`), an L2-SP or EWC penalty (`regularizers.py`), or a new LoRA
-per stage with the earlier ones frozen. After the starting model and after
-every stage, every stage's tasks are evaluated: the accuracy matrix and
-ACC / BWT / FWT / forgetting (`transfer.py`).
+(`replay.py`), an L2-SP or EWC penalty or distillation from the previous
+stage's model (`regularizers.py`), or a new LoRA per stage with the earlier
+ones frozen. After the starting model and after every stage, every stage's
+tasks are evaluated: the accuracy matrix and ACC / BWT / FWT / forgetting
+(`transfer.py`).
 
 The workdir:
 
     continual.json, continual.png   the matrix, its summary, and the heatmap
     initial_eval.json               the starting model on every stage's tasks (FWT's b)
+    initial_per_example.json        its score on each example (paired statistics over examples)
     stages/NAME/                    the stage's trainer workdir (checkpoints/, metrics.jsonl, tb/)
     stages/NAME/final/              its final weights (a t5tune model directory)
     stages/NAME/fisher/             EWC's summed diagonal Fisher up to this stage (orbax)
     stages/NAME/adapter.safetensors its LoRA (with lora_per_stage)
     stages/NAME/eval.json           its row of the matrix
+    stages/NAME/per_example.json    each example's score after the stage
     stages/NAME/done.json           written last: the stage is complete
 
 Every file is written once, atomically, and checked before work is done, so
@@ -75,6 +78,8 @@ def stage(tasks: Sequence[str], steps: int, **overrides: Any) -> ml_collections.
   s.replay_cap = 100  # examples per earlier task in the replay buffer (0 = all)
   s.l2sp = 0.0  # weight of the L2 pull toward the stage's starting weights
   s.ewc = 0.0  # weight of the EWC penalty (Fisher of the earlier stages)
+  s.distill = 0.0  # weight of the KL to the previous stage's model on the stage's batches
+  s.distill_temperature = 1.0  # softmax temperature of that KL
   for key, value in overrides.items():
     if key not in s:
       raise errors.UsageError(f"unknown stage setting {key!r}", where="continual.stage()",
@@ -130,6 +135,7 @@ class Continual:
     self.need_fisher = [any(config.stages[n].ewc for n in self.order[k + 1:])
                         for k in range(len(self.order))]
     self._evaluator = None
+    self._start_weights = None  # the starting weights as numpy, for export()
 
   # -- paths and per-stage configs -----------------------------------------------
 
@@ -157,10 +163,16 @@ class Continual:
   def make_trainer(self, k: int, **kwargs) -> trainer_lib.Trainer:
     s = self.config.stages[self.order[k]]
     penalty = regularizers.Penalty(l2sp=s.l2sp, ewc=s.ewc)
+    distill = regularizers.Distill(weight=s.distill, temperature=s.distill_temperature)
+    if distill.active and k == 0:
+      raise errors.UsageError("the first stage has no earlier model to distil from",
+                              where=f"config.stages.{self.order[0]}.distill",
+                              fix="set distill on later stages only")
     return trainer_lib.Trainer(
         self.stage_config(k), self.stage_dir(self.order[k]), mesh=self.mesh,
         initial_params=(lambda tr: self._stage_start(k, tr)) if k else None,
-        penalty=penalty, anchors=lambda tr, params: self._anchors(k, tr, params), **kwargs)
+        penalty=penalty, distill=distill,
+        anchors=lambda tr, params: self._anchors(k, tr, params), **kwargs)
 
   # -- what a stage starts from ---------------------------------------------------
 
@@ -261,6 +273,18 @@ class Continual:
     """{task: {metric: value}} for every stage's tasks."""
     return self.evaluator().evaluate(nnx.merge(tr.graphdef, params), step=step)
 
+  def per_example(self) -> dict[str, list[float]]:
+    """{task: each example's score} of the last evaluate(), under the metric `score` reads."""
+    ev = self.evaluator()
+    return {t: ev.per_example(t, self.config.eval.metric) for t in self.all_tasks()}
+
+  def _evaluate_to(self, tr: trainer_lib.Trainer, params: dict, step: int, eval_path: str,
+                   per_example_path: str) -> None:
+    # eval.json last: its presence means both files are complete.
+    results = self.evaluate(tr, params, step)
+    _atomic_json(per_example_path, self.per_example())
+    _atomic_json(eval_path, results)
+
   def score(self, results: dict, task: str) -> float:
     metrics = results[task]
     key = self.config.eval.metric if self.config.eval.metric in metrics else next(iter(metrics))
@@ -288,7 +312,8 @@ class Continual:
     tr = self.make_trainer(k)
     initial = os.path.join(self.workdir, "initial_eval.json")
     if k == 0 and not os.path.exists(initial):
-      _atomic_json(initial, self.evaluate(tr, tr.fresh_params(), 0))
+      self._evaluate_to(tr, tr.fresh_params(), 0, initial,
+                        os.path.join(self.workdir, "initial_per_example.json"))
     result = tr.run()
     params = result.state["params"]
     if not os.path.isdir(os.path.join(d, "final")):
@@ -302,7 +327,8 @@ class Continual:
         ckptr.save(self.fisher_path(name), self.compute_fisher(k, tr, params))
         ckptr.wait_until_finished()
     if not os.path.exists(os.path.join(d, "eval.json")):
-      _atomic_json(os.path.join(d, "eval.json"), self.evaluate(tr, params, result.step))
+      self._evaluate_to(tr, params, result.step, os.path.join(d, "eval.json"),
+                        os.path.join(d, "per_example.json"))
     _atomic_json(os.path.join(d, "done.json"), {"step": result.step,
                                                 "stop_reason": result.stop_reason})
     logging.info("stage %s done at step %d", name, result.step)
@@ -347,7 +373,10 @@ class Continual:
                                      fix="choose a new directory (nothing is overwritten)")
     tr = self.make_trainer(0)
     tr.checkpointer.close()  # only its model config and starting weights are needed
-    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), tr.fresh_params())
+    if self._start_weights is None:  # one build for every export of this run
+      self._start_weights = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32),
+                                         tr.fresh_params())
+    params = copy.deepcopy(self._start_weights)
     scale = tr.model_cfg.lora_alpha / tr.model_cfg.lora_rank
     adapters = {n: safetensors.numpy.load_file(os.path.join(self.stage_dir(n), "adapter.safetensors"))
                 for n in self.order if n in merge}

@@ -1,4 +1,4 @@
-"""Penalties toward earlier weights for continual tuning: L2-SP, EWC, and EWC's diagonal Fisher.
+"""What holds continual tuning to earlier stages: L2-SP, EWC (and its diagonal Fisher), distillation.
 
     L2-SP (Li et al. 2018):   l2sp / 2 * sum_i (theta_i - anchor_i)^2
     EWC (Kirkpatrick et al. 2017), online form (Schwarz et al. 2018):
@@ -14,6 +14,19 @@ the example's summed target log-likelihood, computed one example at a time
 
 The penalty enters the train step through `Penalty` (see steps.make_train_step)
 and is logged as train/penalty, apart from the task loss.
+
+Distillation (Hinton et al. 2015; in continual learning "Learning without
+Forgetting", Li & Hoiem 2017) pulls the model's target-token distributions
+toward the previous stage's model, the teacher:
+
+    distill * T^2 * sum_tokens w * KL(softmax(z_teacher / T) || softmax(z / T)) / denominator
+
+over the batch's target positions (w the loss weights, the denominator the
+task loss's normaliser). The teacher is the stage's starting weights (the
+anchor plus the frozen parameters, which never change), frozen; its logits
+are computed inside the train step on the same inputs, never stored. The
+T^2 keeps the gradient's scale independent of the temperature. It is
+logged as train/distill, apart from the task loss.
 """
 from __future__ import annotations
 
@@ -39,6 +52,33 @@ class Penalty:
 
   def __call__(self, trainable: Any, reg: dict) -> jax.Array:
     return penalty(trainable, reg, l2sp=self.l2sp, ewc=self.ewc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Distill:
+  """Distillation from the stage's starting model: its weight and softmax temperature."""
+  weight: float = 0.0
+  temperature: float = 1.0
+
+  @property
+  def active(self) -> bool:
+    return bool(self.weight)
+
+  def __call__(self, logits_BTV: jax.Array, teacher_logits_BTV: jax.Array,
+               loss_weights_BT: jax.Array, denominator: jax.Array) -> jax.Array:
+    return self.weight * kl_to_teacher(logits_BTV, teacher_logits_BTV, loss_weights_BT,
+                                       temperature=self.temperature, denominator=denominator)
+
+
+def kl_to_teacher(logits_BTV: jax.Array, teacher_logits_BTV: jax.Array,
+                  loss_weights_BT: jax.Array, *, temperature: float,
+                  denominator: jax.Array) -> jax.Array:
+  """T^2 * sum_tokens w * KL(teacher || student) at temperature T, over `denominator`."""
+  t = jnp.float32(temperature)
+  log_p_BTV = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits_BTV).astype(jnp.float32) / t)
+  log_q_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32) / t)
+  kl_BT = jnp.sum(jnp.exp(log_p_BTV) * (log_p_BTV - log_q_BTV), axis=-1)
+  return t * t * jnp.sum(kl_BT * loss_weights_BT.astype(jnp.float32)) / denominator
 
 
 def _sum(tree) -> jax.Array:

@@ -58,7 +58,8 @@ def _microbatches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array
 def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
                     schedule: optax.Schedule, *, loss: LossOptions,
                     microbatches: int = 1, dropout: bool = False,
-                    penalty: Callable[[Any, dict], jax.Array] | None = None
+                    penalty: Callable[[Any, dict], jax.Array] | None = None,
+                    distill: Callable[..., jax.Array] | None = None
                     ) -> Callable[[dict, dict], tuple[dict, dict]]:
   """Builds `train_step(state, batch) -> (state, metrics)`.
 
@@ -73,6 +74,10 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
     penalty: `penalty(trainable, state["reg"]) -> scalar` added to the
       objective once per step (not per micro-batch), e.g. a
       `regularizers.Penalty`; logged as `penalty`, apart from `loss`.
+    distill: `distill(logits, teacher_logits, loss_weights, denominator) ->
+      scalar` added to each (micro-)batch's objective, the teacher being the
+      parameters `state["reg"]["anchor"]` (trainable part) with the frozen
+      ones, e.g. a `regularizers.Distill`; logged as `distill`, apart from `loss`.
   """
 
   def train_step(state, batch):
@@ -83,14 +88,24 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
     denominator = losses.normalizer(batch["decoder_loss_weights"], loss.normalization,
                                     loss.constant)
 
+    # The frozen teacher: the stage's starting weights (frozen ones never change).
+    teacher = (optimizers.merge_trainable(state["reg"]["anchor"], frozen)
+               if distill is not None else None)
+
     def loss_fn(trainable_, mb, rng):
       logits = _logits(graphdef, optimizers.merge_trainable(trainable_, frozen), mb,
                        rng if dropout else None)
-      return losses.cross_entropy(
+      value_, stats_ = losses.cross_entropy(
           logits, mb["decoder_target_tokens"], mb["decoder_loss_weights"],
           normalization=loss.normalization, constant=loss.constant,
           z_loss=loss.z_loss, label_smoothing=loss.label_smoothing,
           denominator=denominator)
+      if distill is None:
+        return value_, stats_
+      # Teacher logits on the fly, on the same inputs, without dropout or gradient.
+      teacher_logits = jax.lax.stop_gradient(_logits(graphdef, teacher, mb, None))
+      kd = distill(logits, teacher_logits, mb["decoder_loss_weights"], denominator)
+      return value_ + kd, {**stats_, "task_loss": value_, "distill": kd}
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if microbatches == 1:
@@ -112,7 +127,7 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
     if penalty is not None:
       pen, pen_grads = jax.value_and_grad(penalty)(trainable, state["reg"])
       grads = jax.tree.map(jnp.add, grads, pen_grads)
-      extra = {"penalty": pen, "reg": state["reg"]}
+      extra = {"penalty": pen}
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], trainable)
     new_trainable = optax.apply_updates(trainable, updates)
@@ -122,9 +137,12 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
         "opt_state": opt_state,
         "rng": state["rng"],
     }
-    if "reg" in extra:
-      new_state["reg"] = extra["reg"]
+    if "reg" in state:
+      new_state["reg"] = state["reg"]
     tokens = jnp.maximum(stats["weight_sum"], 1.0)
+    if distill is not None:
+      extra["distill"] = stats["distill"]
+      value = stats["task_loss"]  # `loss` stays the task loss, as without distillation
     metrics = {
         "loss": value,
         "token_loss": stats["loss_sum"] / tokens,
@@ -138,6 +156,8 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
     }
     if "penalty" in extra:
       metrics["penalty"] = extra["penalty"]
+    if "distill" in extra:
+      metrics["distill"] = extra["distill"]
     return new_state, metrics
 
   return train_step

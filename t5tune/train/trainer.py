@@ -113,13 +113,17 @@ class Trainer:
                extra_hooks: Sequence[hooks.Hook] = (),
                initial_params: Callable[["Trainer"], dict] | None = None,
                penalty: regularizers.Penalty | None = None,
+               distill: regularizers.Distill | None = None,
                anchors: Callable[["Trainer", dict], dict] | None = None):
     self.config = config
     self.hooks = list(extra_hooks)
     # Continual tuning (t5tune.train.continual): where a fresh run's parameters
-    # come from, and a penalty toward anchors kept in the train state as "reg".
+    # come from, and a penalty toward anchors kept in the train state as "reg"
+    # (distillation's teacher is the anchor too).
     self._initial_params = initial_params
     self.penalty = penalty if penalty is not None and penalty.active else None
+    self.distill = distill if distill is not None and distill.active else None
+    self._fresh = None  # fresh_params(), until the train state takes them
     self._anchors = anchors
     self.workdir = os.path.abspath(workdir)
     self.eval_fns = list(eval_fns)
@@ -155,7 +159,7 @@ class Trainer:
         skip_nonfinite=config.train.nonfinite == "skip")
     self.state_shardings, self.abstract_state = steps_lib.state_shardings(
         self.tx, abstract_params, param_shardings, self.mask, self.mesh)
-    if self.penalty is not None:
+    if self.penalty is not None or self.distill is not None:
       self._add_reg_state(abstract_params, param_shardings)
     self.loss = steps_lib.LossOptions(
         normalization=config.train.loss_normalization,
@@ -164,7 +168,7 @@ class Trainer:
     self.train_step = steps_lib.make_train_step(
         self.graphdef, self.tx, self.mask, self.schedule, loss=self.loss,
         microbatches=config.train.microbatches,
-        dropout=self.model_cfg.dropout_rate > 0, penalty=self.penalty)
+        dropout=self.model_cfg.dropout_rate > 0, penalty=self.penalty, distill=self.distill)
     self.eval_step = steps_lib.make_eval_step(self.graphdef, loss=self.loss)
 
     self.train_iter = train_iter
@@ -178,10 +182,10 @@ class Trainer:
   # -- state ------------------------------------------------------------------
 
   def _add_reg_state(self, abstract_params: dict, param_shardings: dict):
-    """state["reg"]: the penalty's anchor (and Fisher) over the trainable parameters."""
+    """state["reg"]: the anchor (and EWC's Fisher) over the trainable parameters."""
     trainable, _ = optimizers.split_trainable(abstract_params, self.mask)
     trainable_sh, _ = optimizers.split_trainable(param_shardings, self.mask)
-    keys = ("anchor", "fisher") if self.penalty.ewc else ("anchor",)
+    keys = ("anchor", "fisher") if self.penalty is not None and self.penalty.ewc else ("anchor",)
     self.state_shardings["reg"] = {k: trainable_sh for k in keys}
     self.abstract_state["reg"] = {
         k: jax.tree.map(lambda a, sh, k=k: jax.ShapeDtypeStruct(
@@ -203,15 +207,28 @@ class Trainer:
             iterator=self.train_iter)
       logging.info("resumed from %s", self.checkpointer.step_dir(latest))
       return {**rest, "params": nnx.to_pure_dict(params)}, True
-    state = steps_lib.init_state(self.tx, self.fresh_params(), self.mask,
-                                 self.state_shardings, self.config.seed)
-    if self.penalty is not None:
-      state["reg"] = jax.device_put(self._anchors(self, state["params"]),
-                                    self.state_shardings["reg"])
+    params = self.fresh_params()
+    self._fresh = None  # the train step donates them: never hand them out again
+    state = steps_lib.init_state(self.tx, params, self.mask, self.state_shardings,
+                                 self.config.seed)
+    if "reg" in self.abstract_state:
+      # A copy: an anchor that shares the parameters' buffers would be donated
+      # twice by the jitted train step (which donates the whole state).
+      reg = jax.tree.map(lambda x: x.copy(), self._anchors(self, state["params"]))
+      state["reg"] = jax.device_put(reg, self.state_shardings["reg"])
     return state, False
 
   def fresh_params(self) -> dict:
-    """The parameters a run without checkpoints starts from (pure dict)."""
+    """The parameters a run without checkpoints starts from (pure dict).
+
+    Built once until the train state takes them: a caller that evaluates the
+    starting model before training (continual tuning) builds it once, not twice.
+    """
+    if self._fresh is None:
+      self._fresh = self._build_fresh_params()
+    return self._fresh
+
+  def _build_fresh_params(self) -> dict:
     if self._initial_params is not None:
       return self._initial_params(self)
     if self.config.init_from:

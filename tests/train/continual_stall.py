@@ -1,7 +1,7 @@
 """Fault injection for the continual tests: CONTINUAL_STALL=NAME:STEP stalls stage NAME after saving STEP.
 
-Imported by tests/train/continual_config.py through `data.modules`, so the
-child process of a test stalls there and the test can kill it with SIGKILL.
+Named in `data.modules` by the overrides of tests/train/test_continual.py, so
+the child process of a test stalls there and the test can kill it with SIGKILL.
 """
 import os
 import time

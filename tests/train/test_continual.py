@@ -1,8 +1,10 @@
 """Continual tuning: two stages through the CLI, the matrix and BWT/FWT, exact resume, replay, penalties, per-stage LoRA.
 
-One two-stage CLI run (tests/train/continual_config.py), killed with SIGKILL
-in stage 2 and rerun, is checked against the hand-computed transfer metrics
-and, bitwise, against uninterrupted plain fine-tuning from stage 1's weights.
+One two-stage CLI run of the experiment's own config
+(experiments/continual/config.py, made tiny by the overrides in TINY),
+killed with SIGKILL in stage 2 and rerun, is checked against the
+hand-computed transfer metrics and, bitwise, against uninterrupted plain
+fine-tuning from stage 1's weights.
 """
 import json
 import os
@@ -19,11 +21,44 @@ from t5tune.train import regularizers
 from t5tune.train import replay
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG = "--config=tests/train/continual_config.py"
+CONFIG = "experiments/continual/config.py"
+
+# The experiment's config shrunk for the tests: its first two stages, 4 steps
+# each on 8 examples of 32/16 tokens, a checkpoint every 2 steps, 8 examples
+# evaluated per task; stage 2 replays stage 1 at half its examples. Stage 2's
+# penalties and distillation are 0 (the bitwise test below relies on that).
+# continual_stall lets a test stop the child in stage 2 (see that module).
+TINY = {
+    "order": ("sentiment", "qa"),
+    "experiment.data.modules": ("t5tune.demo_tasks", "tests.train.continual_stall"),
+    "experiment.data.inputs_length": 32, "experiment.data.targets_length": 16,
+    "experiment.data.batch_size": 8,
+    "experiment.optimizer.learning_rate": 1e-3,
+    "experiment.train.log_every": 1,
+    "experiment.checkpoint.every": 2, "experiment.checkpoint.async_save": False,
+    "eval.batch_size": 8, "eval.num_examples": 8, "eval.max_decode_len": 8,
+    "stages.sentiment.steps": 4, "stages.qa.steps": 4,
+    "stages.qa.replay_rate": 0.5, "stages.qa.replay_cap": 16,
+    "stages.qa.l2sp": 0.0, "stages.qa.ewc": 0.0, "stages.qa.distill": 0.0,
+}
+# Per-stage LoRA: the experiment's lora run (its own learning rate), 2 steps a stage.
+TINY_LORA = {**{k: v for k, v in TINY.items() if k != "experiment.optimizer.learning_rate"},
+             "stages.sentiment.steps": 2, "stages.qa.steps": 2}
+
+
+def tiny_config(arg="naive", overrides=None):
+  """The experiment's config for `arg` with TINY (or `overrides`) applied, as the CLI's flags would."""
+  from experiments.continual import config as config_lib
+  config = config_lib.get_config(arg)
+  config.update_from_flattened_dict(dict(overrides or TINY))
+  return config
 
 
 def _command(workdir, *extra):
-  return [sys.executable, "-m", "t5tune.main", "continual", CONFIG, f"--workdir={workdir}", *extra]
+  flags = [f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}"
+           for k, v in TINY.items()]
+  return [sys.executable, "-m", "t5tune.main", "continual", f"--config={CONFIG}:naive", *flags,
+          f"--workdir={workdir}", *extra]
 
 
 def _env(**extra):
@@ -52,9 +87,9 @@ def resumed(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("continual")
   workdir = tmp / "run"
   with open(tmp / "child.log", "w") as log:
-    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=_env(CONTINUAL_STALL="s2:2"),
+    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=_env(CONTINUAL_STALL="qa:2"),
                             stdout=log, stderr=subprocess.STDOUT)
-    ckpt = workdir / "stages" / "s2" / "checkpoints" / "2"
+    ckpt = workdir / "stages" / "qa" / "checkpoints" / "2"
     deadline = time.time() + 900
     try:
       while not ckpt.is_dir():  # orbax renames the step directory once it is complete
@@ -64,8 +99,8 @@ def resumed(tmp_path_factory):
     finally:
       proc.kill()
       proc.wait()
-  assert not (workdir / "stages" / "s2" / "done.json").exists()
-  s1_metrics = (workdir / "stages" / "s1" / "metrics.jsonl").read_text()
+  assert not (workdir / "stages" / "qa" / "done.json").exists()
+  s1_metrics = (workdir / "stages" / "sentiment" / "metrics.jsonl").read_text()
   again = subprocess.run(_command(workdir), cwd=REPO, env=_env(), capture_output=True, text=True,
                          timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
@@ -76,12 +111,17 @@ def test_two_stages_through_the_cli_matrix_and_transfer(resumed):
   workdir, stdout, _ = resumed
   out = json.loads((workdir / "continual.json").read_text())
   R, b = out["R"], out["initial"]
-  assert out["stages"] == ["s1", "s2"] and len(R) == 2 and all(len(row) == 2 for row in R)
+  assert out["stages"] == ["sentiment", "qa"] and len(R) == 2 and all(len(row) == 2 for row in R)
   # Every cell is the task's metric after that stage, as evaluated then.
-  for i in range(2):
-    results = json.loads((workdir / "stages" / f"s{i + 1}" / "eval.json").read_text())
+  for i, name in enumerate(("sentiment", "qa")):
+    results = json.loads((workdir / "stages" / name / "eval.json").read_text())
     assert R[i][0] == results["t5tune_demo_sentiment"]["accuracy"]
     assert R[i][1] == next(iter(results["t5tune_demo_qa"].values()))
+    # Each example's score, for the paired statistics: its mean is the cell.
+    per_example = json.loads((workdir / "stages" / name / "per_example.json").read_text())
+    assert len(per_example["t5tune_demo_sentiment"]) == 8
+    assert np.mean(per_example["t5tune_demo_sentiment"]) == pytest.approx(R[i][0])
+    assert np.mean(per_example["t5tune_demo_qa"]) == pytest.approx(R[i][1])
   # Lopez-Paz & Ranzato (2017) for T = 2, by hand.
   assert out["acc"] == pytest.approx((R[1][0] + R[1][1]) / 2)
   assert out["bwt"] == pytest.approx(R[1][0] - R[0][0])
@@ -89,33 +129,32 @@ def test_two_stages_through_the_cli_matrix_and_transfer(resumed):
   assert out["forgetting"][0] == pytest.approx(R[0][0] - R[1][0])  # max over stages before the last
   assert out["forgetting"][1] is None
   assert (workdir / "continual.png").stat().st_size > 1000
-  assert "| s2 |" in stdout and "BWT" in stdout
+  assert "| qa |" in stdout and "BWT" in stdout
 
 
 def test_kill_9_in_stage_two_resumed_stage_two_only(resumed):
   workdir, _, s1_metrics = resumed
-  assert (workdir / "stages" / "s1" / "metrics.jsonl").read_text() == s1_metrics  # not redone
-  steps = [json.loads(l)["step"] for l in (workdir / "stages" / "s2" / "metrics.jsonl").open()
+  assert (workdir / "stages" / "sentiment" / "metrics.jsonl").read_text() == s1_metrics  # not redone
+  steps = [json.loads(l)["step"] for l in (workdir / "stages" / "qa" / "metrics.jsonl").open()
            if "train/loss" in l]
   assert steps == [1, 2, 3, 4]  # steps 1-2 before the kill, 3-4 after it: none twice
 
 
 def test_stage_two_equals_uninterrupted_plain_tuning_from_stage_one(resumed, tmp_path):
-  # Stage 2 has l2sp = ewc = 0. Plain fine-tuning of stage 1's final weights
+  # Stage 2 has l2sp = ewc = distill = 0. Plain fine-tuning of stage 1's final weights
   # on stage 2's mixture, uninterrupted and in this process, must give stage
   # 2's final weights bitwise: stage 2 started from stage 1's weights, the
   # zero-weight penalties change nothing, and the resume after kill -9 was exact.
   from t5tune.train import continual
   from t5tune.train import trainer
-  from tests.train import continual_config
   workdir, _, _ = resumed
-  run = continual.Continual(continual_config.get_config(), str(workdir))
+  run = continual.Continual(tiny_config(), str(workdir))
   config = run.stage_config(1)
-  config.init_from = str(workdir / "stages" / "s1" / "final")
+  config.init_from = str(workdir / "stages" / "sentiment" / "final")
   result = trainer.train(config, str(tmp_path / "plain"))
   plain = jax.tree.map(np.asarray, jax.device_get(result.state["params"]))
-  _assert_trees_equal(plain, _params(workdir / "stages" / "s2" / "final"))
-  s1 = _params(workdir / "stages" / "s1" / "final")
+  _assert_trees_equal(plain, _params(workdir / "stages" / "qa" / "final"))
+  s1 = _params(workdir / "stages" / "sentiment" / "final")
   assert not np.array_equal(plain["decoder"]["layers"][0]["mlp"]["wo"]["kernel"],
                             s1["decoder"]["layers"][0]["mlp"]["wo"]["kernel"])
 
@@ -147,7 +186,18 @@ def test_replay_rate_and_buffer():
   assert abs(replayed / n - rate) < 4 * np.sqrt(rate * (1 - rate) / n), replayed / n
 
 
-def test_penalties_and_fisher_equal_a_direct_computation():
+@pytest.fixture(scope="module")
+def tiny_model():
+  """(config, graphdef, params) of the tiny model, built once for the numeric tests."""
+  from flax import nnx
+  from t5tune.models import config as model_config
+  from t5tune.models import t5
+  cfg = model_config.preset("tiny")
+  graphdef, state = nnx.split(t5.build_model(cfg, seed=0), nnx.Param)
+  return cfg, graphdef, nnx.to_pure_dict(state)
+
+
+def test_penalties_and_fisher_equal_a_direct_computation(tiny_model):
   rng = np.random.default_rng(0)
   shapes = {"a": (3, 4), "b": {"c": (5,)}}
   params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s), jnp.float32), shapes,
@@ -171,30 +221,27 @@ def test_penalties_and_fisher_equal_a_direct_computation():
   # summed target log-likelihood, against one jax.grad per example through
   # the training loss (summed token NLL, normalised by 1).
   from flax import nnx
-  from t5tune.models import config as model_config
-  from t5tune.models import t5
   from t5tune.train import losses
   from t5tune.train import optimizers
   from t5tune.train import synthetic
-  cfg = model_config.preset("tiny")
-  model = t5.build_model(cfg, seed=0)
-  graphdef, state = nnx.split(model, nnx.Param)
-  params = nnx.to_pure_dict(state)
+  cfg, graphdef, params = tiny_model
   mask = optimizers.trainable_mask(params, "", "")
   it = synthetic.SyntheticIterator(batch_size=3, inputs_length=8, targets_length=4,
                                    vocab_size=cfg.vocab_size, seed=0, mesh=None)
   batch = it.host_batch(0)
   got = jax.jit(regularizers.make_fisher_fn(graphdef, mask))(params, batch)
 
-  def nll(p, i):
+  def nll(p, example):
     m = nnx.merge(graphdef, p)
-    logits = m(batch["encoder_input_tokens"][i:i + 1], batch["decoder_input_tokens"][i:i + 1])
-    loss, _ = losses.cross_entropy(logits, batch["decoder_target_tokens"][i:i + 1],
-                                   batch["decoder_loss_weights"][i:i + 1],
+    one = jax.tree.map(lambda x: x[None], example)
+    logits = m(one["encoder_input_tokens"], one["decoder_input_tokens"])
+    loss, _ = losses.cross_entropy(logits, one["decoder_target_tokens"],
+                                   one["decoder_loss_weights"],
                                    normalization="constant", constant=1.0)
     return loss
-  grads = [jax.grad(nll)(params, i) for i in range(3)]
-  want = jax.tree.map(lambda *g: sum(np.square(np.asarray(x, np.float64)) for x in g), *grads)
+  # One gradient per example (vmapped, jitted once: op-by-op it took minutes).
+  grads = jax.jit(jax.vmap(jax.grad(nll), in_axes=(None, 0)))(params, batch)
+  want = jax.tree.map(lambda g: np.sum(np.square(np.asarray(g, np.float64)), axis=0), grads)
   for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(np.asarray(x), y, rtol=2e-4, atol=1e-9)
 
@@ -206,13 +253,12 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
   from t5tune.convert import loading
   from t5tune.train import continual
   from t5tune.train import experiment
-  from tests.train import continual_config
-  config = continual_config.get_config("lora")
+  config = tiny_config("lora", TINY_LORA)
   run = continual.Continual(config, str(tmp_path / "run"))
   run.run()
   stages = tmp_path / "run" / "stages"
-  s1, s2 = _params(stages / "s1" / "final"), _params(stages / "s2" / "final")
-  adapter1 = safetensors.numpy.load_file(str(stages / "s1" / "adapter.safetensors"))
+  s1, s2 = _params(stages / "sentiment" / "final"), _params(stages / "qa" / "final")
+  adapter1 = safetensors.numpy.load_file(str(stages / "sentiment" / "adapter.safetensors"))
   model_cfg = experiment.resolve_model(config.experiment)
   scale = model_cfg.lora_alpha / model_cfg.lora_rank
   assert adapter1
@@ -233,7 +279,7 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
 
   tokens = np.random.default_rng(0).integers(2, 300, (2, 12)).astype(np.int32)
   dec = np.random.default_rng(1).integers(2, 300, (2, 6)).astype(np.int32)
-  for merge, final in ((["s1"], "s1"), (["s1", "s2"], "s2")):
+  for merge, final in ((["sentiment"], "sentiment"), (["sentiment", "qa"], "qa")):
     out = tmp_path / f"hf_{final}"
     run.export(str(out), merge)
     ours = np.asarray(loading.load_model(str(stages / final / "final"))(tokens, dec))
@@ -242,3 +288,86 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
       theirs = hf(input_ids=torch.tensor(tokens, dtype=torch.long),
                   decoder_input_ids=torch.tensor(dec, dtype=torch.long)).logits.numpy()
     np.testing.assert_allclose(theirs, ours, atol=2e-4, rtol=1e-4)
+
+
+def test_a_trainer_anchored_on_its_own_parameters_runs_with_penalty_and_distillation(tmp_path):
+  # A stage's anchor (and teacher) is its starting parameters; the train step
+  # donates the whole state, so the anchor must not share their buffers
+  # (jax refuses a buffer donated twice). At step 1 the model is its own
+  # anchor and teacher: both terms are 0; after one update both are positive.
+  from t5tune.train import optimizers
+  from t5tune.train import trainer
+  from tests.train import test_train_step
+  # The train-step tests' tiny synthetic-data config, 2 steps.
+  config = test_train_step._config(**{"train.steps": 2, "train.log_every": 1})
+  tr = trainer.Trainer(
+      config, str(tmp_path), penalty=regularizers.Penalty(l2sp=1.0),
+      distill=regularizers.Distill(weight=1.0),
+      anchors=lambda tr, params: {"anchor": optimizers.split_trainable(params, tr.mask)[0]})
+  assert tr.run().step == 2
+  logged = [json.loads(l) for l in (tmp_path / "metrics.jsonl").open() if "train/penalty" in l]
+  assert [m["step"] for m in logged] == [1, 2]
+  assert logged[0]["train/penalty"] == 0.0 and logged[0]["train/distill"] == pytest.approx(0.0, abs=1e-7)
+  assert logged[1]["train/penalty"] > 0.0 and logged[1]["train/distill"] > 0.0
+
+
+def _log_softmax64(x):
+  x = np.asarray(x, np.float64)
+  m = x.max(-1, keepdims=True)
+  return x - m - np.log(np.sum(np.exp(x - m), -1, keepdims=True))
+
+
+def test_distillation_loss_and_gradient_equal_a_direct_computation(tiny_model):
+  # One train step of a tiny model with distillation (SGD at rate 1, so the
+  # update is minus the gradient) against float64 numpy on the same logits:
+  # `distill` = weight * T^2 * sum_tokens w * KL(teacher || student at T) /
+  # tokens, `loss` stays the task loss, and the gradient is the VJP of the
+  # model's logits with the two losses' logit gradients:
+  # (softmax(z) - onehot) * w / tokens and weight * T * w * (q - p) / tokens.
+  import optax
+  from flax import nnx
+  from t5tune.train import optimizers
+  from t5tune.train import steps
+  from t5tune.train import synthetic
+  cfg, graphdef, params = tiny_model
+  rng = np.random.default_rng(1)  # the teacher: the model moved a little
+  teacher = jax.tree.map(lambda x: x + jnp.asarray(0.05 * rng.normal(size=x.shape), x.dtype), params)
+  batch = synthetic.SyntheticIterator(batch_size=3, inputs_length=8, targets_length=5,
+                                      vocab_size=cfg.vocab_size, seed=0, mesh=None).host_batch(0)
+  batch["decoder_loss_weights"][1, 3:] = 0.0  # masked positions must not count
+  w = batch["decoder_loss_weights"].astype(np.float64)
+  tokens = w.sum()
+  weight, t = 0.7, 2.0
+
+  mask = optimizers.trainable_mask(params, "", "")
+  tx = optax.sgd(1.0)
+  step = jax.jit(steps.make_train_step(
+      graphdef, tx, mask, lambda s: 1.0, loss=steps.LossOptions(),
+      distill=regularizers.Distill(weight=weight, temperature=t)))
+  state0 = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+            "rng": jax.random.PRNGKey(0), "reg": {"anchor": teacher}}
+  new, metrics = step(state0, {k: jnp.asarray(v) for k, v in batch.items()})
+
+  def logits_of(p):
+    return nnx.merge(graphdef, p)(batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+  logits = jax.jit(logits_of)
+  z = np.asarray(logits(params), np.float64)
+  log_p = _log_softmax64(np.asarray(logits(teacher), np.float64) / t)
+  log_q = _log_softmax64(z / t)
+  kl = np.sum(np.exp(log_p) * (log_p - log_q), -1)
+  np.testing.assert_allclose(float(metrics["distill"]), weight * t * t * np.sum(w * kl) / tokens,
+                             rtol=1e-5)
+  log_s = _log_softmax64(z)
+  target = batch["decoder_target_tokens"]
+  nll = -np.take_along_axis(log_s, target[..., None], -1)[..., 0]
+  np.testing.assert_allclose(float(metrics["loss"]), np.sum(w * nll) / tokens, rtol=1e-5)
+
+  g_z = np.exp(log_s)
+  np.put_along_axis(g_z, target[..., None], np.take_along_axis(g_z, target[..., None], -1) - 1, -1)
+  g_z = g_z * (w[..., None] / tokens)
+  g_z += weight * t * (w[..., None] / tokens) * (np.exp(log_q) - np.exp(log_p))
+  (want,) = jax.jit(lambda p, g: jax.vjp(logits_of, p)[1](g))(params, jnp.asarray(g_z, jnp.float32))
+  for p1, p0, g in zip(jax.tree.leaves(new["params"]), jax.tree.leaves(params),
+                       jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(p0) - np.asarray(p1), np.asarray(g), rtol=1e-4, atol=1e-6)
+  _assert_trees_equal(jax.device_get(new["reg"]["anchor"]), jax.device_get(teacher))  # frozen
