@@ -40,7 +40,7 @@ def main(argv):
     cfg = loading.t5tune_to_hf(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
   else:
     from t5tune.convert import t5x
-    imported = t5x.t5x_to_t5tune(_INPUT.value, _OUTPUT.value, _CONFIG.value,
+    imported = t5x.t5x_to_t5tune(_INPUT.value, _OUTPUT.value, _CONFIG.value, _OVERWRITE.value,
                                  feed_forward_proj=_FEED_FORWARD.value)
     cfg, layout = imported.config, imported.layout
     print(f"read {imported.format} checkpoint (step {imported.step},"

@@ -257,7 +257,11 @@ def _same_place(a: str, b: str) -> bool:
   return os.path.abspath(os.fspath(a)) == os.path.abspath(os.fspath(b))
 
 
-def _check_conversion(input_dir: str, output_dir: str, kind: str, overwrite: bool) -> None:
+def check_conversion(input_dir: str, output_dir: str, kind: str, overwrite: bool) -> None:
+  """Refuses an output that is the input, exists without `overwrite`, or is another kind of thing.
+
+  Every converter calls this first, before reading its input.
+  """
   if _same_place(input_dir, output_dir):
     raise errors.UsageError("the output is the input", where=os.fspath(output_dir),
                             fix="write the converted model to another directory")
@@ -266,7 +270,7 @@ def _check_conversion(input_dir: str, output_dir: str, kind: str, overwrite: boo
 
 def hf_to_t5tune(input_dir: str, output_dir: str, overwrite: bool = False) -> model_config.T5Config:
   """Converts a HF T5 directory into a t5tune model directory (nothing partial on failure)."""
-  _check_conversion(input_dir, output_dir, "t5tune", overwrite)
+  check_conversion(input_dir, output_dir, "t5tune", overwrite)
   cfg, tensors = hf.read_hf_dir(input_dir)
   params = hf.hf_tensors_to_params(tensors, cfg, source=input_dir)  # validates first
   write_t5tune_dir(output_dir, cfg, params, input_dir, overwrite)
@@ -275,7 +279,7 @@ def hf_to_t5tune(input_dir: str, output_dir: str, overwrite: bool = False) -> mo
 
 def t5tune_to_hf(input_dir: str, output_dir: str, overwrite: bool = False) -> model_config.T5Config:
   """Writes a HF directory that `T5ForConditionalGeneration.from_pretrained` loads."""
-  _check_conversion(input_dir, output_dir, "hf", overwrite)
+  check_conversion(input_dir, output_dir, "hf", overwrite)
   model = load_model(input_dir)
   write_hf_dir(output_dir, model.config, merged_params(model), overwrite)
   return model.config

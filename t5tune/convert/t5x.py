@@ -343,9 +343,14 @@ def import_checkpoint(path: str, config: str | None = None,
 
 
 def t5x_to_t5tune(input_path: str, output_dir: str, config: str | None = None,
-                  **overrides: Any) -> Imported:
-  """Converts a T5X checkpoint step into a t5tune model directory (nothing partial on failure)."""
+                  overwrite: bool = False, **overrides: Any) -> Imported:
+  """Converts a T5X checkpoint step into a t5tune model directory (nothing partial on failure).
+
+  An existing `output_dir` is replaced only with `overwrite`, and only if it is
+  a t5tune model directory (checked before the checkpoint is read).
+  """
   from t5tune.convert import loading
+  loading.check_conversion(input_path, output_dir, "t5tune", overwrite)
   imported = import_checkpoint(input_path, config, **overrides)
-  loading.write_t5tune_dir(output_dir, imported.config, imported.params, input_path)
+  loading.write_t5tune_dir(output_dir, imported.config, imported.params, input_path, overwrite)
   return imported

@@ -114,6 +114,22 @@ def _expect(exc_text, fn):
   assert "\n" not in str(e.value)
 
 
+def test_existing_output_refused_unless_overwrite(tmp_path):
+  """The same rule as hf-to-t5tune: an existing model dir is replaced only with overwrite."""
+  from t5tune.convert import model_dir
+  spec = fx.Spec(gated=True)
+  out = str(tmp_path / "out")
+  first = fx.write(str(tmp_path / "a" / "checkpoint_1"), fx.build_target(spec, seed=1)[0], "msgpack")
+  second = fx.write(str(tmp_path / "b" / "checkpoint_2"), fx.build_target(spec, seed=2)[0], "msgpack")
+  t5x.t5x_to_t5tune(first, out, feed_forward_proj="gated-gelu")
+  old = model_dir.fingerprint(out)
+  _expect("the output exists", lambda: t5x.t5x_to_t5tune(second, out, feed_forward_proj="gated-gelu"))
+  assert model_dir.fingerprint(out) == old
+  t5x.t5x_to_t5tune(second, out, overwrite=True, feed_forward_proj="gated-gelu")
+  assert model_dir.fingerprint(out) != old and model_dir.verify_checksums(out)
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temporary left
+
+
 def test_bad_inputs_name_what_to_fix(tmp_path):
   spec = fx.Spec(gated=True, n_dec=2)
   target, _ = fx.build_target(spec)

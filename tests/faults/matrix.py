@@ -58,6 +58,13 @@ CLI = [
         ("convert", "hf-to-t5tune", "--input={scene}/hf", "--output={scene}/user_files",
          "--overwrite"), 2, "is not a t5tune model directory; refusing",
         "--overwrite replaces only a model dir of the same kind"),
+    Row("conv-t5x-exists", "convert", "T5X import onto an existing --output",
+        ("convert", "t5x-to-t5tune", "--input={scene}/hf", "--output={scene}/user_files"), 2,
+        "the output exists", "choose another --output, or --overwrite for a model dir"),
+    Row("conv-t5x-overwrite-other", "convert", "T5X import --overwrite onto a directory that is"
+        " not a model", ("convert", "t5x-to-t5tune", "--input={scene}/hf",
+                         "--output={scene}/user_files", "--overwrite"), 2,
+        "is not a t5tune model directory; refusing", "choose another --output"),
     Row("conv-parent-file", "convert", "--output inside a regular file",
         ("convert", "hf-to-t5tune", "--input={scene}/hf", "--output={scene}/afile/out"), 2,
         "parent is a file", "choose an output inside a directory"),
