@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import traceback
+import types
 from typing import Sequence
 
 from absl import flags
@@ -264,7 +265,11 @@ def help_text(command: str, module, usage: str = "") -> str:
   """The command's usage (its module docstring) and the flags it defines, with their defaults."""
   doc = (usage or module.__doc__ or "").strip()
   lines = [doc, "", "flags:"]
-  for name in (module.__name__, __name__):
+  # A command's flags may live in the cli modules it delegates to (data -> data_quality).
+  used = [m.__name__ for m in vars(module).values()
+          if isinstance(m, types.ModuleType) and m.__name__.startswith("t5tune.cli.")
+          and m.__name__ != __name__]
+  for name in (module.__name__, *used, __name__):
     text = flags.FLAGS.module_help(name)
     if text:
       lines.append(text)

@@ -247,6 +247,12 @@ def test_show_config_describes_every_key_and_help_lists_flags():
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0 and "--[no]overwrite" in proc.stdout and "--num_beams" in proc.stdout
   assert proc.stderr == ""
+  # `data` delegates near-duplicates, label-issues, ... to data_quality: its help lists their flags.
+  proc = subprocess.run([sys.executable, "-m", "t5tune", "data", "--help"], cwd=REPO, env=ENV,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+  for flag in ("--module", "--vocab_size", "--threshold", "--ngram", "--fold_steps", "--seed_tasks"):
+    assert flag in proc.stdout, flag
 
 
 @pytest.mark.parametrize("losses, grads, expect", [
