@@ -139,7 +139,34 @@ class Logger:
     else:
       self.writer = metric_writers.create_default_writer(
           os.path.join(workdir, "tb"), just_logging=not self.primary, asynchronous=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a") if self.primary else None
+    self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self._jsonl = None  # opened by `start_at` (or the first write), after the rows are trimmed
+
+  def start_at(self, step: int) -> None:
+    """Drops rows of steps after `step` (the state the loop restarts from) before appending.
+
+    A run killed after logging steps it never checkpointed logs them again on
+    resume; without this, metrics.jsonl would hold those steps twice. The kept
+    rows go to a temporary sibling that replaces the file, so a kill here
+    leaves the old file or the trimmed one, never a torn one.
+    """
+    if not self.primary:
+      return
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    if os.path.exists(self._jsonl_path):
+      with open(self._jsonl_path, "rb") as f:
+        lines = f.read().split(b"\n")
+      keep = [line for line in lines[:-1] if _row_step(line) <= step]  # [-1]: "" or a torn row
+      if len(keep) != len(lines) - 1 or lines[-1]:
+        tmp = f"{self._jsonl_path}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+          f.write(b"".join(line + b"\n" for line in keep))
+          f.flush()
+          os.fsync(f.fileno())
+        os.replace(tmp, self._jsonl_path)
+    self._jsonl = open(self._jsonl_path, "a")
 
   def hparams(self, flat: dict):
     if self.writer:
@@ -149,6 +176,8 @@ class Logger:
     values = {k: float(v) for k, v in values.items()}
     if self.writer:
       self.writer.write_scalars(step, values)
+    if self.primary and self._jsonl is None:
+      self._jsonl = open(self._jsonl_path, "a")
     if self._jsonl:
       self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
       self._jsonl.flush()
@@ -159,6 +188,15 @@ class Logger:
       self.writer.close()
     if self._jsonl:
       self._jsonl.close()
+
+
+def _row_step(line: bytes) -> float:
+  """The step of one metrics.jsonl row (infinity for a row that is not a JSON object with one)."""
+  try:
+    step = json.loads(line).get("step")
+  except (ValueError, AttributeError):
+    return float("inf")
+  return step if isinstance(step, int) else float("inf")
 
 
 # -- the standard hooks -----------------------------------------------------------

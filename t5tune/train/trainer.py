@@ -332,6 +332,7 @@ class Trainer:
     config = self.config
     state, _ = self.initial_state()
     loop = hooks.LoopState(state=state, step=int(state["step"]), total=config.train.steps)
+    logger.start_at(loop.step)  # rows of steps after the restored one are logged again
 
     # Compile once, with the shardings of the first batch.
     first_batch = next(self.train_iter) if loop.step < loop.total else None

@@ -146,6 +146,11 @@ def test_kill_9_part_way_and_during_async_save_resume_exactly(tmp_path, referenc
   ref_losses, losses = _losses(reference), _losses(workdir)
   for step in (5, 6, 7, 8):
     assert losses[step] == ref_losses[step]
+  # Steps 5 and 6 were logged by the killed run and again after the resume from 4:
+  # each step's row is in metrics.jsonl once.
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    logged = [json.loads(line)["step"] for line in f if "train/loss" in line]
+  assert logged == list(range(1, STEPS + 1))
 
 
 def test_sigterm_saves_current_step_exits_0_and_resumes_exactly(tmp_path, reference):
