@@ -19,7 +19,8 @@ API_KEY_ENV = "T5TUNE_API_KEY"
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "t5tune model dir or Hugging Face T5 dir (LoRA is folded in).", allow_override=True)
 _VOCAB = flags.DEFINE_string("vocab", None, "'byte' or a SentencePiece .model path (default: byte for byte-sized vocabularies).", allow_override=True)
-_TEMPLATE = flags.DEFINE_string("template", None, "Prompt template over request fields, e.g. '{question}\\n{options_}'; clients then send an object of fields as the prompt.", allow_override=True)
+_TEMPLATE = flags.DEFINE_string("template", None, "Prompt template over request fields: a string, e.g. '{question}\\n{options_}', or TASK:TEMPLATE of a registered task (see --module); clients then send an object of fields as the prompt.", allow_override=True)
+_MODULES = flags.DEFINE_multi_string("module", [], "Python module(s) whose import registers the task named by --template=TASK:TEMPLATE.", allow_override=True)
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind (loopback by default; 0.0.0.0 exposes the server).", allow_override=True)
 _PORT = flags.DEFINE_integer("port", 8000, "TCP port (0 picks a free one; the log says which).", allow_override=True)
 _API_KEY = flags.DEFINE_string("api_key", None, f"Key every endpoint but /health requires as 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}).", allow_override=True)
@@ -47,6 +48,22 @@ def _ints(flag) -> tuple:
                             " list of integers") from None
 
 
+def _template():
+  """(template, options style) from --template: a string, or TASK:TEMPLATE of a registered task."""
+  if not _TEMPLATE.value:
+    return None, None
+  if "{" not in _TEMPLATE.value:  # no placeholder: it names a registered template
+    common.import_modules(_MODULES.value)
+    from t5tune.data import tasks
+    return tasks.registered_template(_TEMPLATE.value)
+  from t5tune.data import templates
+  try:
+    templates.placeholders(_TEMPLATE.value)
+  except ValueError as e:
+    raise errors.UsageError(f"--template: {e}") from None
+  return _TEMPLATE.value, None
+
+
 def main(argv):
   common.no_extra_args(argv, "serve")
   common.require([_CHECKPOINT], "serve")
@@ -57,17 +74,12 @@ def main(argv):
   from t5tune.serve import server
   from t5tune.serve import completions
   buckets = engine.Buckets(**shapes)
-  if _TEMPLATE.value:
-    from t5tune.data import templates
-    try:
-      templates.placeholders(_TEMPLATE.value)
-    except ValueError as e:
-      raise errors.UsageError(f"--template: {e}") from None
+  template, options_style = _template()
   options = server.Options(
       host=_HOST.value, port=_PORT.value,
       api_key=_API_KEY.value or os.environ.get(API_KEY_ENV) or None,
       model_name=_MODEL_NAME.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),
-      template=_TEMPLATE.value, max_wait_ms=_MAX_WAIT_MS.value, max_queue=_MAX_QUEUE.value,
+      template=template, options_style=options_style, max_wait_ms=_MAX_WAIT_MS.value, max_queue=_MAX_QUEUE.value,
       stream_chunk=_STREAM_CHUNK.value, drain_timeout_s=_DRAIN_TIMEOUT_S.value,
       limits=completions.Limits(max_n=_MAX_N.value, max_body_bytes=_MAX_BODY_BYTES.value,
                                 request_timeout_s=_REQUEST_TIMEOUT_S.value))

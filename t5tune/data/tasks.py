@@ -176,3 +176,27 @@ def get_info(name: str) -> TaskInfo:
 def task_names(where: Callable[[TaskInfo], bool] | None = None) -> list[str]:
   """Names of t5tune-registered tasks, optionally those whose TaskInfo passes `where`."""
   return sorted(n for n, info in _TASKS.items() if where is None or where(info))
+
+
+def registered_template(ref: str) -> tuple[templates_lib.Template, templates_lib.OptionsStyle]:
+  """The template `TASK:TEMPLATE` (or the only template of `TASK`) with the task's options style.
+
+  For callers that render prompts outside seqio (the server's --template) the
+  way the task renders its examples. Unknown names are a UsageError with the
+  closest registered name.
+  """
+  task, sep, name = ref.partition(":")
+  fix = ("give TASK:TEMPLATE of a task registered by an imported module (--module),"
+         " or a template string with {field} placeholders")
+  if task not in _TASKS:
+    raise errors.UsageError(f"{task!r} is not a registered task"
+                            + errors.did_you_mean(task, _TASKS), where=ref, fix=fix)
+  source = _TASKS[task].source
+  by_name = {t.name: t for t in source.templates}
+  if not sep and len(by_name) == 1:
+    name = next(iter(by_name))
+  if name not in by_name:
+    raise errors.UsageError(
+        f"task {task!r} has no template {name!r} (it has {sorted(by_name)})"
+        + (errors.did_you_mean(name, by_name) if name else ""), where=ref, fix=fix)
+  return by_name[name], source.spec.options_style

@@ -107,8 +107,10 @@ class Batcher:
             return None
           self._cond.wait()
           continue
-        key, queue = min(self._pending.items(), key=lambda kv: kv[1][0].enqueued)
         limit = self.max_batch
+        # A full bucket runs at once, even behind an older bucket that is still filling.
+        full = [kv for kv in self._pending.items() if len(kv[1]) >= limit]
+        key, queue = min(full or self._pending.items(), key=lambda kv: kv[1][0].enqueued)
         wait = queue[0].enqueued + self.max_wait - time.monotonic()
         if len(queue) >= limit or wait <= 0 or self._stopping:
           batch = [queue.popleft() for _ in range(min(limit, len(queue)))]

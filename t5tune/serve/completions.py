@@ -39,7 +39,8 @@ class Service:
   model_name: str
   metrics: metrics_lib.Metrics
   limits: Limits
-  template: str | None = None
+  template: str | templates_lib.Template | None = None  # a string, or a registered template
+  options_style: templates_lib.OptionsStyle | None = None  # a registered template's task's
   api_key: str | None = None
   ready: threading.Event = dataclasses.field(default_factory=threading.Event)
   draining: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -69,20 +70,24 @@ class Service:
     return texts
 
   def _render_fields(self, fields: dict, where: str) -> str:
-    fmt = self.template.replace("\\n", "\n").replace("\\t", "\t")
+    if isinstance(self.template, templates_lib.Template):
+      fmt = self.template.inputs  # a registered template: its targets are not the prompt
+    else:
+      fmt = self.template.replace("\\n", "\n").replace("\\t", "\t")
     needed = [f for f in templates_lib.placeholders(fmt) if f != templates_lib.OPTIONS_PLACEHOLDER]
     if templates_lib.OPTIONS_PLACEHOLDER in templates_lib.placeholders(fmt):
       needed.append(templates_lib.OPTIONS_FIELD)
     missing = [f for f in needed if f not in fields]
     if missing:
       raise protocol.ApiError(400, f"{where} lacks field {missing[0]!r} that the server's template"
-                              f" {self.template!r} needs", param=f"{where}.{missing[0]}")
+                              f" {fmt!r} needs", param=f"{where}.{missing[0]}")
     options = fields.get(templates_lib.OPTIONS_FIELD, [])
     if not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
       raise protocol.ApiError(400, f"{where}.options must be a list of strings",
                               param=f"{where}.options")
     template = templates_lib.Template("serve", fmt, "")
-    return templates_lib.render(template, fields)[0]
+    return templates_lib.render(template, fields,
+                                 self.options_style or templates_lib.OptionsStyle())[0]
 
   def encode(self, texts: Sequence[str], *, limit: int, limit_name: str, param: str,
              truncate: bool) -> list[np.ndarray]:

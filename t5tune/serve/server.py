@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from typing import Any
 
 import uvicorn
 
@@ -31,7 +32,8 @@ class Options:
   port: int = 8000
   api_key: str | None = None
   model_name: str = "t5tune"
-  template: str | None = None
+  template: Any = None  # a template string, or a registered `templates.Template`
+  options_style: Any = None  # how a registered template's task writes {options_} (None: default)
   max_wait_ms: float = 5.0
   max_queue: int = 256
   stream_chunk: int = 4
@@ -51,6 +53,7 @@ def make_service(model, vocabulary, buckets: engine_lib.Buckets, options: Option
   return completions.Service(engine=engine, batcher=batcher, vocabulary=vocabulary,
                              model_name=options.model_name, metrics=box["metrics"],
                              limits=options.limits, template=options.template,
+                             options_style=options.options_style,
                              api_key=options.api_key)
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -70,21 +71,45 @@ def model_dir(tmp_path_factory):
   return path
 
 
-@pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
+def _launch(model_dir, tmp_path_factory, flags):
+  """Starts `t5tune serve` on a free port; returns (process, log path) without waiting."""
   log_path = str(tmp_path_factory.mktemp("log") / "server.log")
   env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
              T5TUNE_API_KEY=KEY)
   with open(log_path, "w") as log:
     proc = subprocess.Popen(
         [sys.executable, "-m", "t5tune.main", "serve", f"--checkpoint={model_dir}", "--port=0"]
-        + FLAGS, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        + flags, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+  return proc, log_path
+
+
+def _attach(proc, log_path):
+  """Yields a Server once the process listens; kills it at the end."""
   try:
     port = _wait_for(lambda: re.findall(r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
                                         open(log_path).read()) or proc.poll(), 300, "the port")
     assert proc.poll() is None, open(log_path).read()[-3000:]
-    srv = Server(proc, log_path, f"http://127.0.0.1:{port[0]}")
-    yield srv
+    yield Server(proc, log_path, f"http://127.0.0.1:{port[0]}")
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
+# A second, smaller server whose batches run only when full (max_wait of 10 minutes), so
+# the test decides which rows share a batch; a short request timeout; and a template
+# registered by a task module. It starts beside the main server and compiles 2 programs.
+FILL_BATCH, FILL_TIMEOUT_S = 4, 3
+FILL_FLAGS = [f"--batch_sizes={FILL_BATCH}", "--input_lengths=64", "--decode_lengths=4",
+              "--max_wait_ms=600000", f"--request_timeout_s={FILL_TIMEOUT_S}", "--max_queue=16",
+              "--module=t5tune.demo_tasks", "--template=t5tune_demo_sentiment:sent_opt"]
+
+
+@pytest.fixture(scope="module")
+def fill_launched(model_dir, tmp_path_factory):
+  proc, log_path = _launch(model_dir, tmp_path_factory, FILL_FLAGS)
+  try:
+    yield proc, log_path
   finally:
     if proc.poll() is None:
       proc.kill()
@@ -92,14 +117,17 @@ def server(model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory, fill_launched):
+  del fill_launched  # launched first, so that both servers start at once
+  yield from _attach(*_launch(model_dir, tmp_path_factory, FLAGS))
+
+
+@pytest.fixture(scope="module")
 def model(model_dir):
   return loading.load_model(model_dir)
 
 
-@pytest.fixture(scope="module")
-def ready(server, model):
-  """The server once /health says ready (references in this process compile meanwhile)."""
-  del model
+def _until_ready(server):
   def up():
     try:
       return httpx.get(f"{server.url}/health", timeout=10).status_code == 200
@@ -110,6 +138,19 @@ def ready(server, model):
   server.compilations_at_ready = server.metric("t5tune_xla_compilations")
   assert server.compilations_at_ready > 0
   return server
+
+
+@pytest.fixture(scope="module")
+def ready(server, model):
+  """The server once /health says ready (references in this process compile meanwhile)."""
+  del model
+  return _until_ready(server)
+
+
+@pytest.fixture(scope="module")
+def fill_server(fill_launched):
+  for srv in _attach(*fill_launched):
+    yield _until_ready(srv)
 
 
 def _complete(url, **body):
@@ -310,6 +351,75 @@ def test_client_leaving_mid_stream_does_not_break_others(ready, model):
   assert [results[0]["choices"][0]["text"], results[1]["choices"][0]["text"]] == want
   assert ready.metric("t5tune_batch_size_count", '{kind="decode"}') > before
   assert httpx.get(f"{ready.url}/health", timeout=5).status_code == 200
+
+
+def test_client_gone_before_its_response_is_dropped_from_its_batch(fill_server, model):
+  srv = fill_server
+  depth = srv.metric("t5tune_queue_depth")
+  gone = srv.metric("t5tune_errors_total", '{code="499"}')
+  rows = srv.metric("t5tune_batch_size_sum", '{kind="decode"}')
+  batches = srv.metric("t5tune_batch_size_count", '{kind="decode"}')
+  # A non-streaming client sends its request, and leaves once its row is queued.
+  host, port = srv.url.rsplit("/", 1)[1].split(":")
+  body = json.dumps({"prompt": PROMPTS[0], "max_tokens": 4, "temperature": 0})
+  with socket.create_connection((host, int(port)), timeout=30) as sock:
+    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}"
+                  f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                  f"{body}").encode())
+    _wait_for(lambda: srv.metric("t5tune_queue_depth") > depth, 30, "the row to be queued")
+  _wait_for(lambda: srv.metric("t5tune_errors_total", '{code="499"}') > gone, 30,
+            "the server to see the client leave")
+  # Its row still holds a place in the batch (rows count where they queued); the other
+  # three fill the batch and are served; the departed row costs no device time.
+  async def others():
+    async with httpx.AsyncClient(base_url=srv.url, headers=AUTH, timeout=60) as client:
+      return await asyncio.gather(
+          client.post("/v1/completions", json={"prompt": PROMPTS[3], "max_tokens": 4,
+                                               "temperature": 0}),
+          client.post("/v1/completions", json={"prompt": PROMPTS[1:3], "max_tokens": 4,
+                                               "temperature": 0}))
+  one, two = asyncio.run(others())
+  assert one.status_code == 200 and two.status_code == 200, (one.text, two.text)
+  texts = [one.json()["choices"][0]["text"]] + [c["text"] for c in two.json()["choices"]]
+  assert texts == _reference(model, [PROMPTS[3], PROMPTS[1], PROMPTS[2]], 4)
+  assert srv.metric("t5tune_batch_size_count", '{kind="decode"}') == batches + 1
+  assert srv.metric("t5tune_batch_size_sum", '{kind="decode"}') == rows + 3
+  assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
+
+
+def test_registered_template_renders_fields_like_the_task(fill_server):
+  """--template=t5tune_demo_sentiment:sent_opt renders fields with that task's template."""
+  fields = {"text": "ok", "options": ["good", "bad"]}
+  rendered = "ok\nWhat is the sentiment of this review?\nOPTIONS:\n- good\n- bad"
+  body = _complete(fill_server.url, prompt=[fields, rendered, fields, rendered], max_tokens=4,
+                   temperature=0, logprobs=1)  # one full batch
+  choices = body["choices"]
+  assert choices[0]["text"] == choices[1]["text"] == choices[2]["text"]
+  assert choices[0]["logprobs"]["token_logprobs"] == choices[1]["logprobs"]["token_logprobs"]
+  assert body["usage"]["prompt_tokens"] == 4 * (len(rendered.encode()) + 1)  # byte ids + EOS
+  r = httpx.post(f"{fill_server.url}/v1/completions", headers=AUTH, timeout=30,
+                 json={"prompt": {"review": "x", "options": []}, "max_tokens": 4})
+  assert r.status_code == 400 and "lacks field 'text'" in r.json()["error"]["message"]
+
+
+def test_request_timeout_is_504_and_the_server_stays_healthy(fill_server, model):
+  srv = fill_server
+  start = time.monotonic()
+  # One row alone never fills its batch: it is still waiting when the timeout strikes.
+  r = httpx.post(f"{srv.url}/v1/completions", headers=AUTH, timeout=60,
+                 json={"prompt": PROMPTS[0], "max_tokens": 4, "temperature": 0})
+  assert r.status_code == 504, r.text
+  error = r.json()["error"]
+  assert error["type"] == "timeout" and f"request_timeout_s={FILL_TIMEOUT_S}" in error["message"]
+  assert time.monotonic() - start >= FILL_TIMEOUT_S
+  assert srv.metric("t5tune_errors_total", '{code="504"}') == 1
+  # Still healthy: the timed-out row holds its place until its batch is taken (then it
+  # is dropped), so three more rows fill that batch and are served, correctly.
+  assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
+  rows = srv.metric("t5tune_batch_size_sum", '{kind="decode"}')
+  body = _complete(srv.url, prompt=PROMPTS[1:FILL_BATCH], max_tokens=4, temperature=0)
+  assert [c["text"] for c in body["choices"]] == _reference(model, PROMPTS[1:FILL_BATCH], 4)
+  assert srv.metric("t5tune_batch_size_sum", '{kind="decode"}') == rows + FILL_BATCH - 1
 
 
 def test_sigterm_drains_in_flight_and_exits_0(ready, model):
