@@ -53,6 +53,29 @@ def quiet_start_up(verbose: bool) -> None:
     logging.getLogger(name).setLevel(logging.ERROR if name != "absl" else logging.WARNING)
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _OwnInfoOnly(logging.Filter):
+  """Passes t5tune's own log records and every warning or error; drops libraries' INFO.
+
+  absl's `app.run` raises the verbosity to INFO, and orbax, clu and seqio log
+  through absl (their records name absl's file, not theirs), so the records to
+  keep are recognised by coming from t5tune's files.
+  """
+
+  def filter(self, record):
+    return (record.levelno >= logging.WARNING
+            or os.path.abspath(record.pathname).startswith(_PACKAGE_DIR + os.sep))
+
+
+def quiet_libraries() -> None:
+  """Installs `_OwnInfoOnly` on the handlers absl set up (call once flags are parsed)."""
+  for handler in logging.getLogger("absl").handlers + logging.getLogger().handlers:
+    if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
+      handler.addFilter(_OwnInfoOnly())
+
+
 def error_line(command: str, error: BaseException) -> str:
   """The one line printed for `error` (a T5tuneError, or an OS error naming a file)."""
   if isinstance(error, errors.T5tuneError):
@@ -172,6 +195,8 @@ def _run(command, module_name, args, usage, verbose):
     if verbose:
       from absl import logging as absl_logging
       absl_logging.set_verbosity(absl_logging.INFO)
+    else:
+      quiet_libraries()
     try:
       return module.main(argv)
     except KeyboardInterrupt:

@@ -13,7 +13,6 @@ processes (multi-host) pass --coordinator_address, --num_processes and
 from __future__ import annotations
 
 import json
-import logging as std_logging
 
 from absl import flags
 from absl import logging
@@ -39,13 +38,6 @@ _DISTRIBUTED = flags.DEFINE_bool(
     " (TPU pods, SLURM) even without --coordinator_address.", allow_override=True)
 
 
-class _QuietLibraries(std_logging.Filter):
-  """Drops orbax's per-save INFO chatter; warnings and errors still show."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
-
-
 def show_config(config) -> str:
   from t5tune.cli import config_help
   from t5tune.infer import evaluation
@@ -61,8 +53,6 @@ def main(argv):
     print(show_config(_CONFIG.value))
     return
   common.require([_WORKDIR], "train")
-  for handler in std_logging.getLogger("absl").handlers + std_logging.getLogger().handlers:
-    handler.addFilter(_QuietLibraries())
   import jax
   if _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
