@@ -19,6 +19,7 @@ import pytest
 
 from t5tune import sharding
 from t5tune.convert import loading
+from t5tune.convert import model_dir
 from t5tune.train import experiment
 from t5tune.train import trainer
 
@@ -138,6 +139,8 @@ def test_kill_9_part_way_and_during_async_save_resume_exactly(tmp_path, referenc
   proc.kill()
   proc.wait()
   assert not os.path.exists(_ckpt(workdir, 6))  # only a partial save exists
+  # The latest complete step is 4, and whole: its array files match their checksums.
+  assert model_dir.verify_checksums(_ckpt(workdir, 4))
   # 3. resume again: from step 4 (the partial step 6 is ignored), to the end.
   code, out = _finish(_start(workdir))
   assert code == 0, out[-3000:]
