@@ -31,6 +31,9 @@ _VERBOSE_ARGS = ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1")
 # Read from argv before parsing (logging is set up before the libraries load);
 # defined so that absl accepts it and lists it in every command's --help.
 flags.DEFINE_bool("verbose", False, f"Show tracebacks and library logs (or {VERBOSE_ENV}=1).", allow_override=True)
+flags.DEFINE_bool("quiet", False, "No progress bars (they are also off when stderr is not a"
+                  " terminal, or CI is set).", allow_override=True)
+_QUIET_ARGS = ("--quiet", "--quiet=true", "--quiet=True", "--quiet=1")
 
 
 def verbose_requested(args: Sequence[str]) -> bool:
@@ -153,6 +156,9 @@ def run(command: str, module_name: str, args: Sequence[str], usage: str = "") ->
   """Runs sub-command `module_name` (which defines absl flags and `main(argv)`) on `args`; exits."""
   verbose = verbose_requested(args)
   quiet_start_up(verbose)
+  if any(a in _QUIET_ARGS for a in args):
+    from t5tune import progress
+    os.environ[progress.QUIET_ENV] = "1"  # read where each bar is made
   with _c_library_output_dropped(not verbose):
     _run(command, module_name, args, usage, verbose)
 

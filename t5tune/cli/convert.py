@@ -33,10 +33,19 @@ def main(argv):
         + (errors.did_you_mean(argv[1], DIRECTIONS) if len(argv) > 1 else ""),
         where="command line", fix="usage: t5tune convert DIRECTION --input=DIR --output=DIR")
   common.require([_INPUT, _OUTPUT], "convert")
+  from t5tune import progress
+  with progress.status(f"convert {argv[1]}"):
+    cfg = _convert(argv[1])
+  print(f"wrote {_OUTPUT.value} ({cfg.feed_forward_proj}, d_model={cfg.d_model},"
+        f" layers={cfg.num_encoder_layers}+{cfg.num_decoder_layers}, vocab={cfg.vocab_size})")
+
+
+def _convert(direction: str):
+  """Runs one conversion; returns the model's T5Config."""
   from t5tune.convert import loading
-  if argv[1] == "hf-to-t5tune":
+  if direction == "hf-to-t5tune":
     cfg = loading.hf_to_t5tune(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
-  elif argv[1] == "t5tune-to-hf":
+  elif direction == "t5tune-to-hf":
     cfg = loading.t5tune_to_hf(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
   else:
     from t5tune.convert import t5x
@@ -50,5 +59,4 @@ def main(argv):
     if imported.dropped_state:
       print(f"optimizer state not imported ({len(imported.dropped_state)} arrays, e.g."
             f" {imported.dropped_state[0]}): t5tune's optimizer starts fresh")
-  print(f"wrote {_OUTPUT.value} ({cfg.feed_forward_proj}, d_model={cfg.d_model},"
-        f" layers={cfg.num_encoder_layers}+{cfg.num_decoder_layers}, vocab={cfg.vocab_size})")
+  return cfg

@@ -20,6 +20,7 @@ import safetensors.numpy
 from flax import nnx
 
 from t5tune import errors
+from t5tune import progress
 from t5tune.convert import hf
 from t5tune.convert import model_dir
 from t5tune.models import config as model_config
@@ -94,6 +95,11 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
   if not os.path.isdir(path):
     raise errors.InputError("no such model directory", where=path,
                             fix="give a t5tune model dir, a checkpoint step or a Hugging Face T5 dir")
+  with progress.status(f"load {path}"):
+    return _load_model(path, mesh, config_overrides)
+
+
+def _load_model(path: str, mesh: jax.sharding.Mesh | None, config_overrides: dict):
   if model_dir.is_t5tune_dir(path):
     model_dir.verify_checksums(path)
     saved = read_config(path)

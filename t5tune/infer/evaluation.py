@@ -46,6 +46,7 @@ from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune import jsonl_append
+from t5tune import progress
 from t5tune.infer import scoring
 
 # Template kinds whose targets are not one of the options.
@@ -298,7 +299,9 @@ class TaskEvaluator:
   def evaluate(self, model, step: int = 0) -> dict[str, dict[str, float]]:
     """Runs every task; returns {task: {metric: value}} and writes the output files."""
     results = {}
+    tasks_bar = progress.bar(total=len(self.tasks), desc=f"evaluate step {step}", unit="task")
     for task in self.tasks:
+      tasks_bar.set_postfix_str(task, refresh=False)
       ev = self._evaluators[task]
       record: list[Predictions] = []  # filled by predict_fn, absent for score-only tasks
 
@@ -327,6 +330,8 @@ class TaskEvaluator:
       logging.info("step %d %s: %s", step, task, results[task])
       if self.output_dir and jax.process_index() == 0 and record:
         self._write_predictions(task, step, record[0])
+      tasks_bar.update(1)
+    tasks_bar.close()
     if self.output_dir and jax.process_index() == 0:
       self._write_metrics(step, results)
     return results

@@ -32,6 +32,7 @@ from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune import jsonl_append
+from t5tune import progress as progress_lib
 
 INPUT_FIELD = "inputs"
 PRODUCER_SUFFIX = ".producer.json"
@@ -242,8 +243,7 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
   chunk_size = max(chunk_size, batch_size)
   bar = None
   if progress:
-    from tqdm import tqdm
-    bar = tqdm(total=len(prompts), initial=done, desc="predict", unit="line", dynamic_ncols=True)
+    bar = progress_lib.bar(total=len(prompts), initial=done, desc="predict", unit="line")
   written = 0
   pending: list[str] = []
   for start in range(done, len(prompts), batch_size):

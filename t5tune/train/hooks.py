@@ -207,9 +207,8 @@ class ProgressBar(Hook):
   def __init__(self, total: int, initial: int):
     self.bar = None
     if jax.process_index() == 0:
-      from tqdm import tqdm
-      self.bar = tqdm(total=total, initial=initial, desc="train", unit="step",
-                      dynamic_ncols=True)
+      from t5tune import progress
+      self.bar = progress.bar(total=total, initial=initial, desc="train", unit="step")
 
   def after_step(self, loop):
     if self.bar is not None:

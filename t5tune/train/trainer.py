@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from t5tune import progress
 from t5tune import sharding
 from t5tune.models import paths
 from t5tune.models import t5
@@ -250,7 +251,7 @@ class Trainer:
   def compile(self, state: dict, batch: dict):
     """The train step, jitted with the state/batch shardings and state donation, compiled."""
     batch_sh = steps_lib.batch_shardings(batch, self.mesh)
-    with sharding.use_mesh(self.mesh):
+    with sharding.use_mesh(self.mesh), progress.status("compile train step"):
       return jax.jit(
           self.train_step, in_shardings=(self.state_shardings, batch_sh),
           out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
