@@ -22,6 +22,7 @@ from t5tune.convert import loading
 from t5tune.convert import model_dir
 from t5tune.train import experiment
 from t5tune.train import trainer
+from tests.faults import quiet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 8
@@ -101,6 +102,9 @@ def reference(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("reference"))
   code, out = _finish(_start(workdir))
   assert code == 0, out[-3000:]
+  # Quiet by default: no orbax/clu/absl INFO chatter, no bar (the log is not a terminal).
+  quiet.assert_quiet(out, "train")
+  assert "train step compiled" in out  # t5tune's own lines stay
   return workdir
 
 
