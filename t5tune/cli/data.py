@@ -45,6 +45,11 @@ def _list():
   for name in sorted(seqio.TaskRegistry.names()):
     if name in ours:
       info = tasks.get_info(name)
+      if info.kind == tasks.PRETRAINING:
+        print(f"  {name}  kind={info.kind} objective={info.objective!r}"
+              f" splits={list(info.source.splits)}"
+              + (f" metadata={dict(info.metadata)}" if info.metadata else ""))
+        continue
       src = info.source
       kinds = sorted({t.kind for t in src.templates})
       extra = []
@@ -84,7 +89,7 @@ def _train_vocab():
 
   def texts():
     for name in names:
-      prepared = tasks.get_info(name).source.prepared(_SPLIT.value)
+      prepared = tasks.get_info(name, tasks.INSTRUCTION).source.prepared(_SPLIT.value)
       for ex in prepared.examples:
         yield ex["inputs"]
         yield ex["targets"]

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from absl import flags
 
+from t5tune import atomic
 from t5tune import errors
 
 _THRESHOLD = flags.DEFINE_float("threshold", 0.8, "near-duplicates: shingle Jaccard threshold.", allow_override=True)
@@ -181,14 +182,9 @@ def check_outputs(command: str) -> None:
 
 
 def _write_lines(path: str, lines) -> int:
-  tmp = path + ".tmp"
-  n = 0
-  with open(tmp, "w", encoding="utf-8") as f:
-    for line in lines:
-      f.write(json.dumps(line, ensure_ascii=False) + "\n")
-      n += 1
-  os.replace(tmp, path)
-  return n
+  text = [json.dumps(line, ensure_ascii=False) + "\n" for line in lines]
+  atomic.write_text(path, "".join(text))
+  return len(text)
 
 
 def _near_duplicates(name: str, split: str):

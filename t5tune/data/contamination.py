@@ -160,8 +160,9 @@ def task_records(names: Sequence[str], split: str) -> dict[str, list[dict[str, A
   """Cleaned records of every t5tune task of `names` (tasks or mixtures) that has `split`."""
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   out = {}
+  instructions = set(tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION))
   for name in _leaf_task_names(names):
-    if name not in tasks_lib.task_names():
+    if name not in instructions:
       continue
     source = tasks_lib.get_info(name).source
     if split in source.splits:
@@ -185,7 +186,7 @@ def clean_mask(task: str, split: str, train: Sequence[str], *, train_split: str 
   This is what evaluation calls to report clean-subset scores beside full ones.
   """
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
-  source = tasks_lib.get_info(task).source
+  source = tasks_lib.get_info(task, tasks_lib.INSTRUCTION).source
   result = find({task: source.records(split)[0]}, task_records(train, train_split), n, min_n)
   dirty = result.dirty[task]
   return [ex["record"] not in dirty for ex in source.prepared(split).examples]

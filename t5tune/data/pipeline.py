@@ -43,6 +43,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from t5tune import atomic
 from t5tune import sharding
 from t5tune.data import report as report_lib
 
@@ -133,10 +134,8 @@ class BatchIterator:
     os.makedirs(os.path.dirname(self._prefix(directory)), exist_ok=True)
     tf.train.Checkpoint(iterator=self._tf_iterator).write(self._prefix(directory))
     if jax.process_index() == 0:
-      tmp = os.path.join(directory, SPEC_FILE + ".tmp")
-      with open(tmp, "w") as f:
-        json.dump({**self.spec, "step": self.step}, f, indent=1, sort_keys=True)
-      os.replace(tmp, os.path.join(directory, SPEC_FILE))
+      atomic.write_json(os.path.join(directory, SPEC_FILE), {**self.spec, "step": self.step},
+                        indent=1, sort_keys=True)
 
   def restore(self, directory: str | os.PathLike) -> None:
     """Continues from a saved position; ValueError naming what differs from the save."""

@@ -25,7 +25,6 @@ first line that is not a `Label:`; there is no part-of-speech tagger.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import string
@@ -34,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import seqio
 
+from t5tune import atomic
 from t5tune.data import report_quality
 from t5tune.data import tasks as tasks_lib
 
@@ -60,12 +60,21 @@ def _lengths(info: tasks_lib.TaskInfo, split: str, max_examples: int | None):
 
 def truncation(name: str, split: str, feature_lengths: Mapping[str, int],
                max_examples: int | None = None) -> dict[str, dict[str, float]]:
-  """Per t5tune task of `name`: the share of inputs/targets longer than feature_lengths."""
+  """Per t5tune task of `name`: the share of inputs/targets longer than feature_lengths.
+
+  A pretraining task's objective cuts its text into chunks that fit, so
+  nothing is truncated: its entry names the objective and the chunk length.
+  """
   out = {}
   for task in leaf_tasks(name):
     if task.name not in tasks_lib.task_names() or split not in task.splits:
       continue
-    inputs, targets, _ = _lengths(tasks_lib.get_info(task.name), split, max_examples)
+    info = tasks_lib.get_info(task.name)
+    if info.kind == tasks_lib.PRETRAINING:
+      out[task.name] = {"inputs": 0.0, "targets": 0.0, "objective": info.objective.name,
+                        "chunk_tokens": info.objective.chunk_length(feature_lengths)}
+      continue
+    inputs, targets, _ = _lengths(info, split, max_examples)
     out[task.name] = {
         "inputs": float(np.mean(inputs > feature_lengths["inputs"])),
         "targets": float(np.mean(targets > feature_lengths["targets"])),
@@ -164,6 +173,12 @@ def build(name: str, *, feature_lengths: Mapping[str, int],
       report["tasks"][task.name] = {"note": "not registered through t5tune.data; not measured"}
       continue
     info = tasks_lib.get_info(task.name)
+    if info.kind == tasks_lib.PRETRAINING:
+      report["tasks"][task.name] = {
+          "kind": info.kind, "objective": repr(info.objective), "metadata": dict(info.metadata),
+          "note": f"pretraining text ({info.objective.name}): cut to fit the feature lengths;"
+                  " not measured"}
+      continue
     task_splits = [s for s in (splits or task.splits) if s in task.splits]
     entry = {"metadata": dict(info.metadata), "splits": {}}
     for split in task_splits:
@@ -209,7 +224,8 @@ def plot_histograms(histograms, feature_lengths, path: str, title: str) -> str:
       ax.set_ylabel("examples")
       ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
+  with atomic.writing(path, suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=80)
   plt.close(fig)
   return path
 
@@ -223,8 +239,7 @@ def write(name: str, output_dir: str, *, feature_lengths: Mapping[str, int],
   report = build(name, feature_lengths=feature_lengths, splits=splits,
                  max_examples=max_examples, _histograms=histograms, **quality)
   json_path = os.path.join(output_dir, f"{name}.report.json")
-  with open(json_path, "w") as f:
-    json.dump(report, f, indent=1)
+  atomic.write_json(json_path, report, indent=1)
   png_path = plot_histograms(histograms, feature_lengths,
                              os.path.join(output_dir, f"{name}.lengths.png"), name)
   return report, json_path, png_path

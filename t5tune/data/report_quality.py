@@ -147,10 +147,11 @@ def metadata_summary(report: Mapping[str, Any]) -> dict[str, Any]:
   """Tasks per value of each metadata key, and examples per template kind, over the report."""
   by_key = collections.defaultdict(collections.Counter)
   kinds = collections.Counter()
+  instructions = set(tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION))
   for task, entry in report["tasks"].items():
     for key, value in entry.get("metadata", {}).items():
       by_key[key][str(value)] += 1
-    if task in tasks_lib.task_names():
+    if task in instructions:
       kind_of = {t.name: t.kind for t in tasks_lib.get_info(task).source.templates}
       for split in entry.get("splits", {}).values():
         for name, n in split["template_usage"].items():
