@@ -88,6 +88,25 @@ def test_no_module_imports_itself_through_others():
   assert cycle is None, "import circle: " + " -> ".join(cycle)
 
 
+# (importer package, packages it must not import): ARCHITECTURE.md's direction.
+FORBIDDEN = [
+    ("t5tune.data", ("t5tune.quality", "t5tune.models", "t5tune.train", "t5tune.infer",
+                     "t5tune.serve", "t5tune.convert", "t5tune.cli")),
+    ("t5tune.quality", ("t5tune.train", "t5tune.infer", "t5tune.serve", "t5tune.cli")),
+    ("t5tune.models", ("t5tune.data", "t5tune.quality", "t5tune.train", "t5tune.infer",
+                       "t5tune.serve", "t5tune.convert", "t5tune.cli")),
+]
+
+
+@pytest.mark.parametrize("importer,forbidden", FORBIDDEN, ids=[f[0] for f in FORBIDDEN])
+def test_imports_follow_the_dependency_direction(importer, forbidden):
+  edges = graph()
+  wrong = [f"{m} imports {d}" for m, deps in sorted(edges.items())
+           if m == importer or m.startswith(importer + ".")
+           for d in sorted(deps) if any(d == f or d.startswith(f + ".") for f in forbidden)]
+  assert not wrong, wrong
+
+
 def test_a_circle_hidden_in_a_function_is_found(tmp_path):
   pkg = tmp_path / "pkg"
   pkg.mkdir()

@@ -69,7 +69,7 @@ def _list():
 
 
 def _report(name):
-  from t5tune.data import report  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import report  # pylint: disable=g-import-not-at-top
   lengths = {"inputs": _INPUTS_LENGTH.value, "targets": _TARGETS_LENGTH.value}
   out, json_path, png_path = report.write(
       name, _OUTPUT_DIR.value or "data_reports", feature_lengths=lengths,
@@ -79,13 +79,11 @@ def _report(name):
 
 
 def _train_vocab():
-  from t5tune.data import report  # pylint: disable=g-import-not-at-top
+  from t5tune.data import mixtures  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
   from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
   common.require([_TASKS, _OUTPUT], "data")
-  names = []
-  for name in _TASKS.value:
-    names.extend(t.name for t in report.leaf_tasks(name))
+  names = mixtures.leaf_task_names(_TASKS.value)
 
   def texts():
     for name in names:

@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from t5tune import atomic
 from t5tune import sharding
-from t5tune.data import report as report_lib
+from t5tune.data import lengths
 
 SPEC_FILE = "spec.json"
 
@@ -102,8 +102,8 @@ class BatchIterator:
         local_batch_size=self.local_batch_size, pack=pack, seed=seed,
         shard=shard, shuffle=shuffle, num_epochs=num_epochs)
     self._tf_iterator = iter(self.dataset)
-    self.truncation = report_lib.truncation(name, split, feature_lengths,
-                                            max_examples=truncation_sample)
+    self.truncation = lengths.truncation(name, split, feature_lengths,
+                                         max_examples=truncation_sample)
     for task, t in self.truncation.items():
       if t["inputs"] or t["targets"]:
         logging.warning(

@@ -8,7 +8,7 @@ from t5tune import data
 from t5tune import errors
 from t5tune.data import pipeline
 from t5tune.data import pretraining
-from t5tune.data import report
+from t5tune.data import lengths as lengths_lib
 from t5tune.data import vocab as vocab_lib
 import t5tune.demo_tasks  # noqa: F401  (registers the t5tune_demo_* tasks)
 
@@ -245,7 +245,7 @@ def test_pretraining_tasks_are_in_the_one_registry_listing_selection_and_truncat
   data.register_mixture("t5tune_test_pt_registry_mix",
                         ["t5tune_test_pt_registry", "t5tune_demo_qa"], overwrite=True)
   lengths = {"inputs": 64, "targets": 32}
-  truncation = report.truncation("t5tune_test_pt_registry_mix", "train", lengths, max_examples=50)
+  truncation = lengths_lib.truncation("t5tune_test_pt_registry_mix", "train", lengths, max_examples=50)
   assert truncation["t5tune_test_pt_registry"]["objective"] == "prefix_lm"
   assert truncation["t5tune_test_pt_registry"]["chunk_tokens"] == 31
   assert "examples" in truncation["t5tune_demo_qa"]

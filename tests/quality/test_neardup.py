@@ -3,7 +3,7 @@ import collections
 import random
 
 from t5tune.data import cleaning
-from t5tune.data import neardup
+from t5tune.quality import neardup
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 

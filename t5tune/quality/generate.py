@@ -51,7 +51,7 @@ from t5tune import atomic
 from t5tune import errors
 from t5tune import jsonl_append
 from t5tune.data import cleaning
-from t5tune.data import neardup
+from t5tune.quality import neardup
 from t5tune.data import templates as templates_lib
 
 GenerateFn = Callable[[list[str], int], list[str]]
