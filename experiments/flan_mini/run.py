@@ -47,9 +47,6 @@ from ml_collections import config_flags
 from t5tune import atomic
 
 
-EVALS = ("held_out_zs", "held_out_fs", "held_in_zs", "held_in_unseen")
-EVAL_TITLES = {"held_out_zs": "held-out 0-shot", "held_out_fs": "held-out few-shot",
-               "held_in_zs": "held-in 0-shot", "held_in_unseen": "held-in unseen wording"}
 _STYLE = {"instructions": "zero_shot", "no_template": "no_template", "mixed": "mixed",
           "instructions_scratch": "zero_shot"}
 CORPUS_VOCABULARY = "corpus"  # flan_mini.vocabulary: the SentencePiece model of the world corpus

@@ -43,9 +43,6 @@ from t5tune.data import instruction_source
 from t5tune.data import sources as sources_lib
 from t5tune.data import templates as templates_lib
 
-# Features every example carries besides the tokenized inputs/targets; the
-# pipeline and evaluation pass them through mixtures.
-PASSTHROUGH_FEATURES = ("options", "template_name", "template_kind")
 NO_TEMPLATE_VARIANT = "no_template"
 INSTRUCTION, PRETRAINING = "instruction", "pretraining"
 KINDS = (INSTRUCTION, PRETRAINING)
