@@ -6,10 +6,12 @@ import tensorflow as tf
 
 from t5tune import data
 from t5tune import errors
+from t5tune.cli import data as data_cli
+from t5tune.data import lengths as lengths_lib
 from t5tune.data import pipeline
 from t5tune.data import pretraining
-from t5tune.data import lengths as lengths_lib
 from t5tune.data import vocab as vocab_lib
+from t5tune.quality import report
 import t5tune.demo_tasks  # noqa: F401  (registers the t5tune_demo_* tasks)
 
 TOKENS_BELOW = 200  # random "text" ids lie in [3, 200); sentinels lie far above
@@ -232,7 +234,7 @@ def test_bad_records_and_settings_are_reported():
         {"inputs": 64, "targets": 16}, split="train")
 
 
-def test_pretraining_tasks_are_in_the_one_registry_listing_selection_and_truncation():
+def test_pretraining_tasks_are_in_the_one_registry_listing_selection_and_truncation(capsys):
   data.register_pretraining_task(
       "t5tune_test_pt_registry", source={"train": [{"text": t} for t in _TEXTS[:40]]},
       objective=data.PrefixLM(), metadata={"domain": "test_pt_registry"}, overwrite=True)
@@ -249,6 +251,13 @@ def test_pretraining_tasks_are_in_the_one_registry_listing_selection_and_truncat
   assert truncation["t5tune_test_pt_registry"]["objective"] == "prefix_lm"
   assert truncation["t5tune_test_pt_registry"]["chunk_tokens"] == 31
   assert "examples" in truncation["t5tune_demo_qa"]
+  # `t5tune data list` and the data report name its kind and objective.
+  data_cli._list()
+  assert "t5tune_test_pt_registry  kind=pretraining objective=PrefixLM()" in capsys.readouterr().out
+  built = report.build("t5tune_test_pt_registry_mix", feature_lengths=lengths, max_examples=20,
+                       near_threshold=None)
+  assert built["tasks"]["t5tune_test_pt_registry"]["kind"] == "pretraining"
+  assert "splits" in built["tasks"]["t5tune_demo_qa"]
   # Code that needs an instruction task says which kind it got.
   with pytest.raises(errors.UsageError, match="pretraining task"):
     data.tasks.get_info("t5tune_test_pt_registry", data.tasks.INSTRUCTION)
