@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from experiments.continual import config as config_lib
+from t5tune import atomic
 from t5tune.infer import compare
 from t5tune.train import continual
 
@@ -62,10 +63,10 @@ def share_first_stage(base_dir: str, workdir: str, name: str) -> None:
     return
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   for f in ("initial_eval.json", "initial_per_example.json"):
-    shutil.copyfile(os.path.join(base_dir, f), os.path.join(workdir, f + ".tmp"))
-    os.replace(os.path.join(workdir, f + ".tmp"), os.path.join(workdir, f))
-  shutil.copytree(src, dst + ".tmp", dirs_exist_ok=True)
-  os.replace(dst + ".tmp", dst)
+    with atomic.writing(os.path.join(workdir, f)) as tmp:
+      shutil.copyfile(os.path.join(base_dir, f), tmp)
+  with atomic.writing_dir(dst) as tmp:
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def example_scores(run: continual.Continual, workdir: str) -> dict:
@@ -138,9 +139,9 @@ def heatmaps(path: str, rows: dict) -> None:
                 color="w" if x < 60 else "k")
   fig.suptitle("score after training stage (rows) on each stage's tasks (columns)", fontsize=9)
   fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=80)
+  with atomic.writing(path, suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=80)
   plt.close(fig)
-  os.replace(path + ".tmp.png", path)
 
 
 def _cell(x):
@@ -191,8 +192,7 @@ def main():
     seconds = time.perf_counter() - t0
     timing = os.path.join(workdir, "wall_seconds.json")
     if not os.path.exists(timing):  # the first (training) run's time, not a re-measurement's
-      with open(timing, "w") as f:
-        json.dump({"seconds": seconds}, f)
+      atomic.write_json(timing, {"seconds": seconds})
     print(result["table"], flush=True)
     s = example_scores(run, workdir)
     t = len(config_lib.STAGES)
@@ -209,13 +209,9 @@ def main():
     matrices[variant] = (result["R"], result["initial"], run.order)
     if variant != BASE and BASE in scores:
       summary[variant]["vs_naive"] = versus(scores[BASE], stats)
-  with open(os.path.join(args.workdir, "summary.json.tmp"), "w") as f:
-    json.dump(summary, f, indent=2)
-  os.replace(os.path.join(args.workdir, "summary.json.tmp"),
-             os.path.join(args.workdir, "summary.json"))
+  atomic.write_json(os.path.join(args.workdir, "summary.json"), summary, indent=2)
   text = table(summary)
-  with open(os.path.join(args.workdir, "summary.md"), "w") as f:
-    f.write(text + "\n")
+  atomic.write_text(os.path.join(args.workdir, "summary.md"), text + "\n")
   heatmaps(os.path.join(args.workdir, "heatmaps.png"), matrices)
   print("\n" + text)
 

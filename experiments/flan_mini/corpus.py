@@ -300,12 +300,17 @@ def vocabulary(directory: str = DEFAULT_VOCAB_DIR, seed: int = 0,
   path = prefix + ".model"
   if os.path.exists(path):
     return path
-  # Trained into a temporary sibling and renamed, so an interrupted run
-  # never leaves a half-written model that a later run would reuse.
-  tmp = vocab_lib.train_sentencepiece(documents(seed), prefix + ".tmp", vocab_size,
-                                      model_type=VOCAB_MODEL_TYPE)
-  os.replace(tmp, path)
-  return path
+  # Written atomically (t5tune.atomic), so an interrupted run never leaves a
+  # half-written model that a later run would reuse.
+  return vocab_lib.train_sentencepiece(documents(seed), prefix, vocab_size,
+                                       model_type=VOCAB_MODEL_TYPE)
+
+
+def vocabulary_tag(path: str) -> str:
+  """Six hex digits of a SentencePiece model's bytes: the same names wherever the file lies."""
+  from t5tune.data import templates as templates_lib  # pylint: disable=g-import-not-at-top
+  with open(path, "rb") as fh:
+    return format(templates_lib.stable_hash(fh.read()) % 16 ** 6, "06x")
 
 
 def get_vocabulary(path: str):
@@ -323,13 +328,12 @@ def register(vocabulary: str = "byte", seed: int = 0, objective=None,
   stories, drawn apart from the corpus).
   """
   import seqio  # pylint: disable=g-import-not-at-top
-  from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
   from t5tune import data  # pylint: disable=g-import-not-at-top
   vocab = data.get_vocabulary("byte") if vocabulary == "byte" else get_vocabulary(vocabulary)
   if objective is None:
     # ByT5's mean span for bytes (11 byte sentinels), T5's otherwise.
     objective = data.SpanCorruption(mean_noise_span_length=20.0 if vocabulary == "byte" else 3.0)
-  tag = "byte" if vocabulary == "byte" else tasks.vocabulary_tag(vocabulary)
+  tag = "byte" if vocabulary == "byte" else vocabulary_tag(vocabulary)
   name = f"flan_mini_corpus_s{seed}_{tag}_{objective.name}"
   if name in seqio.TaskRegistry.names():
     return name

@@ -3,7 +3,7 @@
     t5tune data report flan_mini_vTAG_all --module=experiments.flan_mini.corpus_tasks
 
 (`tasks.py` registers the byte-vocabulary names on import; the driver
-registers these itself. TAG is `tasks.vocabulary_tag` of the model file,
+registers these itself. TAG is `corpus.vocabulary_tag` of the model file,
 printed below as `PREFIX`.)
 """
 from experiments.flan_mini import corpus

@@ -28,7 +28,6 @@ checks its packing against seqio's.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -37,6 +36,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 import numpy as np
+
+from t5tune import atomic
 
 
 FORMAT = 2  # 2: the vocabulary's EOS id and each evaluation example's template
@@ -140,8 +141,7 @@ def export(config, out: str) -> dict:
       "training_clusters": training, "runs": runs, "tasks": task_info, "evals": evals,
       "exported_with": {"seqio": getattr(seqio, "__version__", "?"), "tensorflow": tf.__version__},
       "export_seconds": time.time() - start, "config": config.to_dict()}
-  with open(os.path.join(out, MANIFEST), "w") as fh:
-    json.dump(manifest, fh, default=list)
+  atomic.write_json(os.path.join(out, MANIFEST), manifest, default=list)
   return manifest
 
 

@@ -41,6 +41,8 @@ from absl import logging
 from ml_collections import config_flags
 import numpy as np
 
+from t5tune import atomic
+
 
 DATA_ENV = "FLAN_MINI_PORTABLE_DATA"
 FACTORY = "experiments.flan_mini.portable:train_iterator"
@@ -243,10 +245,8 @@ class PortableIterator:
   def save(self, directory) -> None:
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, STATE_FILE + ".tmp")
-    with open(tmp, "w") as fh:
-      json.dump({"spec": self.spec, "step": self.step, "stream": self.stream.state()}, fh)
-    os.replace(tmp, os.path.join(directory, STATE_FILE))
+    atomic.write_json(os.path.join(directory, STATE_FILE),
+                      {"spec": self.spec, "step": self.step, "stream": self.stream.state()})
 
   def restore(self, directory) -> None:
     path = os.path.join(os.fspath(directory), STATE_FILE)

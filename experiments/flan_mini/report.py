@@ -11,10 +11,10 @@ interval of the difference excludes 0, else "inconclusive".
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from experiments.flan_mini import stats
+from t5tune import atomic
 
 EV = "held_out_zs"
 # The comparisons the experiment exists for: (a, b) means "a minus b".
@@ -176,8 +176,7 @@ def plot(summary: dict, loss_curves: dict[str, tuple], path: str) -> str:
   if loss_curves:
     ax_loss.legend(fontsize=7)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=90)
+  with atomic.writing(path, suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=90)
   plt.close(fig)
-  os.replace(tmp, path)
   return path

@@ -44,10 +44,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from t5tune import atomic
 
-EVALS = ("held_out_zs", "held_out_fs", "held_in_zs", "held_in_unseen")
-EVAL_TITLES = {"held_out_zs": "held-out 0-shot", "held_out_fs": "held-out few-shot",
-               "held_in_zs": "held-in 0-shot", "held_in_unseen": "held-in unseen wording"}
+
 _STYLE = {"instructions": "zero_shot", "no_template": "no_template", "mixed": "mixed",
           "instructions_scratch": "zero_shot"}
 CORPUS_VOCABULARY = "corpus"  # flan_mini.vocabulary: the SentencePiece model of the world corpus
@@ -153,9 +152,9 @@ def stage_a(config, workdir: str) -> str | None:
   tr = trainer.Trainer(t, run_dir)
   result = tr.run()
   loading.save_model(nnx.merge(tr.graphdef, result.state["params"]), path)
-  with open(os.path.join(run_dir, "stage_a.json"), "w") as fh:
-    json.dump({"task": task, "steps": result.step, "seconds": time.time() - start,
-               "final_train_loss": result.train_metrics.get("loss"), "model": path}, fh)
+  atomic.write_json(os.path.join(run_dir, "stage_a.json"),
+                    {"task": task, "steps": result.step, "seconds": time.time() - start,
+                     "final_train_loss": result.train_metrics.get("loss"), "model": path})
   print(f"[stage A] done in {time.time() - start:.0f} s: {path}", flush=True)
   return path
 
@@ -317,7 +316,7 @@ def train_and_evaluate(config, name: str, workdir: str, training: list[str],
   out.update(eval_seconds=time.time() - start, evaluated_model=chosen,
              devices=str(jax.devices()), device_kind=jax.devices()[0].device_kind)
   os.makedirs(run_dir, exist_ok=True)
-  _write(eval_path, json.dumps(out, indent=1))
+  atomic.write_text(eval_path, json.dumps(out, indent=1))
   return out
 
 
@@ -353,7 +352,7 @@ def report(config, groups: dict[str, dict], workdir: str, **extra) -> dict:
   out = {"setting": config.setting, "groups": groups, "statistics": summary,
          "verdicts": verdicts, "command": " ".join(sys.argv), "devices": str(jax.devices()),
          **extra, "config": config.to_dict()}
-  _write(os.path.join(workdir, "results.json"), json.dumps(out, indent=1, default=str))
+  atomic.write_text(os.path.join(workdir, "results.json"), json.dumps(out, indent=1, default=str))
   curves = {f"{label}/{n}" + (f"/s{r.get('seed')}" if len(seeds) > 1 else ""):
             tuple(zip(*r["loss_curve"])) if r.get("loss_curve") else ((), ())
             for label, g in groups.items() for n, seeds in g["runs"].items() for r in seeds}
@@ -369,7 +368,7 @@ def report(config, groups: dict[str, dict], workdir: str, **extra) -> dict:
       [f"flan_mini ({config.setting}): scores are rank-classification accuracy, exact match or"
        " ROUGE-L (x100), averaged over templates; [95% interval]; differences paired by example",
        report_lib.tables(summary), ""] + verdicts + [""] + timing)
-  _write(os.path.join(workdir, "results.md"), text + "\n")
+  atomic.write_text(os.path.join(workdir, "results.md"), text + "\n")
   print()
   print(text)
   print()
@@ -377,13 +376,6 @@ def report(config, groups: dict[str, dict], workdir: str, **extra) -> dict:
   print(f"plot: {png}")
   print(f"TensorBoard: tensorboard --logdir {workdir}")
   return out
-
-
-def _write(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as fh:
-    fh.write(text)
-  os.replace(tmp, path)
 
 
 def check_runs(f, training: list[str]) -> None:

@@ -54,17 +54,11 @@ def data_dir() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def vocabulary_tag(path: str) -> str:
-  """Six hex digits of a SentencePiece model's bytes: the same names wherever the file lies."""
-  with open(path, "rb") as fh:
-    return format(data.templates.stable_hash(fh.read()) % 16 ** 6, "06x")
-
-
 def prefix(seed: int = 0, vocabulary: str = data.vocab.BYTE) -> str:
   """flan_mini, flan_mini_s3 (seed 3), flan_mini_v1a2b3c (a SentencePiece vocabulary)."""
   name = "flan_mini" if seed == 0 else f"flan_mini_s{seed}"
   if vocabulary != data.vocab.BYTE:
-    name += "_v" + vocabulary_tag(vocabulary)
+    name += "_v" + corpus.vocabulary_tag(vocabulary)
   return name
 
 

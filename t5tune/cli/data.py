@@ -45,6 +45,11 @@ def _list():
   for name in sorted(seqio.TaskRegistry.names()):
     if name in ours:
       info = tasks.get_info(name)
+      if info.kind == tasks.PRETRAINING:
+        print(f"  {name}  kind={info.kind} objective={info.objective!r}"
+              f" splits={list(info.source.splits)}"
+              + (f" metadata={dict(info.metadata)}" if info.metadata else ""))
+        continue
       src = info.source
       kinds = sorted({t.kind for t in src.templates})
       extra = []
@@ -64,7 +69,7 @@ def _list():
 
 
 def _report(name):
-  from t5tune.data import report  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import report  # pylint: disable=g-import-not-at-top
   lengths = {"inputs": _INPUTS_LENGTH.value, "targets": _TARGETS_LENGTH.value}
   out, json_path, png_path = report.write(
       name, _OUTPUT_DIR.value or "data_reports", feature_lengths=lengths,
@@ -74,17 +79,15 @@ def _report(name):
 
 
 def _train_vocab():
-  from t5tune.data import report  # pylint: disable=g-import-not-at-top
+  from t5tune.data import mixtures  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
   from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
   common.require([_TASKS, _OUTPUT], "data")
-  names = []
-  for name in _TASKS.value:
-    names.extend(t.name for t in report.leaf_tasks(name))
+  names = mixtures.leaf_task_names(_TASKS.value)
 
   def texts():
     for name in names:
-      prepared = tasks.get_info(name).source.prepared(_SPLIT.value)
+      prepared = tasks.get_info(name, tasks.INSTRUCTION).source.prepared(_SPLIT.value)
       for ex in prepared.examples:
         yield ex["inputs"]
         yield ex["targets"]

@@ -8,7 +8,7 @@
     t5tune data generate --checkpoint=runs/x/model --seed_tasks=seed.jsonl --num=500 \\
         --out=new.jsonl --temperature=0.7 --top_p=0.9
 
-The data layer (`t5tune.data.neardup`, `contamination`, `label_issues`,
+The quality tools (`t5tune.quality.neardup`, `contamination`, `label_issues`,
 `generate`) does not import the model code; this module wires it to
 t5tune's rank classification and scoring (`t5tune.infer.api.classify`,
 `score`), its sampling decoder (`generate`) and its trainer (the
@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from absl import flags
 
+from t5tune import atomic
 from t5tune import errors
 
 _THRESHOLD = flags.DEFINE_float("threshold", 0.8, "near-duplicates: shingle Jaccard threshold.", allow_override=True)
@@ -181,19 +182,14 @@ def check_outputs(command: str) -> None:
 
 
 def _write_lines(path: str, lines) -> int:
-  tmp = path + ".tmp"
-  n = 0
-  with open(tmp, "w", encoding="utf-8") as f:
-    for line in lines:
-      f.write(json.dumps(line, ensure_ascii=False) + "\n")
-      n += 1
-  os.replace(tmp, path)
-  return n
+  text = [json.dumps(line, ensure_ascii=False) + "\n" for line in lines]
+  atomic.write_text(path, "".join(text))
+  return len(text)
 
 
 def _near_duplicates(name: str, split: str):
-  from t5tune.data import contamination  # pylint: disable=g-import-not-at-top
-  from t5tune.data import neardup  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import contamination  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import neardup  # pylint: disable=g-import-not-at-top
   out = _check_out(_OUT.value)
   records = contamination.task_records([name], split)
   result = neardup.mixture_pairs(records, _THRESHOLD.value, max_pairs=sys.maxsize)
@@ -208,7 +204,7 @@ def _near_duplicates(name: str, split: str):
 
 
 def _contamination(train: str, evaluation: str):
-  from t5tune.data import contamination  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import contamination  # pylint: disable=g-import-not-at-top
   out = _check_out(_OUT.value)
   eval_sets = contamination.task_records([evaluation], _EVAL_SPLIT.value)
   train_sets = contamination.task_records([train], _TRAIN_SPLIT.value)
@@ -232,8 +228,8 @@ def _contamination(train: str, evaluation: str):
 
 
 def _label_issues(name: str, split: str):
-  from t5tune.data import contamination  # pylint: disable=g-import-not-at-top
-  from t5tune.data import label_issues  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import contamination  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import label_issues  # pylint: disable=g-import-not-at-top
   out = _check_out(_OUT.value or "label_issues.jsonl")
   if not _CHECKPOINT.value and _FOLDS.value < 2:
     raise errors.UsageError("label-issues needs a model", fix="pass --checkpoint=DIR or --folds=K (K >= 2)")
@@ -275,8 +271,8 @@ def generate_file(model, checkpoint: str, seed_tasks: str, out: str, *, num: int
                   k: int = 4, batch_size: int = 16, temperature: float = 0.7, top_p: float = 0.9,
                   max_decode_len: int = 128, vocabulary: str | None = None, min_words: int = 3,
                   max_words: int = 150, overwrite: bool = False, on_batch=None) -> dict:
-  """`t5tune.data.generate.run` with t5tune's sampling decoder; the settings go in every record."""
-  from t5tune.data import generate  # pylint: disable=g-import-not-at-top
+  """`t5tune.quality.generate.run` with t5tune's sampling decoder; the settings go in every record."""
+  from t5tune.quality import generate  # pylint: disable=g-import-not-at-top
   seeds = generate.seed_instructions(seed_tasks)
   settings = generate.Settings(num=num, seed=seed, k=k, batch_size=batch_size,
                                min_words=min_words, max_words=max_words)
@@ -306,7 +302,7 @@ def _generate():
 
 def sample_texts(model, prompts: Sequence[str], seed: int, *, vocabulary=None, temperature=0.7,
                  top_p=0.9, max_decode_len=128, batch_size=16) -> list[str]:
-  """t5tune's sampling decoder on strings (the generate_fn of `t5tune.data.generate`)."""
+  """t5tune's sampling decoder on strings (the generate_fn of `t5tune.quality.generate`)."""
   from t5tune.infer import api  # pylint: disable=g-import-not-at-top
   return api.generate(model, list(prompts), method="sample", temperature=temperature, top_p=top_p,
                       max_decode_len=max_decode_len, vocabulary=vocabulary,

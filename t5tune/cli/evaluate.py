@@ -18,6 +18,7 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune.cli import common
 
@@ -82,8 +83,8 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   model = loading.load_model(model_dir, mesh, dropout_rate=0.0)
   results = evaluator.evaluate(model, step=step)
   table = evaluation.side_by_side(results, resolved)
-  with open(os.path.join(output_dir, "summary.md"), "w") as f:
-    f.write(f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
+  atomic.write_text(os.path.join(output_dir, "summary.md"),
+                    f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
   return results, table
 
 

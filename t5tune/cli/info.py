@@ -1,7 +1,7 @@
 """`t5tune info`: parameter count, per-component breakdown and FLOPs of a model config.
 
   t5tune info --config=flan_t5_xxl
-  t5tune info --config=configs/models/t5_1_1_base.py --inputs_len=512 --targets_len=128
+  t5tune info --config=t5_1_1_base --inputs_len=512 --targets_len=128
   t5tune info --config=path/to/hf_or_t5tune_model_dir
   t5tune info --config=flan_t5_xxl --plan --mesh=1,64,4 --batch=256 --lengths=512,128 \
       --optimizer=adamw --remat=full --dtype=bfloat16
@@ -15,7 +15,8 @@ from t5tune.cli import common
 from t5tune.models import config as model_config
 
 _CONFIG = flags.DEFINE_string(
-    "config", None, "A preset name (e.g. flan_t5_base), a configs/models/*.py file, or a"
+    "config", None, "A preset name (e.g. flan_t5_base; t5tune.models.config.PRESETS), a .py file whose"
+    " get_config() gives T5Config fields, or a"
     " model directory (t5tune or Hugging Face).", allow_override=True)
 _INPUTS_LEN = flags.DEFINE_integer("inputs_len", 512, "Input length for the FLOP estimate.", allow_override=True)
 _TARGETS_LEN = flags.DEFINE_integer("targets_len", 128, "Target length for the FLOP estimate.", allow_override=True)
@@ -47,7 +48,7 @@ def resolve(spec: str) -> model_config.T5Config:
     return model_config.preset(spec)
   except ValueError as e:
     raise errors.UsageError(str(e), where=f"--config={spec}",
-                            fix="give a preset name, a configs/models/*.py file or a model dir"
+                            fix="give a preset name, a model config file or a model dir"
                             ) from None
 
 

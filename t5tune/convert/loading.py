@@ -10,8 +10,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import Any
 
 import jax
@@ -19,6 +17,7 @@ import numpy as np
 import safetensors.numpy
 from flax import nnx
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune import progress
 from t5tune.convert import hf
@@ -194,31 +193,10 @@ def check_output(path: str, kind: str, overwrite: bool = False) -> None:
 
 @contextlib.contextmanager
 def _writing_dir(path: str, kind: str, overwrite: bool = False):
-  """Yields a temporary sibling directory that replaces `path` once the block succeeds.
-
-  A failed or interrupted write leaves `path` as it was (the temporary
-  directory is removed); an existing `path` (allowed by `check_output`) is
-  moved aside before the rename and deleted only after it, so no moment
-  leaves neither version on disk.
-  """
+  """`atomic.writing_dir` of `path` after `check_output` allowed it (a refused output fails first)."""
   check_output(path, kind, overwrite)
-  path = os.path.abspath(os.fspath(path))
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=parent)
-  try:
+  with atomic.writing_dir(path, tag=kind) as tmp:
     yield tmp
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  old = None
-  if os.path.exists(path):
-    old = tempfile.mkdtemp(prefix=f".old-{kind}-", dir=parent)
-    os.rmdir(old)
-    os.rename(path, old)
-  os.rename(tmp, path)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_model(model: t5.Transformer, path: str, overwrite: bool = False) -> None:

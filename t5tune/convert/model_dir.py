@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any, Mapping, Sequence
 
+from t5tune import atomic
 from t5tune import errors
 
 FORMAT = "t5tune"
@@ -91,12 +92,7 @@ def write_checksums(directory: str, items: Sequence[str] = (PARAMS_DIR,)) -> str
   """Writes `checksums.json` ({relative path: sha256}) for the files under `items`; returns it."""
   manifest = {rel: _digest(os.path.join(directory, rel)) for rel in _array_files(directory, items)}
   path = os.path.join(directory, CHECKSUM_FILE)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump({"algorithm": "sha256", "files": manifest}, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  atomic.write_json(path, {"algorithm": "sha256", "files": manifest}, indent=1, sort_keys=True)
   return path
 
 

@@ -1,16 +1,19 @@
-"""Instruction data: FLAN-style templates, sources, cleaning, seqio tasks and mixtures.
+"""Task machinery: FLAN-style templates, sources, cleaning, seqio tasks (instruction and pretraining) and mixtures.
 
     from t5tune import data
     data.register_task(name, source=..., templates=[data.Template(...)], fields=[...])
     data.register_mixture(name, [task, ...], rate=data.examples_proportional(3000))
 
 Modules: `templates` (Template, kinds, rendering), `sources` (JSONL/CSV/TSV,
-TFDS, Python), `cleaning` (checks, dedup, counts), `vocab` (vocabularies),
-`instruction_source` (a task's records rendered: SourceSpec, the seqio
-DataSource), `tasks` (the registry, variants), `mixtures` (mixtures and
-rates), `report` (quality report), `pipeline` (sharded, resumable
-global-array batches). Importing this package imports seqio and
-TensorFlow.
+TFDS, Python), `cleaning` (checks, exact/normalised/near dedup, counts),
+`vocab` (vocabularies), `instruction_source` (a task's records rendered:
+SourceSpec, the seqio DataSource), `tasks` (the one registry: instruction
+and pretraining tasks, variants), `pretraining` (span corruption, prefix LM),
+`mixtures` (mixtures and rates), `lengths` (token lengths, truncation),
+`pipeline` (sharded, resumable global-array batches). The data-quality tools
+(near-duplicate reports, contamination, label issues, generation,
+augmentation, the data report) are `t5tune.quality`. Importing this package
+imports seqio and TensorFlow.
 """
 from t5tune.data import cleaning
 from t5tune.data import instruction_source

@@ -12,21 +12,41 @@ instruction data): `exact` compares them as written; `normalized` also drops
 records equal after lower-casing, removing punctuation and collapsing
 whitespace; `near` (or `near:0.85`, a threshold) also drops records whose
 character-shingle Jaccard similarity to a kept one reaches the threshold
-(`t5tune.data.neardup`, default 0.8).
+(default 0.8).
+
+Near duplicates are found with MinHash/LSH (`datasketch`, the maintained
+library for it) over character shingles: `Index`, `find_pairs` and
+`near_dedup`. Every LSH candidate is checked with the exact Jaccard
+similarity of the two shingle sets, so a reported pair is never an LSH false
+positive and its similarity is exact; the index is built at a lower
+threshold than the one asked for (`_LSH_SLACK`), trading more exact checks
+for recall at the threshold itself. Shingles are character 5-grams of the
+normalised text: robust to small edits in short instructions, where word
+shingles would leave too few to compare. A record's text is its fields (all
+but `options`, which many records share) joined by newlines.
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
 import string
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
+from t5tune import errors
 from t5tune.data import sources
 from t5tune.data import templates as templates_lib
 
 DEDUP_MODES = (None, "exact", "normalized", "near")
 BAD_RECORD_MODES = ("raise", "skip")
 
+NEAR_THRESHOLD = 0.8
+NEAR_NUM_PERM = 128
+SHINGLE_CHARS = 5
+NEAR_REASON = "duplicate_near"
+# The LSH index is built at threshold * _LSH_SLACK: at the asked threshold its
+# candidate probability is then close to 1 (see the module docstring).
+_LSH_SLACK = 0.75
 _PUNCT = re.compile("[" + re.escape(string.punctuation) + "]")
 _SPACE = re.compile(r"\s+")
 
@@ -130,7 +150,7 @@ def check_dedup(mode: str | None) -> float | None:
     if 0.0 < threshold <= 1.0:
       return threshold
   elif mode in DEDUP_MODES:
-    return 0.8 if mode == "near" else None  # neardup.DEFAULT_THRESHOLD
+    return NEAR_THRESHOLD if mode == "near" else None
   raise ValueError(f"dedup={mode!r} must be one of {DEDUP_MODES} or 'near:T' with 0 < T <= 1")
 
 
@@ -155,8 +175,7 @@ def dedup(records: Iterable[dict[str, Any]], mode: str | None,
       seen_norm.add(norm)
     out.append(record)
   if near is not None:
-    from t5tune.data import neardup  # pylint: disable=g-import-not-at-top  (imports datasketch)
-    out = neardup.near_dedup(out, near, counts)
+    out = near_dedup(out, near, counts)
   return out
 
 
@@ -184,4 +203,103 @@ def length_filter(examples: Sequence[dict[str, Any]], count_tokens: Callable[[st
       counts["too_long_targets"] += 1
     else:
       out.append(ex)
+  return out
+
+
+def record_text(record: Mapping[str, Any]) -> str:
+  """The text a record is compared by: its fields but `options`, in field order."""
+  return "\n".join(str(v) for k, v in record.items() if k != templates_lib.OPTIONS_FIELD)
+
+
+def shingles(text: str, n: int = SHINGLE_CHARS) -> set[bytes]:
+  """Character n-grams of the normalised text (the whole text when shorter)."""
+  norm = normalize(text)
+  if len(norm) <= n:
+    return {norm.encode("utf-8")}
+  return {norm[i:i + n].encode("utf-8") for i in range(len(norm) - n + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+  return len(a & b) / len(a | b) if (a or b) else 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+  """Two near-duplicate items (keys as given) and their exact shingle Jaccard similarity."""
+  first: Hashable
+  second: Hashable
+  similarity: float
+
+
+class Index:
+  """An LSH index of shingle sets; `add` returns the earlier items similar to the new one."""
+
+  def __init__(self, threshold: float = NEAR_THRESHOLD, num_perm: int = NEAR_NUM_PERM,
+               seed: int = 1):
+    import datasketch  # pylint: disable=g-import-not-at-top
+    if not 0.0 < threshold <= 1.0:
+      raise errors.UsageError(f"near-duplicate threshold {threshold} is not in (0, 1]",
+                              where="--threshold", fix="pass e.g. 0.8")
+    self.threshold = threshold
+    self.num_perm = num_perm
+    self.seed = seed
+    self._datasketch = datasketch
+    self._lsh = datasketch.MinHashLSH(threshold=max(0.05, threshold * _LSH_SLACK),
+                                      num_perm=num_perm)
+    self._shingles: dict[int, set[bytes]] = {}
+    self._keys: list[Hashable] = []
+
+  def similar(self, text: str) -> list[tuple[Hashable, float]]:
+    """(key, similarity) of indexed items with similarity >= threshold, most similar first."""
+    sh, mh = self._prepare(text)
+    return self._matches(sh, mh)
+
+  def _prepare(self, text):
+    sh = shingles(text)
+    mh = self._datasketch.MinHash(num_perm=self.num_perm, seed=self.seed)
+    mh.update_batch(sorted(sh))
+    return sh, mh
+
+  def _matches(self, sh, mh):
+    out = []
+    for i in self._lsh.query(mh):
+      sim = jaccard(sh, self._shingles[i])
+      if sim >= self.threshold:
+        out.append((self._keys[i], sim))
+    return sorted(out, key=lambda x: -x[1])
+
+  def add(self, key: Hashable, text: str, *, insert: bool = True) -> list[tuple[Hashable, float]]:
+    """Matches `text` against the index, then (if `insert`) indexes it under `key`."""
+    sh, mh = self._prepare(text)
+    found = self._matches(sh, mh)
+    if insert:
+      i = len(self._keys)
+      self._keys.append(key)
+      self._shingles[i] = sh
+      self._lsh.insert(i, mh)
+    return found
+
+
+def find_pairs(items: Iterable[tuple[Hashable, str]], threshold: float = NEAR_THRESHOLD,
+               num_perm: int = NEAR_NUM_PERM) -> list[Pair]:
+  """Every pair of items whose shingle Jaccard similarity is >= threshold (earlier item first)."""
+  index = Index(threshold, num_perm)
+  pairs = []
+  for key, text in items:
+    pairs.extend(Pair(other, key, sim) for other, sim in index.add(key, text))
+  return pairs
+
+
+def near_dedup(records: Sequence[dict[str, Any]], threshold: float,
+               counts: collections.Counter) -> list[dict[str, Any]]:
+  """Drops each record that is a near-duplicate of an earlier kept one, counted as `duplicate_near`."""
+  index = Index(threshold)
+  out = []
+  for record in records:
+    text = record_text(record)
+    if index.similar(text):
+      counts[NEAR_REASON] += 1
+      continue
+    index.add(len(out), text)
+    out.append(record)
   return out

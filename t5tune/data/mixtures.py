@@ -76,3 +76,24 @@ def register_mixture(name: str, tasks: Sequence[str] | Callable[[tasks_lib.TaskI
   tasks_lib.claim_name(seqio.MixtureRegistry, "mixture", name, overwrite=overwrite,
                        where=f"register_mixture({name!r}, ...)")
   return seqio.MixtureRegistry.add(name, entries)
+
+
+def leaf_task_names(names: Sequence[str]) -> list[str]:
+  """The tasks of `names` (a mixture's by name, as seqio flattens them), each once, in order.
+
+  A name that is neither a registered task nor a mixture is a UsageError
+  with the closest registered name.
+  """
+  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  out = []
+  for name in names:
+    if name not in known:
+      raise errors.UsageError(
+          f"{name!r} is not a registered task or mixture{errors.did_you_mean(name, known)}",
+          fix="import the module that registers it (--module=my.tasks)")
+    provider = seqio.get_mixture_or_task(name)
+    if isinstance(provider, seqio.Mixture):
+      out.extend(t.name for t in provider.tasks)
+    else:
+      out.append(name)
+  return list(dict.fromkeys(out))

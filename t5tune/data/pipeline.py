@@ -43,8 +43,9 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from t5tune import atomic
 from t5tune import sharding
-from t5tune.data import report as report_lib
+from t5tune.data import lengths
 
 SPEC_FILE = "spec.json"
 
@@ -101,8 +102,8 @@ class BatchIterator:
         local_batch_size=self.local_batch_size, pack=pack, seed=seed,
         shard=shard, shuffle=shuffle, num_epochs=num_epochs)
     self._tf_iterator = iter(self.dataset)
-    self.truncation = report_lib.truncation(name, split, feature_lengths,
-                                            max_examples=truncation_sample)
+    self.truncation = lengths.truncation(name, split, feature_lengths,
+                                         max_examples=truncation_sample)
     for task, t in self.truncation.items():
       if t["inputs"] or t["targets"]:
         logging.warning(
@@ -133,10 +134,8 @@ class BatchIterator:
     os.makedirs(os.path.dirname(self._prefix(directory)), exist_ok=True)
     tf.train.Checkpoint(iterator=self._tf_iterator).write(self._prefix(directory))
     if jax.process_index() == 0:
-      tmp = os.path.join(directory, SPEC_FILE + ".tmp")
-      with open(tmp, "w") as f:
-        json.dump({**self.spec, "step": self.step}, f, indent=1, sort_keys=True)
-      os.replace(tmp, os.path.join(directory, SPEC_FILE))
+      atomic.write_json(os.path.join(directory, SPEC_FILE), {**self.spec, "step": self.step},
+                        indent=1, sort_keys=True)
 
   def restore(self, directory: str | os.PathLike) -> None:
     """Continues from a saved position; ValueError naming what differs from the save."""

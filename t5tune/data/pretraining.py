@@ -321,9 +321,6 @@ def _text_line_source(files: Mapping[str, Any]) -> seqio.DataSource:
   return seqio.TextLineDataSource(files)
 
 
-_PRETRAINING: dict[str, Any] = {}
-
-
 def register_pretraining_task(
     name: str, *, source, objective=None,
     vocabulary: str | seqio.Vocabulary = vocab_lib.BYTE,
@@ -343,7 +340,8 @@ def register_pretraining_task(
     text_field: the record field holding the text (JSONL/CSV/TSV/functions).
     splits: splits to expose (default: all the source has).
     shuffle_buffer_size: seqio's shuffle buffer over the corrupted chunks.
-    metadata: free-form, kept in `pretraining_info(name)`.
+    metadata: free-form, e.g. {"domain": "legal"}; mixtures can select on it
+      (`tasks.get_info(name)` has it, with `kind="pretraining"` and the objective).
     overwrite: replace a task of the same name instead of failing.
   """
   objective = SpanCorruption() if objective is None else objective
@@ -375,22 +373,12 @@ def register_pretraining_task(
           make_preprocessor(objective, vocabulary, name),
           seqio.preprocessors.append_eos_after_trim],
       shuffle_buffer_size=shuffle_buffer_size)
-  _PRETRAINING[name] = {"objective": objective, "vocabulary": vocabulary,
-                        "metadata": dict(metadata or {})}
+  tasks_lib.add_info(tasks_lib.TaskInfo(
+      name, name, "", dict(metadata or {}), data_source,
+      kind=tasks_lib.PRETRAINING, objective=objective))
   return task
 
 
 def _text_to_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
   return dataset.map(_plain_tf(lambda line: {"targets": line})).filter(
       _plain_tf(lambda ex: tf.strings.length(tf.strings.strip(ex["targets"])) > 0))
-
-
-def pretraining_info(name: str) -> Mapping[str, Any]:
-  """The objective, vocabulary and metadata of a task made by `register_pretraining_task`."""
-  if name not in _PRETRAINING:
-    raise KeyError(f"{name!r} is not a task registered with register_pretraining_task")
-  return _PRETRAINING[name]
-
-
-def pretraining_task_names() -> list[str]:
-  return sorted(_PRETRAINING)

@@ -18,6 +18,11 @@ the task's vocabulary and append EOS. Its examples carry `inputs`, `targets`
 string list, empty if none), `template_name` and `template_kind`. Mixtures of
 tasks are `t5tune.data.mixtures`'.
 
+Pretraining tasks (`t5tune.data.pretraining.register_pretraining_task`) are
+in the same registry: their `TaskInfo` has `kind="pretraining"` and the
+`objective`, so listing, metadata selection and the truncation report see
+every t5tune task.
+
 Variants of one source (`register_variants`, names from `variant_name`):
 
     BASE                 all templates, zero-shot (the training variant)
@@ -38,23 +43,36 @@ from t5tune.data import instruction_source
 from t5tune.data import sources as sources_lib
 from t5tune.data import templates as templates_lib
 
-# Features every example carries besides the tokenized inputs/targets; the
-# pipeline and evaluation pass them through mixtures.
-PASSTHROUGH_FEATURES = ("options", "template_name", "template_kind")
 NO_TEMPLATE_VARIANT = "no_template"
+INSTRUCTION, PRETRAINING = "instruction", "pretraining"
+KINDS = (INSTRUCTION, PRETRAINING)
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskInfo:
-  """What t5tune knows about a task beyond seqio: its metadata and variant."""
+  """What t5tune knows about a task beyond seqio: kind, metadata, variant and objective.
+
+  `source` is the task's `InstructionSource` for instruction tasks and its
+  seqio DataSource of text for pretraining tasks; `objective` is the
+  pretraining objective (`SpanCorruption`, `PrefixLM`), None for instructions.
+  """
   name: str
   base_name: str
   variant: str
   metadata: Mapping[str, Any]
-  source: instruction_source.InstructionSource
+  source: Any
+  kind: str = INSTRUCTION
+  objective: Any = None
 
 
 _TASKS: dict[str, TaskInfo] = {}
+
+
+def add_info(info: TaskInfo) -> None:
+  """Records a task registered with seqio in the one t5tune registry."""
+  if info.kind not in KINDS:
+    raise ValueError(f"task kind {info.kind!r} is not one of {KINDS}")
+  _TASKS[info.name] = info
 
 
 def check_splits(wanted, available, *, where: str) -> None:
@@ -122,7 +140,7 @@ def register_task(
                      seqio.preprocessors.append_eos_after_trim],
       postprocess_fn=postprocess_fn, metric_fns=list(metric_fns),
       shuffle_buffer_size=shuffle_buffer_size)
-  _TASKS[name] = TaskInfo(name, _base_name or name, _variant, dict(metadata or {}), data_source)
+  add_info(TaskInfo(name, _base_name or name, _variant, dict(metadata or {}), data_source))
   return task
 
 
@@ -167,10 +185,16 @@ def register_variants(base: str, variants: Sequence[str] = ("",), **kwargs) -> l
   return names
 
 
-def get_info(name: str) -> TaskInfo:
+def get_info(name: str, kind: str | None = None) -> TaskInfo:
+  """The TaskInfo of a t5tune task; with `kind`, a task of another kind is a UsageError."""
   if name not in _TASKS:
-    raise KeyError(f"{name!r} is not a task registered with t5tune.data.register_task")
-  return _TASKS[name]
+    raise KeyError(f"{name!r} is not a task registered with t5tune.data.register_task"
+                   " or register_pretraining_task")
+  info = _TASKS[name]
+  if kind is not None and info.kind != kind:
+    raise errors.UsageError(f"task {name!r} is a {info.kind} task", where=name,
+                            fix=f"name a {kind} task")
+  return info
 
 
 def task_names(where: Callable[[TaskInfo], bool] | None = None) -> list[str]:
@@ -188,9 +212,10 @@ def registered_template(ref: str) -> tuple[templates_lib.Template, templates_lib
   task, sep, name = ref.partition(":")
   fix = ("give TASK:TEMPLATE of a task registered by an imported module (--module),"
          " or a template string with {field} placeholders")
-  if task not in _TASKS:
-    raise errors.UsageError(f"{task!r} is not a registered task"
-                            + errors.did_you_mean(task, _TASKS), where=ref, fix=fix)
+  instructions = task_names(lambda info: info.kind == INSTRUCTION)
+  if task not in instructions:
+    raise errors.UsageError(f"{task!r} is not a registered instruction task"
+                            + errors.did_you_mean(task, instructions), where=ref, fix=fix)
   source = _TASKS[task].source
   by_name = {t.name: t for t in source.templates}
   if not sep and len(by_name) == 1:

@@ -17,6 +17,8 @@ from typing import Iterable
 
 import seqio
 
+from t5tune import atomic
+
 BYTE = "byte"
 
 
@@ -66,6 +68,5 @@ def train_sentencepiece(texts: Iterable[str], prefix: str, vocab_size: int,
       hard_vocab_limit=False,
   )
   path = prefix + ".model"
-  with open(path, "wb") as f:
-    f.write(model.getvalue())
+  atomic.write_bytes(path, model.getvalue())
   return path

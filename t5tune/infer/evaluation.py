@@ -21,7 +21,7 @@ TensorBoard summaries under `tb/` (seqio's TensorBoardLogger, one run per task).
 
 Clean-subset scores (FLAN's contamination analysis): with `clean_masks`
 ({task: one bool per example, True = clean}, from
-`t5tune.data.contamination.clean_mask`; the config's `contamination_train`
+`t5tune.quality.contamination.clean_mask`; the config's `contamination_train`
 computes them) every predict metric is also reported on the clean examples
 only, as `clean/METRIC`, with `clean_examples`.
 
@@ -110,7 +110,7 @@ def resolve_tasks(tasks: Sequence[str] = (), clusters: Sequence[str] = (),
   if clusters:
     picked = tasks_lib.task_names(
         lambda info: info.variant == "" and info.metadata.get("cluster") in set(clusters)
-        and not info.metadata.get("augmentation"))  # t5tune.data.augment: training-only variants
+        and not info.metadata.get("augmentation"))  # t5tune.quality.augment: training-only variants
     if not picked:
       raise ValueError(f"no registered base task has metadata['cluster'] in {list(clusters)}")
     names += [n for n in picked if n not in names]
@@ -430,7 +430,7 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
   resolved = resolve_tasks(config.tasks, config.clusters, config.variants)
   masks = None
   if config.contamination_train:
-    from t5tune.data import contamination
+    from t5tune.quality import contamination
     from t5tune.data import tasks as tasks_lib
     masks = {name: contamination.clean_mask(name, config.split, list(config.contamination_train),
                                              n=config.contamination_ngram)

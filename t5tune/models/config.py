@@ -9,7 +9,17 @@ from t5tune import errors
 
 FEED_FORWARD_KINDS = ("relu", "gelu", "gated-gelu", "gated-silu", "gated-relu")
 DTYPES = ("float32", "bfloat16", "float16")
-REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+# Rematerialisation (the one table): T5Config.remat_policy -> the member of
+# `jax.checkpoint_policies` whose residuals are saved ("" saves none: "full"
+# recomputes every activation); "none" applies no remat. Names, not the
+# policies, so reading a config never imports JAX (`t5tune.models.scan`
+# looks them up).
+REMAT_POLICIES = {
+    "none": None,
+    "full": "",
+    "dots": "checkpoint_dots",
+    "dots_with_no_batch_dims": "checkpoint_dots_with_no_batch_dims",
+}
 # Parameter paths (joined with "/") of the parameter-efficient tuning modules;
 # `--config.optimizer.train_only=peft` trains these alone.
 PEFT_PARAMS = r"(lora_a|lora_b|prompt|prefix_k|prefix_v|adapter)"
@@ -83,7 +93,7 @@ class T5Config:
         raise ValueError(f"T5Config.{key}={getattr(self, key)!r}: expected one of {DTYPES}")
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(
-          f"T5Config.remat_policy={self.remat_policy!r}: expected one of {REMAT_POLICIES}")
+          f"T5Config.remat_policy={self.remat_policy!r}: expected one of {tuple(REMAT_POLICIES)}")
     for key in ("lora_rank", "prompt_length", "prefix_length", "adapter_dim"):
       if int(getattr(self, key)) < 0:
         raise ValueError(f"T5Config.{key} must be >= 0, got {getattr(self, key)}")
@@ -171,8 +181,3 @@ def preset(name: str, **overrides: Any) -> T5Config:
                      f" Known: {', '.join(sorted(PRESETS))}")
   return from_dict({**PRESETS[name], **overrides})
 
-
-def as_config_dict(config: T5Config):
-  """The ConfigDict form used in experiment configs (`config.model.*`)."""
-  import ml_collections  # local: model code itself never sees a ConfigDict
-  return ml_collections.ConfigDict(config.to_dict())

@@ -99,7 +99,16 @@ class Dense(nnx.Module):
     """The kernel with the LoRA update folded in (for export and fast decoding)."""
     if not self.lora_rank:
       return self.kernel[...]
-    return self.kernel[...] + self.lora_scale * (self.lora_a[...] @ self.lora_b[...])
+    return fold_lora(self.kernel[...], self.lora_a[...], self.lora_b[...], self.lora_scale)
+
+
+def fold_lora(kernel: Array, lora_a: Array, lora_b: Array, scale: float) -> Array:
+  """`kernel + scale * lora_a @ lora_b`: a LoRA update folded into its kernel.
+
+  The one fold, for export (`Dense.merged_kernel`) and for continual stages
+  that freeze the earlier stages' LoRA into the kernels.
+  """
+  return kernel + scale * (lora_a @ lora_b)
 
 
 def relative_position_bucket(relative_position: Array, *, bidirectional: bool,

@@ -15,22 +15,19 @@ from typing import Any, Callable
 import jax
 from flax import nnx
 
+from t5tune.models import config as model_config
+
 AXIS = "layers"  # logical name of the stacked-layer axis
 # Tells nnx.vmap to add `AXIS` to the variables' sharding names.
 _METADATA = {nnx.PARTITION_NAME: AXIS}
-
-REMAT_POLICIES = {
-    "full": None,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-}
 
 
 def remat(fn: Callable, policy: str) -> Callable:
   """`fn(layer, ...)` rematerialised under a `T5Config.remat_policy` ("none": unchanged)."""
   if policy == "none":
     return fn
-  return nnx.remat(fn, policy=REMAT_POLICIES[policy])
+  saved = model_config.REMAT_POLICIES[policy]
+  return nnx.remat(fn, policy=getattr(jax.checkpoint_policies, saved) if saved else None)
 
 
 def stacked(make_layer: Callable[[nnx.Rngs], nnx.Module], n: int, rngs: nnx.Rngs) -> nnx.Module:

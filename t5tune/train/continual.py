@@ -43,6 +43,7 @@ import numpy as np
 from flax import nnx
 
 from t5tune import errors
+from t5tune.models import layers
 from t5tune.models import t5
 from t5tune.train import experiment
 from t5tune.train import optimizers
@@ -191,7 +192,7 @@ class Continual:
       fresh_nodes = dict(lora_nodes(fresh))
       scale = tr.model_cfg.lora_alpha / tr.model_cfg.lora_rank
       for path, node in lora_nodes(params):
-        node["kernel"] = node["kernel"] + scale * (node["lora_a"] @ node["lora_b"])
+        node["kernel"] = layers.fold_lora(node["kernel"], node["lora_a"], node["lora_b"], scale)
         node["lora_a"] = fresh_nodes[path]["lora_a"]
         node["lora_b"] = jnp.zeros_like(node["lora_b"])
     return params
@@ -384,8 +385,8 @@ class Continual:
       key = "/".join(map(str, p))
       for n in self.order:
         if n in adapters:
-          node["kernel"] = node["kernel"] + scale * (adapters[n][key + "/lora_a"]
-                                                     @ adapters[n][key + "/lora_b"])
+          node["kernel"] = layers.fold_lora(node["kernel"], adapters[n][key + "/lora_a"],
+                                            adapters[n][key + "/lora_b"], scale)
       del node["lora_a"], node["lora_b"]
     loading.write_hf_dir(output_dir, tr.model_cfg.replace(lora_rank=0), params)
 

@@ -34,7 +34,7 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
-  # Architecture: a preset name from configs/models/ plus field overrides.
+  # Architecture: a preset name (t5tune.models.config.PRESETS) plus field overrides.
   c.model = ml_collections.ConfigDict()
   c.model.preset = "tiny"
   c.model.overrides = _model_overrides()

@@ -6,9 +6,12 @@ import tensorflow as tf
 
 from t5tune import data
 from t5tune import errors
+from t5tune.cli import data as data_cli
+from t5tune.data import lengths as lengths_lib
 from t5tune.data import pipeline
 from t5tune.data import pretraining
 from t5tune.data import vocab as vocab_lib
+from t5tune.quality import report
 import t5tune.demo_tasks  # noqa: F401  (registers the t5tune_demo_* tasks)
 
 TOKENS_BELOW = 200  # random "text" ids lie in [3, 200); sentinels lie far above
@@ -229,3 +232,34 @@ def test_bad_records_and_settings_are_reported():
   with pytest.raises(errors.InputError, match="text_field"):
     seqio.get_mixture_or_task("t5tune_test_pt_nofield").get_dataset(
         {"inputs": 64, "targets": 16}, split="train")
+
+
+def test_pretraining_tasks_are_in_the_one_registry_listing_selection_and_truncation(capsys):
+  data.register_pretraining_task(
+      "t5tune_test_pt_registry", source={"train": [{"text": t} for t in _TEXTS[:40]]},
+      objective=data.PrefixLM(), metadata={"domain": "test_pt_registry"}, overwrite=True)
+  info = data.tasks.get_info("t5tune_test_pt_registry")
+  assert (info.kind, info.objective) == (data.tasks.PRETRAINING, data.PrefixLM())
+  assert data.tasks.get_info("t5tune_demo_qa").kind == data.tasks.INSTRUCTION
+  # Metadata selection (mixtures by predicate) sees the pretraining task.
+  picked = data.task_names(lambda i: i.metadata.get("domain") == "test_pt_registry")
+  assert picked == ["t5tune_test_pt_registry"]
+  data.register_mixture("t5tune_test_pt_registry_mix",
+                        ["t5tune_test_pt_registry", "t5tune_demo_qa"], overwrite=True)
+  lengths = {"inputs": 64, "targets": 32}
+  truncation = lengths_lib.truncation("t5tune_test_pt_registry_mix", "train", lengths, max_examples=50)
+  assert truncation["t5tune_test_pt_registry"]["objective"] == "prefix_lm"
+  assert truncation["t5tune_test_pt_registry"]["chunk_tokens"] == 31
+  assert "examples" in truncation["t5tune_demo_qa"]
+  # `t5tune data list` and the data report name its kind and objective.
+  data_cli._list()
+  assert "t5tune_test_pt_registry  kind=pretraining objective=PrefixLM()" in capsys.readouterr().out
+  built = report.build("t5tune_test_pt_registry_mix", feature_lengths=lengths, max_examples=20,
+                       near_threshold=None)
+  assert built["tasks"]["t5tune_test_pt_registry"]["kind"] == "pretraining"
+  assert "splits" in built["tasks"]["t5tune_demo_qa"]
+  # Code that needs an instruction task says which kind it got.
+  with pytest.raises(errors.UsageError, match="pretraining task"):
+    data.tasks.get_info("t5tune_test_pt_registry", data.tasks.INSTRUCTION)
+  with pytest.raises(errors.UsageError, match="not a registered instruction task"):
+    data.tasks.registered_template("t5tune_test_pt_registry")

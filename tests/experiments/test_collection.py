@@ -81,7 +81,7 @@ def test_tfds_builder_is_deterministic(tmp_path):
 def test_registration_and_report():
   import seqio  # pylint: disable=g-import-not-at-top
   from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
-  from t5tune.data import report  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import report  # pylint: disable=g-import-not-at-top
   mixture = tasks.training_mixture(["arithmetic"], "mixed")
   assert len(seqio.get_mixture_or_task(mixture).tasks) == 2 * 3
   out = report.build(mixture, feature_lengths={"inputs": 512, "targets": 64},

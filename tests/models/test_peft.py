@@ -10,6 +10,7 @@ from flax import nnx
 from t5tune import errors
 from t5tune.convert import loading
 from t5tune.models import config as model_config
+from t5tune.models import layers
 from t5tune.models import t5
 
 BASE = model_config.preset("tiny", relative_attention_max_distance=20)
@@ -47,6 +48,20 @@ def test_lora_and_adapters_start_as_the_base_model(base_dir):
   assert any("q/lora_a" in p for p in paths) and any("adapter_up" in p for p in paths)
   assert not any("k/lora" in p for p in paths)  # default targets are q and v
   np.testing.assert_allclose(np.asarray(peft(enc, dec)), np.asarray(base(enc, dec)), atol=1e-6)
+
+
+def test_fold_lora_computes_what_the_lora_layer_computes():
+  model = t5.build_model(BASE.replace(lora_rank=2, lora_alpha=6.0), seed=0)
+  dense = next(m for _, m in nnx.iter_graph(model) if isinstance(m, t5.Dense) and m.lora_rank)
+  lora_b = np.asarray(jax.random.normal(jax.random.key(1), dense.lora_b.shape))
+  dense.lora_b.value = jnp.asarray(lora_b)
+  kernel, lora_a = np.asarray(dense.kernel[...]), np.asarray(dense.lora_a[...])
+  x = np.asarray(jax.random.normal(jax.random.key(2), (3, kernel.shape[0])))
+  folded = layers.fold_lora(kernel, lora_a, lora_b, 3.0)
+  np.testing.assert_allclose(x @ folded, np.asarray(dense(jnp.asarray(x))), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(dense.merged_kernel()), folded, rtol=1e-6, atol=1e-7)
+  # B = 0: the fold leaves the kernel as it was.
+  np.testing.assert_array_equal(layers.fold_lora(kernel, lora_a, 0 * lora_b, 3.0), kernel)
 
 
 def test_lora_merge_matches_forward(base_dir, tmp_path):

@@ -60,7 +60,7 @@ def is_augmented(metadata: Mapping[str, Any]) -> bool:
 def translation_fn(task: str, generate_fn: TextFn) -> TextFn:
   """Texts -> translations: each rendered into the task's first template and decoded by the model."""
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
-  template = tasks_lib.get_info(task).source.templates[0]
+  template = tasks_lib.get_info(task, tasks_lib.INSTRUCTION).source.templates[0]
   fields = templates_lib.placeholders(template.inputs)
   if len(fields) != 1:
     raise ValueError(

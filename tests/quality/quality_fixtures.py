@@ -1,6 +1,6 @@
 """Planted data for the quality tests: tasks whose contamination is known exactly.
 
-    t5tune data contamination t5tune_q_train t5tune_q_eval --module=tests.data.quality_fixtures
+    t5tune data contamination t5tune_q_train t5tune_q_eval --module=tests.quality.quality_fixtures
 
 `cq_eval` (validation) has 40 records; records 0-4 carry a 13-word span of a
 `cq_train_a` record, 5-6 one of `cq_train_b`, 7 has a 9-word field that is a

@@ -1,10 +1,10 @@
 """Quality sections of the data report: diversity, clarity, consistency, near-dups, contamination, label issues."""
 import json
 
-from t5tune.data import report
-from t5tune.data import report_quality
+from t5tune.quality import report
+from t5tune.quality import report_quality
 
-from tests.data import quality_fixtures as qf
+from tests.quality import quality_fixtures as qf
 
 
 def test_measures_on_hand_made_instructions():

@@ -28,11 +28,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import os
 from typing import Any, Sequence
 
 import numpy as np
 
+from t5tune import atomic
 from t5tune.data import templates as templates_lib
 
 # Template kinds whose targets are not one of the options (as evaluation).
@@ -57,7 +57,7 @@ def classification_items(task: str, split: str = "train") -> list[Item]:
   """Examples of a registered task whose target is one of its answer options."""
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   out = []
-  for ex in tasks_lib.get_info(task).source.prepared(split).examples:
+  for ex in tasks_lib.get_info(task, tasks_lib.INSTRUCTION).source.prepared(split).examples:
     opts = tuple(ex["options"])
     if opts and ex["template_kind"] not in _NOT_RANKED_KINDS and ex["targets"] in opts:
       out.append(Item(task, ex["record"], ex["inputs"], ex["targets"], opts))
@@ -68,7 +68,7 @@ def generation_items(task: str, split: str = "train") -> list[Item]:
   """Every example of a registered task (inputs and targets), for the loss filter."""
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   return [Item(task, ex["record"], ex["inputs"], ex["targets"], tuple(ex["options"]))
-          for ex in tasks_lib.get_info(task).source.prepared(split).examples]
+          for ex in tasks_lib.get_info(task, tasks_lib.INSTRUCTION).source.prepared(split).examples]
 
 
 def softmax(scores: Sequence[float]) -> np.ndarray:
@@ -143,13 +143,9 @@ def counts(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 
 def write_jsonl(rows: Sequence[dict[str, Any]], path: str, *, only_issues: bool = True) -> int:
-  """Writes the (flagged) rows in rank order to `path` via a temporary sibling; returns how many."""
+  """Writes the (flagged) rows in rank order to `path` atomically; returns how many."""
   picked = [r for r in rows if r["issue"] or not only_issues]
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for row in picked:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)
+  atomic.write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in picked))
   return len(picked)
 
 

@@ -3,7 +3,7 @@ import collections
 import random
 
 from t5tune.data import cleaning
-from t5tune.data import neardup
+from t5tune.quality import neardup
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -38,20 +38,20 @@ def test_planted_near_duplicates_found_and_no_false_pairs():
   items = [(("base", i), t) for i, t in enumerate(base)]
   items += [(("copy", k), t) for k, (_, t) in enumerate(copies)]
   threshold = 0.8
-  pairs = neardup.find_pairs(items, threshold=threshold)
+  pairs = cleaning.find_pairs(items, threshold=threshold)
   found = {(p.first, p.second): p.similarity for p in pairs}
   truth = {(("base", i), ("copy", k)) for k, (i, _) in enumerate(copies)}
   # No pair among the clearly different records, nor a copy paired with another record.
   assert set(found) <= truth, sorted(set(found) - truth)[:5]
   positives = [
       pair for pair in truth
-      if neardup.jaccard(neardup.shingles(base[pair[0][1]]),
-                         neardup.shingles(copies[pair[1][1]][1])) >= threshold]
+      if cleaning.jaccard(cleaning.shingles(base[pair[0][1]]),
+                         cleaning.shingles(copies[pair[1][1]][1])) >= threshold]
   assert len(positives) >= 40  # the edits are small: most copies are above the threshold
   recall = sum(p in found for p in positives) / len(positives)
   assert recall >= 0.95, recall
   for pair, sim in found.items():  # the reported similarity is the exact Jaccard
-    want = neardup.jaccard(neardup.shingles(base[pair[0][1]]), neardup.shingles(copies[pair[1][1]][1]))
+    want = cleaning.jaccard(cleaning.shingles(base[pair[0][1]]), cleaning.shingles(copies[pair[1][1]][1]))
     assert abs(sim - want) < 1e-12 and sim >= threshold
 
 

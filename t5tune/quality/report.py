@@ -12,7 +12,7 @@ as `NAME.report.json` and the length histograms as `NAME.lengths.png`;
   template_usage{name: n}
   instructions{distinct_1, distinct_2, leading_verbs}
 
-  quality{diversity, clarity, consistency}   (`t5tune.data.report_quality`)
+  quality{diversity, clarity, consistency}   (`t5tune.quality.report_quality`)
 
 and for the whole report `metadata`, `near_duplicates`, and when asked
 `contamination` and `label_issues` (`report_quality.mixture_sections`).
@@ -25,7 +25,6 @@ first line that is not a `Label:`; there is no part-of-speech tagger.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import string
@@ -34,49 +33,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import seqio
 
-from t5tune.data import report_quality
+from t5tune import atomic
+from t5tune.data import lengths
+from t5tune.data import mixtures
 from t5tune.data import tasks as tasks_lib
+from t5tune.quality import report_quality
 
 PERCENTILES = (50, 90, 95, 99)
 _WORD = re.compile(r"[a-z][a-z'-]*")
 _LABEL = re.compile(r"^\s*[\w ]{1,30}:")
 
 
-def leaf_tasks(name: str) -> list[seqio.Task]:
-  provider = seqio.get_mixture_or_task(name)
-  return list(provider.tasks) if isinstance(provider, seqio.Mixture) else [provider]
-
-
-def _lengths(info: tasks_lib.TaskInfo, split: str, max_examples: int | None):
-  examples = info.source.prepared(split).examples
-  if max_examples is not None:
-    examples = examples[:max_examples]
-  encode = info.source.vocabulary.encode
-  # +1: the EOS the task appends.
-  inputs = np.array([len(encode(ex["inputs"])) + 1 for ex in examples])
-  targets = np.array([len(encode(ex["targets"])) + 1 for ex in examples])
-  return inputs, targets, examples
-
-
-def truncation(name: str, split: str, feature_lengths: Mapping[str, int],
-               max_examples: int | None = None) -> dict[str, dict[str, float]]:
-  """Per t5tune task of `name`: the share of inputs/targets longer than feature_lengths."""
-  out = {}
-  for task in leaf_tasks(name):
-    if task.name not in tasks_lib.task_names() or split not in task.splits:
-      continue
-    inputs, targets, _ = _lengths(tasks_lib.get_info(task.name), split, max_examples)
-    out[task.name] = {
-        "inputs": float(np.mean(inputs > feature_lengths["inputs"])),
-        "targets": float(np.mean(targets > feature_lengths["targets"])),
-        "examples": int(len(inputs))}
-  return out
-
-
-def _percentiles(lengths: np.ndarray) -> dict[str, float]:
-  out = {f"p{p}": float(np.percentile(lengths, p)) for p in PERCENTILES}
-  out["mean"] = float(lengths.mean())
-  out["max"] = int(lengths.max())
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+  out = {f"p{p}": float(np.percentile(values, p)) for p in PERCENTILES}
+  out["mean"] = float(values.mean())
+  out["max"] = int(values.max())
   return out
 
 
@@ -113,7 +84,7 @@ def instruction_diversity(instructions: Sequence[str], top: int = 10) -> dict[st
 
 def _split_report(info, split, feature_lengths, max_examples):
   prepared = info.source.prepared(split)
-  inputs, targets, examples = _lengths(info, split, max_examples)
+  inputs, targets, examples = lengths.token_lengths(info, split, max_examples)
   literal = {t.name: _literal(t.inputs) for t in info.source.templates}
   instructions = []
   for ex in examples:
@@ -159,11 +130,17 @@ def build(name: str, *, feature_lengths: Mapping[str, int],
     report["mixing_rates"] = {k: v / total for k, v in rates.items()}
   hist = _histograms if _histograms is not None else {}
   totals = collections.defaultdict(lambda: collections.Counter())
-  for task in leaf_tasks(name):
+  for task in map(seqio.get_mixture_or_task, mixtures.leaf_task_names([name])):
     if task.name not in tasks_lib.task_names():
       report["tasks"][task.name] = {"note": "not registered through t5tune.data; not measured"}
       continue
     info = tasks_lib.get_info(task.name)
+    if info.kind == tasks_lib.PRETRAINING:
+      report["tasks"][task.name] = {
+          "kind": info.kind, "objective": repr(info.objective), "metadata": dict(info.metadata),
+          "note": f"pretraining text ({info.objective.name}): cut to fit the feature lengths;"
+                  " not measured"}
+      continue
     task_splits = [s for s in (splits or task.splits) if s in task.splits]
     entry = {"metadata": dict(info.metadata), "splits": {}}
     for split in task_splits:
@@ -209,7 +186,8 @@ def plot_histograms(histograms, feature_lengths, path: str, title: str) -> str:
       ax.set_ylabel("examples")
       ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
+  with atomic.writing(path, suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=80)
   plt.close(fig)
   return path
 
@@ -223,8 +201,7 @@ def write(name: str, output_dir: str, *, feature_lengths: Mapping[str, int],
   report = build(name, feature_lengths=feature_lengths, splits=splits,
                  max_examples=max_examples, _histograms=histograms, **quality)
   json_path = os.path.join(output_dir, f"{name}.report.json")
-  with open(json_path, "w") as f:
-    json.dump(report, f, indent=1)
+  atomic.write_json(json_path, report, indent=1)
   png_path = plot_histograms(histograms, feature_lengths,
                              os.path.join(output_dir, f"{name}.lengths.png"), name)
   return report, json_path, png_path

@@ -47,10 +47,11 @@ import re
 import string
 from typing import Any, Callable, Mapping, Sequence
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune import jsonl_append
 from t5tune.data import cleaning
-from t5tune.data import neardup
+from t5tune.quality import neardup
 from t5tune.data import templates as templates_lib
 
 GenerateFn = Callable[[list[str], int], list[str]]
@@ -151,12 +152,7 @@ def _fingerprint(settings: Settings, generator: Mapping[str, Any], seeds: Sequen
 
 
 def _write_progress(path: str, progress: Mapping[str, Any]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(progress, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  atomic.write_json(path, progress, indent=1, sort_keys=True)
 
 
 def _resume(out_path: str, progress_path: str, fingerprint: str, overwrite: bool):

@@ -4,10 +4,10 @@ import os
 import subprocess
 import sys
 
-from t5tune.data import contamination
+from t5tune.quality import contamination
 from t5tune.infer import evaluation
 
-from tests.data import quality_fixtures as qf
+from tests.quality import quality_fixtures as qf
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,7 +33,7 @@ def test_contamination_cli_prints_rates_and_writes_overlaps(tmp_path):
   out = tmp_path / "overlaps.jsonl"
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   args = [sys.executable, "-m", "t5tune.main", "data", "contamination", "t5tune_q_train",
-          "t5tune_q_eval", "--module=tests.data.quality_fixtures", f"--out={out}"]
+          "t5tune_q_eval", "--module=tests.quality.quality_fixtures", f"--out={out}"]
   proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "cq_eval: 8/40 = 20.0%" in proc.stdout

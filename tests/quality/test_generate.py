@@ -11,7 +11,7 @@ import pytest
 from t5tune import data
 from t5tune.cli import data_quality
 from t5tune.convert import loading
-from t5tune.data import generate
+from t5tune.quality import generate
 from t5tune.models import config as model_config
 from t5tune.models import t5
 

@@ -139,29 +139,14 @@ def find(eval_sets: Mapping[str, Sequence[Mapping[str, Any]]],
 
 # -- on registered tasks and mixtures ----------------------------------------------
 
-def _leaf_task_names(names: Sequence[str]) -> list[str]:
-  import seqio  # pylint: disable=g-import-not-at-top
-  out = []
-  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
-  for name in names:
-    if name not in known:
-      raise errors.UsageError(
-          f"{name!r} is not a registered task or mixture{errors.did_you_mean(name, known)}",
-          fix="import the module that registers it (--module=my.tasks)")
-    provider = seqio.get_mixture_or_task(name)
-    if isinstance(provider, seqio.Mixture):
-      out.extend(_leaf_task_names([t.name for t in provider.tasks]))
-    else:
-      out.append(name)
-  return list(dict.fromkeys(out))
-
-
 def task_records(names: Sequence[str], split: str) -> dict[str, list[dict[str, Any]]]:
   """Cleaned records of every t5tune task of `names` (tasks or mixtures) that has `split`."""
+  from t5tune.data import mixtures  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   out = {}
-  for name in _leaf_task_names(names):
-    if name not in tasks_lib.task_names():
+  instructions = set(tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION))
+  for name in mixtures.leaf_task_names(names):
+    if name not in instructions:
       continue
     source = tasks_lib.get_info(name).source
     if split in source.splits:
@@ -185,7 +170,7 @@ def clean_mask(task: str, split: str, train: Sequence[str], *, train_split: str 
   This is what evaluation calls to report clean-subset scores beside full ones.
   """
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
-  source = tasks_lib.get_info(task).source
+  source = tasks_lib.get_info(task, tasks_lib.INSTRUCTION).source
   result = find({task: source.records(split)[0]}, task_records(train, train_split), n, min_n)
   dirty = result.dirty[task]
   return [ex["record"] not in dirty for ex in source.prepared(split).examples]

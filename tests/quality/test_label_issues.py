@@ -4,7 +4,7 @@ import random
 from t5tune import data
 from t5tune import sharding
 from t5tune.cli import data_quality
-from t5tune.data import label_issues
+from t5tune.quality import label_issues
 
 _GOOD = ["great", "superb", "lovely", "brilliant", "fine", "nice"]
 _BAD = ["awful", "boring", "dull", "poor", "bad", "weak"]

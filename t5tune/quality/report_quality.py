@@ -8,8 +8,8 @@ Per task and split (`split_quality`, under `quality` in the report):
 
 For the whole report (`mixture_sections`): `metadata` (tasks per value of every
 metadata key, and examples per template kind), `near_duplicates` (pairs within
-and across tasks at a threshold, `t5tune.data.neardup`), `contamination`
-(training vs evaluation n-gram overlap, `t5tune.data.contamination`, when an
+and across tasks at a threshold, `t5tune.quality.neardup`), `contamination`
+(training vs evaluation n-gram overlap, `t5tune.quality.contamination`, when an
 evaluation mixture is given) and `label_issues` (counts per task from a
 `t5tune data label-issues` JSONL, when given).
 
@@ -147,10 +147,11 @@ def metadata_summary(report: Mapping[str, Any]) -> dict[str, Any]:
   """Tasks per value of each metadata key, and examples per template kind, over the report."""
   by_key = collections.defaultdict(collections.Counter)
   kinds = collections.Counter()
+  instructions = set(tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION))
   for task, entry in report["tasks"].items():
     for key, value in entry.get("metadata", {}).items():
       by_key[key][str(value)] += 1
-    if task in tasks_lib.task_names():
+    if task in instructions:
       kind_of = {t.name: t.kind for t in tasks_lib.get_info(task).source.templates}
       for split in entry.get("splits", {}).values():
         for name, n in split["template_usage"].items():
@@ -164,9 +165,9 @@ def mixture_sections(name: str, report: Mapping[str, Any], *, split: str = "trai
                      eval_split: str = "validation", ngram: int = 13,
                      label_issues_path: str | None = None, max_pairs: int = 20) -> dict[str, Any]:
   """The report's mixture-wide sections (see the module docstring)."""
-  from t5tune.data import contamination  # pylint: disable=g-import-not-at-top
-  from t5tune.data import label_issues  # pylint: disable=g-import-not-at-top
-  from t5tune.data import neardup  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import contamination  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import label_issues  # pylint: disable=g-import-not-at-top
+  from t5tune.quality import neardup  # pylint: disable=g-import-not-at-top
   out: dict[str, Any] = {"metadata": metadata_summary(report)}
   if near_threshold is not None:
     records = contamination.task_records([name], split)

@@ -2,7 +2,7 @@
 import pytest
 
 from t5tune import data
-from t5tune.data import augment
+from t5tune.quality import augment
 from t5tune.infer import evaluation
 from t5tune.infer import metrics
 

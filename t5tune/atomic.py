@@ -1,0 +1,112 @@
+"""Atomic writes: a temporary sibling, fsync, rename, so a reader sees the old file or the new one, never a part.
+
+    atomic.write_text(path, text)
+    atomic.write_json(path, obj, indent=1)
+    atomic.write_bytes(path, data)
+    with atomic.writing(path, suffix=".png") as tmp:   # a library writes the file itself
+      fig.savefig(tmp)
+    with atomic.writing_dir(path) as tmp:              # a whole directory
+      write_files_into(tmp)
+
+Every writer of t5tune goes through here. A failure (an exception, or the
+process dying) before the rename leaves `path` byte-identical; an exception
+also removes the temporary file. Temporary names are `.tmp-NAME-RANDOM`
+(NAME the target's name), so concurrent writers never share one and a
+cleanup can find them.
+The temporary file lies in the target's directory because a rename is atomic
+only within one file system.
+
+Top level (beside `jsonl_append`) because data, models, convert, train,
+infer and the experiments all write files, and none may import the others.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Iterator
+
+
+def _fsync_dir(directory: str) -> None:
+  # Makes the rename itself durable; some file systems refuse to open a directory.
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+  """Yields a temporary sibling path; once the block succeeds it is fsynced and renamed to `path`.
+
+  `suffix` ends the temporary name, for libraries that choose a format from
+  the extension (matplotlib's `savefig`).
+  """
+  path = os.path.abspath(os.fspath(path))
+  directory = os.path.dirname(path)
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(path)}-", suffix=suffix,
+                             dir=directory)
+  os.close(fd)
+  try:
+    yield tmp
+    with open(tmp, "rb+") as f:
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+  _fsync_dir(directory)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  with writing(path) as tmp, open(tmp, "wb") as f:
+    f.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> None:
+  """`json.dump(obj, **dump_kwargs)` into `path`, atomically (serialised before anything is written)."""
+  write_text(path, json.dumps(obj, **dump_kwargs))
+
+
+@contextlib.contextmanager
+def writing_dir(path: str | os.PathLike, tag: str | None = None) -> Iterator[str]:
+  """Yields a temporary sibling directory that replaces `path` once the block succeeds.
+
+  The temporary directory is `.tmp-TAG-RANDOM` (TAG defaults to the target's name).
+  A failed block removes the temporary directory and leaves `path` as it was.
+  An existing `path` is moved aside before the rename and deleted only after
+  it, so no moment leaves neither version on disk.
+  """
+  path = os.path.abspath(os.fspath(path))
+  directory = os.path.dirname(path)
+  os.makedirs(directory, exist_ok=True)
+  name = tag or os.path.basename(path)
+  tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=directory)
+  try:
+    yield tmp
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  old = None
+  if os.path.lexists(path):
+    old = tempfile.mkdtemp(prefix=f".old-{name}-", dir=directory)
+    os.rmdir(old)
+    os.rename(path, old)
+  os.rename(tmp, path)
+  _fsync_dir(directory)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)

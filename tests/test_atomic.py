@@ -1,0 +1,81 @@
+"""t5tune.atomic: a write that fails leaves the old file byte-identical and no temporary file behind."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from t5tune import atomic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Boom(Exception):
+  pass
+
+
+def test_text_json_and_bytes_replace_the_file(tmp_path):
+  path = tmp_path / "sub" / "out.json"
+  atomic.write_json(path, {"b": 1, "a": [1, 2]}, indent=1, sort_keys=True)
+  assert path.read_text() == json.dumps({"a": [1, 2], "b": 1}, indent=1, sort_keys=True)
+  atomic.write_text(path, "ünïcode\n")
+  assert path.read_text(encoding="utf-8") == "ünïcode\n"
+  atomic.write_bytes(path, b"\x00\xff")
+  assert path.read_bytes() == b"\x00\xff"
+  assert sorted(os.listdir(path.parent)) == ["out.json"]
+
+
+def test_a_failure_mid_write_leaves_the_old_file_and_no_temporary(tmp_path):
+  path = tmp_path / "state.json"
+  path.write_bytes(b'{"step": 1}\n')
+  with pytest.raises(Boom):
+    with atomic.writing(path) as tmp:
+      with open(tmp, "w") as f:
+        f.write('{"step": 2, "half')
+      raise Boom()
+  assert path.read_bytes() == b'{"step": 1}\n'
+  assert os.listdir(tmp_path) == ["state.json"]
+  # An object json cannot serialise fails before anything is written.
+  with pytest.raises(TypeError):
+    atomic.write_json(path, {"x": object()})
+  assert path.read_bytes() == b'{"step": 1}\n' and os.listdir(tmp_path) == ["state.json"]
+
+
+def test_a_killed_writer_leaves_the_old_file_byte_identical(tmp_path):
+  path = tmp_path / "model.bin"
+  path.write_bytes(b"old" * 1000)
+  code = ("import os, sys\nfrom t5tune import atomic\n"
+          "with atomic.writing(sys.argv[1]) as tmp:\n"
+          "  open(tmp, 'wb').write(b'new')\n"
+          "  os._exit(9)\n")  # dies inside the block: no rename, no cleanup
+  proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO,
+                        env={**os.environ, "PYTHONPATH": REPO})
+  assert proc.returncode == 9
+  assert path.read_bytes() == b"old" * 1000
+  leftovers = [n for n in os.listdir(tmp_path) if n != "model.bin"]
+  assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-model.bin-")
+
+
+def test_suffix_for_libraries_that_pick_a_format_from_the_name(tmp_path):
+  with atomic.writing(tmp_path / "plot.png", suffix=".png") as tmp:
+    assert tmp.endswith(".png") and os.path.dirname(tmp) == str(tmp_path)
+    with open(tmp, "wb") as f:
+      f.write(b"png")
+  assert (tmp_path / "plot.png").read_bytes() == b"png"
+
+
+def test_directories_are_replaced_whole_or_not_at_all(tmp_path):
+  path = tmp_path / "model"
+  path.mkdir()
+  (path / "a").write_text("old")
+  with pytest.raises(Boom):
+    with atomic.writing_dir(path) as tmp:
+      (open(os.path.join(tmp, "a"), "w")).write("new")
+      raise Boom()
+  assert (path / "a").read_text() == "old" and os.listdir(tmp_path) == ["model"]
+  with atomic.writing_dir(path, tag="t5tune") as tmp:
+    assert os.path.basename(tmp).startswith(".tmp-t5tune-")
+    with open(os.path.join(tmp, "b"), "w") as f:
+      f.write("new")
+  assert os.listdir(path) == ["b"] and os.listdir(tmp_path) == ["model"]
