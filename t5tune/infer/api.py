@@ -88,22 +88,18 @@ def generate(model: t5.Transformer, inputs: str | Sequence[str], *, method: str 
   """Decodes each input string; returns the output strings (and scores if asked).
 
   `options` are `DecodeOptions` fields: temperature, top_k, top_p, num_beams,
-  length_penalty, length_penalty_style. With `method="sample"`, example i of
-  the call samples with `fold_in(key(rng), i)`, whatever the batching.
+  length_penalty, length_penalty_style. With `method="sample"`, input i of
+  the call samples with `decoding.row_key(rng, i)`, whatever the batching
+  (`rng`: an int seed or a key).
   """
   single = isinstance(inputs, str)
   texts = [inputs] if single else list(inputs)
   vocabulary = resolve_vocabulary(model, vocabulary)
   opts = decoding.DecodeOptions(method=method, max_decode_len=max_decode_len, **options)
-  base = decoding.row_keys(rng, 1)[0]
-  import jax  # pylint: disable=g-import-not-at-top
-  key = jax.random.wrap_key_data(base)
   outputs, scores = [], []
   for start, end in _batches(len(texts), batch_size):
     enc = encode_texts(vocabulary, texts[start:end], max_input_len, rows=batch_size)
-    keys = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(key, i)))
-                     for i in range(start, start + batch_size)])
-    out = decoding.decode(model, enc, opts, rng=keys)
+    out = decoding.decode(model, enc, opts, rng=decoding.row_keys(rng, batch_size, start))
     for row in range(end - start):
       outputs.append(decode_tokens(vocabulary, out.tokens[row]))
       scores.append(float(out.scores[row]))

@@ -224,14 +224,13 @@ class TaskEvaluator:
   # -- model calls --------------------------------------------------------------
 
   def _generate(self, model, enc: np.ndarray, example_ids: Sequence[int]):
-    key = jax.random.key(self.seed)
     tokens, scores = [], []
     b = self.batch_size
     for start in range(0, len(example_ids), b):
       ids = list(example_ids[start:start + b])
       rows = _padded_rows(enc[ids], b)
-      keys = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(key, i)))
-                       for i in ids + [0] * (b - len(ids))])
+      # Example i samples with row_key(seed, i), its index in the task, as in every command.
+      keys = np.stack([decoding.row_key(self.seed, i) for i in ids + [0] * (b - len(ids))])
       out = decoding.decode(model, rows, self.options, rng=keys)
       tokens.extend(out.tokens[:len(ids)])
       scores.extend(out.scores[:len(ids)].tolist())
