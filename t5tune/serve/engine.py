@@ -23,7 +23,6 @@ import threading
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -178,11 +177,9 @@ class Engine:
     client left, or a stop sequence was met).
     """
     n = len(rows)
-    enc = np.zeros((batch, input_len), np.int32)
-    for i, row in enumerate(rows):
-      enc[i, :len(row.tokens)] = row.tokens
-    keys = np.zeros((batch, 2), np.uint32)
-    keys[:n] = [np.zeros(2, np.uint32) if r.key is None else r.key for r in rows]
+    enc = batching.stack_rows([r.tokens for r in rows], batch, input_len)
+    keys = batching.stack_rows([np.zeros(2) if r.key is None else r.key for r in rows], batch, 2,
+                               np.uint32)
     pad = lambda values, fill: list(values) + [fill] * (batch - n)
     cancel = np.asarray(pad([False] * n, True))  # padding rows are done before they start
     settings = decoding.rows_for(
@@ -218,24 +215,17 @@ class Engine:
   def search(self, method: str, prompts: Sequence[np.ndarray], batch: int, input_len: int,
              decode_len: int, num_beams: int) -> decoding.DecodeOutput:
     """A search method (beam search, `t5tune.infer.decoding`) on one batch; rows past len(prompts) are padding."""
-    enc = np.zeros((batch, input_len), np.int32)
-    for i, p in enumerate(prompts):
-      enc[i, :len(p)] = p
+    enc = batching.stack_rows(prompts, batch, input_len)
     opts = decoding.DecodeOptions(method=method, num_beams=num_beams, max_decode_len=decode_len,
                                   length_penalty=self.length_penalty)
-    out = decoding.decode(self.model, enc, opts)
-    return jax.tree.map(lambda x: x[:len(prompts)], out)
+    return batching.head(decoding.decode(self.model, enc, opts), len(prompts))
 
   def score(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], batch: int,
             input_len: int, target_len: int) -> scoring.Scores:
     """Log-likelihoods (`t5tune.infer.scoring.score`) of one batch of (input, target) pairs."""
-    enc = np.zeros((batch, input_len), np.int32)
-    tgt = np.zeros((batch, target_len), np.int32)
-    for i, (x, y) in enumerate(zip(inputs, targets)):
-      enc[i, :len(x)] = x
-      tgt[i, :len(y)] = y
-    out = scoring.score(self.model, enc, tgt)
-    return jax.tree.map(lambda x: x[:len(inputs)], out)
+    enc = batching.stack_rows(inputs, batch, input_len)
+    tgt = batching.stack_rows(targets, batch, target_len)
+    return batching.head(scoring.score(self.model, enc, tgt), len(inputs))
 
   def warm_up(self, log: Callable[[str], None] = lambda s: None) -> int:
     """Compiles every declared shape (decode, score, beam); returns the number of shapes."""
