@@ -4,14 +4,16 @@
     scores["accuracy"], scores["examples"], scores["method"]   # 61.0, 50, "rank_classification"
     scores["per_example"]    # each example's score (0 or 100 for accuracy): paired statistics
 
-A task whose examples carry answer options is scored by rank
-classification (`t5tune.infer.api.classify`: the option with the highest
-log-likelihood under the model is the prediction, FLAN's evaluation of
-classification tasks); other tasks are decoded greedily
-(`t5tune.infer.api.generate`). t5tune.infer does the tokenizing, EOS (the
-vocabulary's), padding, length bucketing and batching. Either way the
-prediction and the target go through the task's postprocessor and metric
-functions (`finish`).
+A task is rank-classified or decoded by `t5tune.infer.judging`'s rule, the
+one `t5tune evaluate` applies per example (examples with answer options and a
+template that is not chain-of-thought or inverted are rank-classified:
+`t5tune.infer.api.classify`, the option with the highest log-likelihood under
+the model is the prediction, FLAN's evaluation of classification tasks; the
+others are decoded greedily, `t5tune.infer.api.generate`); a flan_mini task
+takes one method for all its examples (`task_method`). t5tune.infer does the
+tokenizing, EOS (the vocabulary's), padding, length bucketing and batching.
+Either way the prediction and the target go through the task's postprocessor
+and metric functions with `judging`'s scorer (`finish`).
 
 `classify` and `generate` take any vocabulary object with `encode`,
 `decode` and `eos_id`: `portable.py` passes one over exported token ids and
@@ -24,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from t5tune.infer import api
+from t5tune.infer import judging
 
 # Rows per model call: every call has the same batch shape, and t5tune.infer
 # buckets lengths to powers of two, so there are few compilations.
@@ -82,10 +85,13 @@ def rank_variants(option_scores, lengths, prior_scores) -> dict[str, list[int]]:
   return out
 
 
-def _per_example(metric_fns, targets: list[str], predictions: list[str]) -> list[float]:
-  """Each example's score under the primary (first) metric: its mean is that metric."""
-  first = metric_fns[0]
-  return [float(next(iter(first([t], [p]).values()))) for t, p in zip(targets, predictions)]
+def task_method(examples) -> str:
+  """The one method of a task's examples (`judging.methods`; flan_mini evaluates a task by one)."""
+  found = list(dict.fromkeys(judging.methods(examples)))
+  if len(found) > 1:
+    raise ValueError(f"the examples need {found}; a flan_mini task is evaluated by one method:"
+                     " give every example answer options (or none)")
+  return found[0] if found else judging.RANK_CLASSIFICATION
 
 
 def finish(inputs: list[str], targets: list[str], predictions: list[str], method: str,
@@ -100,17 +106,13 @@ def finish(inputs: list[str], targets: list[str], predictions: list[str], method
   (`templates`), and the metrics of other rank-classification rules
   (`variants`: {rule: raw predictions}, see `rank_variants`).
   """
-  post = postprocess_fn or (lambda x, **_: x)
-  targets = [post(t, example=None, is_target=True) for t in targets]
-  predictions = [post(p, example=None, is_target=False) for p in predictions]
-  metrics: dict[str, Any] = {}
-  for fn in metric_fns:
-    metrics.update({k: float(v) for k, v in fn(targets, predictions).items()})
+  targets, predictions = judging.postprocess(postprocess_fn, targets, predictions)
+  metrics: dict[str, Any] = judging.metrics(metric_fns, targets, predictions)
   metrics["examples"] = len(targets)
   metrics["method"] = method
   metrics["samples"] = [{"inputs": i, "target": t, "prediction": p}
                         for i, t, p in list(zip(inputs, targets, predictions))[:3]]
-  metrics["per_example"] = _per_example(metric_fns, targets, predictions)
+  metrics["per_example"] = judging.per_example(metric_fns, targets, predictions)
   metrics["targets"], metrics["predictions"] = targets, predictions
   if option_scores is not None:
     metrics["option_scores"] = [list(s) for s in option_scores]
@@ -153,7 +155,7 @@ def task(model, name: str, *, split: str = "test", max_examples: int | None = No
   inputs = [ex["inputs"] for ex in examples]
   targets = [ex["targets"] for ex in examples]
   templates = [ex["template_name"] for ex in examples]
-  if all(ex["options"] for ex in examples):
+  if task_method(examples) == judging.RANK_CLASSIFICATION:
     return rank_task(model, vocab, inputs, targets, [ex["options"] for ex in examples],
                      max_inputs, seqio_task.postprocess_fn, seqio_task.metric_fns, templates)
   predictions = generate(model, vocab, inputs, max_inputs, max_decode_len)

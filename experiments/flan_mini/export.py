@@ -72,6 +72,7 @@ def export(config, out: str) -> dict:
   import seqio  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from experiments.flan_mini import collection  # pylint: disable=g-import-not-at-top
+  from experiments.flan_mini import evaluate  # pylint: disable=g-import-not-at-top
   from experiments.flan_mini import run  # pylint: disable=g-import-not-at-top
   from experiments.flan_mini import tasks  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
@@ -121,14 +122,15 @@ def export(config, out: str) -> dict:
       eos = vocab.eos_id
       enc = [list(vocab.encode(ex["inputs"])) + [eos] for ex in examples]
       eval_arrays[f"{key}.inputs"], eval_arrays[f"{key}.inputs_len"] = _ragged(enc)
-      ranked = all(ex["options"] for ex in examples)
+      method = evaluate.task_method(examples)  # the rule `t5tune evaluate` applies
+      ranked = method == "rank_classification"
       if ranked:
         opts = [[list(vocab.encode(o)) + [eos] for o in ex["options"]] for ex in examples]
         eval_arrays[f"{key}.options"], eval_arrays[f"{key}.options_len"] = _ragged(
             [o for row in opts for o in row])
         eval_arrays[f"{key}.options_count"] = np.array([len(r) for r in opts], np.int32)
       evals[key] = {"task": task, "variant": variant, "cluster": collection.TASKS[task].cluster,
-                    "method": "rank_classification" if ranked else "greedy",
+                    "method": method,
                     "targets": [ex["targets"] for ex in examples],
                     "templates": [ex["template_name"] for ex in examples],
                     "options": [ex["options"] for ex in examples] if ranked else None}

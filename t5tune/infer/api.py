@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from t5tune.infer import batching
 from t5tune.infer import decoding
 from t5tune.infer import scoring
 from t5tune.models import t5
@@ -62,10 +63,7 @@ def encode_texts(vocabulary, texts: Sequence[str], max_len: int | None = None,
   width = bucket_length(max(len(x) for x in ids) if ids else 1)
   if max_len is not None:
     width = min(width, max_len)
-  out = np.zeros((rows or len(ids), width), np.int32)
-  for i, x in enumerate(ids):
-    out[i, :len(x)] = x
-  return out
+  return batching.stack_rows(ids, rows or len(ids), width)
 
 
 def _batches(n: int, batch_size: int):
@@ -88,22 +86,18 @@ def generate(model: t5.Transformer, inputs: str | Sequence[str], *, method: str 
   """Decodes each input string; returns the output strings (and scores if asked).
 
   `options` are `DecodeOptions` fields: temperature, top_k, top_p, num_beams,
-  length_penalty, length_penalty_style. With `method="sample"`, example i of
-  the call samples with `fold_in(key(rng), i)`, whatever the batching.
+  length_penalty, length_penalty_style. With `method="sample"`, input i of
+  the call samples with `decoding.row_key(rng, i)`, whatever the batching
+  (`rng`: an int seed or a key).
   """
   single = isinstance(inputs, str)
   texts = [inputs] if single else list(inputs)
   vocabulary = resolve_vocabulary(model, vocabulary)
   opts = decoding.DecodeOptions(method=method, max_decode_len=max_decode_len, **options)
-  base = decoding.row_keys(rng, 1)[0]
-  import jax  # pylint: disable=g-import-not-at-top
-  key = jax.random.wrap_key_data(base)
   outputs, scores = [], []
   for start, end in _batches(len(texts), batch_size):
     enc = encode_texts(vocabulary, texts[start:end], max_input_len, rows=batch_size)
-    keys = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(key, i)))
-                     for i in range(start, start + batch_size)])
-    out = decoding.decode(model, enc, opts, rng=keys)
+    out = decoding.decode(model, enc, opts, rng=decoding.row_keys(rng, batch_size, start))
     for row in range(end - start):
       outputs.append(decode_tokens(vocabulary, out.tokens[row]))
       scores.append(float(out.scores[row]))
@@ -125,7 +119,7 @@ def score(model: t5.Transformer, inputs: Sequence[str], targets: Sequence[str], 
     enc = encode_texts(vocabulary, inputs[start:end], max_input_len, rows=batch_size)
     tgt = encode_texts(vocabulary, targets[start:end], max_target_len, rows=batch_size)
     s = scoring.score(model, enc, tgt)
-    parts.append(_head(s, end - start))
+    parts.append(batching.head(s, end - start))
   width = max(p.token_logprobs.shape[1] for p in parts)
   return scoring.Scores(
       sum=np.concatenate([p.sum for p in parts]),
@@ -133,12 +127,6 @@ def score(model: t5.Transformer, inputs: Sequence[str], targets: Sequence[str], 
       num_tokens=np.concatenate([p.num_tokens for p in parts]),
       token_logprobs=np.concatenate([np.pad(p.token_logprobs, ((0, 0), (0, width - p.token_logprobs.shape[1])))
                                      for p in parts]))
-
-
-def _head(tree: Any, n: int) -> Any:
-  """The first n rows of every array in a result (drops the padding rows of a batch)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.tree.map(lambda x: x[:n], tree)
 
 
 @dataclasses.dataclass

@@ -32,12 +32,30 @@ def model_mesh(model: nnx.Module) -> jax.sharding.Mesh:
   return sharding.single_device_mesh()
 
 
-def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
-  """Pads axis 0 with zero rows up to a multiple of `multiple`."""
-  extra = (-x.shape[0]) % multiple
-  if not extra:
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  """`x` with zero rows appended up to `rows` rows (padding rows of a batch; `head` drops them)."""
+  extra = rows - x.shape[0]
+  if extra <= 0:
     return x
   return np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)], axis=0)
+
+
+def stack_rows(seqs: Sequence[Sequence[int]], rows: int | None = None, width: int | None = None,
+               dtype=np.int32) -> np.ndarray:
+  """Ragged 1-D sequences as one [rows, width] array, zero-padded on both axes.
+
+  `rows` defaults to len(seqs), `width` to the longest sequence.
+  """
+  width = max((len(x) for x in seqs), default=0) if width is None else width
+  out = np.zeros((len(seqs) if rows is None else rows, width), dtype)
+  for i, x in enumerate(seqs):
+    out[i, :len(x)] = x
+  return out
+
+
+def head(tree: Any, n: int) -> Any:
+  """The first n rows of every array in a result (drops the padding rows of a batch)."""
+  return jax.tree.map(lambda x: x[:n], tree)
 
 
 def _apply(fn, graphdef, static, state, *arrays):
@@ -68,7 +86,8 @@ def run(fn: Callable, model: nnx.Module, arrays: Sequence[np.ndarray], static: A
   mesh = model_mesh(model)
   n = arrays[0].shape[0]
   multiple = sharding.data_parallel_size(mesh)
-  placed = [_to_global(pad_rows(np.asarray(a), multiple), mesh) for a in arrays]
+  padded = n + (-n) % multiple
+  placed = [_to_global(pad_rows(np.asarray(a), padded), mesh) for a in arrays]
   key = (fn, graphdef, static, mesh)
   compiled = _COMPILED.get(key)
   if compiled is None:
@@ -76,4 +95,4 @@ def run(fn: Callable, model: nnx.Module, arrays: Sequence[np.ndarray], static: A
     _COMPILED[key] = compiled
   with sharding.use_mesh(mesh):
     out = compiled(state, *placed)
-  return jax.tree.map(lambda x: _to_host(x)[:n], out)
+  return head(jax.tree.map(_to_host, out), n)

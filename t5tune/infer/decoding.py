@@ -5,19 +5,36 @@
     out.tokens   # int32 [B, max_decode_len], EOS kept, pad (0) after it
     out.scores   # float32 [B]
 
-The whole loop (encoder, cache, every step) is one jitted, sharded function
+The whole decode (encoder, cache, every step) is one jitted, sharded function
 (`t5tune.infer.batching`): the batch is split over the mesh's data axes, and
 a `lax.while_loop` stops as soon as every sequence is finished.
+
+One sampling loop. Greedy decoding and sampling are one loop,
+`sample_steps(tokens_to_logits, state, rows, until, methods=...)` (t5x's
+`tokens_to_logits` style: the loop sees only a step function and its cache).
+Temperature, top-k, top-p, the token limit and the method are per-row arrays
+(`Rows`), so rows with different settings share one batch and one compiled
+program (greedy = temperature 0), and the loop runs to a step `until` and
+resumes from its state, so a caller can stop after a bounded number of steps
+(the server streams and schedules this way). `decode` runs it in one call.
+
+Methods. `METHODS` maps each name to a `Method`: a token rule of the sampling
+loop (greedy, sample) or a search of its own (beam). `register(Method(...))`
+adds one; `decode`, `t5tune.generate`, `predict`, `evaluate` and `serve`
+(the request's `method` field) then run it.
 
 Scores. Greedy and sampling report the sum of the model's log-probabilities
 of the emitted tokens (EOS included), from the unmodified distribution (before
 temperature, top-k and top-p). Beam search reports the length-normalised beam
 score used to rank the beams.
 
-Sampling. Each row has its own key; step t draws with `fold_in(row_key, t)`,
-so a given key gives the same tokens whatever the batch composition. A single
-key is split into one per row. `top_k=1`, `top_p` near 0, or `temperature=0`
-reduce to greedy decoding.
+Seeds. Example i of an input samples with `row_key(seed, i) =
+fold_in(key(seed), i)`, i its 0-based position in that input: the prompt's
+index in `t5tune.generate`, line N - 1 of a `predict` file, the example's
+index in `evaluate`, the flattened (prompt, choice) index in `serve`. The same
+seed and prompt therefore sample the same text in every command, whatever the
+batching; step t draws with `fold_in(row key, t)`. `top_k=1`, `top_p` near 0,
+or `temperature=0` reduce to greedy decoding.
 
 Beam search follows Hugging Face transformers' (v5) beam search with
 `early_stopping=False`, so the same weights give the same sequences:
@@ -42,7 +59,7 @@ differs in how it decides to stop, so its outputs are not reproduced exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.struct
 import jax
@@ -52,9 +69,39 @@ import numpy as np
 from t5tune.infer import batching
 from t5tune.models import t5
 
-METHODS = ("greedy", "sample", "beam")
 LENGTH_PENALTY_STYLES = ("hf", "t5x")
 _NEG = -1.0e9  # HF's initial score of the beams that do not exist yet
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A decoding method: a token rule of the sampling loop (`pick`), or a search of its own.
+
+  `pick(logits_BV, rows, t) -> int32 [B]` chooses each row's next token at
+  step t (`rows`: the per-row settings, `step_keys(rows, t)` their keys);
+  `search(model, enc_tokens_BL, opts) -> {"tokens", "scores", ...}` runs a
+  whole decode (beam search), served for each compiled beam width.
+  """
+  name: str
+  pick: Callable | None = None
+  search: Callable | None = None
+
+  def __post_init__(self):
+    if (self.pick is None) == (self.search is None):
+      raise ValueError(f"method {self.name!r}: give exactly one of pick or search")
+
+
+# Every decoding method by name; `register` adds one, and `decode`, `generate`,
+# `predict`, `evaluate` and `serve` all find it here.
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+  """Adds a decoding method (an existing name is refused)."""
+  if method.name in METHODS:
+    raise ValueError(f"decoding method {method.name!r} is already registered")
+  METHODS[method.name] = method
+  return method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +120,7 @@ class DecodeOptions:
 
   def __post_init__(self):
     if self.method not in METHODS:
-      raise ValueError(f"decoding method {self.method!r}: expected one of {METHODS}")
+      raise ValueError(f"decoding method {self.method!r}: expected one of {list(METHODS)}")
     if self.max_decode_len <= 0:
       raise ValueError(f"max_decode_len={self.max_decode_len} must be positive")
     if self.temperature < 0:
@@ -98,60 +145,208 @@ class DecodeOutput:
   beam_scores: np.ndarray | None = None
 
 
-def filter_logits(logits_BV: jax.Array, temperature: float, top_k: int, top_p: float) -> jax.Array:
-  """Temperature-scaled logits with everything outside the top-k / top-p set at -inf."""
-  logits_BV = logits_BV / temperature
-  if top_k > 0:
-    kth_B1 = jax.lax.top_k(logits_BV, min(top_k, logits_BV.shape[-1]))[0][:, -1:]
-    logits_BV = jnp.where(logits_BV < kth_B1, -jnp.inf, logits_BV)
-  if top_p < 1.0:
+# -- seeds ---------------------------------------------------------------------
+
+def _as_key(seed_or_key: Any) -> jax.Array:
+  if seed_or_key is None:
+    seed_or_key = 0
+  if isinstance(seed_or_key, (int, np.integer)):
+    return jax.random.key(int(seed_or_key))
+  key = jnp.asarray(seed_or_key) if not isinstance(seed_or_key, jax.Array) else seed_or_key
+  if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.wrap_key_data(key.astype(jnp.uint32))
+  return key
+
+
+def row_key(seed: Any, index: int) -> np.ndarray:
+  """uint32 [2] key data of example `index` (its 0-based position in its input) under `seed`.
+
+  `fold_in(key(seed), index)`: the one rule of every command (see the module
+  docstring). `seed` is an int or a single key.
+  """
+  key = _as_key(seed)
+  if key.ndim != 0:
+    raise ValueError(f"row_key: expected a seed or one key, got keys of shape {key.shape}")
+  return np.asarray(jax.random.key_data(jax.random.fold_in(key, int(index))))
+
+
+def row_keys(rng: Any, batch: int, start: int = 0) -> np.ndarray:
+  """uint32 [batch, 2] key data: rows start..start+batch-1 of a seed or key (`row_key`), or per-row keys."""
+  key = _as_key(rng)
+  if key.ndim == 0:
+    return np.stack([row_key(key, start + i) for i in range(batch)])
+  if key.shape != (batch,):
+    raise ValueError(f"rng: expected one key or {batch} keys (one per row), got shape {key.shape}")
+  return np.asarray(jax.random.key_data(key))
+
+
+# -- the sampling loop -----------------------------------------------------------
+
+@flax.struct.dataclass
+class Rows:
+  """Per-row settings of the sampling loop (device arrays [B]; see `rows_for`)."""
+  temperature_B: jax.Array  # float32; 0 = greedy
+  top_k_B: jax.Array  # int32; 0 = no top-k filter
+  top_p_B: jax.Array  # float32; 1 = no nucleus filter
+  keys_B2: jax.Array  # uint32 key data of each row (`row_key`); step t uses fold_in(key, t)
+  max_len_B: jax.Array  # int32; a row is done after this many tokens
+  method_B: jax.Array  # int32 index into the loop's `methods`
+  cancel_B: jax.Array  # bool; a cancelled row is done before the next step
+
+
+def rows_for(batch: int, t_max: int, *, temperature=0.0, top_k=0, top_p=1.0, keys=None,
+             max_len=None, method=0, cancel=False) -> Rows:
+  """Host (numpy) `Rows` for a batch: scalars are broadcast, arrays taken per row."""
+  full = lambda x, dtype: np.broadcast_to(np.asarray(x, dtype), (batch,)).copy()
+  return Rows(temperature_B=full(temperature, np.float32), top_k_B=full(top_k, np.int32),
+              top_p_B=full(top_p, np.float32),
+              keys_B2=np.zeros((batch, 2), np.uint32) if keys is None else np.asarray(keys, np.uint32),
+              max_len_B=full(t_max if max_len is None else max_len, np.int32),
+              method_B=full(method, np.int32), cancel_B=full(cancel, bool))
+
+
+def filter_logits(logits_BV: jax.Array, temperature, top_k, top_p) -> jax.Array:
+  """Temperature-scaled logits with everything outside each row's top-k / top-p set at -inf.
+
+  `temperature`, `top_k`, `top_p` are scalars or one value per row; a row with
+  temperature 0 is left unscaled (it is decoded greedily), top_k 0 and top_p 1
+  switch that filter off.
+  """
+  b, v = logits_BV.shape
+  row = lambda x, dtype: jnp.broadcast_to(jnp.asarray(x, dtype), (b,))
+  temperature_B, top_k_B, top_p_B = row(temperature, jnp.float32), row(top_k, jnp.int32), row(top_p, jnp.float32)
+  logits_BV = logits_BV / jnp.where(temperature_B > 0, temperature_B, 1.0)[:, None]
+
+  def nucleus(logits_BV):
     sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
+    k_B = jnp.where(top_k_B > 0, jnp.minimum(top_k_B, v), v)
+    kth_B1 = jnp.take_along_axis(sorted_BV, (k_B - 1)[:, None], axis=-1)
+    logits_BV = jnp.where(logits_BV < kth_B1, -jnp.inf, logits_BV)
+    sorted_BV = jnp.where(sorted_BV < kth_B1, -jnp.inf, sorted_BV)
     probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
     # Keep a token while the probability mass before it is below top_p; the
     # most likely token is always kept, so top_p -> 0 is greedy.
     before_BV = jnp.cumsum(probs_BV, axis=-1) - probs_BV
-    keep_BV = (before_BV < top_p).at[:, 0].set(True)
+    keep_BV = ((before_BV < top_p_B[:, None]) | (top_p_B >= 1.0)[:, None]).at[:, 0].set(True)
     threshold_B1 = jnp.min(jnp.where(keep_BV, sorted_BV, jnp.inf), axis=-1, keepdims=True)
-    logits_BV = jnp.where(logits_BV < threshold_B1, -jnp.inf, logits_BV)
-  return logits_BV
+    return jnp.where(logits_BV < threshold_B1, -jnp.inf, logits_BV)
+
+  # The sort is the costly part: skipped when no row filters.
+  filtering = jnp.any(top_k_B > 0) | jnp.any(top_p_B < 1.0)
+  return jax.lax.cond(filtering, nucleus, lambda x: x, logits_BV)
 
 
-def _greedy_or_sample(model: t5.Transformer, enc_tokens_BL, key_data_B2, opts: DecodeOptions):
+def step_keys(rows: Rows, t: jax.Array) -> jax.Array:
+  """Each row's key for step t: fold_in(row key, t), whatever the batch around it."""
+  return jax.vmap(lambda k: jax.random.fold_in(k, t))(jax.random.wrap_key_data(rows.keys_B2))
+
+
+def _argmax(logits_BV, rows, t):
+  del rows, t
+  return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+
+
+def _sample(logits_BV, rows: Rows, t):
+  """Temperature / top-k / top-p sampling per row; rows at temperature 0 take the argmax."""
+  def draw():
+    filtered = filter_logits(logits_BV, rows.temperature_B, rows.top_k_B, rows.top_p_B)
+    drawn_B = jax.vmap(jax.random.categorical)(step_keys(rows, t), filtered)
+    return jnp.where(rows.temperature_B > 0, drawn_B, jnp.argmax(logits_BV, axis=-1))
+  greedy = lambda: jnp.argmax(logits_BV, axis=-1)
+  return jax.lax.cond(jnp.any(rows.temperature_B > 0), draw, greedy).astype(jnp.int32)
+
+
+@flax.struct.dataclass
+class LoopState:
+  """The sampling loop's carry, also its result; kept between chunks (`sample_steps`)."""
+  t: jax.Array  # [] steps taken
+  token_B: jax.Array  # the last token of each row
+  cache: Any  # the decoder's cache (t5.DecodeCache for the model)
+  done_B: jax.Array
+  score_B: jax.Array  # summed log-probabilities of the emitted tokens (EOS included)
+  tokens_BT: jax.Array  # emitted tokens, pad after a row is done
+  logprobs_BT: jax.Array  # each emitted token's log-probability (0 after done)
+  top_ids_BTK: jax.Array  # the K most likely tokens per step (K = 0: not recorded)
+  top_logprobs_BTK: jax.Array
+
+
+def start(model: t5.Transformer, enc_tokens_BL, t_max: int, top_width: int = 0) -> LoopState:
+  """The loop's first state: encoder run, empty cache, nothing emitted."""
   cfg = model.config
   b = enc_tokens_BL.shape[0]
-  t_max = opts.max_decode_len
-  enc = model.encode(enc_tokens_BL)
-  cache = model.init_cache(enc, enc_tokens_BL, t_max)
-  greedy = opts.method == "greedy" or opts.temperature == 0.0
-  keys_B = jax.random.wrap_key_data(key_data_B2)
+  cache = model.init_cache(model.encode(enc_tokens_BL), enc_tokens_BL, t_max)
+  return LoopState(
+      t=jnp.zeros((), jnp.int32), token_B=jnp.full((b,), cfg.decoder_start_token_id, jnp.int32),
+      cache=cache, done_B=jnp.zeros((b,), bool), score_B=jnp.zeros((b,), jnp.float32),
+      tokens_BT=jnp.full((b, t_max), cfg.pad_token_id, jnp.int32),
+      logprobs_BT=jnp.zeros((b, t_max), jnp.float32),
+      top_ids_BTK=jnp.zeros((b, t_max, top_width), jnp.int32),
+      top_logprobs_BTK=jnp.zeros((b, t_max, top_width), jnp.float32))
 
-  def cond(carry):
-    t, _, _, done, _, _ = carry
-    return (t < t_max) & ~jnp.all(done)
 
-  def body(carry):
-    t, token_B, cache, done_B, score_B, out_BT = carry
-    logits_BV, cache = model.decode_step(token_B, cache)
+def _pick(methods: Sequence["Method"], logits_BV, rows: Rows, t):
+  if len(methods) == 1:
+    return methods[0].pick(logits_BV, rows, t)
+  nxt_B = jnp.zeros(logits_BV.shape[:1], jnp.int32)
+  for i, method in enumerate(methods):
+    use_B = rows.method_B == i
+    # Only the methods some row asks for run.
+    picked = jax.lax.cond(jnp.any(use_B), lambda m=method: m.pick(logits_BV, rows, t),
+                          lambda: jnp.zeros_like(nxt_B))
+    nxt_B = jnp.where(use_B, picked, nxt_B)
+  return nxt_B
+
+
+def sample_steps(tokens_to_logits: Callable, state: LoopState, rows: Rows, until, *,
+                 methods: Sequence["Method"], eos_id: int, pad_id: int,
+                 want_top: Any = False) -> LoopState:
+  """Runs the loop until step `until` or until every row is done (t5x's `tokens_to_logits` style).
+
+  `tokens_to_logits(token_B, cache) -> (logits_BV, cache)` is one decoder
+  step; `methods` are the token rules rows choose from (`rows.method_B`).
+  Call it again with a larger `until` to continue (the server streams and
+  stops rows between chunks); the result does not depend on the chunking.
+  """
+  top_width = state.top_ids_BTK.shape[-1]
+
+  def cond(s: LoopState):
+    return (s.t < until) & ~jnp.all(s.done_B)
+
+  def body(s: LoopState) -> LoopState:
+    t, done_B = s.t, s.done_B
+    logits_BV, cache = tokens_to_logits(s.token_B, s.cache)
     logp_BV = jax.nn.log_softmax(logits_BV, axis=-1)
-    if greedy:
-      nxt_B = jnp.argmax(logits_BV, axis=-1)
-    else:
-      filtered = filter_logits(logits_BV, opts.temperature, opts.top_k, opts.top_p)
-      step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_B)
-      nxt_B = jax.vmap(jax.random.categorical)(step_keys, filtered)
-    nxt_B = nxt_B.astype(jnp.int32)
-    token_logp_B = jnp.take_along_axis(logp_BV, nxt_B[:, None], axis=-1)[:, 0]
-    score_B = score_B + jnp.where(done_B, 0.0, token_logp_B)
-    nxt_B = jnp.where(done_B, cfg.pad_token_id, nxt_B)
-    out_BT = jax.lax.dynamic_update_slice_in_dim(out_BT, nxt_B[:, None], t, axis=1)
-    done_B = done_B | (nxt_B == cfg.eos_token_id)
-    return t + 1, nxt_B, cache, done_B, score_B, out_BT
+    nxt_B = _pick(methods, logits_BV, rows, t)
+    token_logp_B = jnp.where(done_B, 0.0, jnp.take_along_axis(logp_BV, nxt_B[:, None], axis=-1)[:, 0])
+    nxt_B = jnp.where(done_B, pad_id, nxt_B)
+    put = lambda arr, x: jax.lax.dynamic_update_slice_in_dim(arr, x[:, None], t, axis=1)
+    top_ids, top_logprobs = s.top_ids_BTK, s.top_logprobs_BTK
+    if top_width:
+      top_logp, top_idx = jax.lax.cond(
+          want_top, lambda: tuple(jax.lax.top_k(logp_BV, top_width)),
+          lambda: (jnp.zeros(logp_BV.shape[:1] + (top_width,), jnp.float32),
+                   jnp.zeros(logp_BV.shape[:1] + (top_width,), jnp.int32)))
+      top_ids, top_logprobs = put(top_ids, top_idx), put(top_logprobs, top_logp)
+    return LoopState(
+        t=t + 1, token_B=nxt_B, cache=cache,
+        done_B=done_B | (nxt_B == eos_id) | (t + 1 >= rows.max_len_B),
+        score_B=s.score_B + token_logp_B, tokens_BT=put(s.tokens_BT, nxt_B),
+        logprobs_BT=put(s.logprobs_BT, token_logp_B), top_ids_BTK=top_ids,
+        top_logprobs_BTK=top_logprobs)
 
-  init = (jnp.zeros((), jnp.int32), jnp.full((b,), cfg.decoder_start_token_id, jnp.int32),
-          cache, jnp.zeros((b,), bool), jnp.zeros((b,), jnp.float32),
-          jnp.full((b, t_max), cfg.pad_token_id, jnp.int32))
-  *_, score_B, out_BT = jax.lax.while_loop(cond, body, init)
-  return {"tokens": out_BT, "scores": score_B}
+  return jax.lax.while_loop(cond, body, state.replace(done_B=state.done_B | rows.cancel_B))
+
+
+def _sampling_loop(model: t5.Transformer, enc_tokens_BL, key_data_B2, opts: DecodeOptions):
+  cfg = model.config
+  rows = rows_for(enc_tokens_BL.shape[0], opts.max_decode_len, temperature=opts.temperature,
+                  top_k=opts.top_k, top_p=opts.top_p)
+  rows = rows.replace(keys_B2=key_data_B2)
+  state = start(model, enc_tokens_BL, opts.max_decode_len)
+  out = sample_steps(model.decode_step, state, rows, opts.max_decode_len,
+                     methods=(METHODS[opts.method],), eos_id=cfg.eos_token_id,
+                     pad_id=cfg.pad_token_id)
+  return {"tokens": out.tokens_BT, "scores": out.score_B}
 
 
 def _normalizer(length, opts: DecodeOptions):
@@ -246,26 +441,16 @@ def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
           "beams": out.fin_seq_BNT, "beam_scores": out.fin_score_BN}
 
 
+register(Method("greedy", pick=_argmax))
+register(Method("sample", pick=_sample))
+register(Method("beam", search=_beam))
+
+
 def _decode_fn(model, enc_tokens_BL, key_data_B2, opts):
-  if opts.method == "beam":
-    return _beam(model, enc_tokens_BL, opts)
-  return _greedy_or_sample(model, enc_tokens_BL, key_data_B2, opts)
-
-
-def row_keys(rng: Any, batch: int) -> np.ndarray:
-  """uint32 [batch, 2] key data: one key per row from a key, a seed, or per-row keys."""
-  if rng is None:
-    rng = 0
-  if isinstance(rng, (int, np.integer)):
-    rng = jax.random.key(int(rng))
-  rng = jnp.asarray(rng) if not isinstance(rng, jax.Array) else rng
-  if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-    rng = jax.random.wrap_key_data(rng.astype(jnp.uint32))
-  if rng.ndim == 0:
-    rng = jax.random.split(rng, batch)
-  if rng.shape != (batch,):
-    raise ValueError(f"rng: expected one key or {batch} keys (one per row), got shape {rng.shape}")
-  return np.asarray(jax.random.key_data(rng))
+  method = METHODS[opts.method]
+  if method.search is not None:
+    return method.search(model, enc_tokens_BL, opts)
+  return _sampling_loop(model, enc_tokens_BL, key_data_B2, opts)
 
 
 def decode(model: t5.Transformer, encoder_input_tokens, options: DecodeOptions = DecodeOptions(),
@@ -276,12 +461,13 @@ def decode(model: t5.Transformer, encoder_input_tokens, options: DecodeOptions =
     model: the model; its parameters' mesh decides where the batch runs.
     encoder_input_tokens: int [B, L], EOS-terminated, right-padded with 0.
     options: the method and its settings.
-    rng: for sampling: a key, an int seed, or B keys (one per row); default 0.
+    rng: for sampling: an int seed or a key (row i samples with `row_key(rng, i)`), or
+      B keys (one per row); default 0.
   """
   tokens = np.asarray(encoder_input_tokens, np.int32)
   if tokens.ndim != 2:
     raise ValueError(f"encoder_input_tokens must be [batch, length], got shape {tokens.shape}")
-  keys = row_keys(rng if options.method == "sample" else 0, tokens.shape[0])
+  keys = row_keys(rng, tokens.shape[0])
   out = batching.run(_decode_fn, model, (tokens, keys), options)
   return DecodeOutput(tokens=out["tokens"], scores=out["scores"],
                       beams=out.get("beams"), beam_scores=out.get("beam_scores"))
@@ -295,3 +481,4 @@ def greedy_decode(model: t5.Transformer, encoder_input_tokens, max_decode_len: i
   """
   options = DecodeOptions(method="greedy", max_decode_len=int(max_decode_len))
   return decode(model, encoder_input_tokens, options).tokens
+

@@ -4,11 +4,12 @@
     results = evaluator.evaluate(model, step=1000)   # {task: {metric: value}}
     trainer.train(config, workdir, eval_fns=[evaluation.make_eval_fn(["my_nli"])])
 
-What each example needs is decided per example: one that carries answer
-options (`options`, from the data layer) and whose template is not
-chain-of-thought or inverted is rank-classified (every option scored as the
-target, the most likely one is the prediction, as FLAN evaluates); every
-other example is decoded (`t5tune.infer.decoding`). The predicted tokens go
+What each example needs is decided per example by `t5tune.infer.judging`'s
+rule (the one experiments share): one that carries answer options
+(`options`, from the data layer) and whose template is not chain-of-thought
+or inverted is rank-classified (every option scored as the target, the most
+likely one is the prediction, as FLAN evaluates); every other example is
+decoded (`t5tune.infer.decoding`). The predicted tokens go
 through `seqio.Evaluator`, which decodes them with the task's vocabulary,
 applies its `postprocess_fn` and its predict metrics; tasks with score metrics
 get the log-likelihood of their targets. A task without metric functions is
@@ -44,13 +45,13 @@ import numpy as np
 
 from t5tune import errors
 from t5tune.infer import api
+from t5tune.infer import batching
 from t5tune.infer import decoding
+from t5tune.infer import judging
 from t5tune import jsonl_append
 from t5tune import progress
 from t5tune.infer import scoring
 
-# Template kinds whose targets are not one of the options.
-_NOT_RANKED_KINDS = ("cot", "inv")
 METRICS_FILE = "metrics.json"
 
 
@@ -171,12 +172,6 @@ def _collect(model_dataset) -> tuple[list[int], dict[str, np.ndarray]]:
   return indices, {k: np.stack(v) for k, v in feats.items()}
 
 
-def _padded_rows(x: np.ndarray, rows: int) -> np.ndarray:
-  if x.shape[0] == rows:
-    return x
-  return np.concatenate([x, np.zeros((rows - x.shape[0],) + x.shape[1:], x.dtype)])
-
-
 class TaskEvaluator:
   """Evaluates a model on tasks; datasets are read once and reused at every call."""
 
@@ -224,14 +219,13 @@ class TaskEvaluator:
   # -- model calls --------------------------------------------------------------
 
   def _generate(self, model, enc: np.ndarray, example_ids: Sequence[int]):
-    key = jax.random.key(self.seed)
     tokens, scores = [], []
     b = self.batch_size
     for start in range(0, len(example_ids), b):
       ids = list(example_ids[start:start + b])
-      rows = _padded_rows(enc[ids], b)
-      keys = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(key, i)))
-                       for i in ids + [0] * (b - len(ids))])
+      rows = batching.pad_rows(enc[ids], b)
+      # Example i samples with row_key(seed, i), its index in the task, as in every command.
+      keys = np.stack([decoding.row_key(self.seed, i) for i in ids + [0] * (b - len(ids))])
       out = decoding.decode(model, rows, self.options, rng=keys)
       tokens.extend(out.tokens[:len(ids)])
       scores.extend(out.scores[:len(ids)].tolist())
@@ -245,7 +239,7 @@ class TaskEvaluator:
       ids = list(example_ids[start:start + b])
       opts = [examples[i]["options"] for i in ids]
       r = scoring.rank_classify(
-          model, _padded_rows(enc[ids], b),
+          model, batching.pad_rows(enc[ids], b),
           api.option_tokens(vocab, opts, rows=b, width_options=width),
           length_normalize=self.length_normalize)
       for row, i in enumerate(ids):
@@ -254,43 +248,40 @@ class TaskEvaluator:
         scores.append(float(r.scores[row, best]))
     return tokens, scores
 
+  def methods(self, task: str) -> list[str]:
+    """Each example's method: "rank_classification" or the decoding method (`judging.methods`)."""
+    return judging.methods(self._examples[task], self.options.method,
+                           rank_classification=self.rank_classification)
+
   def _predict(self, model, task: str, enc: np.ndarray) -> Predictions:
     import seqio
     vocab = seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
     examples = self._examples[task]
-    ranked = [i for i, ex in enumerate(examples)
-              if self.rank_classification and ex["options"]
-              and ex["template_kind"] not in _NOT_RANKED_KINDS]
-    generated = [i for i in range(len(examples)) if i not in set(ranked)]
+    chosen = self.methods(task)
+    ranked = [i for i, m in enumerate(chosen) if m == judging.RANK_CLASSIFICATION]
+    generated = [i for i, m in enumerate(chosen) if m != judging.RANK_CLASSIFICATION]
     tokens: dict[int, np.ndarray] = {}
     scores: dict[int, float] = {}
-    methods: dict[int, str] = {}
     if ranked:
       t, s = self._rank(model, vocab, enc, examples, ranked)
       tokens.update(zip(ranked, t))
       scores.update(zip(ranked, s))
-      methods.update({i: "rank_classification" for i in ranked})
     if generated:
       t, s = self._generate(model, enc, generated)
       tokens.update(zip(generated, t))
       scores.update(zip(generated, s))
-      methods.update({i: self.options.method for i in generated})
     # seqio's Evaluator wants token lists of one length.
-    width = max(len(t) for t in tokens.values())
-    padded = [np.pad(np.asarray(tokens[i], np.int32), (0, width - len(tokens[i])))
-              for i in range(len(examples))]
-    order = range(len(examples))
-    return Predictions(tokens=padded, scores=[scores[i] for i in order],
-                       methods=[methods[i] for i in order],
-                       texts=[api.decode_tokens(vocab, p) for p in padded])
+    padded = list(batching.stack_rows([tokens[i] for i in range(len(examples))]))
+    return Predictions(tokens=padded, scores=[scores[i] for i in range(len(examples))],
+                       methods=chosen, texts=[api.decode_tokens(vocab, p) for p in padded])
 
   def _target_scores(self, model, feats):
     out = []
     b = self.batch_size
     n = feats["encoder_input_tokens"].shape[0]
     for start in range(0, n, b):
-      enc = _padded_rows(feats["encoder_input_tokens"][start:start + b], b)
-      tgt = _padded_rows(feats["decoder_target_tokens"][start:start + b], b)
+      enc = batching.pad_rows(feats["encoder_input_tokens"][start:start + b], b)
+      tgt = batching.pad_rows(feats["decoder_target_tokens"][start:start + b], b)
       out.extend(scoring.score(model, enc, tgt).sum[:min(b, n - start)].tolist())
     return out
 
@@ -345,35 +336,25 @@ class TaskEvaluator:
     out = {"clean_examples": float(len(keep))}
     if not keep:
       return out
-    targets = [t.postprocess_fn(self._examples[task][i]["target"], example=None, is_target=True)
-               for i in keep]
-    preds = [t.postprocess_fn(texts[i], example=None, is_target=False) for i in keep]
-    for fn in t.predict_metric_fns:
-      out.update({f"clean/{k}": float(getattr(v, "value", v))
-                  for k, v in fn(targets, preds).items()})
+    targets, preds = judging.postprocess(
+        t.postprocess_fn, [self._examples[task][i]["target"] for i in keep], [texts[i] for i in keep])
+    out.update({f"clean/{k}": v
+                for k, v in judging.metrics(t.predict_metric_fns, targets, preds).items()})
     return out
 
   def per_example(self, task: str, metric: str = "") -> list[float]:
     """Each example's `metric` (default: the task's first) in the last evaluate(), in example order.
 
     For paired statistics over examples: the task's predict metrics on one
-    example at a time (their mean is the task's metric for accuracy, exact
-    match, token F1 and ROUGE, which are all means over examples).
+    example at a time (`judging.per_example`, the scorer experiments share).
     """
     import seqio
     t = seqio.get_mixture_or_task(task)
     if task not in self._last_texts:
       raise ValueError(f"task {task!r} has no predictions yet: call evaluate() first")
-    out = []
-    for ex, text in zip(self._examples[task], self._last_texts[task]):
-      target = t.postprocess_fn(ex["target"], example=None, is_target=True)
-      pred = t.postprocess_fn(text, example=None, is_target=False)
-      values = {}
-      for fn in t.predict_metric_fns:
-        values.update(fn([target], [pred]))
-      key = metric if metric in values else next(iter(values))
-      out.append(float(getattr(values[key], "value", values[key])))
-    return out
+    targets, preds = judging.postprocess(
+        t.postprocess_fn, [ex["target"] for ex in self._examples[task]], self._last_texts[task])
+    return judging.per_example(t.predict_metric_fns, targets, preds, metric)
 
   def _write_predictions(self, task: str, step: int, predictions: Predictions) -> None:
     path = os.path.join(self.output_dir, "predictions", f"{task}.step_{step}.jsonl")

@@ -11,8 +11,10 @@ by chunk, each chunk in one write followed by fsync, so the output only ever
 grows by whole chunks. A rerun after an interruption counts the complete lines
 already there (dropping a torn last line, should the system have died
 mid-write), checks that they are the first lines of this input, and continues
-with the next one. Sampling uses `fold_in(key(seed), N)` per line, so a resumed
-run writes what an uninterrupted one would have.
+with the next one. Line N samples with `decoding.row_key(seed, N - 1)` (its
+0-based position, the rule of every command), so a resumed run writes what an
+uninterrupted one would have, and what `t5tune.generate(rng=seed)` gives the
+same prompts in order.
 
 What produced the output (checkpoint path and step, its fingerprint, method
 and decoding options, vocabulary, template, seed, t5tune version) is written
@@ -202,6 +204,10 @@ def full_producer(producer: dict[str, Any] | None, *, template: str | None,
   out = dict(producer or {})
   out.update(template=template, max_input_len=max_input_len, seed=seed,
              options=dataclasses.asdict(options))
+  if options.method not in ("greedy", "beam"):
+    # Outputs sampled before the one seed rule (line N used fold_in(key(seed), N))
+    # lack this entry, so resuming one is refused instead of mixing two rules.
+    out["seed_rule"] = "row_key(seed, N - 1)"
   return out
 
 
@@ -225,8 +231,6 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
   `producer` (JSON-ready) records what produced the output; a resume with a
   different one is refused (see the module docstring).
   """
-  import jax
-  import numpy as np
   prompts = read_inputs(input_path, template)
   producer = full_producer(producer, template=template, max_input_len=max_input_len,
                            seed=seed, options=options)
@@ -239,7 +243,6 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
   if not os.path.exists(producer_path(output_path)) or done == 0:
     _write_producer(output_path, producer)
   vocabulary = api.resolve_vocabulary(model, vocabulary)
-  key = jax.random.key(seed)
   chunk_size = max(chunk_size, batch_size)
   bar = None
   if progress:
@@ -249,9 +252,8 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
   for start in range(done, len(prompts), batch_size):
     end = min(start + batch_size, len(prompts))
     enc = api.encode_texts(vocabulary, prompts[start:end], max_input_len, rows=batch_size)
-    keys = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(key, n + 1)))
-                     for n in range(start, start + batch_size)])
-    out = decoding.decode(model, enc, options, rng=keys)
+    # Line N samples with row_key(seed, N - 1): its 0-based position, as in every command.
+    out = decoding.decode(model, enc, options, rng=decoding.row_keys(seed, batch_size, start))
     for row in range(end - start):
       pending.append(json.dumps({
           "line": start + row + 1, "inputs": prompts[start + row],

@@ -250,7 +250,7 @@ def build(service: completions.Service) -> applications.Starlette:
     _submit(service, works)
     results = await _results(request, service, works)
     choices, generated = [], 0
-    if req.num_beams > 1:
+    if works and works[0].kind == "beam":
       for i, (beams, _) in enumerate(results):
         for j in range(req.n):
           text, reason, k = service.text_of(beams[j], stops, req.max_tokens)

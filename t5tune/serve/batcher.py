@@ -34,11 +34,12 @@ class QueueFull(Exception):
 @dataclasses.dataclass(eq=False)
 class Work:
   """One row: a decode, beam or score job of one bucket, with its result future."""
-  kind: str  # "decode" | "beam" | "score"
+  kind: str  # "decode" | "beam" (a search method: beam search or another) | "score"
   input_len: int  # the input bucket
   out_len: int  # the decode or target bucket
   payload: Any  # DecodeRow; prompt ids (beam); (input ids, target ids) (score)
   num_beams: int = 0
+  method: str = ""  # the search method of a "beam" row
   stream: Callable[[engine_lib.Progress, int], bool] | None = None  # returns True to stop the row
   future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
   cancelled: bool = False
@@ -46,7 +47,7 @@ class Work:
 
   @property
   def bucket(self) -> tuple:
-    return (self.kind, self.input_len, self.out_len, self.num_beams)
+    return (self.kind, self.input_len, self.out_len, self.num_beams, self.method)
 
   def cancel(self) -> None:
     self.cancelled = True
@@ -147,10 +148,13 @@ class Batcher:
       for i, w in enumerate(batch):
         w.future.set_result((float(out.sum[i]), float(out.mean[i]), int(out.num_tokens[i])))
     elif first.kind == "beam":
-      out = self.engine.beam([w.payload for w in batch], size, first.input_len, first.out_len,
-                             first.num_beams)
+      out = self.engine.search(first.method, [w.payload for w in batch], size, first.input_len,
+                               first.out_len, first.num_beams)
+      # A search without beams of its own returns its one sequence as the only beam.
+      beams = out.tokens[:, None] if out.beams is None else out.beams
+      beam_scores = out.scores[:, None] if out.beam_scores is None else out.beam_scores
       for i, w in enumerate(batch):
-        w.future.set_result((out.beams[i], out.beam_scores[i]))
+        w.future.set_result((beams[i], beam_scores[i]))
     else:
       streaming = [w.stream is not None for w in batch]
 

@@ -2,9 +2,11 @@
 
 `Service` holds what every request needs (engine, batcher, vocabulary,
 template, limits). A completion request becomes one row per (prompt, choice)
-in OpenAI's order (choice index = prompt index * n + j); sampled rows get the
-key `t5tune.generate(rng=seed)` would give the same flattened input, so a seed
-reproduces both. Stop sequences are cut on the text, on the host.
+in OpenAI's order (choice index = prompt index * n + j), decoded by the
+request's `method` (any the engine serves: every method in
+`t5tune.infer.decoding.METHODS` when the server started). Row i's key is
+`decoding.row_key(seed, i)`, the key `t5tune.generate(rng=seed)` gives its
+input i, so a seed reproduces both. Stop sequences are cut on the text, on the host.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from t5tune.data import templates as templates_lib
 from t5tune.infer import api
+from t5tune.infer import decoding
 from t5tune.serve import batcher as batcher_lib
 from t5tune.serve import engine as engine_lib
 from t5tune.serve import metrics as metrics_lib
@@ -124,13 +127,14 @@ class Service:
     if req.n > self.limits.max_n:
       raise protocol.ApiError(400, f"n={req.n} is over the limit max_n={self.limits.max_n}",
                               param="n")
-    rows = len(prompt_ids) * (1 if req.num_beams > 1 else req.n)
+    method = self.method_of(req)
+    rows = len(prompt_ids) * (1 if method in self.engine.searches else req.n)
     if rows > self.batcher.max_queue:
       raise protocol.ApiError(400, f"the request has {rows} rows (prompts x n); the limit is"
                               f" max_queue={self.batcher.max_queue}", param="prompt")
     out_len = engine_lib.Buckets.fit(b.decode_lengths, req.max_tokens)
     works = []
-    if req.num_beams > 1:
+    if method in self.engine.searches:
       if req.num_beams not in b.beam_widths:
         raise protocol.ApiError(400, f"num_beams={req.num_beams} is not served; compiled beam"
                                 f" widths: {list(b.beam_widths) or 'none'} (--beam_widths)",
@@ -140,25 +144,39 @@ class Service:
                                 f" server's {self.engine.length_penalty} (--length_penalty)",
                                 param="length_penalty")
       if req.stream:
-        raise protocol.ApiError(400, "stream is not supported with num_beams > 1", param="stream")
+        raise protocol.ApiError(400, f"stream is not supported with method={method!r}",
+                                param="stream")
       if req.n > req.num_beams:
         raise protocol.ApiError(400, f"n={req.n} is more than num_beams={req.num_beams}",
                                 param="n")
       for ids in prompt_ids:
         works.append(batcher_lib.Work("beam", self._input_bucket(ids), out_len, ids,
-                                      num_beams=req.num_beams))
+                                      num_beams=req.num_beams, method=method))
       return works
+    if req.num_beams > 1:
+      raise protocol.ApiError(400, f"num_beams={req.num_beams} needs a search method (one of"
+                              f" {list(self.engine.searches)}); method={method!r} is not one",
+                              param="num_beams")
     seed = req.seed if req.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
     for i, ids in enumerate(prompt_ids):
       for j in range(req.n):
-        sampled = req.temperature > 0
         row = engine_lib.DecodeRow(
             tokens=ids, max_tokens=req.max_tokens, temperature=req.temperature,
-            top_k=req.top_k, top_p=req.top_p,
-            key=self.engine.row_key(seed, i * req.n + j) if sampled else None,
-            top_logprobs=bool(req.logprobs))
+            top_k=req.top_k, top_p=req.top_p, key=decoding.row_key(seed, i * req.n + j),
+            top_logprobs=bool(req.logprobs), method=method)
         works.append(batcher_lib.Work("decode", self._input_bucket(ids), out_len, row))
     return works
+
+  def method_of(self, req: protocol.CompletionRequest) -> str:
+    """The request's decoding method; a 400 naming the served ones when it is not served."""
+    if req.method is None:
+      return "beam" if req.num_beams > 1 else "sample"
+    served = [m.name for m in self.engine.methods] + list(self.engine.searches)
+    if req.method not in served:
+      raise protocol.ApiError(400, f"method={req.method!r} is not served; methods: {served}"
+                              " (a method registered in t5tune.infer.decoding before the server"
+                              " starts, e.g. by --module, is served)", param="method")
+    return req.method
 
   def _input_bucket(self, ids: np.ndarray) -> int:
     return engine_lib.Buckets.fit(self.buckets.input_lengths, len(ids))

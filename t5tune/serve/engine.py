@@ -5,18 +5,15 @@ and a decode (or target) length, each from a short declared list. `warm_up`
 compiles every combination before the server reports ready, so serving never
 compiles (`compilations()` counts XLA compilations for /metrics and the tests).
 
-Decoding here differs from `t5tune.infer.decoding.decode` in two ways that a
-server needs, and otherwise follows it (same model calls, same sampling rule,
-so greedy rows equal `t5tune.generate` token for token and sampled rows equal
-`t5tune.generate(method="sample")` with the same key):
-
-* temperature, top-k, top-p and the token limit are per-row arrays, not
-  compile-time constants, so requests with different settings share one batch
-  and one compiled program;
-* the loop runs in chunks (`until` is an argument, not a constant), so the
-  host can stream each chunk's tokens and stop rows whose client went away.
-
-Beam search and scoring call `t5tune.infer` as they are.
+Decoding is `t5tune.infer.decoding`'s one sampling loop, run here in chunks
+(`sample_steps` up to a step `until`) so the host can stream each chunk's
+tokens and stop rows whose client went away. Temperature, top-k, top-p, the
+token limit and the method are per-row arrays, so requests with different
+settings share one batch and one compiled program; every token-rule method in
+`decoding.METHODS` when the Engine is built is in that program. Sampled rows
+use `decoding.row_key`, so greedy rows equal `t5tune.generate` token for token
+and sampled rows equal it with the same seed. Search methods (beam) and
+scoring call `t5tune.infer` as they are. This module keeps only the shapes.
 """
 from __future__ import annotations
 
@@ -26,7 +23,6 @@ import threading
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -107,8 +103,9 @@ class DecodeRow:
   temperature: float = 0.0  # 0: greedy
   top_k: int = 0
   top_p: float = 1.0
-  key: np.ndarray | None = None  # uint32 [2] key data (sampling only)
+  key: np.ndarray | None = None  # uint32 [2] key data (`decoding.row_key`; sampling only)
   top_logprobs: bool = False
+  method: str = "sample"  # a token-rule method of `decoding.METHODS`
 
 
 @dataclasses.dataclass
@@ -123,77 +120,14 @@ class Progress:
 
 
 def _start(graphdef, state, enc_BL, t_max):
+  return decoding.start(nnx.merge(graphdef, state), enc_BL, t_max, TOP_LOGPROBS)
+
+
+def _steps(graphdef, methods, state, loop, rows, until, want_top):
   model = nnx.merge(graphdef, state)
   cfg = model.config
-  b = enc_BL.shape[0]
-  enc_BLD = model.encode(enc_BL)
-  return {
-      "cache": model.init_cache(enc_BLD, enc_BL, t_max),
-      "t": jnp.zeros((), jnp.int32),
-      "token": jnp.full((b,), cfg.decoder_start_token_id, jnp.int32),
-      "done": jnp.zeros((b,), bool),
-      "tokens": jnp.full((b, t_max), cfg.pad_token_id, jnp.int32),
-      "logprobs": jnp.zeros((b, t_max), jnp.float32),
-      "top_ids": jnp.zeros((b, t_max, TOP_LOGPROBS), jnp.int32),
-      "top_logprobs": jnp.zeros((b, t_max, TOP_LOGPROBS), jnp.float32),
-  }
-
-
-def _filter_rows(logits_BV, temperature_B, top_k_B, top_p_B):
-  """`decoding.filter_logits` with one temperature / top-k / top-p per row (0 / 1 switch a filter off)."""
-  v = logits_BV.shape[-1]
-  logits_BV = logits_BV / jnp.where(temperature_B > 0, temperature_B, 1.0)[:, None]
-  sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
-  k_B = jnp.where(top_k_B > 0, jnp.minimum(top_k_B, v), v)
-  kth_B1 = jnp.take_along_axis(sorted_BV, (k_B - 1)[:, None], axis=-1)
-  logits_BV = jnp.where(logits_BV < kth_B1, -jnp.inf, logits_BV)
-  sorted_BV = jnp.where(sorted_BV < kth_B1, -jnp.inf, sorted_BV)
-  probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
-  before_BV = jnp.cumsum(probs_BV, axis=-1) - probs_BV
-  keep_BV = ((before_BV < top_p_B[:, None]) | (top_p_B >= 1.0)[:, None]).at[:, 0].set(True)
-  threshold_B1 = jnp.min(jnp.where(keep_BV, sorted_BV, jnp.inf), axis=-1, keepdims=True)
-  return jnp.where(logits_BV < threshold_B1, -jnp.inf, logits_BV)
-
-
-def _steps(graphdef, state, ds, params, until):
-  """Decodes until step `until` or until every row is done; `params` holds per-row settings."""
-  model = nnx.merge(graphdef, state)
-  cfg = model.config
-  keys_B = jax.random.wrap_key_data(params["keys"])
-  sampled_B = params["temperature"] > 0
-  any_sampled = jnp.any(sampled_B)
-
-  def cond(c):
-    return (c["t"] < until) & ~jnp.all(c["done"])
-
-  def body(c):
-    t, done_B = c["t"], c["done"]
-    logits_BV, cache = model.decode_step(c["token"], c["cache"])
-    logp_BV = jax.nn.log_softmax(logits_BV, axis=-1)
-
-    def sample():
-      filtered = _filter_rows(logits_BV, params["temperature"], params["top_k"], params["top_p"])
-      step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_B)
-      drawn_B = jax.vmap(jax.random.categorical)(step_keys, filtered)
-      return jnp.where(sampled_B, drawn_B, jnp.argmax(logits_BV, axis=-1)).astype(jnp.int32)
-
-    nxt_B = jax.lax.cond(any_sampled, sample,
-                         lambda: jnp.argmax(logits_BV, axis=-1).astype(jnp.int32))
-    token_logp_B = jnp.take_along_axis(logp_BV, nxt_B[:, None], axis=-1)[:, 0]
-    nxt_B = jnp.where(done_B, cfg.pad_token_id, nxt_B)
-    top_logp, top_ids = jax.lax.cond(
-        params["want_top"], lambda: tuple(jax.lax.top_k(logp_BV, TOP_LOGPROBS)),
-        lambda: (jnp.zeros(logp_BV.shape[:1] + (TOP_LOGPROBS,), jnp.float32),
-                 jnp.zeros(logp_BV.shape[:1] + (TOP_LOGPROBS,), jnp.int32)))
-    put = lambda arr, x: jax.lax.dynamic_update_slice_in_dim(arr, x[:, None], t, axis=1)
-    done_B = done_B | (nxt_B == cfg.eos_token_id) | (t + 1 >= params["max_len"])
-    return dict(c, t=t + 1, token=nxt_B, cache=cache, done=done_B,
-                tokens=put(c["tokens"], nxt_B),
-                logprobs=put(c["logprobs"], jnp.where(c["done"], 0.0, token_logp_B)),
-                top_ids=put(c["top_ids"], top_ids), top_logprobs=put(c["top_logprobs"], top_logp))
-
-  ds = dict(ds, done=ds["done"] | params["cancel"])
-  return jax.lax.while_loop(cond, body, ds)
+  return decoding.sample_steps(model.decode_step, loop, rows, until, methods=methods,
+                               eos_id=cfg.eos_token_id, pad_id=cfg.pad_token_id, want_top=want_top)
 
 
 class Engine:
@@ -215,18 +149,23 @@ class Engine:
           f"batch sizes {bad} are not multiples of the mesh's data-parallel size {dp}",
           where="--batch_sizes", fix=f"use multiples of {dp} or a smaller --mesh_shape")
     self.graphdef, self.state = nnx.split(model)
+    # The token rules rows may choose; fixed here, so one program serves them all.
+    self.methods = tuple(m for m in decoding.METHODS.values() if m.pick is not None)
+    self.searches = tuple(m.name for m in decoding.METHODS.values() if m.search is not None)
     self._start = jax.jit(functools.partial(_start, self.graphdef), static_argnums=(2,))
-    # The decode state (cache included) is replaced every chunk: donate it.
-    self._steps = jax.jit(functools.partial(_steps, self.graphdef), donate_argnums=(1,))
+    # The loop state (cache included) is replaced every chunk: donate it.
+    self._steps = jax.jit(functools.partial(_steps, self.graphdef, self.methods),
+                          donate_argnums=(1,))
 
   def _put(self, x: np.ndarray) -> jax.Array:
     return jax.device_put(x, sharding.batch_sharding(self.mesh, x.ndim))
 
-  def row_key(self, seed: int, index: int) -> np.ndarray:
-    """Key data of row `index` for `seed`: the key `t5tune.generate(rng=seed)` gives its input `index`."""
-    base = decoding.row_keys(int(seed), 1)[0]
-    key = jax.random.fold_in(jax.random.wrap_key_data(base), int(index))
-    return np.asarray(jax.random.key_data(key))
+  def method_index(self, name: str) -> int:
+    """The row index of a token-rule method; KeyError when it is not one."""
+    for i, m in enumerate(self.methods):
+      if m.name == name:
+        return i
+    raise KeyError(name)
 
   def decode(self, rows: Sequence[DecodeRow], batch: int, input_len: int, decode_len: int, *,
              chunk: int | None = None,
@@ -238,33 +177,26 @@ class Engine:
     client left, or a stop sequence was met).
     """
     n = len(rows)
-    enc = np.zeros((batch, input_len), np.int32)
-    temperature = np.zeros(batch, np.float32)
-    top_k = np.zeros(batch, np.int32)
-    top_p = np.ones(batch, np.float32)
-    keys = np.zeros((batch, 2), np.uint32)
-    max_len = np.full(batch, decode_len, np.int32)
-    cancel = np.ones(batch, bool)  # padding rows are done before they start
-    for i, row in enumerate(rows):
-      enc[i, :len(row.tokens)] = row.tokens
-      temperature[i], top_k[i], top_p[i] = row.temperature, row.top_k, row.top_p
-      if row.key is not None:
-        keys[i] = row.key
-      max_len[i] = min(row.max_tokens, decode_len)
-      cancel[i] = False
-    params = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "keys": keys,
-              "max_len": max_len}
-    params = {k: self._put(v) for k, v in params.items()}
-    params["want_top"] = np.bool_(any(r.top_logprobs for r in rows))
+    enc = batching.stack_rows([r.tokens for r in rows], batch, input_len)
+    keys = batching.stack_rows([np.zeros(2) if r.key is None else r.key for r in rows], batch, 2,
+                               np.uint32)
+    pad = lambda values, fill: list(values) + [fill] * (batch - n)
+    cancel = np.asarray(pad([False] * n, True))  # padding rows are done before they start
+    settings = decoding.rows_for(
+        batch, decode_len, temperature=pad([r.temperature for r in rows], 0.0),
+        top_k=pad([r.top_k for r in rows], 0), top_p=pad([r.top_p for r in rows], 1.0),
+        keys=keys, max_len=pad([min(r.max_tokens, decode_len) for r in rows], decode_len),
+        method=pad([self.method_index(r.method) for r in rows], 0))
+    want_top = np.bool_(any(r.top_logprobs for r in rows))
     step = decode_len if chunk is None else max(1, int(chunk))
     with sharding.use_mesh(self.mesh):
-      ds = self._start(self.state, self._put(enc), decode_len)
+      loop = self._start(self.state, self._put(enc), decode_len)
       until = 0
       while True:
         until = min(decode_len, until + step)
-        params["cancel"] = self._put(cancel)
-        ds = self._steps(self.state, ds, params, np.int32(until))
-        progress = self._progress(ds, n, params["want_top"])
+        settings = jax.tree.map(self._put, settings.replace(cancel_B=cancel.copy()))
+        loop = self._steps(self.state, loop, settings, np.int32(until), want_top)
+        progress = self._progress(loop, n, want_top)
         stop = on_chunk(progress) if on_chunk is not None else None
         if stop is not None:
           cancel[:n] |= np.asarray(stop, bool)
@@ -272,49 +204,42 @@ class Engine:
           return progress
 
   @staticmethod
-  def _progress(ds, n: int, want_top) -> Progress:
-    t = int(ds["t"])
-    host = jax.device_get({k: ds[k] for k in ("done", "tokens", "logprobs")})
-    top = jax.device_get((ds["top_ids"], ds["top_logprobs"])) if want_top else (None, None)
-    return Progress(t=t, done=host["done"][:n], tokens=host["tokens"][:n, :t],
-                    logprobs=host["logprobs"][:n, :t],
+  def _progress(loop: decoding.LoopState, n: int, want_top) -> Progress:
+    t = int(loop.t)
+    done, tokens, logprobs = jax.device_get((loop.done_B, loop.tokens_BT, loop.logprobs_BT))
+    top = jax.device_get((loop.top_ids_BTK, loop.top_logprobs_BTK)) if want_top else (None, None)
+    return Progress(t=t, done=done[:n], tokens=tokens[:n, :t], logprobs=logprobs[:n, :t],
                     top_ids=None if top[0] is None else top[0][:n, :t],
                     top_logprobs=None if top[1] is None else top[1][:n, :t])
 
-  def beam(self, prompts: Sequence[np.ndarray], batch: int, input_len: int, decode_len: int,
-           num_beams: int) -> decoding.DecodeOutput:
-    """Beam search (`t5tune.infer.decoding`) on one batch; rows past len(prompts) are padding."""
-    enc = np.zeros((batch, input_len), np.int32)
-    for i, p in enumerate(prompts):
-      enc[i, :len(p)] = p
-    opts = decoding.DecodeOptions(method="beam", num_beams=num_beams, max_decode_len=decode_len,
+  def search(self, method: str, prompts: Sequence[np.ndarray], batch: int, input_len: int,
+             decode_len: int, num_beams: int) -> decoding.DecodeOutput:
+    """A search method (beam search, `t5tune.infer.decoding`) on one batch; rows past len(prompts) are padding."""
+    enc = batching.stack_rows(prompts, batch, input_len)
+    opts = decoding.DecodeOptions(method=method, num_beams=num_beams, max_decode_len=decode_len,
                                   length_penalty=self.length_penalty)
-    out = decoding.decode(self.model, enc, opts)
-    return jax.tree.map(lambda x: x[:len(prompts)], out)
+    return batching.head(decoding.decode(self.model, enc, opts), len(prompts))
 
   def score(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], batch: int,
             input_len: int, target_len: int) -> scoring.Scores:
     """Log-likelihoods (`t5tune.infer.scoring.score`) of one batch of (input, target) pairs."""
-    enc = np.zeros((batch, input_len), np.int32)
-    tgt = np.zeros((batch, target_len), np.int32)
-    for i, (x, y) in enumerate(zip(inputs, targets)):
-      enc[i, :len(x)] = x
-      tgt[i, :len(y)] = y
-    out = scoring.score(self.model, enc, tgt)
-    return jax.tree.map(lambda x: x[:len(inputs)], out)
+    enc = batching.stack_rows(inputs, batch, input_len)
+    tgt = batching.stack_rows(targets, batch, target_len)
+    return batching.head(scoring.score(self.model, enc, tgt), len(inputs))
 
   def warm_up(self, log: Callable[[str], None] = lambda s: None) -> int:
     """Compiles every declared shape (decode, score, beam); returns the number of shapes."""
     eos = np.array([self.config.eos_token_id], np.int32)
-    self.row_key(0, 0)  # the host-side key ops compile once too
+    key = decoding.row_key(0, 0)  # the host-side key ops compile once too
     count = 0
     for b, l, t in self.buckets.shapes():
       row = DecodeRow(tokens=eos, max_tokens=1, temperature=1.0, top_k=2, top_p=0.5,
-                      key=self.row_key(0, 0), top_logprobs=True)
+                      key=key, top_logprobs=True)
       self.decode([row], b, l, t)
       self.score([eos], [eos], b, l, t)
-      for w in self.buckets.beam_widths:
-        self.beam([eos], b, l, t, w)
+      for method in self.searches:
+        for w in self.buckets.beam_widths:
+          self.search(method, [eos], b, l, t, w)
       count += 1
       log(f"compiled shape batch={b} input={l} decode={t} ({count}/{len(self.buckets.shapes())})")
     return count

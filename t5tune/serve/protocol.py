@@ -42,7 +42,7 @@ class StreamOptions(_Strict):
 
 
 class CompletionRequest(_Strict):
-  """POST /v1/completions (OpenAI's fields, plus top_k, num_beams, length_penalty, truncate)."""
+  """POST /v1/completions (OpenAI's fields, plus method, top_k, num_beams, length_penalty, truncate)."""
   model: str | None = None
   prompt: Prompt
   max_tokens: int = pydantic.Field(16, ge=1)
@@ -56,6 +56,9 @@ class CompletionRequest(_Strict):
   stream_options: StreamOptions | None = None
   logprobs: int | None = pydantic.Field(None, ge=0, le=5)
   num_beams: int = pydantic.Field(1, ge=1)
+  # A name in t5tune.infer.decoding.METHODS; default: "beam" when num_beams > 1,
+  # else "sample" (temperature 0 is greedy).
+  method: str | None = None
   length_penalty: float | None = None
   truncate: bool = False
   user: str | None = None  # accepted for compatibility; not used

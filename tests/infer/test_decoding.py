@@ -136,3 +136,57 @@ def test_eight_devices_same_tokens_as_one(hf_pair):
     eight = decoding.decode(sharded, enc, opts)
     np.testing.assert_array_equal(eight.tokens, one.tokens, err_msg=opts.method)
     np.testing.assert_allclose(eight.scores, one.scores, atol=1e-4)
+
+
+def test_row_key_is_the_one_seed_rule(hf_pair):
+  """decode(rng=seed) row i, generate's input i and row_key(seed, i) are one rule: fold_in(key(seed), i)."""
+  _, _, model = hf_pair
+  enc = _inputs(seed=2)
+  opts = decoding.DecodeOptions(method="sample", temperature=0.9, top_k=30, max_decode_len=T)
+  by_seed = decoding.decode(model, enc, opts, rng=5).tokens
+  want = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(5), i)))
+                   for i in range(B)])
+  np.testing.assert_array_equal(decoding.row_keys(5, B), want)
+  np.testing.assert_array_equal(decoding.decode(model, enc, opts, rng=want).tokens, by_seed)
+  # Rows 2.. of a later batch: the keys of their position, not of their place in the batch.
+  np.testing.assert_array_equal(decoding.row_keys(5, 3, start=2), want[2:5])
+  np.testing.assert_array_equal(decoding.row_key(jax.random.key(5), 4), want[4])
+
+
+def test_per_row_filter_equals_each_row_alone():
+  rng = np.random.RandomState(0)
+  logits = rng.randn(4, 50).astype(np.float32) * 3
+  temperature, top_k, top_p = [0.7, 1.0, 0.0, 1.3], [0, 5, 0, 10], [0.9, 1.0, 1.0, 0.5]
+  batch = np.asarray(decoding.filter_logits(logits, np.array(temperature), np.array(top_k),
+                                            np.array(top_p)))
+  for i in range(4):
+    alone = np.asarray(decoding.filter_logits(logits[i:i + 1], temperature[i], top_k[i], top_p[i]))
+    np.testing.assert_array_equal(batch[i:i + 1], alone)
+  assert np.isfinite(batch[2]).all()  # temperature 0, no filter: untouched (greedy row)
+  assert np.isfinite(batch[1]).sum() == 5
+
+
+def _second_best(logits_BV, rows, t):
+  del rows, t
+  return jax.lax.top_k(logits_BV, 2)[1][:, 1].astype(np.int32)
+
+
+def test_a_registered_method_runs_in_the_one_loop(hf_pair):
+  """A token rule registered once decodes through `decode` and `generate` (the server: test_server)."""
+  _, _, model = hf_pair
+  decoding.register(decoding.Method("second_best_test", pick=_second_best))
+  try:
+    with pytest.raises(ValueError, match="already registered"):
+      decoding.register(decoding.Method("second_best_test", pick=_second_best))
+    enc = _inputs(seed=3)
+    out = decoding.decode(model, enc, decoding.DecodeOptions(method="second_best_test",
+                                                             max_decode_len=T))
+    # Teacher-forced logits of the emitted prefix: every token is the runner-up.
+    dec_in = np.concatenate([np.zeros((B, 1), np.int32), out.tokens[:, :-1]], axis=1)
+    logits = np.asarray(model(enc, dec_in))
+    runner_up = np.argsort(-logits, axis=-1)[:, :, 1]
+    live = np.cumsum(out.tokens == 1, axis=1) - (out.tokens == 1) == 0  # up to the first EOS
+    np.testing.assert_array_equal(out.tokens[live], runner_up[live])
+    assert (out.tokens != decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=T)).tokens).any()
+  finally:
+    del decoding.METHODS["second_best_test"]

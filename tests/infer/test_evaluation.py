@@ -110,3 +110,45 @@ def test_evaluate_command_on_a_saved_checkpoint(trained, tmp_path):
   assert results["t5tune_infer_cls"]["accuracy"] >= 85.0
   summary = (ckpt / "eval" / "summary.md").read_text()
   assert f"step {TRAIN_STEPS}" in summary and table in summary
+
+
+def test_one_rank_or_generate_rule_and_scorer_for_evaluate_and_the_experiments(trained, tmp_path):
+  """TaskEvaluator and experiments/flan_mini/evaluate.py decide and score through t5tune.infer.judging."""
+  from experiments.flan_mini import evaluate as flan_evaluate
+  from t5tune import data
+  from t5tune.data import tasks as tasks_lib
+  from tests import fixtures
+  _, model = trained
+  if "t5tune_infer_inverted" not in data.task_names():
+    # Options on every example, but an inverted template: its target is not an option.
+    data.register_task(
+        "t5tune_infer_inverted",
+        source=data.sources.function({"validation": lambda: fixtures.cls_records(8, 3)}),
+        fields=["text", "options", "label"],
+        templates=[data.Template("inv", "Write a review whose answer is {label}.", "{text}",
+                                 data.INVERTED)],
+        metric_fns=[metrics.rouge], dedup=None)
+  for task, want in [("t5tune_infer_cls", "rank_classification"),
+                     ("t5tune_infer_reverse", "greedy"), ("t5tune_infer_inverted", "greedy")]:
+    examples = tasks_lib.get_info(task).source.prepared("validation").examples
+    ev = evaluation.TaskEvaluator([task], batch_size=16)
+    assert ev.methods(task) == [want] * len(examples), task
+    assert flan_evaluate.task_method(examples) == want, task
+  # The same per-example scorer: a rank-classified task scored both ways, end to end ...
+  ev = evaluation.TaskEvaluator(["t5tune_infer_cls", "t5tune_infer_reverse"], batch_size=16,
+                                options=decoding.DecodeOptions(max_decode_len=24),
+                                output_dir=str(tmp_path))
+  results = ev.evaluate(model)
+  flan = flan_evaluate.task(model, "t5tune_infer_cls", split="validation")
+  assert flan["method"] == "rank_classification" and len(flan["per_example"]) == 48
+  assert flan["per_example"] == ev.per_example("t5tune_infer_cls")
+  assert flan["accuracy"] == pytest.approx(results["t5tune_infer_cls"]["accuracy"])
+  # ... and the evaluator's generated predictions through the experiments' scorer.
+  import seqio
+  task = seqio.get_mixture_or_task("t5tune_infer_reverse")
+  lines = [json.loads(l) for l in open(tmp_path / "predictions" / "t5tune_infer_reverse.step_0.jsonl")]
+  scored = flan_evaluate.finish([l["input"] for l in lines], [l["target"] for l in lines],
+                                [l["prediction"] for l in lines], "greedy", task.postprocess_fn,
+                                task.metric_fns)
+  assert scored["per_example"] == ev.per_example("t5tune_infer_reverse")
+  assert scored["rouge1"] == pytest.approx(results["t5tune_infer_reverse"]["rouge1"])

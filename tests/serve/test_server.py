@@ -100,9 +100,11 @@ def _attach(proc, log_path):
 # the test decides which rows share a batch; a short request timeout; and a template
 # registered by a task module. It starts beside the main server and compiles 2 programs.
 FILL_BATCH, FILL_TIMEOUT_S = 4, 3
+# Its --module=tests.serve.methods registers a decoding method, which it then serves.
 FILL_FLAGS = [f"--batch_sizes={FILL_BATCH}", "--input_lengths=64", "--decode_lengths=4",
               "--max_wait_ms=600000", f"--request_timeout_s={FILL_TIMEOUT_S}", "--max_queue=16",
-              "--module=t5tune.demo_tasks", "--template=t5tune_demo_sentiment:sent_opt"]
+              "--module=t5tune.demo_tasks", "--module=tests.serve.methods",
+              "--template=t5tune_demo_sentiment:sent_opt"]
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +298,8 @@ BAD = [
     (json.dumps({"prompt": "hi", "n": 5}), 400, "max_n=4"),
     (json.dumps({"prompt": "hi", "num_beams": 3}), 400, "num_beams=3"),
     (json.dumps({"prompt": "hi", "echo": True}), 400, "echo"),
+    (json.dumps({"prompt": "hi", "method": "nucleus"}), 400, "method='nucleus' is not served"),
+    (json.dumps({"prompt": "hi", "method": "greedy", "num_beams": 2}), 400, "needs a search method"),
     (json.dumps({"prompt": {"question": "q"}}), 400, "'options'"),
     (json.dumps({"prompt": "hi", "model": "gpt-4"}), 404, "'gpt-4'"),
     (json.dumps({"prompt": "y" * 5000}), 413, "max_body_bytes=4096"),
@@ -402,6 +406,19 @@ def test_registered_template_renders_fields_like_the_task(fill_server):
   assert r.status_code == 400 and "lacks field 'text'" in r.json()["error"]["message"]
 
 
+def test_a_method_registered_in_one_place_is_served(fill_server, model):
+  """tests/serve/methods.py registers `second_best`; the server imported it (--module) and serves it."""
+  from tests.serve import methods
+  prompts = PROMPTS[:FILL_BATCH]  # one full batch
+  body = _complete(fill_server.url, prompt=prompts, max_tokens=4, method=methods.NAME, logprobs=1)
+  v = vocab_lib.get_vocabulary("byte")
+  enc = api.encode_texts(v, prompts, rows=8)
+  ref = decoding.decode(model, enc, decoding.DecodeOptions(method=methods.NAME, max_decode_len=4))
+  assert [c["text"] for c in body["choices"]] == [api.decode_tokens(v, t) for t in ref.tokens[:4]]
+  greedy = _reference(model, prompts, 4)
+  assert [c["text"] for c in body["choices"]] != greedy  # not greedy under another name
+
+
 def test_request_timeout_is_504_and_the_server_stays_healthy(fill_server, model):
   srv = fill_server
   start = time.monotonic()
@@ -420,6 +437,44 @@ def test_request_timeout_is_504_and_the_server_stays_healthy(fill_server, model)
   body = _complete(srv.url, prompt=PROMPTS[1:FILL_BATCH], max_tokens=4, temperature=0)
   assert [c["text"] for c in body["choices"]] == _reference(model, PROMPTS[1:FILL_BATCH], 4)
   assert srv.metric("t5tune_batch_size_sum", '{kind="decode"}') == rows + FILL_BATCH - 1
+
+
+def test_one_seed_samples_the_same_text_in_every_command(ready, model, tmp_path):
+  """generate, predict, evaluate and serve: input i samples with decoding.row_key(seed, i)."""
+  from t5tune import data
+  from t5tune.infer import evaluation
+  from t5tune.infer import metrics
+  from t5tune.infer import predict
+  prompts, seed = ["same seed?", "and again"], 11
+  settings = dict(temperature=0.9, top_k=40, top_p=0.95)
+  opts = decoding.DecodeOptions(method="sample", max_decode_len=MAX_TOKENS, **settings)
+  generated = t5tune.generate(model, prompts, method="sample", rng=seed, batch_size=8,
+                              max_decode_len=MAX_TOKENS, **settings)
+  assert generated != _reference(model, prompts, MAX_TOKENS)  # sampled, not greedy
+
+  served = _complete(ready.url, prompt=prompts, max_tokens=MAX_TOKENS, seed=seed, **settings)
+  assert [c["text"] for c in served["choices"]] == generated
+
+  lines = tmp_path / "in.jsonl"
+  lines.write_text("".join(json.dumps(p) + "\n" for p in prompts))
+  predict.predict_file(model, str(lines), str(tmp_path / "out.jsonl"), vocabulary="byte",
+                       options=opts, batch_size=8, seed=seed, progress=False)
+  assert [json.loads(l)["prediction"] for l in open(tmp_path / "out.jsonl")] == generated
+
+  task = "t5tune_serve_same_seed"
+  if task not in data.task_names():
+    data.register_task(
+        task, source=data.sources.function(
+            {"validation": lambda: [{"text": p, "label": "x"} for p in prompts]}),
+        fields=["text", "label"], templates=[data.Template("plain", "{text}", "{label}")],
+        metric_fns=[metrics.accuracy], dedup=None)
+  # Inputs padded to 16 tokens, as generate's length bucket for these prompts.
+  ev = evaluation.TaskEvaluator([task], batch_size=8, options=opts, seed=seed,
+                                feature_lengths={"inputs": 16, "targets": 4},
+                                output_dir=str(tmp_path / "eval"))
+  ev.evaluate(model, step=0)
+  written = tmp_path / "eval" / "predictions" / f"{task}.step_0.jsonl"
+  assert [json.loads(l)["prediction"] for l in open(written)] == generated
 
 
 def test_sigterm_drains_in_flight_and_exits_0(ready, model):
