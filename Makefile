@@ -30,7 +30,7 @@ demo: $(STAMP)
 # The whole suite on 8 simulated CPU devices; two workers, one test module
 # per worker at a time so each module compiles once.
 test: $(STAMP)
-	$(ALLOC) JAX_NUM_CPU_DEVICES=8 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+	$(ALLOC) JAX_NUM_CPU_DEVICES=8 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=20 tests
 
 # The CPU benchmark tables of the README: each side of a comparison runs in its
 # own process; every table prints raw times of both sides, machine and versions

@@ -40,6 +40,9 @@ INSTALL_REQUIRES = [
     "uvicorn>=0.54,<0.55",
     "pydantic>=2.14,<3",
     "prometheus-client>=0.26,<0.27",
+    # `t5tune harness` / t5tune.infer.harness: lm-evaluation-harness (MMLU, BBH, ...) with a t5tune
+    # backend; its task API moves between minor releases.
+    "lm-eval>=0.4.13,<0.5",
 ]
 
 EXTRAS = {
@@ -57,6 +60,8 @@ EXTRAS = {
         "httpx>=0.28,<0.29",
         "openai>=3.51,<4",
         "fastapi>=0.163,<0.164",
+        # tests/infer/test_harness.py: the harness's own Hugging Face backend (the parity peer) needs it
+        "accelerate>=1.0",
     ],
     "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],

@@ -17,6 +17,7 @@ COMMANDS = {
     "predict": "t5tune.cli.predict",
     "data": "t5tune.cli.data",
     "serve": "t5tune.cli.serve",
+    "harness": "t5tune.cli.harness",
 }
 
 USAGE = """usage: t5tune COMMAND [flags]
@@ -30,6 +31,7 @@ commands:
   predict   decode instructions from a JSONL file
   data      list | report | train-vocab | near-duplicates | contamination | label-issues | generate
   serve     HTTP inference server: OpenAI-compatible completions, scoring, metrics
+  harness   lm-evaluation-harness (MMLU, BBH, ...) with the `t5tune` model: the harness's own arguments
 
 `t5tune COMMAND --help` shows a command's flags."""
 
@@ -50,6 +52,10 @@ def run(argv=None):
     sys.exit(error.exit_code)
   if from_command_line:
     allocator.ensure_jemalloc(argv)  # before jax starts; see t5tune/allocator.py
+  if command == "harness":  # the harness parses its own arguments (argparse, not absl)
+    from t5tune.cli import harness
+    harness.run(argv[2:])
+    return
   common.run(command, COMMANDS[command], argv[2:])
 
 

@@ -1,5 +1,8 @@
-"""Test set-up: 8 simulated CPU devices, quiet TensorFlow, no accelerator."""
+"""Test set-up: 8 simulated CPU devices, quiet TensorFlow, no accelerator, one compilation cache per run."""
+import atexit
 import os
+import shutil
+import tempfile
 
 # Must happen before jax is imported anywhere in the test process.
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
@@ -7,6 +10,53 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+# JAX's persistent compilation cache, shared by the run's workers and every
+# `t5tune` subprocess the tests start (they inherit the variables): the CLI
+# tests compile the same tiny programs again and again, and a cache hit costs
+# a file read instead of an XLA compile. The directory is new for each run
+# (made by the controller before xdist starts its workers, removed at exit),
+# so a run never reads programs compiled by an older tree.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and not os.environ.get("PYTEST_XDIST_WORKER"):
+  _cache = tempfile.mkdtemp(prefix="t5tune-test-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", int(os.environ["JAX_NUM_CPU_DEVICES"]))
+
+
+# The heaviest test modules (measured with `--durations`), started first: xdist's
+# --dist loadfile hands out whole files in collection order, and a heavy file that
+# starts last leaves the other worker idle at the end of the run.
+_HEAVY_FIRST = (
+    "tests/train/test_continual.py",
+    "tests/train/test_resume.py",
+    "tests/experiments/test_run.py",
+    "tests/train/test_train_step.py",
+    "tests/data/test_generate.py",
+    "tests/quality/test_generate.py",
+    "tests/models/test_peft.py",
+    "tests/infer/test_predict.py",
+    "tests/experiments/test_portable.py",
+    "tests/data/test_label_issues.py",
+    "tests/quality/test_label_issues.py",
+    "tests/infer/test_harness.py",
+    "tests/infer/test_evaluation.py",
+    "tests/infer/test_evaluate_cli.py",
+    "tests/train/test_multiprocess.py",
+    "tests/data/test_pipeline.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+  del session, config
+  rank = {path: i for i, path in enumerate(_HEAVY_FIRST)}
+
+  def key(item):
+    path = item.nodeid.split("::", 1)[0]
+    return rank.get(path, len(rank))
+
+  items.sort(key=key)  # stable: the order inside a file and among the rest is kept

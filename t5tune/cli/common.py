@@ -315,6 +315,60 @@ def require(flag_values: Sequence, command: str) -> None:
                               fix=f"`t5tune {command} --help` describes it")
 
 
+def output_flag(help_text: str, old_names: Sequence[str] = ()):
+  """Defines `--output` (the one spelling of "where this command writes") and its old spellings.
+
+  Every command that writes names its destination `--output` (a file, a
+  directory or a prefix, as its help says). Old spellings stay accepted with a
+  one-line note (`resolve_output`), so existing scripts keep working.
+  """
+  holder = flags.DEFINE_string("output", None, help_text, allow_override=True)
+  for old in old_names:
+    flags.DEFINE_string(old, None, "deprecated spelling of --output.", allow_override=True)
+  return holder
+
+
+_NOTED: set[str] = set()
+
+
+def resolve_output(command: str, old_names: Sequence[str] = ()) -> str | None:
+  """The value of `--output`, or of an old spelling given instead (with a deprecation note).
+
+  Giving both with different values is a usage error naming both flags.
+  """
+  value = flags.FLAGS["output"].value
+  for old in old_names:
+    flag = flags.FLAGS[old]
+    if not flag.present:
+      continue
+    if flags.FLAGS["output"].present and flag.value != value:
+      raise errors.UsageError(f"--{old}={flag.value} and --output={value} disagree",
+                              where=f"--{old}", fix="give only --output")
+    if old not in _NOTED:  # once per process, however often the value is read
+      _NOTED.add(old)
+      print(f"t5tune {command}: note: --{old} is deprecated; use --output", file=sys.stderr)
+    value = flag.value
+  return value
+
+
+def check_sub_command_flags(command: str, sub: str, flags_of: dict[str, Sequence[str]]) -> None:
+  """A flag given on the command line that sub-command `sub` does not use is a UsageError.
+
+  `flags_of` maps each sub-command of `command` to the flags it reads; flags
+  no sub-command lists (--module, --verbose, ...) are shared and never refused.
+  The error names the sub-commands that do use the flag, so a flag meant for
+  one sub-command is not silently ignored by another.
+  """
+  ours = set(flags_of.get(sub, ()))
+  listed = {name for names in flags_of.values() for name in names}
+  for name in sorted(listed - ours):
+    if name in flags.FLAGS and flags.FLAGS[name].present:
+      users = [s for s, names in flags_of.items() if name in names]
+      raise errors.UsageError(
+          f"--{name} is not a flag of `t5tune {command} {sub}`", where=f"--{name}",
+          fix=f"it is read by {', '.join(f'`{command} {u}`' for u in users)}; drop it here")
+
+
 def no_extra_args(argv: Sequence[str], command: str, expected: str = "") -> None:
   if len(argv) > 1:
     raise errors.UsageError(

@@ -6,7 +6,7 @@ Tasks live in user modules; `--module` (repeatable) imports them first:
 
     t5tune data list --module=t5tune.demo_tasks
     t5tune data report t5tune_demo_mix --module=t5tune.demo_tasks \\
-        --inputs_length=256 --targets_length=64 --output_dir=/tmp/report
+        --inputs_length=256 --targets_length=64 --output=/tmp/report
     t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
         --vocab_size=8000 --output=vocabs/mine
 """
@@ -21,20 +21,28 @@ _MODULES = flags.DEFINE_multi_string(
 _SPLITS = flags.DEFINE_list("splits", None, "report: splits to include (default: all).", allow_override=True)
 _INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "report: inputs feature length.", allow_override=True)
 _TARGETS_LENGTH = flags.DEFINE_integer("targets_length", 128, "report: targets feature length.", allow_override=True)
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "report: where NAME.report.json and NAME.lengths.png go"
-    " (default ./data_reports); train-vocab: unused.", allow_override=True)
 _MAX_EXAMPLES = flags.DEFINE_integer(
     "max_examples", None, "report: measure lengths on at most this many examples per task and split.", allow_override=True)
 _TASKS = flags.DEFINE_list("tasks", None, "train-vocab: tasks or mixtures whose text trains the vocabulary.", allow_override=True)
-_SPLIT = flags.DEFINE_string("split", "train", "train-vocab: the split whose text is used.", allow_override=True)
+_SPLIT = flags.DEFINE_string(
+    "split", "train", "train-vocab / near-duplicates / label-issues: the split whose records are used.",
+    allow_override=True)
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of pieces.", allow_override=True)
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.", allow_override=True)
-_OUTPUT = flags.DEFINE_string("output", None, "train-vocab: output prefix (writes PREFIX.model).", allow_override=True)
 
 USAGE = ("usage: t5tune data list|report NAME|train-vocab|near-duplicates NAME|"
          "contamination TRAIN EVAL|label-issues NAME|generate [--module=pkg.tasks ...]")
 SUB_COMMANDS = ("list", "report", "train-vocab") + data_quality.COMMANDS
+
+# The flags each sub-command reads (--module, --verbose, --quiet are everyone's);
+# any other flag given to a sub-command that does not read it is refused.
+FLAGS_OF = {
+    "list": (),
+    "report": ("splits", "inputs_length", "targets_length", "output", "output_dir", "max_examples",
+               "near_threshold", "contamination_eval", "eval_split", "ngram", "label_issues"),
+    "train-vocab": ("tasks", "split", "vocab_size", "model_type", "output"),
+    **data_quality.FLAGS_OF,
+}
 
 
 def _list():
@@ -72,7 +80,7 @@ def _report(name):
   from t5tune.quality import report  # pylint: disable=g-import-not-at-top
   lengths = {"inputs": _INPUTS_LENGTH.value, "targets": _TARGETS_LENGTH.value}
   out, json_path, png_path = report.write(
-      name, _OUTPUT_DIR.value or "data_reports", feature_lengths=lengths,
+      name, common.resolve_output("data", ("output_dir",)) or "data_reports", feature_lengths=lengths,
       splits=_SPLITS.value, max_examples=_MAX_EXAMPLES.value, **data_quality.report_options())
   print(report.format_text(out))
   print(f"wrote {json_path} and {png_path}")
@@ -82,7 +90,7 @@ def _train_vocab():
   from t5tune.data import mixtures  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
   from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
-  common.require([_TASKS, _OUTPUT], "data")
+  common.require([_TASKS, data_quality.OUTPUT], "data")
   names = mixtures.leaf_task_names(_TASKS.value)
 
   def texts():
@@ -92,7 +100,7 @@ def _train_vocab():
         yield ex["inputs"]
         yield ex["targets"]
 
-  path = vocab.train_sentencepiece(texts(), _OUTPUT.value, _VOCAB_SIZE.value,
+  path = vocab.train_sentencepiece(texts(), data_quality.OUTPUT.value, _VOCAB_SIZE.value,
                                    model_type=_MODEL_TYPE.value)
   print(f"wrote {path} ({_VOCAB_SIZE.value} pieces from {len(names)} tasks);"
         f" use it with vocabulary={path!r}")
@@ -105,6 +113,7 @@ def main(argv):
     raise errors.UsageError(f"expected a sub-command ({'|'.join(SUB_COMMANDS)}), got {got}",
                             where="command line", fix=USAGE)
   command = args[0]
+  common.check_sub_command_flags("data", command, FLAGS_OF)
   if command == "report" and len(args) != 2:
     raise errors.UsageError("report takes one task or mixture name", where="command line",
                             fix="usage: t5tune data report TASK_OR_MIXTURE [--module=...]")

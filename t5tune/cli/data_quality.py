@@ -1,12 +1,12 @@
 """`t5tune data near-duplicates | contamination | label-issues | generate`: dataset quality with a model.
 
-    t5tune data near-duplicates MIXTURE --module=my.tasks --threshold=0.8 --out=pairs.jsonl
+    t5tune data near-duplicates MIXTURE --module=my.tasks --threshold=0.8 --output=pairs.jsonl
     t5tune data contamination TRAIN_MIXTURE EVAL_MIXTURE --module=my.tasks --ngram=13 \\
-        --out=overlaps.jsonl
+        --output=overlaps.jsonl
     t5tune data label-issues TASK_OR_MIXTURE --module=my.tasks --checkpoint=runs/x/model \\
-        --out=issues.jsonl                     # or --folds=5: train 5 folds with t5tune first
+        --output=issues.jsonl                     # or --folds=5: train 5 folds with t5tune first
     t5tune data generate --checkpoint=runs/x/model --seed_tasks=seed.jsonl --num=500 \\
-        --out=new.jsonl --temperature=0.7 --top_p=0.9
+        --output=new.jsonl --temperature=0.7 --top_p=0.9
 
 The quality tools (`t5tune.quality.neardup`, `contamination`, `label_issues`,
 `generate`) does not import the model code; this module wires it to
@@ -25,6 +25,7 @@ from absl import flags
 
 from t5tune import atomic
 from t5tune import errors
+from t5tune.cli import common
 
 _THRESHOLD = flags.DEFINE_float("threshold", 0.8, "near-duplicates: shingle Jaccard threshold.", allow_override=True)
 _NGRAM = flags.DEFINE_integer("ngram", 13, "contamination: n-gram length in words.", allow_override=True)
@@ -32,8 +33,13 @@ _MIN_NGRAM = flags.DEFINE_integer(
     "min_ngram", 8, "contamination: fields shorter than --ngram but at least this long are matched whole.", allow_override=True)
 _TRAIN_SPLIT = flags.DEFINE_string("train_split", "train", "contamination: split of the training tasks.", allow_override=True)
 _EVAL_SPLIT = flags.DEFINE_string("eval_split", "validation", "contamination: split of the evaluation tasks.", allow_override=True)
-_OUT = flags.DEFINE_string("out", None, "near-duplicates / contamination / label-issues / generate: output JSONL.", allow_override=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "replace an existing --out instead of refusing.", allow_override=True)
+# One --output for every `t5tune data` sub-command (`data` reads it through OUTPUT);
+# the old spellings --out (these commands) and --output_dir (report) still work.
+OUTPUT = common.output_flag(
+    "near-duplicates / contamination / label-issues / generate: output JSONL; report: output"
+    " directory (default ./data_reports); train-vocab: output prefix (writes PREFIX.model).",
+    old_names=("out", "output_dir"))
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "replace an existing --output instead of refusing.", allow_override=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "label-issues / generate: model directory (t5tune or HF).", allow_override=True)
 _VOCABULARY = flags.DEFINE_string("vocabulary", None, "the model's vocabulary: 'byte' or an spm .model path.", allow_override=True)
 _FOLDS = flags.DEFINE_integer(
@@ -62,6 +68,22 @@ _CONT_EVAL = flags.DEFINE_string(
 _LABEL_ISSUES = flags.DEFINE_string("label_issues", None, "report: a label-issues JSONL to count.", allow_override=True)
 
 COMMANDS = ("near-duplicates", "contamination", "label-issues", "generate")
+
+# The flags each of COMMANDS reads (see t5tune.cli.data.FLAGS_OF).
+FLAGS_OF = {
+    "near-duplicates": ("threshold", "split", "output", "out", "overwrite"),
+    "contamination": ("ngram", "min_ngram", "train_split", "eval_split", "output", "out", "overwrite"),
+    "label-issues": ("split", "output", "out", "overwrite", "checkpoint", "vocabulary", "folds",
+                     "fold_steps", "fold_batch_size", "fold_learning_rate", "fold_preset",
+                     "loss_top", "seed", "batch_size", "inputs_length", "targets_length"),
+    "generate": ("output", "out", "overwrite", "checkpoint", "vocabulary", "seed_tasks", "num", "k",
+                 "temperature", "top_p", "max_decode_len", "min_words", "max_words", "seed",
+                 "batch_size"),
+}
+
+
+def _output() -> str | None:
+  return common.resolve_output("data", ("out",))
 
 
 # -- the pieces that need a model (also called by tests and notebooks) --------------
@@ -153,7 +175,7 @@ def crossval_option_scores(items, folds: int, config, workdir: str, *, vocabular
 
 # -- commands -------------------------------------------------------------------------
 
-def _check_out(path: str | None, flag: str = "--out") -> str | None:
+def _check_out(path: str | None, flag: str = "--output") -> str | None:
   if path is None:
     return None
   parent = os.path.dirname(os.path.abspath(path))
@@ -162,7 +184,7 @@ def _check_out(path: str | None, flag: str = "--out") -> str | None:
                                         fix=f"create {parent} or choose another {flag}")
   if os.path.exists(path) and not _OVERWRITE.value:
     raise errors.OutputExistsError("the output exists", where=path,
-                                   fix="choose another --out or pass --overwrite")
+                                   fix="choose another --output or pass --overwrite")
   return path
 
 
@@ -174,11 +196,11 @@ def report_options() -> dict[str, Any]:
 
 
 def check_outputs(command: str) -> None:
-  """Refuses an existing --out (unless --overwrite) before any work; generate resumes instead."""
+  """Refuses an existing --output (unless --overwrite) before any work; generate resumes instead."""
   if command == "label-issues":
-    _check_out(_OUT.value or "label_issues.jsonl")
+    _check_out(_output() or "label_issues.jsonl")
   elif command != "generate":
-    _check_out(_OUT.value)
+    _check_out(_output())
 
 
 def _write_lines(path: str, lines) -> int:
@@ -190,7 +212,7 @@ def _write_lines(path: str, lines) -> int:
 def _near_duplicates(name: str, split: str):
   from t5tune.quality import contamination  # pylint: disable=g-import-not-at-top
   from t5tune.quality import neardup  # pylint: disable=g-import-not-at-top
-  out = _check_out(_OUT.value)
+  out = _check_out(_output())
   records = contamination.task_records([name], split)
   result = neardup.mixture_pairs(records, _THRESHOLD.value, max_pairs=sys.maxsize)
   print(f"near-duplicates of {name} [{split}] at shingle Jaccard >= {_THRESHOLD.value}")
@@ -205,7 +227,7 @@ def _near_duplicates(name: str, split: str):
 
 def _contamination(train: str, evaluation: str):
   from t5tune.quality import contamination  # pylint: disable=g-import-not-at-top
-  out = _check_out(_OUT.value)
+  out = _check_out(_output())
   eval_sets = contamination.task_records([evaluation], _EVAL_SPLIT.value)
   train_sets = contamination.task_records([train], _TRAIN_SPLIT.value)
   if not eval_sets or not train_sets:
@@ -230,7 +252,7 @@ def _contamination(train: str, evaluation: str):
 def _label_issues(name: str, split: str):
   from t5tune.quality import contamination  # pylint: disable=g-import-not-at-top
   from t5tune.quality import label_issues  # pylint: disable=g-import-not-at-top
-  out = _check_out(_OUT.value or "label_issues.jsonl")
+  out = _check_out(_output() or "label_issues.jsonl")
   if not _CHECKPOINT.value and _FOLDS.value < 2:
     raise errors.UsageError("label-issues needs a model", fix="pass --checkpoint=DIR or --folds=K (K >= 2)")
   tasks = list(contamination.task_records([name], split))
@@ -286,17 +308,17 @@ def generate_file(model, checkpoint: str, seed_tasks: str, out: str, *, num: int
 
 
 def _generate():
-  if not (_CHECKPOINT.value and _SEED_TASKS.value and _OUT.value):
-    raise errors.UsageError("generate needs --checkpoint, --seed_tasks and --out")
+  if not (_CHECKPOINT.value and _SEED_TASKS.value and _output()):
+    raise errors.UsageError("generate needs --checkpoint, --seed_tasks and --output")
   import t5tune  # pylint: disable=g-import-not-at-top
   model = t5tune.load_model(_CHECKPOINT.value)
   stats = generate_file(
-      model, _CHECKPOINT.value, _SEED_TASKS.value, _OUT.value, num=_NUM.value, seed=_SEED.value,
+      model, _CHECKPOINT.value, _SEED_TASKS.value, _output(), num=_NUM.value, seed=_SEED.value,
       k=_K.value, batch_size=_BATCH.value, temperature=_TEMPERATURE.value, top_p=_TOP_P.value,
       max_decode_len=_MAX_DECODE.value, vocabulary=_VOCABULARY.value,
       min_words=_MIN_WORDS.value, max_words=_MAX_WORDS.value, overwrite=_OVERWRITE.value,
       on_batch=lambda p: print(f"  attempts {p['attempts']}  kept {p['records']}", flush=True))
-  print(f"{stats['records']} records in {_OUT.value} after {stats['attempts']} attempts;"
+  print(f"{stats['records']} records in {_output()} after {stats['attempts']} attempts;"
         f" {stats['counts']}")
 
 

@@ -11,7 +11,8 @@ section of that form (its `data.modules` are imported too). --checkpoint is a
 t5tune model directory, a training checkpoint step, a training checkpoints/
 directory (its latest step), or a Hugging Face T5 directory. Writes
 predictions JSONL, metrics.json, metrics.jsonl, TensorBoard summaries and
-summary.md (the side-by-side table) into --output_dir.
+summary.md (the side-by-side table) into --output (default CHECKPOINT/eval;
+the old spelling --output_dir is still accepted).
 """
 import os
 
@@ -26,7 +27,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experi
                                           allow_override=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory (see the module docstring).", allow_override=True)
 _TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures; replaces the config's tasks.", allow_override=True)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go (default CHECKPOINT/eval).", allow_override=True)
+_OUTPUT = common.output_flag("Directory the outputs go to (default CHECKPOINT/eval).",
+                             old_names=("output_dir",))
 _MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that register tasks.", allow_override=True)
 
 
@@ -91,6 +93,6 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
 def main(argv):
   common.no_extra_args(argv, "evaluate")
   common.require([_CONFIG, _CHECKPOINT], "evaluate")
-  _, table = run(_CONFIG.value, _CHECKPOINT.value, _OUTPUT_DIR.value, _TASKS.value,
+  _, table = run(_CONFIG.value, _CHECKPOINT.value, common.resolve_output("evaluate", ("output_dir",)), _TASKS.value,
                  _MODULES.value)
   print(table)

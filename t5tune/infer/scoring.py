@@ -100,3 +100,32 @@ def rank_classify(model: t5.Transformer, encoder_input_tokens, option_tokens,
   mean = np.where(present, sums / np.maximum(n, 1), -np.inf)
   best = np.argmax(mean if length_normalize else sums, axis=1)
   return RankResult(best=best, scores=sums, mean=mean)
+
+
+@flax.struct.dataclass
+class GreedyScores:
+  """Host results of `score_greedy`."""
+  sum: np.ndarray  # [B] summed log-likelihood of the target tokens
+  greedy: np.ndarray  # [B] bool: every target token is the model's argmax at its position
+
+
+def _score_greedy_fn(model, enc_tokens_BL, targets_BT, static):
+  del static
+  cfg = model.config
+  enc = model.encode(enc_tokens_BL)
+  logits_BTV = model.decode(enc, enc_tokens_BL, _shift_right(targets_BT, cfg.decoder_start_token_id))
+  logp_BTV = jax.nn.log_softmax(logits_BTV, axis=-1)
+  real_BT = targets_BT != cfg.pad_token_id
+  tok_BT = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
+  argmax_BT = jnp.argmax(logits_BTV, axis=-1)
+  return {"sum": jnp.where(real_BT, tok_BT, 0.0).sum(axis=1),
+          "greedy": jnp.all(jnp.where(real_BT, argmax_BT == targets_BT, True), axis=1)}
+
+
+def score_greedy(model: t5.Transformer, encoder_input_tokens, target_tokens) -> GreedyScores:
+  """Summed log-likelihood of `target_tokens` [B, T] (0-padded; no EOS is added) and whether
+  greedy decoding would have produced them: what lm-evaluation-harness asks of a model."""
+  enc = np.asarray(encoder_input_tokens, np.int32)
+  tgt = np.asarray(target_tokens, np.int32)
+  out = batching.run(_score_greedy_fn, model, (enc, tgt), None)
+  return GreedyScores(sum=out["sum"], greedy=out["greedy"])

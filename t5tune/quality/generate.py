@@ -165,7 +165,7 @@ def _resume(out_path: str, progress_path: str, fingerprint: str, overwrite: bool
     if os.path.exists(out_path):
       raise errors.OutputExistsError(
           "the output exists and has no progress record of this generation", where=out_path,
-          fix="choose another --out, or pass --overwrite to replace it")
+          fix="choose another --output, or pass --overwrite to replace it")
     return 0, [], collections.Counter()
   with open(progress_path) as f:
     progress = json.load(f)

@@ -36,6 +36,8 @@ def test_contamination_cli_prints_rates_and_writes_overlaps(tmp_path):
           "t5tune_q_eval", "--module=tests.quality.quality_fixtures", f"--out={out}"]
   proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
+  # --out is the old spelling of --output: still accepted, with a one-line note.
+  assert "--out is deprecated; use --output" in proc.stderr
   assert "cq_eval: 8/40 = 20.0%" in proc.stdout
   lines = [json.loads(l) for l in out.read_text().splitlines()]
   assert sorted(l["eval_index"] for l in lines) == sorted(qf.PLANTED)

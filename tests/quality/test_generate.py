@@ -92,7 +92,7 @@ def test_resumes_after_kill_9_to_the_same_file(setup, tmp_path):
   assert ref["records"] == num
   out = str(tmp_path / "killed.jsonl")
   args = [sys.executable, "-m", "t5tune.main", "data", "generate", f"--checkpoint={ckpt}",
-          f"--seed_tasks={seed_path}", f"--out={out}"] + [
+          f"--seed_tasks={seed_path}", f"--output={out}"] + [
               f"--{k}={v}" for k, v in {**FLAGS, "num": num}.items()]
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

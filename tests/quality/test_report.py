@@ -21,7 +21,7 @@ def _cli(*args, cwd=REPO):
 
 def test_report_cli_writes_json_with_every_figure_and_a_png(tmp_path):
   out = _cli("report", "t5tune_demo_mix", "--module=t5tune.demo_tasks", "--inputs_length=96",
-             "--targets_length=48", f"--output_dir={tmp_path}")
+             "--targets_length=48", f"--output={tmp_path}")
   assert "t5tune_demo_sentiment" in out and "truncated inputs" in out
   report = json.loads((tmp_path / "t5tune_demo_mix.report.json").read_text())
   assert (tmp_path / "t5tune_demo_mix.lengths.png").stat().st_size > 1000

@@ -1,0 +1,208 @@
+"""A t5tune model backend for lm-evaluation-harness (`lm_eval`), registered as `t5tune`.
+
+    from t5tune.infer import harness
+    harness.register()
+    lm_eval.simple_evaluate(model="t5tune", model_args="checkpoint=DIR,vocab=spiece.model",
+                            tasks=["mmlu"], num_fewshot=5)
+
+or from the command line, `t5tune harness --model t5tune --model_args checkpoint=DIR ...`
+(the harness's own arguments; see t5tune/cli/harness.py).
+
+The requests follow the conventions of the harness's Hugging Face seq2seq
+backend (`lm_eval.models.huggingface.HFLM` with an encoder-decoder model), so
+the two give the same numbers on the same weights:
+
+* loglikelihood(context, continuation): trailing spaces of the context move
+  to the continuation; the context is tokenized with EOS appended (what a T5
+  tokenizer's `encode` does) and goes to the encoder; the continuation is
+  tokenized without EOS and scored in the decoder after the start token. An
+  empty context becomes the single token EOS. `is_greedy` says whether greedy
+  decoding emits exactly the continuation's tokens.
+* loglikelihood_rolling(text): the text's tokens in disjoint windows of
+  `max_length`, each scored in the decoder with the EOS token (then the
+  window's preceding tokens) as encoder input, as the harness's rolling
+  windows with context length 1 give.
+* generate_until(context, {until, max_gen_toks}): greedy decoding (the
+  harness's default; sampling arguments are refused) of at most
+  `max_gen_toks` tokens, the text cut at the first stop string.
+
+Speed: requests are sorted by length and batched in power-of-two length
+buckets with a fixed batch size, so a benchmark compiles a handful of programs
+(one per (input bucket, target bucket) pair in use), never one per request.
+`compiled_shapes` records them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from lm_eval.api import model as lm_model
+
+from t5tune.infer import api
+from t5tune.infer import decoding
+from t5tune.infer import scoring
+
+MODEL_NAME = "t5tune"
+
+
+def _bucket(n: int, cap: int | None = None) -> int:
+  width = api.bucket_length(max(n, 1), minimum=8)
+  return min(width, cap) if cap else width
+
+
+def _pad(rows: Sequence[Sequence[int]], width: int, batch: int) -> np.ndarray:
+  out = np.zeros((batch, width), np.int32)
+  for i, row in enumerate(rows):
+    out[i, :len(row)] = row
+  return out
+
+
+def _default_vocab(checkpoint: str) -> str | None:
+  for name in ("spiece.model", "vocab.model", "sentencepiece.model"):
+    path = os.path.join(checkpoint, name)
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+class T5tuneLM(lm_model.LM):
+  """lm-evaluation-harness model over a t5tune (or Hugging Face T5) model directory."""
+
+  def __init__(self, checkpoint: str = "", vocab: str | None = None, batch_size: Any = 16,
+               max_length: int = 512, max_gen_toks: int = 256, model: Any = None,
+               vocabulary: Any = None, **unused: Any):
+    super().__init__()
+    unused.pop("device", None)  # the mesh decides where t5tune runs
+    unused.pop("max_batch_size", None)
+    if unused:
+      raise ValueError(f"t5tune backend: unknown model_args {sorted(unused)}; it takes checkpoint,"
+                       " vocab, batch_size, max_length, max_gen_toks")
+    if model is None:
+      if not checkpoint:
+        raise ValueError("t5tune backend: model_args needs checkpoint=DIR (a t5tune model"
+                         " directory, a training checkpoint step or a Hugging Face T5 directory)")
+      import t5tune  # pylint: disable=g-import-not-at-top
+      model = t5tune.load_model(checkpoint)
+      vocab = vocab or _default_vocab(checkpoint)
+    self.model = model
+    self.vocabulary = api.resolve_vocabulary(model, vocabulary if vocabulary is not None else vocab)
+    self.eos_id = int(self.vocabulary.eos_id)
+    # The harness passes batch_size as given on its command line ("auto", "auto:4", "8" or None).
+    self._batch_size = int(batch_size) if str(batch_size).isdigit() else 16
+    self.max_length = int(max_length)
+    self.max_gen_toks = int(max_gen_toks)
+    self.compiled_shapes: set[tuple[str, int, int]] = set()
+
+  # -- tokenization under the seq2seq conventions (see the module docstring) ---------
+
+  def _encode(self, text: str) -> list[int]:
+    return [int(t) for t in self.vocabulary.encode(text)]
+
+  def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(encoder tokens, decoder target tokens) of one loglikelihood request."""
+    if not context:
+      cont = self._encode(continuation)
+      if cont and cont[0] == self.eos_id:
+        return cont[:1], cont[1:]
+      return [self.eos_id], cont
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+      continuation = context[-n_spaces:] + continuation
+      context = context[:-n_spaces]
+    return self._encode(context) + [self.eos_id], self._encode(continuation)
+
+  # -- batched scoring --------------------------------------------------------------
+
+  def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+    """(log-likelihood, is_greedy) of each (encoder tokens, target tokens) pair, batched by length."""
+    results: list[tuple[float, bool] | None] = [None] * len(pairs)
+    # Contexts are truncated from the left to max_length, as the harness does.
+    pairs = [(enc[-self.max_length:], tgt[-self.max_length:]) for enc, tgt in pairs]
+    order = sorted(range(len(pairs)),
+                   key=lambda i: (_bucket(len(pairs[i][0]), self.max_length),
+                                  _bucket(len(pairs[i][1]), self.max_length), i))
+    start = 0
+    while start < len(order):
+      l_b = _bucket(len(pairs[order[start]][0]), self.max_length)
+      t_b = _bucket(len(pairs[order[start]][1]), self.max_length)
+      batch = [order[start]]
+      for i in order[start + 1:start + self._batch_size]:
+        if (_bucket(len(pairs[i][0]), self.max_length), _bucket(len(pairs[i][1]), self.max_length)) != (l_b, t_b):
+          break
+        batch.append(i)
+      start += len(batch)
+      self.compiled_shapes.add(("score", l_b, t_b))
+      out = scoring.score_greedy(self.model, _pad([pairs[i][0] for i in batch], l_b, self._batch_size),
+                                 _pad([pairs[i][1] for i in batch], t_b, self._batch_size))
+      for row, i in enumerate(batch):
+        results[i] = (float(out.sum[row]), bool(out.greedy[row]))
+    return results
+
+  # -- the harness's three request types ----------------------------------------------
+
+  def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    del disable_tqdm
+    return self.score_tokens([self.encode_pair(*req.args) for req in requests])
+
+  def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+    del disable_tqdm
+    from lm_eval import utils as lm_utils  # pylint: disable=g-import-not-at-top
+    pairs, owner = [], []
+    for n, req in enumerate(requests):
+      (text,) = req.args
+      windows = lm_utils.get_rolling_token_windows(
+          token_list=self._encode(text), prefix_token=self.eos_id, max_seq_len=self.max_length,
+          context_len=1)
+      for window in map(lm_utils.make_disjoint_window, windows):
+        pairs.append((list(window[0]), list(window[1])))
+        owner.append(n)
+    totals = [0.0] * len(requests)
+    for n, (logp, _) in zip(owner, self.score_tokens(pairs)):
+      totals[n] += logp
+    return totals
+
+  def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+    del disable_tqdm
+    outputs: list[str | None] = [None] * len(requests)
+    groups: dict[tuple[int, int], list[int]] = {}
+    prompts, stops = [], []
+    for n, req in enumerate(requests):
+      context, kwargs = req.args
+      kwargs = dict(kwargs or {})
+      until = kwargs.pop("until", None) or []
+      until = [until] if isinstance(until, str) else list(until)
+      max_gen = int(kwargs.pop("max_gen_toks", self.max_gen_toks))
+      if kwargs.pop("do_sample", False) or float(kwargs.pop("temperature", 0.0) or 0.0) > 0:
+        raise ValueError("t5tune backend: generate_until decodes greedily; sampling arguments"
+                         " (do_sample, temperature > 0) are not supported")
+      tokens = (self._encode(context) + [self.eos_id])[-self.max_length:]
+      prompts.append(tokens)
+      stops.append(until)
+      key = (_bucket(len(tokens), self.max_length), _bucket(max_gen))
+      groups.setdefault(key, []).append((n, max_gen))
+    for (l_b, t_b), members in sorted(groups.items()):
+      options = decoding.DecodeOptions(method="greedy", max_decode_len=t_b)
+      for start in range(0, len(members), self._batch_size):
+        chunk = members[start:start + self._batch_size]
+        self.compiled_shapes.add(("generate", l_b, t_b))
+        out = decoding.decode(self.model, _pad([prompts[n] for n, _ in chunk], l_b, self._batch_size),
+                              options)
+        for row, (n, max_gen) in enumerate(chunk):
+          text = api.decode_tokens(self.vocabulary, out.tokens[row][:max_gen])
+          for stop in stops[n]:
+            if stop and stop in text:
+              text = text.split(stop, 1)[0]
+          outputs[n] = text
+    return outputs
+
+
+def register() -> type:
+  """Registers the backend with lm_eval as `t5tune` (idempotent); returns its class."""
+  # lm_eval fills its registry lazily only while it is empty: load its own
+  # models first, so registering ours does not hide "hf" and the others.
+  import lm_eval.models  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from lm_eval.api import registry  # pylint: disable=g-import-not-at-top
+  if MODEL_NAME not in registry.model_registry:
+    registry.register_model(MODEL_NAME)(T5tuneLM)
+  return T5tuneLM

@@ -1,0 +1,209 @@
+"""The `t5tune` backend of lm-evaluation-harness against the harness's own Hugging Face seq2seq backend.
+
+One random T5 (built here, saved as a Hugging Face directory with a
+SentencePiece tokenizer trained here) is evaluated offline on local copies of
+the harness's own MMLU and BBH task definitions (its YAML templates, with
+`dataset_path: json` over small files written here) by both backends.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+lm_eval = pytest.importorskip("lm_eval")  # a dependency: installed by setup.py, never skipped in CI
+
+from t5tune.data import vocab as vocab_lib  # noqa: E402
+from t5tune.infer import harness  # noqa: E402
+from tests.models import hf_reference  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TASKS_DIR = os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
+WORDS = ("cat dog fish bird red blue green small large fast slow the a of is not true false"
+         " and or which animal colour answer question").split()
+
+
+def _questions(rng, n):
+  rows = []
+  for _ in range(n):
+    q = " ".join(rng.choice(WORDS, size=rng.randint(4, 12)))
+    rows.append({"question": q + "?", "subject": "animals",
+                 "choices": [" ".join(rng.choice(WORDS, size=rng.randint(1, 4))) for _ in range(4)],
+                 "answer": int(rng.randint(4))})
+  return rows
+
+
+def _write_jsonl(path, rows):
+  with open(path, "w") as f:
+    for row in rows:
+      f.write(json.dumps(row) + "\n")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = tmp_path_factory.mktemp("harness")
+  rng = np.random.RandomState(0)
+  texts = [" ".join(rng.choice(WORDS, size=10)) + " A. B. C. D. Answer: Q: A:" for _ in range(200)]
+  spm = vocab_lib.train_sentencepiece(texts, str(root / "spm"), vocab_size=60)
+  pieces = vocab_lib.as_vocabulary(spm).vocab_size  # every id the model emits decodes on both sides
+  # Decoder as deep as the encoder: transformers 5's cached generate fails otherwise (DESIGN.md).
+  # A tied (T5 v1.0) head: the harness's HF backend calls tie_weights(), and transformers 5 reads
+  # every T5 config as tied, so an untied (v1.1 / Flan-T5 style) head would be replaced there.
+  _, model_dir = hf_reference.build_hf_t5(root / "model", gated=False, vocab_size=pieces,
+                                          num_decoder_layers=2)
+  shutil.copy(spm, os.path.join(model_dir, "spiece.model"))
+  with open(os.path.join(model_dir, "tokenizer_config.json"), "w") as f:
+    json.dump({"tokenizer_class": "T5Tokenizer", "extra_ids": 0}, f)
+  data = root / "data"
+  data.mkdir()
+  _write_jsonl(data / "mmlu_test.jsonl", _questions(rng, 12))
+  _write_jsonl(data / "mmlu_dev.jsonl", _questions(rng, 5))
+  _write_jsonl(data / "bbh_test.jsonl", [
+      {"input": " ".join(rng.choice(WORDS, size=6)) + " is", "target": str(rng.choice(["True", "False"]))}
+      for _ in range(6)])
+  tasks = root / "tasks"
+  tasks.mkdir()
+  # The harness's own MMLU and BBH definitions, read from local files.
+  (tasks / "mmlu_local.yaml").write_text(
+      f"include: {TASKS_DIR}/mmlu/default/_default_template_yaml\n"
+      "task: t5tune_mmlu_local\nnum_fewshot: 5\ndataset_path: json\ndataset_name: null\n"
+      f"dataset_kwargs:\n  data_files:\n    test: {data}/mmlu_test.jsonl\n    dev: {data}/mmlu_dev.jsonl\n"
+      "description: \"The following are multiple choice questions (with answers) about animals.\\n\\n\"\n")
+  (tasks / "bbh_local.yaml").write_text(
+      f"include: {TASKS_DIR}/bbh/fewshot/_fewshot_template_yaml\n"
+      "task: t5tune_bbh_local\ndataset_path: json\ndataset_name: null\n"
+      f"dataset_kwargs:\n  data_files:\n    test: {data}/bbh_test.jsonl\n"
+      "doc_to_text: 'Q: {{input}}\n\n  A:'\n"
+      "generation_kwargs:\n  until: ['</s>', 'Q', '\\n\\n']\n  do_sample: false\n"
+      "  temperature: 0.0\n  max_gen_toks: 12\n"
+      "fewshot_config:\n  sampler: first_n\n  samples:\n"
+      "  - input: not true is\n    target: 'False'\n  - input: true and true is\n    target: 'True'\n"
+      "  - input: not false is\n    target: 'True'\n")
+  return {"root": root, "model": model_dir, "spm": os.path.join(model_dir, "spiece.model"),
+          "tasks": str(tasks)}
+
+
+def _evaluate(model, model_args, setup, tasks, num_fewshot):
+  harness.register()
+  from lm_eval import simple_evaluate
+  from lm_eval.tasks import TaskManager
+  return simple_evaluate(model=model, model_args=model_args, tasks=tasks, num_fewshot=num_fewshot,
+                         task_manager=TaskManager(include_path=setup["tasks"]), log_samples=True,
+                         batch_size=4, device="cpu")
+
+
+def _loglikelihoods(result, task):
+  return np.array([[r[0] for r in s["filtered_resps"]] for s in result["samples"][task]], np.float64)
+
+
+@pytest.fixture(scope="module")
+def runs(setup):
+  os.environ["HF_DATASETS_OFFLINE"] = "1"
+  tasks = ["t5tune_mmlu_local", "t5tune_bbh_local"]
+  # MMLU 5-shot and BBH 3-shot: the task files' own num_fewshot.
+  ours = _evaluate("t5tune", f"checkpoint={setup['model']}", setup, tasks, None)
+  hf = _evaluate("hf", f"pretrained={setup['model']},backend=seq2seq,dtype=float32", setup, tasks, None)
+  return ours, hf
+
+
+def test_mmlu_loglikelihoods_and_accuracy_equal_the_hf_seq2seq_backend(setup, runs):
+  ours, hf = runs
+  a, b = _loglikelihoods(ours, "t5tune_mmlu_local"), _loglikelihoods(hf, "t5tune_mmlu_local")
+  assert a.shape == b.shape == (12, 4)
+  # Float32 noise, judged against float64: transformers' T5 run in float64 is the reference,
+  # the same model in float32 shows how far float32 arithmetic alone moves the numbers.
+  samples = ours["samples"]["t5tune_mmlu_local"]
+  ref = _hf_loglikelihoods(setup, samples, "float64")
+  noise = max(np.abs(_hf_loglikelihoods(setup, samples, "float32") - ref).max(), 1e-7)
+  assert np.abs(b - ref).max() <= 20 * noise, (np.abs(b - ref).max(), noise)
+  assert np.abs(a - ref).max() <= 20 * noise, (np.abs(a - ref).max(), noise)
+  assert (np.argmax(a, 1) == np.argmax(b, 1)).all()
+  greedy = lambda r: [[x[1] for x in s["filtered_resps"]] for s in r["samples"]["t5tune_mmlu_local"]]
+  assert greedy(ours) == greedy(hf)
+  assert ours["results"]["t5tune_mmlu_local"]["acc,none"] == hf["results"]["t5tune_mmlu_local"]["acc,none"]
+
+
+def _hf_loglikelihoods(setup, samples, dtype):
+  """Each request's log-likelihood from transformers' T5 in `dtype`, tokenized as the HF backend does."""
+  import torch
+  import transformers
+  model = transformers.T5ForConditionalGeneration.from_pretrained(setup["model"]).to(
+      getattr(torch, dtype)).eval()
+  tok = transformers.AutoTokenizer.from_pretrained(setup["model"])
+  out = []
+  for s in samples:
+    row = []
+    for context, continuation in s["arguments"]:
+      n = len(context) - len(context.rstrip())
+      if n:
+        context, continuation = context[:-n], context[-n:] + continuation
+      enc = torch.tensor([tok.encode(context)])
+      cont = torch.tensor([tok.encode(continuation, add_special_tokens=False)])
+      with torch.no_grad():
+        logits = model(input_ids=enc, labels=cont).logits
+      logp = torch.log_softmax(logits, -1)[0].gather(1, cont[0][:, None])[:, 0]
+      row.append(float(logp.sum()))
+    out.append(row)
+  return np.array(out)
+
+
+def test_bbh_generations_equal_the_hf_seq2seq_backend(runs):
+  """Same greedy text up to max_gen_toks. The HF seq2seq path lets a T5 decode len(context) +
+  max_gen_toks tokens (its `max_length` counts the padded context); t5tune stops at max_gen_toks,
+  so each t5tune generation is the HF one, or its beginning when HF ran on past the budget."""
+  ours, hf = runs
+  a = [s["resps"][0][0] for s in ours["samples"]["t5tune_bbh_local"]]
+  b = [s["resps"][0][0] for s in hf["samples"]["t5tune_bbh_local"]]
+  assert len(a) == len(b) == 6
+  for x, y in zip(a, b):
+    assert y.startswith(x), (x, y)
+  assert sum(len(x) for x in a) >= 6  # text was generated, not only empty strings
+
+
+def test_loglikelihoods_equal_t5tune_scoring_of_the_same_pairs(setup):
+  """The backend's numbers are t5tune's own scoring of (context + EOS, continuation) under the harness's conventions."""
+  import t5tune
+  from t5tune.infer import scoring
+  lm = harness.register()(checkpoint=setup["model"])
+  model = t5tune.load_model(setup["model"])
+  v = vocab_lib.as_vocabulary(setup["spm"])
+  pairs = [("Question: cat dog?\nAnswer:", " A"), ("red is ", "blue"), ("", "the cat")]
+  got = lm.score_tokens([lm.encode_pair(c, x) for c, x in pairs])
+  for (context, continuation), (logp, _) in zip(pairs, got):
+    n = len(context) - len(context.rstrip())
+    if n:
+      context, continuation = context[:-n], context[-n:] + continuation
+    enc = (list(v.encode(context)) + [1]) if context else [1]
+    tgt = list(v.encode(continuation))
+    ref = scoring.score(model, np.array([enc]), np.array([tgt])).sum[0]
+    assert abs(logp - ref) <= 1e-4 * max(1.0, abs(ref)), (context, continuation, logp, ref)
+
+
+def test_a_five_shot_mmlu_task_compiles_a_bounded_number_of_programs(setup):
+  harness.register()
+  from lm_eval import simple_evaluate
+  from lm_eval.tasks import TaskManager
+  lm = harness.T5tuneLM(checkpoint=setup["model"], batch_size=8)
+  simple_evaluate(model=lm, tasks=["t5tune_mmlu_local"],
+                  task_manager=TaskManager(include_path=setup["tasks"]))
+  shapes = sorted(lm.compiled_shapes)
+  print(f"5-shot MMLU-format task, 48 requests: {len(shapes)} compiled programs {shapes}")
+  assert 1 <= len(shapes) <= 4
+
+
+def test_cli_runs_the_harness_with_t5tune_registered(setup, tmp_path):
+  env = dict(os.environ, HF_DATASETS_OFFLINE="1", JAX_PLATFORMS="cpu")
+  out = tmp_path / "out"
+  proc = subprocess.run(
+      [sys.executable, "-m", "t5tune", "harness", "--model", "t5tune", "--model_args",
+       f"checkpoint={setup['model']}", "--tasks", "t5tune_mmlu_local", "--num_fewshot", "1",
+       "--include_path", setup["tasks"], "--output_path", str(out), "--log_samples",
+       "--batch_size", "4"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "t5tune_mmlu_local" in proc.stdout and "acc" in proc.stdout
+  written = [p for p in out.rglob("*.json*")]
+  assert any(p.name.startswith("results") for p in written), written
+  assert any(p.name.startswith("samples_t5tune_mmlu_local") for p in written), written
