@@ -5,8 +5,9 @@
     python benchmarks/compile_scan.py --models=tiny --step_models=tiny --repeats=2   # a smoke run
 
 Each row (model x layout) runs in its own process (`benchmarks/harness.py`).
-Compile time is the trainer's train step (`t5tune.train.plan.step_parts`:
-the same optimizer, shardings, donation and loss as `t5tune train`) lowered
+Compile time is the trainer's train step (`t5tune.train.build.step_parts` of
+the default experiment: the same optimizer, shardings, donation and loss as
+`t5tune train`) lowered
 and compiled from abstract shapes (`jax.ShapeDtypeStruct`), so no weights
 are allocated and XL compiles on any machine; lowering (tracing to
 StableHLO) and XLA's compile are timed apart. Step time needs real weights
@@ -38,25 +39,20 @@ def side(args) -> dict:
   import flax
   from t5tune import sharding
   from t5tune.models import config as model_config
+  from t5tune.train import build
   from t5tune.train import plan
-  from t5tune.train import steps
   from t5tune.train import synthetic
 
   mesh_shape = tuple(int(x) for x in args.mesh.split(","))
   cfg = model_config.preset(args.model, dropout_rate=0.0, scan_layers=args.scan,
                             remat_policy=args.remat)
-  mesh = sharding.make_mesh(mesh_shape, jax.devices()[:math.prod(mesh_shape)])
-  parts = plan.step_parts(cfg, mesh, "adamw")
+  config = plan.preset_config(cfg, mesh_shape, args.batch, args.inputs, args.targets, "adamw")
+  mesh, cfg = build.resolve(config, devices=jax.devices(), model_cfg=cfg)
+  parts = build.step_parts(config, mesh, cfg)
   batch_abs = plan.abstract_batch(args.batch, args.inputs, args.targets, mesh)
-  step = steps.make_train_step(parts.graphdef, parts.tx, parts.mask, parts.schedule,
-                               loss=steps.LossOptions())
-  jitted = jax.jit(step, in_shardings=(parts.state_shardings,
-                                       {k: v.sharding for k, v in batch_abs.items()}),
-                   out_shardings=(parts.state_shardings, sharding.replicated(mesh)),
-                   donate_argnums=0)
   with sharding.use_mesh(mesh):
     t0 = time.perf_counter()
-    lowered = jitted.lower(parts.abstract_state, batch_abs)
+    lowered = parts.lower(parts.abstract_state, batch_abs)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
@@ -69,7 +65,7 @@ def side(args) -> dict:
     from flax import nnx
     from t5tune.models import t5
     params = nnx.to_pure_dict(nnx.state(t5.build_model(cfg, mesh), nnx.Param))
-    holder = {"state": steps.init_state(parts.tx, params, parts.mask, parts.state_shardings, 0)}
+    holder = {"state": parts.init_state(params, 0)}
     batch = next(synthetic.SyntheticIterator(
         batch_size=args.batch, inputs_length=args.inputs, targets_length=args.targets,
         vocab_size=cfg.vocab_size, seed=0, mesh=mesh))

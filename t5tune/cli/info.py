@@ -5,6 +5,12 @@
   t5tune info --config=path/to/hf_or_t5tune_model_dir
   t5tune info --config=flan_t5_xxl --plan --mesh=1,64,4 --batch=256 --lengths=512,128 \
       --optimizer=adamw --remat=full --dtype=bfloat16
+  t5tune info --config=configs/experiments/tiny.py --plan   # the experiment's own train step
+
+With an experiment config, --plan compiles the step `t5tune train` would
+(its freeze masks, micro-batches, loss options, mesh, batch and lengths);
+--mesh, --batch, --lengths, --optimizer, --remat, --dtype and --scan_layers
+change it only when given.
 """
 import os
 
@@ -37,15 +43,25 @@ _DTYPE = flags.DEFINE_enum("dtype", None, list(model_config.DTYPES),
 _MFU = flags.DEFINE_float("mfu", 0.4, "--plan: assumed model FLOPs utilisation for tokens/s.", allow_override=True)
 
 
-def resolve(spec: str) -> model_config.T5Config:
-  """A T5Config from a preset name, a config file, or a model directory."""
+def _is_experiment(config) -> bool:
+  return "optimizer" in config and "model" in config
+
+
+def resolve(spec: str):
+  """(T5Config, experiment config or None) from a preset name, a config file, or a model directory."""
   if os.path.isdir(spec):
     from t5tune.convert import loading
-    return loading.read_config(spec)
+    return loading.read_config(spec), None
   try:
-    if spec.endswith(".py"):
-      return model_config.from_dict(common.load_config_file(spec).to_dict())
-    return model_config.preset(spec)
+    if spec.partition(":")[0].endswith(".py"):
+      config = common.load_config_file(spec)
+      if _is_experiment(config):
+        from t5tune.train import build
+        return build.model_config_of(config), config
+      return model_config.from_dict(config.to_dict()), None
+    return model_config.preset(spec), None
+  except errors.T5tuneError:
+    raise
   except ValueError as e:
     raise errors.UsageError(str(e), where=f"--config={spec}",
                             fix="give a preset name, a model config file or a model dir"
@@ -57,7 +73,7 @@ def main(argv):
   common.require([_CONFIG], "info")
   plan_args = _plan_args() if _PLAN.value else None
   from t5tune.models import info
-  cfg = resolve(_CONFIG.value)
+  cfg, experiment_config = resolve(_CONFIG.value)
   counts = info.parameter_counts(cfg)
   print(f"model: {_CONFIG.value}")
   print(f"  {cfg.feed_forward_proj} FFN, d_model={cfg.d_model}, d_ff={cfg.d_ff}, heads={cfg.num_heads}"
@@ -70,13 +86,15 @@ def main(argv):
       print(f"  {key:<{width}}  {n:>15,d}  ({info.human(n)})")
   print(f"  {'total':<{width}}  {counts['total']:>15,d}  ({info.human(counts['total'])})")
   L, T = _INPUTS_LEN.value, _TARGETS_LEN.value
+  if experiment_config is not None and not (_given("inputs_len") or _given("targets_len")):
+    L, T = experiment_config.data.inputs_length, experiment_config.data.targets_length
   fwd = info.forward_flops(cfg, L, T)
   print(f"FLOPs per example ({L} input / {T} target tokens):")
   print(f"  forward  {info.human(fwd)}  ({info.human(fwd / (L + T))} per token)")
   tr = info.train_flops(cfg, L, T)
   print(f"  training {info.human(tr)}  ({info.human(tr / (L + T))} per token)")
   if plan_args:
-    _print_plan(cfg, *plan_args)
+    _print_plan(cfg, experiment_config, *plan_args)
 
 
 def _plan_args() -> tuple[tuple[int, ...], list[int]]:
@@ -84,6 +102,8 @@ def _plan_args() -> tuple[tuple[int, ...], list[int]]:
   import math
 
   import jax
+  spec = _CONFIG.value.partition(":")[0]
+  experiment_file = spec.endswith(".py") and os.path.isfile(spec)
   try:
     mesh = tuple(int(x.strip("() ")) for x in _MESH.value)
     lengths = ([int(x) for x in _LENGTHS.value] if _LENGTHS.value
@@ -95,13 +115,22 @@ def _plan_args() -> tuple[tuple[int, ...], list[int]]:
   if len(mesh) != 3 or len(lengths) != 2 or min(mesh) < 1 or min(lengths) < 1:
     raise errors.UsageError("--mesh takes data,fsdp,tensor (three positive sizes) and --lengths"
                             " inputs,targets", where=f"--mesh={','.join(_MESH.value)}")
+  if experiment_file and not _given("mesh"):
+    # The experiment's own mesh (possibly with a -1 entry): as many simulated
+    # devices as it names, at least --mesh's.
+    shape = tuple(common.load_config_file(_CONFIG.value).get("mesh", {}).get("shape", mesh))
+    mesh = tuple(shape) if min(shape) > 0 else mesh
   # As many simulated CPU devices as the mesh has; this must happen before
   # anything starts jax's CPU backend.
   jax.config.update("jax_num_cpu_devices", math.prod(mesh))
   return mesh, lengths
 
 
-def _print_plan(cfg: model_config.T5Config, mesh, lengths) -> None:
+def _given(name: str) -> bool:
+  return flags.FLAGS[name].present > 0
+
+
+def _print_plan(cfg: model_config.T5Config, experiment_config, mesh, lengths) -> None:
   overrides = {k: v for k, v in (("remat_policy", _REMAT.value), ("dtype", _DTYPE.value),
                                  ("scan_layers", _SCAN.value)) if v is not None}
   try:
@@ -110,7 +139,24 @@ def _print_plan(cfg: model_config.T5Config, mesh, lengths) -> None:
     raise errors.UsageError(str(e), where="--remat/--dtype/--scan_layers") from None
   from t5tune.train import plan
   try:
-    result = plan.make_plan(cfg, mesh, _BATCH.value, lengths[0], lengths[1], _OPTIMIZER.value)
+    if experiment_config is None:
+      result = plan.make_plan(cfg, mesh, _BATCH.value, lengths[0], lengths[1], _OPTIMIZER.value)
+    else:
+      config = experiment_config
+      with config.unlocked():
+        for key, value in overrides.items():
+          config.model.overrides[key] = value
+        if _given("mesh"):
+          config.mesh.shape = tuple(mesh)
+        if _given("batch"):
+          config.data.batch_size = _BATCH.value
+        if _given("lengths"):
+          config.data.inputs_length, config.data.targets_length = lengths
+        if _given("optimizer"):
+          config.optimizer.name = _OPTIMIZER.value
+      result = plan.plan(config)
+  except errors.T5tuneError:
+    raise
   except ValueError as e:
     raise errors.UsageError(str(e), where="--mesh/--batch") from None
   print(f"plan ({cfg.dtype} activations, {cfg.param_dtype} parameters,"

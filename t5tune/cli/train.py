@@ -18,7 +18,6 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from t5tune import errors
 from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -58,19 +57,14 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
-  from t5tune.train import experiment
   from t5tune.train import trainer
   config = _CONFIG.value
-  try:
-    experiment.validate(config, jax.device_count())
-  except ValueError as e:
-    if isinstance(e, errors.T5tuneError):
-      raise
-    raise errors.UsageError(str(e), where="--config",
-                            fix="`t5tune train --help` describes the flags") from None
+  # The trainer checks the config first (build.resolve: an errors.UsageError
+  # naming the key), before it writes anything or imports the task modules.
+  tr = trainer.Trainer(config, _WORKDIR.value)
   common.import_modules(config.data.modules, where="config.data.modules")
   logging.info("config:\n%s", config)
-  result = trainer.train(config, _WORKDIR.value)
+  result = tr.run()
   if jax.process_index() == 0:
     print(json.dumps({"step": result.step, "stop_reason": result.stop_reason,
                       "compile_seconds": round(result.compile_seconds, 3),

@@ -45,8 +45,8 @@ from flax import nnx
 from t5tune import errors
 from t5tune.models import layers
 from t5tune.models import t5
+from t5tune.train import build
 from t5tune.train import experiment
-from t5tune.train import optimizers
 from t5tune.train import regularizers
 from t5tune.train import replay
 from t5tune.train import trainer as trainer_lib
@@ -163,61 +163,45 @@ class Continual:
 
   def make_trainer(self, k: int, **kwargs) -> trainer_lib.Trainer:
     s = self.config.stages[self.order[k]]
-    penalty = regularizers.Penalty(l2sp=s.l2sp, ewc=s.ewc)
-    distill = regularizers.Distill(weight=s.distill, temperature=s.distill_temperature)
-    if distill.active and k == 0:
-      raise errors.UsageError("the first stage has no earlier model to distil from",
-                              where=f"config.stages.{self.order[0]}.distill",
-                              fix="set distill on later stages only")
+    for key, what in (("ewc", "stage to hold on to"), ("distill", "model to distil from")):
+      if k == 0 and s[key]:
+        raise errors.UsageError(f"the first stage has no earlier {what}",
+                                where=f"config.stages.{self.order[0]}.{key}",
+                                fix=f"set {key} on later stages only")
+    fisher = (lambda abstract: self._restore_tree(self.fisher_path(self.order[k - 1]), abstract))
+    terms = regularizers.stage_terms(l2sp=s.l2sp, ewc=s.ewc, fisher=fisher, distill=s.distill,
+                                     temperature=s.distill_temperature)
     return trainer_lib.Trainer(
-        self.stage_config(k), self.stage_dir(self.order[k]), mesh=self.mesh,
-        initial_params=(lambda tr: self._stage_start(k, tr)) if k else None,
-        penalty=penalty, distill=distill,
-        anchors=lambda tr, params: self._anchors(k, tr, params), **kwargs)
+        self.stage_config(k), self.stage_dir(self.order[k]), mesh=self.mesh, terms=terms,
+        initial_params=(lambda parts: self._stage_start(k, parts)) if k else None, **kwargs)
 
   # -- what a stage starts from ---------------------------------------------------
 
-  def final_params(self, name: str, tr: trainer_lib.Trainer) -> dict:
+  def final_params(self, name: str, mesh) -> dict:
     from t5tune.convert import loading
-    model = loading.load_model(os.path.join(self.stage_dir(name), "final"), tr.mesh)
+    model = loading.load_model(os.path.join(self.stage_dir(name), "final"), mesh)
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
-  def _stage_start(self, k: int, tr: trainer_lib.Trainer) -> dict:
-    params = self.final_params(self.order[k - 1], tr)
+  def _stage_start(self, k: int, parts: build.StepParts) -> dict:
+    params = self.final_params(self.order[k - 1], parts.mesh)
     if self.config.lora_per_stage:
       # Fold the previous stages' LoRA into the frozen kernels; a fresh LoRA
       # (A random with a per-stage seed, B zero) trains in this stage.
       fresh = nnx.to_pure_dict(nnx.state(
-          t5.build_model(tr.model_cfg, tr.mesh, seed=self.config.experiment.seed + k), nnx.Param))
+          t5.build_model(parts.model_cfg, parts.mesh, seed=self.config.experiment.seed + k),
+          nnx.Param))
       fresh_nodes = dict(lora_nodes(fresh))
-      scale = tr.model_cfg.lora_alpha / tr.model_cfg.lora_rank
+      scale = parts.model_cfg.lora_alpha / parts.model_cfg.lora_rank
       for path, node in lora_nodes(params):
         node["kernel"] = layers.fold_lora(node["kernel"], node["lora_a"], node["lora_b"], scale)
         node["lora_a"] = fresh_nodes[path]["lora_a"]
         node["lora_b"] = jnp.zeros_like(node["lora_b"])
     return params
 
-  def _anchors(self, k: int, tr: trainer_lib.Trainer, params: dict) -> dict:
-    trainable, _ = optimizers.split_trainable(params, tr.mask)
-    reg = {"anchor": trainable}
-    if tr.penalty is not None and tr.penalty.ewc:
-      if k == 0:
-        raise errors.UsageError("the first stage has no earlier stage to hold on to",
-                                where=f"config.stages.{self.order[0]}.ewc",
-                                fix="set ewc on later stages only")
-      reg["fisher"] = self.load_fisher(self.order[k - 1], tr)
-    return reg
-
   # -- EWC's Fisher -----------------------------------------------------------------
 
   def fisher_path(self, name: str) -> str:
     return os.path.join(self.stage_dir(name), "fisher")
-
-  def load_fisher(self, name: str, tr: trainer_lib.Trainer) -> Any:
-    import orbax.checkpoint as ocp
-    abstract = tr.abstract_state["reg"]["fisher"]
-    with ocp.StandardCheckpointer() as ckptr:
-      return ckptr.restore(self.fisher_path(name), abstract)
 
   def compute_fisher(self, k: int, tr: trainer_lib.Trainer, params: dict) -> Any:
     """Stage k's empirical Fisher on its own tasks' train data, plus the earlier stages' sum."""
@@ -230,10 +214,11 @@ class Continual:
         name, split="train", feature_lengths={"inputs": cfg.data.inputs_length,
                                               "targets": cfg.data.targets_length},
         batch_size=cfg.data.batch_size, pack=False, seed=cfg.seed + 1, mesh=tr.mesh)
-    trainable_sh, _ = optimizers.split_trainable(tr.state_shardings["params"], tr.mask)
+    parts = tr.parts
     # Jitted without a current mesh: one example at a time cannot honour the
     # model's batch-axis constraints, and XLA places the work from the inputs.
-    fn = jax.jit(regularizers.make_fisher_fn(tr.graphdef, tr.mask), out_shardings=trainable_sh)
+    fn = jax.jit(regularizers.make_fisher_fn(parts.graphdef, parts.mask),
+                 out_shardings=parts.trainable_shardings)
     total, examples = None, 0
     for _ in range(self.config.fisher_batches):
       batch = next(it)
@@ -372,13 +357,15 @@ class Continual:
     if os.path.exists(output_dir):
       raise errors.OutputExistsError(f"{output_dir} exists", where="--export_to",
                                      fix="choose a new directory (nothing is overwritten)")
-    tr = self.make_trainer(0)
-    tr.checkpointer.close()  # only its model config and starting weights are needed
+    # Stage 0's starting weights and model, built as its trainer builds them
+    # (nothing written: no trainer, no checkpoint manager).
+    cfg = self.stage_config(0)
+    mesh, model_cfg = build.resolve(cfg, mesh=self.mesh)
     if self._start_weights is None:  # one build for every export of this run
       self._start_weights = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32),
-                                         tr.fresh_params())
+                                         build.initial_params(cfg, mesh, model_cfg))
     params = copy.deepcopy(self._start_weights)
-    scale = tr.model_cfg.lora_alpha / tr.model_cfg.lora_rank
+    scale = model_cfg.lora_alpha / model_cfg.lora_rank
     adapters = {n: safetensors.numpy.load_file(os.path.join(self.stage_dir(n), "adapter.safetensors"))
                 for n in self.order if n in merge}
     for p, node in lora_nodes(params):
@@ -388,7 +375,7 @@ class Continual:
           node["kernel"] = layers.fold_lora(node["kernel"], adapters[n][key + "/lora_a"],
                                             adapters[n][key + "/lora_b"], scale)
       del node["lora_a"], node["lora_b"]
-    loading.write_hf_dir(output_dir, tr.model_cfg.replace(lora_rank=0), params)
+    loading.write_hf_dir(output_dir, model_cfg.replace(lora_rank=0), params)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, **kwargs) -> dict:

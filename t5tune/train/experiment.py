@@ -150,18 +150,15 @@ def check_divisible(model: model_config.T5Config, mesh_shape: tuple[int, int, in
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, int, int]:
   """Checks values that the schema's types cannot; returns the resolved mesh shape.
 
+  The model's fit to the mesh is checked by `build.resolve`, which knows the
+  model config (the preset's or init_from's).
+
   Raises ValueError naming the config key to change.
   """
   try:
     mesh_shape = sharding.resolve_mesh_shape(config.mesh.shape, num_devices)
   except ValueError as e:
     raise ValueError(f"config.mesh.shape: {e}") from None
-  if not config.init_from:
-    try:
-      model = resolve_model(config)
-    except ValueError as e:
-      raise ValueError(f"config.model: {e}") from None
-    check_divisible(model, mesh_shape)
   _choice("optimizer.name", config.optimizer.name, optimizers.OPTIMIZERS)
   _choice("schedule.name", config.schedule.name, optimizers.SCHEDULES)
   _choice("train.loss_normalization", config.train.loss_normalization, losses.NORMALIZATIONS)

@@ -1,9 +1,10 @@
 """A memory plan: the real train step compiled ahead of time for a mesh, and what XLA says it needs.
 
 Nothing is allocated: the model, optimizer state and batch are
-`ShapeDtypeStruct`s carrying the shardings the trainer would give them, and
-`jax.jit(train_step).lower(...).compile()` partitions the step for the mesh
-exactly as training would. The per-device figures are then
+`ShapeDtypeStruct`s carrying the shardings the trainer gives them, and the
+step is the trainer's own (`build.step_parts` of the experiment config: its
+freeze masks, micro-batches and loss options), lowered and compiled, so it
+is partitioned for the mesh exactly as training would. The per-device figures are then
 
 * parameters, optimizer state: the bytes of each array's shard on one device
   (from its sharding; exact),
@@ -20,22 +21,22 @@ tens of percent, while parameter and optimizer-state bytes are exact.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
-from flax import nnx
 
+from t5tune import errors
 from t5tune import sharding
 from t5tune.models import config as model_config
 from t5tune.models import info
-from t5tune.models import t5
+from t5tune.train import build
 from t5tune.train import experiment
-from t5tune.train import optimizers
-from t5tune.train import steps as steps_lib
 
 GIB = 1024 ** 3
 # Named accelerators: memory per device (GiB) and dense bf16 peak (TFLOP/s).
@@ -64,6 +65,7 @@ class Plan:
   flops_per_step: float  # analytic, whole mesh (6N-style matmul count)
   xla_flops_per_device: float  # XLA cost analysis of the partitioned step (-1 if unknown)
   compile_seconds: float
+  hlo_sha256: str = ""  # of the compiled step's HLO text: equal programs, equal hashes
 
   @property
   def devices(self) -> int:
@@ -85,6 +87,16 @@ class Plan:
     tokens = self.batch * (self.inputs_len + self.targets_len)
     seconds = self.flops_per_step / (self.devices * peak_tflops * 1e12 * mfu)
     return tokens / seconds
+
+
+_DEBUG_TABLES = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
+
+
+def program_fingerprint(compiled) -> str:
+  """sha256 of a compiled step's partitioned HLO, without the callers' source locations."""
+  blocks = compiled.as_text().split("\n\n")
+  kept = [b for b in blocks if b.split("\n", 1)[0].strip() not in _DEBUG_TABLES]
+  return hashlib.sha256("\n\n".join(kept).encode()).hexdigest()
 
 
 def shard_bytes(tree) -> int:
@@ -109,64 +121,57 @@ def abstract_batch(batch: int, inputs_len: int, targets_len: int, mesh) -> dict:
           for k, (s, d) in shapes.items()}
 
 
-@dataclasses.dataclass
-class StepParts:
-  """What the trainer builds before compiling: model graph, optimizer, shardings, abstract state."""
-
-  graphdef: object
-  tx: object
-  schedule: object
-  mask: dict
-  state_shardings: dict
-  abstract_state: dict
-
-
-def step_parts(cfg: model_config.T5Config, mesh, optimizer: str = "adafactor") -> StepParts:
-  """The train state's shapes and shardings on `mesh`, as the trainer makes them (no compile)."""
-  abstract = t5.abstract_model(cfg, mesh)
-  graphdef, abstract_params = nnx.split(abstract, nnx.Param)
-  params = nnx.to_pure_dict(abstract_params)
-  param_sh = nnx.to_pure_dict(sharding.state_shardings(abstract_params, mesh))
-  defaults = experiment.default_config()
-  opt_cfg = defaults.optimizer
-  opt_cfg.name = optimizer
-  tx, schedule = optimizers.make_optimizer(opt_cfg, defaults.schedule, 1000)
-  mask = jax.tree.map(lambda _: True, params)
-  state_sh, abstract_state = steps_lib.state_shardings(tx, params, param_sh, mask, mesh)
-  return StepParts(graphdef, tx, schedule, mask, state_sh, abstract_state)
+def preset_config(cfg: model_config.T5Config, mesh_shape: Sequence[int], batch: int,
+                  inputs_len: int, targets_len: int,
+                  optimizer: str = "adafactor") -> ml_collections.ConfigDict:
+  """The default experiment around a bare model spec (what `info --plan --config=PRESET` plans)."""
+  config = experiment.default_config()
+  config.optimizer.name = optimizer
+  config.mesh.shape = tuple(int(s) for s in mesh_shape)
+  config.data.batch_size = batch
+  config.data.inputs_length, config.data.targets_length = inputs_len, targets_len
+  config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"  # never read: no data
+  return config
 
 
-def compile_train_step(cfg: model_config.T5Config, mesh, parts: StepParts, batch_abs: dict):
-  """The trainer's jitted step (shardings, donation) compiled for these abstract inputs."""
-  step = steps_lib.make_train_step(parts.graphdef, parts.tx, parts.mask, parts.schedule,
-                                   loss=steps_lib.LossOptions(), dropout=cfg.dropout_rate > 0)
-  batch_sh = {k: v.sharding for k, v in batch_abs.items()}
-  with sharding.use_mesh(mesh):
-    return jax.jit(step, in_shardings=(parts.state_shardings, batch_sh),
-                   out_shardings=(parts.state_shardings, sharding.replicated(mesh)),
-                   donate_argnums=0).lower(parts.abstract_state, batch_abs).compile()
+def step_parts(cfg: model_config.T5Config, mesh, optimizer: str = "adafactor") -> build.StepParts:
+  """The train state's shapes and shardings on `mesh` of a bare model spec (no compile)."""
+  config = preset_config(cfg, mesh.devices.shape, mesh.size, 1, 1, optimizer)
+  return build.step_parts(config, mesh, cfg)
 
 
 def make_plan(cfg: model_config.T5Config, mesh_shape: Sequence[int], batch: int,
               inputs_len: int, targets_len: int, optimizer: str = "adafactor",
               devices: Sequence[jax.Device] | None = None) -> Plan:
-  """Compiles the train step for a (data, fsdp, tensor) mesh and returns its per-device memory."""
+  """Compiles the default train step of a model spec for a (data, fsdp, tensor) mesh (see `plan`)."""
   mesh_shape = tuple(int(s) for s in mesh_shape)
-  n = math.prod(mesh_shape)
-  devices = list(jax.devices("cpu") if devices is None else devices)
-  if len(devices) < n:
-    raise ValueError(f"the mesh {mesh_shape} needs {n} devices, {len(devices)} are simulated;"
-                     f" start the process with JAX_NUM_CPU_DEVICES={n}")
   if batch % (mesh_shape[0] * mesh_shape[1]):
-    raise ValueError(f"batch {batch} does not split over data x fsdp ="
-                     f" {mesh_shape[0] * mesh_shape[1]} devices")
-  experiment.check_divisible(cfg, mesh_shape)
-  mesh = sharding.make_mesh(mesh_shape, devices[:n])
-  parts = step_parts(cfg, mesh, optimizer)
+    raise errors.UsageError(f"batch {batch} does not split over data x fsdp ="
+                            f" {mesh_shape[0] * mesh_shape[1]} devices", where="--mesh/--batch")
+  return plan(preset_config(cfg, mesh_shape, batch, inputs_len, targets_len, optimizer),
+              devices, model_cfg=cfg, where="--mesh/--batch")
+
+
+def plan(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None,
+         model_cfg: model_config.T5Config | None = None, where: str = "--config") -> Plan:
+  """Compiles `config`'s train step, as the trainer builds it (`build.step_parts`: freeze
+  masks, micro-batches, loss options), on config.mesh.shape; returns its per-device memory.
+
+  `model_cfg` replaces the config's model (a plan of a bare model spec).
+  """
+  devices = list(jax.devices("cpu") if devices is None else devices)
+  n = math.prod(s for s in config.mesh.shape if s > 0)
+  if -1 not in tuple(config.mesh.shape) and len(devices) < n:
+    raise errors.UsageError(
+        f"the mesh {tuple(config.mesh.shape)} needs {n} devices, {len(devices)} are simulated",
+        where="--mesh", fix=f"start the process with JAX_NUM_CPU_DEVICES={n}")
+  mesh, cfg = build.resolve(config, devices=devices, model_cfg=model_cfg, where=where)
+  parts = build.step_parts(config, mesh, cfg)
   state = parts.abstract_state
-  batch_abs = abstract_batch(batch, inputs_len, targets_len, mesh)
+  batch_abs = abstract_batch(config.data.batch_size, config.data.inputs_length,
+                             config.data.targets_length, mesh)
   start = time.perf_counter()
-  compiled = compile_train_step(cfg, mesh, parts, batch_abs)
+  compiled = parts.compile(state, batch_abs)
   seconds = time.perf_counter() - start
   memory = compiled.memory_analysis()
   try:
@@ -175,9 +180,11 @@ def make_plan(cfg: model_config.T5Config, mesh_shape: Sequence[int], batch: int,
     xla_flops = float(cost.get("flops", -1.0))
   except Exception:  # cost analysis is optional per backend
     xla_flops = -1.0
+  batch, inputs_len, targets_len = (config.data.batch_size, config.data.inputs_length,
+                                    config.data.targets_length)
   return Plan(
-      mesh_shape=mesh_shape, batch=batch, inputs_len=inputs_len, targets_len=targets_len,
-      optimizer=optimizer,
+      mesh_shape=tuple(mesh.devices.shape), batch=batch, inputs_len=inputs_len,
+      targets_len=targets_len, optimizer=config.optimizer.name,
       params_bytes=shard_bytes(state["params"]),
       opt_state_bytes=shard_bytes(state["opt_state"]),
       batch_bytes=shard_bytes(batch_abs),
@@ -186,7 +193,8 @@ def make_plan(cfg: model_config.T5Config, mesh_shape: Sequence[int], batch: int,
       alias_bytes=int(memory.alias_size_in_bytes),
       temp_bytes=int(memory.temp_size_in_bytes),
       flops_per_step=float(info.train_flops(cfg, inputs_len, targets_len)) * batch,
-      xla_flops_per_device=xla_flops, compile_seconds=seconds)
+      xla_flops_per_device=xla_flops, compile_seconds=seconds,
+      hlo_sha256=program_fingerprint(compiled))
 
 
 def gib(n: float) -> str:

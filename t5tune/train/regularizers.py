@@ -12,8 +12,10 @@ Fisher of a stage is the mean over its examples of the squared gradient of
 the example's summed target log-likelihood, computed one example at a time
 (`lax.scan`), so memory stays at one gradient whatever the batch.
 
-The penalty enters the train step through `Penalty` (see steps.make_train_step)
-and is logged as train/penalty, apart from the task loss.
+Each is a `steps.LossTerm` (`L2SP`, `EWC`, `Distill`; `stage_terms` builds
+those of non-zero weight), passed to the trainer as a plug-in: the anchor
+and the Fisher are the terms' aux state. The penalties are added once per
+step and logged as train/penalty, apart from the task loss.
 
 Distillation (Hinton et al. 2015; in continual learning "Learning without
 Forgetting", Li & Hoiem 2017) pulls the model's target-token distributions
@@ -38,36 +40,85 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5tune.train import optimizers
+from t5tune.train import steps
+
+
+def _sum(tree) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return sum((jnp.sum(x) for x in leaves), jnp.zeros((), jnp.float32))
+
+
+def _diff_sq(trainable: Any, anchor: Any) -> Any:
+  return jax.tree.map(lambda p, a: jnp.square(p.astype(jnp.float32) - a.astype(jnp.float32)),
+                      trainable, anchor)
+
+
+class _Anchored(steps.LossTerm):
+  """A term holding on to the run's starting trainable parameters (state["reg"]["anchor"])."""
+
+  aux = {"anchor": None}
+
+  def init_aux(self, trainable: Any, abstract: dict) -> dict:
+    return {"anchor": trainable}
 
 
 @dataclasses.dataclass(frozen=True)
-class Penalty:
-  """Weights of the two penalties; `reg` holds {"anchor": tree, "fisher": tree (EWC only)}."""
-  l2sp: float = 0.0
-  ewc: float = 0.0
+class L2SP(_Anchored):
+  """l2sp / 2 * sum_i (theta_i - anchor_i)^2, once per step; logged as train/penalty."""
+  weight: float
+  name = "penalty"
 
-  @property
-  def active(self) -> bool:
-    return bool(self.l2sp or self.ewc)
-
-  def __call__(self, trainable: Any, reg: dict) -> jax.Array:
-    return penalty(trainable, reg, l2sp=self.l2sp, ewc=self.ewc)
+  def params_term(self, aux: dict, trainable: Any) -> jax.Array:
+    return 0.5 * self.weight * _sum(_diff_sq(trainable, aux["anchor"]))
 
 
 @dataclasses.dataclass(frozen=True)
-class Distill:
-  """Distillation from the stage's starting model: its weight and softmax temperature."""
-  weight: float = 0.0
+class EWC(_Anchored):
+  """ewc / 2 * sum_i F_i (theta_i - anchor_i)^2, once per step; logged as train/penalty.
+
+  `fisher(abstract)` gives the summed Fisher of the earlier stages with the
+  shapes and shardings of `abstract` (float32, like the trainable parameters).
+  """
+  weight: float
+  fisher: Callable[[Any], Any]
+  name = "penalty"
+  aux = {"anchor": None, "fisher": jnp.float32}
+
+  def init_aux(self, trainable: Any, abstract: dict) -> dict:
+    return {"anchor": trainable, "fisher": self.fisher(abstract["fisher"])}
+
+  def params_term(self, aux: dict, trainable: Any) -> jax.Array:
+    return 0.5 * self.weight * _sum(jax.tree.map(
+        jnp.multiply, aux["fisher"], _diff_sq(trainable, aux["anchor"])))
+
+
+@dataclasses.dataclass(frozen=True)
+class Distill(_Anchored):
+  """Distillation from the run's starting model (the anchor plus the frozen parameters); train/distill."""
+  weight: float
   temperature: float = 1.0
+  name = "distill"
 
-  @property
-  def active(self) -> bool:
-    return bool(self.weight)
-
-  def __call__(self, logits_BTV: jax.Array, teacher_logits_BTV: jax.Array,
-               loss_weights_BT: jax.Array, denominator: jax.Array) -> jax.Array:
-    return self.weight * kl_to_teacher(logits_BTV, teacher_logits_BTV, loss_weights_BT,
+  def logits_term(self, aux: dict, logits_BTV: jax.Array, batch: dict, apply: Callable,
+                  denominator: jax.Array) -> jax.Array:
+    # Teacher logits on the fly, on the same inputs, without dropout or gradient.
+    teacher_logits_BTV = jax.lax.stop_gradient(apply(aux["anchor"]))
+    return self.weight * kl_to_teacher(logits_BTV, teacher_logits_BTV,
+                                       batch["decoder_loss_weights"],
                                        temperature=self.temperature, denominator=denominator)
+
+
+def stage_terms(*, l2sp: float = 0.0, ewc: float = 0.0, fisher: Callable[[Any], Any] | None = None,
+                distill: float = 0.0, temperature: float = 1.0) -> list[steps.LossTerm]:
+  """The terms of the given weights; a weight of 0 adds none (the step is then plain fine-tuning)."""
+  terms = []
+  if l2sp:
+    terms.append(L2SP(l2sp))
+  if ewc:
+    terms.append(EWC(ewc, fisher))
+  if distill:
+    terms.append(Distill(distill, temperature))
+  return terms
 
 
 def kl_to_teacher(logits_BTV: jax.Array, teacher_logits_BTV: jax.Array,
@@ -79,23 +130,6 @@ def kl_to_teacher(logits_BTV: jax.Array, teacher_logits_BTV: jax.Array,
   log_q_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32) / t)
   kl_BT = jnp.sum(jnp.exp(log_p_BTV) * (log_p_BTV - log_q_BTV), axis=-1)
   return t * t * jnp.sum(kl_BT * loss_weights_BT.astype(jnp.float32)) / denominator
-
-
-def _sum(tree) -> jax.Array:
-  leaves = jax.tree.leaves(tree)
-  return sum((jnp.sum(x) for x in leaves), jnp.zeros((), jnp.float32))
-
-
-def penalty(trainable: Any, reg: dict, *, l2sp: float, ewc: float) -> jax.Array:
-  """The summed penalty; `trainable`, reg["anchor"] and reg["fisher"] share one structure."""
-  diff_sq = jax.tree.map(lambda p, a: jnp.square(p.astype(jnp.float32) - a.astype(jnp.float32)),
-                         trainable, reg["anchor"])
-  total = jnp.zeros((), jnp.float32)
-  if l2sp:
-    total = total + 0.5 * l2sp * _sum(diff_sq)
-  if ewc:
-    total = total + 0.5 * ewc * _sum(jax.tree.map(jnp.multiply, reg["fisher"], diff_sq))
-  return total
 
 
 def make_fisher_fn(graphdef: Any, mask: Any) -> Callable[[dict, dict], Any]:

@@ -3,7 +3,8 @@
 The train state is a plain dict pytree, so orbax and jax see nothing unusual:
 
   {"step": int32[], "params": nested dict of arrays (all parameters),
-   "opt_state": optax state of the trainable parameters only, "rng": uint32[2]}
+   "opt_state": optax state of the trainable parameters only, "rng": uint32[2],
+   "reg": the loss terms' aux trees (only with terms that keep some)}
 
 `train_step(state, batch) -> (state, metrics)` is one pure function; the
 trainer jits it once with in/out shardings and donates the state.
@@ -11,7 +12,7 @@ trainer jits it once with in/out shardings and donates the state.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -55,11 +56,47 @@ def _microbatches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array
   return {k: split(v) for k, v in batch.items()}
 
 
+class LossTerm:
+  """A term added to the training objective (L2-SP, EWC, distillation: see regularizers.py).
+
+  A term is a plug-in: the train step knows no term by name. It declares
+
+    name       the metric it is logged as (train/<name>), apart from `loss`;
+               the values of terms sharing a name add up
+    aux        {key: dtype or None}: trees shaped and sharded like the
+               trainable parameters that it keeps in state["reg"][key]
+               (None: the parameter's dtype); terms naming a key share it
+    init_aux(trainable, abstract) -> {key: tree}: its aux trees at the start
+               of a run, from the starting trainable parameters (`abstract`:
+               state["reg"]'s shapes and shardings, e.g. to restore from disk)
+
+  and one or both of
+
+    logits_term(aux, logits_BTV, batch, apply, denominator) -> scalar, added
+               to each (micro-)batch's objective; `apply(trainable)` gives the
+               logits of other trainable values (the frozen ones merged in,
+               no dropout) on the same inputs, `denominator` the task loss's
+    params_term(aux, trainable) -> scalar, added once per step (not per
+               micro-batch), its gradient added to the task gradient.
+  """
+
+  name: str = ""
+  aux: Mapping[str, Any] = {}
+  logits_term: Callable[..., jax.Array] | None = None
+  params_term: Callable[[dict, Any], jax.Array] | None = None
+
+  def init_aux(self, trainable: Any, abstract: dict) -> dict:
+    return {}
+
+
+def _add(values: dict, name: str, value: jax.Array) -> None:
+  values[name] = values[name] + value if name in values else value
+
+
 def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
                     schedule: optax.Schedule, *, loss: LossOptions,
                     microbatches: int = 1, dropout: bool = False,
-                    penalty: Callable[[Any, dict], jax.Array] | None = None,
-                    distill: Callable[..., jax.Array] | None = None
+                    terms: Sequence[LossTerm] = ()
                     ) -> Callable[[dict, dict], tuple[dict, dict]]:
   """Builds `train_step(state, batch) -> (state, metrics)`.
 
@@ -71,45 +108,49 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
     loss: loss options.
     microbatches: gradient accumulation over this many micro-batches.
     dropout: whether to pass a dropout key to the model.
-    penalty: `penalty(trainable, state["reg"]) -> scalar` added to the
-      objective once per step (not per micro-batch), e.g. a
-      `regularizers.Penalty`; logged as `penalty`, apart from `loss`.
-    distill: `distill(logits, teacher_logits, loss_weights, denominator) ->
-      scalar` added to each (micro-)batch's objective, the teacher being the
-      parameters `state["reg"]["anchor"]` (trainable part) with the frozen
-      ones, e.g. a `regularizers.Distill`; logged as `distill`, apart from `loss`.
+    terms: `LossTerm`s added to the objective, their aux state in
+      state["reg"]; each is logged under its name, while `loss` stays the
+      task loss.
   """
+  logit_terms = [t for t in terms if t.logits_term is not None]
+  param_terms = [t for t in terms if t.params_term is not None]
+
+  def params_objective(trainable, reg):
+    total, values = jnp.zeros((), jnp.float32), {}
+    for term in param_terms:
+      value = term.params_term(reg, trainable)
+      total = total + value
+      _add(values, term.name, value)
+    return total, values
 
   def train_step(state, batch):
     params = state["params"]
     trainable, frozen = optimizers.split_trainable(params, mask)
+    reg = state.get("reg", {})
     step_rng = jax.random.fold_in(state["rng"], state["step"])
     # One normaliser for the whole batch, so micro-batch losses add up exactly.
     denominator = losses.normalizer(batch["decoder_loss_weights"], loss.normalization,
                                     loss.constant)
 
-    # The frozen teacher: the stage's starting weights (frozen ones never change).
-    teacher = (optimizers.merge_trainable(state["reg"]["anchor"], frozen)
-               if distill is not None else None)
-
     def loss_fn(trainable_, mb, rng):
-      logits = _logits(graphdef, optimizers.merge_trainable(trainable_, frozen), mb,
-                       rng if dropout else None)
+      def apply(other, rng_=None):
+        return _logits(graphdef, optimizers.merge_trainable(other, frozen), mb, rng_)
+      logits = apply(trainable_, rng if dropout else None)
       value_, stats_ = losses.cross_entropy(
           logits, mb["decoder_target_tokens"], mb["decoder_loss_weights"],
           normalization=loss.normalization, constant=loss.constant,
           z_loss=loss.z_loss, label_smoothing=loss.label_smoothing,
           denominator=denominator)
-      if distill is None:
-        return value_, stats_
-      # Teacher logits on the fly, on the same inputs, without dropout or gradient.
-      teacher_logits = jax.lax.stop_gradient(_logits(graphdef, teacher, mb, None))
-      kd = distill(logits, teacher_logits, mb["decoder_loss_weights"], denominator)
-      return value_ + kd, {**stats_, "task_loss": value_, "distill": kd}
+      total, stats_ = value_, {**stats_, "task_loss": value_}
+      for term in logit_terms:
+        value = term.logits_term(reg, logits, mb, apply, denominator)
+        total = total + value
+        _add(stats_, term.name, value)
+      return total, stats_
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if microbatches == 1:
-      (value, stats), grads = grad_fn(trainable, batch, step_rng)
+      (_, stats), grads = grad_fn(trainable, batch, step_rng)
     else:
       mbs = _microbatches(batch, microbatches)
 
@@ -120,14 +161,16 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
 
       (value, stats), grads = jax.tree.map(jnp.zeros_like, jax.eval_shape(
           grad_fn, trainable, jax.tree.map(lambda x: x[0], mbs), step_rng))
-      (value, stats, grads), _ = jax.lax.scan(
+      (_, stats, grads), _ = jax.lax.scan(
           body, (value, stats, grads), (jnp.arange(microbatches), mbs))
 
-    extra = {}
-    if penalty is not None:
-      pen, pen_grads = jax.value_and_grad(penalty)(trainable, state["reg"])
-      grads = jax.tree.map(jnp.add, grads, pen_grads)
-      extra = {"penalty": pen}
+    term_values = {t.name: stats[t.name] for t in logit_terms}
+    if param_terms:
+      (_, values), term_grads = jax.value_and_grad(params_objective, has_aux=True)(
+          trainable, reg)
+      grads = jax.tree.map(jnp.add, grads, term_grads)
+      for name, value in values.items():
+        _add(term_values, name, value)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], trainable)
     new_trainable = optax.apply_updates(trainable, updates)
@@ -139,10 +182,8 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
     }
     if "reg" in state:
       new_state["reg"] = state["reg"]
+    value = stats["task_loss"]  # `loss` is the task loss, whatever the terms add
     tokens = jnp.maximum(stats["weight_sum"], 1.0)
-    if distill is not None:
-      extra["distill"] = stats["distill"]
-      value = stats["task_loss"]  # `loss` stays the task loss, as without distillation
     metrics = {
         "loss": value,
         "token_loss": stats["loss_sum"] / tokens,
@@ -153,11 +194,8 @@ def make_train_step(graphdef: Any, tx: optax.GradientTransformation, mask: Any,
         "learning_rate": schedule(state["step"]),
         "finite": jnp.isfinite(value) & jnp.isfinite(grad_norm),
         "skipped_steps": optimizers.skipped_steps(opt_state),
+        **term_values,
     }
-    if "penalty" in extra:
-      metrics["penalty"] = extra["penalty"]
-    if "distill" in extra:
-      metrics["distill"] = extra["distill"]
     return new_state, metrics
 
   return train_step

@@ -26,14 +26,10 @@ from flax import nnx
 
 from t5tune import progress
 from t5tune import sharding
-from t5tune.models import paths
-from t5tune.models import t5
+from t5tune.train import build
 from t5tune.train import checkpoints
-from t5tune.train import experiment
 from t5tune.train import divergence
 from t5tune.train import hooks
-from t5tune.train import optimizers
-from t5tune.train import regularizers
 from t5tune.train import steps as steps_lib
 
 EvalFn = Callable[[Any, int], dict]
@@ -112,65 +108,23 @@ class Trainer:
                eval_fns: Sequence[EvalFn] = (),
                mesh: jax.sharding.Mesh | None = None,
                extra_hooks: Sequence[hooks.Hook] = (),
-               initial_params: Callable[["Trainer"], dict] | None = None,
-               penalty: regularizers.Penalty | None = None,
-               distill: regularizers.Distill | None = None,
-               anchors: Callable[["Trainer", dict], dict] | None = None):
+               terms: Sequence[steps_lib.LossTerm] = (),
+               initial_params: Callable[[build.StepParts], dict] | None = None):
     self.config = config
     self.hooks = list(extra_hooks)
-    # Continual tuning (t5tune.train.continual): where a fresh run's parameters
-    # come from, and a penalty toward anchors kept in the train state as "reg"
-    # (distillation's teacher is the anchor too).
-    self._initial_params = initial_params
-    self.penalty = penalty if penalty is not None and penalty.active else None
-    self.distill = distill if distill is not None and distill.active else None
-    self._fresh = None  # fresh_params(), until the train state takes them
-    self._anchors = anchors
     self.workdir = os.path.abspath(workdir)
     self.eval_fns = list(eval_fns)
-    # A caller's mesh may use a subset of the devices (tests, notebooks).
-    mesh_shape = experiment.validate(config, mesh.size if mesh is not None else jax.device_count())
-    self.mesh = mesh if mesh is not None else sharding.make_mesh(mesh_shape)
-    if config.init_from:
-      from t5tune.convert import loading
-      self.model_cfg = loading.read_config(config.init_from).replace(
-          **experiment.model_overrides(config))
-    else:
-      self.model_cfg = experiment.resolve_model(config)
+    # Everything is checked and built before the workdir is touched.
+    self.mesh, self.model_cfg = build.resolve(config, mesh=mesh)
     checkpoints.check_resumable(self.workdir, self.model_cfg.to_dict())
+    self.parts = build.step_parts(config, self.mesh, self.model_cfg, terms)
+    self.graphdef = self.parts.graphdef
+    self._initial_params = initial_params  # where a fresh run's parameters come from
+    self._fresh = None  # fresh_params(), until the train state takes them
     os.makedirs(self.workdir, exist_ok=True)
     if jax.process_index() == 0:
       with open(os.path.join(self.workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=2, default=str)
-
-    abstract = t5.abstract_model(self.model_cfg, self.mesh)
-    self.graphdef, abstract_state = nnx.split(abstract, nnx.Param)
-    self._abstract_params_nnx = abstract_state
-    abstract_params = nnx.to_pure_dict(abstract_state)
-    param_shardings = nnx.to_pure_dict(sharding.state_shardings(abstract_state, self.mesh))
-    self.mask = optimizers.trainable_mask(abstract_params, config.optimizer.freeze,
-                                          config.optimizer.train_only)
-    if not any(jax.tree.leaves(self.mask)):
-      raise ValueError(
-          f"config.optimizer.freeze={config.optimizer.freeze!r} /"
-          f" train_only={config.optimizer.train_only!r} freeze every parameter;"
-          f" loosen the regexes (paths look like {paths.EXAMPLE!r})")
-    self.tx, self.schedule = optimizers.make_optimizer(
-        config.optimizer, config.schedule, config.train.steps,
-        skip_nonfinite=config.train.nonfinite == "skip")
-    self.state_shardings, self.abstract_state = steps_lib.state_shardings(
-        self.tx, abstract_params, param_shardings, self.mask, self.mesh)
-    if self.penalty is not None or self.distill is not None:
-      self._add_reg_state(abstract_params, param_shardings)
-    self.loss = steps_lib.LossOptions(
-        normalization=config.train.loss_normalization,
-        constant=config.train.loss_normalizing_factor,
-        z_loss=config.train.z_loss, label_smoothing=config.train.label_smoothing)
-    self.train_step = steps_lib.make_train_step(
-        self.graphdef, self.tx, self.mask, self.schedule, loss=self.loss,
-        microbatches=config.train.microbatches,
-        dropout=self.model_cfg.dropout_rate > 0, penalty=self.penalty, distill=self.distill)
-    self.eval_step = steps_lib.make_eval_step(self.graphdef, loss=self.loss)
 
     self.train_iter = train_iter
     self._eval_iter_fn = eval_iter_fn
@@ -182,17 +136,6 @@ class Trainer:
 
   # -- state ------------------------------------------------------------------
 
-  def _add_reg_state(self, abstract_params: dict, param_shardings: dict):
-    """state["reg"]: the anchor (and EWC's Fisher) over the trainable parameters."""
-    trainable, _ = optimizers.split_trainable(abstract_params, self.mask)
-    trainable_sh, _ = optimizers.split_trainable(param_shardings, self.mask)
-    keys = ("anchor", "fisher") if self.penalty is not None and self.penalty.ewc else ("anchor",)
-    self.state_shardings["reg"] = {k: trainable_sh for k in keys}
-    self.abstract_state["reg"] = {
-        k: jax.tree.map(lambda a, sh, k=k: jax.ShapeDtypeStruct(
-            a.shape, jnp.float32 if k == "fisher" else a.dtype, sharding=sh),
-                        trainable, trainable_sh) for k in keys}
-
   def _params_nnx(self, params: dict) -> nnx.State:
     """The nnx.State form saved under params/ (what load_model reads)."""
     return nnx.state(nnx.merge(self.graphdef, params), nnx.Param)
@@ -203,21 +146,14 @@ class Trainer:
     if latest is not None:
       with sharding.use_mesh(self.mesh):
         params, rest = self.checkpointer.restore(
-            latest, abstract_params=self._abstract_params_nnx,
-            abstract_state={k: v for k, v in self.abstract_state.items() if k != "params"},
+            latest, abstract_params=self.parts.abstract_params,
+            abstract_state={k: v for k, v in self.parts.abstract_state.items() if k != "params"},
             iterator=self.train_iter)
       logging.info("resumed from %s", self.checkpointer.step_dir(latest))
       return {**rest, "params": nnx.to_pure_dict(params)}, True
     params = self.fresh_params()
     self._fresh = None  # the train step donates them: never hand them out again
-    state = steps_lib.init_state(self.tx, params, self.mask, self.state_shardings,
-                                 self.config.seed)
-    if "reg" in self.abstract_state:
-      # A copy: an anchor that shares the parameters' buffers would be donated
-      # twice by the jitted train step (which donates the whole state).
-      reg = jax.tree.map(lambda x: x.copy(), self._anchors(self, state["params"]))
-      state["reg"] = jax.device_put(reg, self.state_shardings["reg"])
-    return state, False
+    return self.parts.init_state(params, self.config.seed), False
 
   def fresh_params(self) -> dict:
     """The parameters a run without checkpoints starts from (pure dict).
@@ -226,20 +162,13 @@ class Trainer:
     starting model before training (continual tuning) builds it once, not twice.
     """
     if self._fresh is None:
-      self._fresh = self._build_fresh_params()
+      if self._initial_params is not None:
+        self._fresh = self._initial_params(self.parts)
+      else:
+        self._fresh = build.initial_params(self.config, self.mesh, self.model_cfg)
+        if self.config.init_from:
+          logging.info("initial parameters from %s", self.config.init_from)
     return self._fresh
-
-  def _build_fresh_params(self) -> dict:
-    if self._initial_params is not None:
-      return self._initial_params(self)
-    if self.config.init_from:
-      from t5tune.convert import loading
-      model = loading.load_model(self.config.init_from, self.mesh,
-                                 **experiment.model_overrides(self.config))
-      logging.info("initial parameters from %s", self.config.init_from)
-    else:
-      model = t5.build_model(self.model_cfg, self.mesh, seed=self.config.seed)
-    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
   def save(self, state: dict, *, metrics: dict | None = None, force: bool = False) -> bool:
     rest = {k: v for k, v in state.items() if k != "params"}
@@ -250,12 +179,8 @@ class Trainer:
 
   def compile(self, state: dict, batch: dict):
     """The train step, jitted with the state/batch shardings and state donation, compiled."""
-    batch_sh = steps_lib.batch_shardings(batch, self.mesh)
-    with sharding.use_mesh(self.mesh), progress.status("compile train step"):
-      return jax.jit(
-          self.train_step, in_shardings=(self.state_shardings, batch_sh),
-          out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
-          donate_argnums=0).lower(state, batch).compile()
+    with progress.status("compile train step"):
+      return self.parts.compile(state, batch)
 
   # -- evaluation ---------------------------------------------------------------
 
@@ -317,7 +242,8 @@ class Trainer:
     """Progress bar, train logging, evaluation (+ early stopping), saving: in that order."""
     config = self.config
     with sharding.use_mesh(self.mesh):
-      jitted_eval = jax.jit(self.eval_step, in_shardings=(self.state_shardings["params"], None))
+      jitted_eval = jax.jit(self.parts.eval_step,
+                            in_shardings=(self.parts.state_shardings["params"], None))
     bar = hooks.ProgressBar(loop.total, loop.step)
     stopping = hooks.EarlyStopping(config.eval.metric, config.eval.mode, config.eval.patience)
     return [
@@ -384,7 +310,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           eval_iter_fn: Callable[[], Iterator] | None = None,
           eval_fns: Sequence[EvalFn] = (),
           mesh: jax.sharding.Mesh | None = None,
-          extra_hooks: Sequence[hooks.Hook] = ()) -> TrainResult:
+          extra_hooks: Sequence[hooks.Hook] = (),
+          terms: Sequence[steps_lib.LossTerm] = ()) -> TrainResult:
   """Trains (or resumes training) as `config` says, writing everything under `workdir`.
 
   Args:
@@ -399,10 +326,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     mesh: a mesh to use instead of one built from config.mesh.shape.
     extra_hooks: `hooks.Hook`s called after the standard ones (log, evaluate,
       save) at every step and at the end.
+    terms: `steps.LossTerm`s added to the training objective (e.g.
+      regularizers.L2SP), each logged as train/<name>.
 
   Raises:
     NonFiniteError: a non-finite loss with config.train.nonfinite == "stop".
-    ValueError: a config value that cannot work (before anything is compiled).
+    errors.UsageError: a config value that cannot work (a ValueError; raised
+      before anything is compiled or written).
   """
   return Trainer(config, workdir, train_iter=train_iter, eval_iter_fn=eval_iter_fn,
-                 eval_fns=eval_fns, mesh=mesh, extra_hooks=extra_hooks).run()
+                 eval_fns=eval_fns, mesh=mesh, extra_hooks=extra_hooks, terms=terms).run()

@@ -204,8 +204,10 @@ def test_penalties_and_fisher_equal_a_direct_computation(tiny_model):
                         is_leaf=lambda x: isinstance(x, tuple))
   anchor = jax.tree.map(lambda x: x + jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
   fisher = jax.tree.map(lambda x: jnp.asarray(rng.uniform(size=x.shape), jnp.float32), params)
-  value, grad = jax.value_and_grad(regularizers.Penalty(l2sp=0.3, ewc=2.0))(
-      params, {"anchor": anchor, "fisher": fisher})
+  def both(p, reg):  # the two terms as the train step adds them
+    return (regularizers.L2SP(0.3).params_term(reg, p)
+            + regularizers.EWC(2.0, fisher=None).params_term(reg, p))
+  value, grad = jax.value_and_grad(both)(params, {"anchor": anchor, "fisher": fisher})
   d = jax.tree.map(lambda p, a: np.asarray(p, np.float64) - np.asarray(a, np.float64), params, anchor)
   f = jax.tree.map(np.asarray, fisher)
   expected = sum(0.15 * np.sum(x ** 2) + 1.0 * np.sum(w * x ** 2)
@@ -213,7 +215,7 @@ def test_penalties_and_fisher_equal_a_direct_computation(tiny_model):
   np.testing.assert_allclose(float(value), expected, rtol=1e-5)
   for g, x, w in zip(jax.tree.leaves(grad), jax.tree.leaves(d), jax.tree.leaves(f)):
     np.testing.assert_allclose(np.asarray(g), 0.3 * x + 2.0 * w * x, rtol=1e-5, atol=1e-6)
-  l2_only = regularizers.Penalty(l2sp=0.3)(params, {"anchor": anchor})
+  l2_only = regularizers.L2SP(0.3).params_term({"anchor": anchor}, params)
   np.testing.assert_allclose(float(l2_only), sum(0.15 * np.sum(x ** 2) for x in jax.tree.leaves(d)),
                              rtol=1e-5)
 
@@ -291,19 +293,17 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
 
 
 def test_a_trainer_anchored_on_its_own_parameters_runs_with_penalty_and_distillation(tmp_path):
-  # A stage's anchor (and teacher) is its starting parameters; the train step
+  # A stage's anchor (and teacher) is its starting parameters (the terms' aux
+  # state, made by the trainer from the parameters it starts from); the train step
   # donates the whole state, so the anchor must not share their buffers
   # (jax refuses a buffer donated twice). At step 1 the model is its own
   # anchor and teacher: both terms are 0; after one update both are positive.
-  from t5tune.train import optimizers
   from t5tune.train import trainer
   from tests.train import test_train_step
   # The train-step tests' tiny synthetic-data config, 2 steps.
   config = test_train_step._config(**{"train.steps": 2, "train.log_every": 1})
-  tr = trainer.Trainer(
-      config, str(tmp_path), penalty=regularizers.Penalty(l2sp=1.0),
-      distill=regularizers.Distill(weight=1.0),
-      anchors=lambda tr, params: {"anchor": optimizers.split_trainable(params, tr.mask)[0]})
+  tr = trainer.Trainer(config, str(tmp_path),
+                       terms=regularizers.stage_terms(l2sp=1.0, distill=1.0))
   assert tr.run().step == 2
   logged = [json.loads(l) for l in (tmp_path / "metrics.jsonl").open() if "train/penalty" in l]
   assert [m["step"] for m in logged] == [1, 2]
@@ -343,7 +343,7 @@ def test_distillation_loss_and_gradient_equal_a_direct_computation(tiny_model):
   tx = optax.sgd(1.0)
   step = jax.jit(steps.make_train_step(
       graphdef, tx, mask, lambda s: 1.0, loss=steps.LossOptions(),
-      distill=regularizers.Distill(weight=weight, temperature=t)))
+      terms=[regularizers.Distill(weight, t)]))
   state0 = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
             "rng": jax.random.PRNGKey(0), "reg": {"anchor": teacher}}
   new, metrics = step(state0, {k: jnp.asarray(v) for k, v in batch.items()})
@@ -371,3 +371,151 @@ def test_distillation_loss_and_gradient_equal_a_direct_computation(tiny_model):
                        jax.tree.leaves(want)):
     np.testing.assert_allclose(np.asarray(p0) - np.asarray(p1), np.asarray(g), rtol=1e-4, atol=1e-6)
   _assert_trees_equal(jax.device_get(new["reg"]["anchor"]), jax.device_get(teacher))  # frozen
+
+
+def _main_train_step(graphdef, tx, mask, schedule, *, loss, microbatches=1, penalty=None,
+                     distill=None):
+  """The train step of main before the loss terms (issue 20), penalty and distillation written
+  into it, as it was (dropout off): the reference the plug-in terms must equal bitwise."""
+  from t5tune.train import losses
+  from t5tune.train import optimizers
+  from t5tune.train import steps
+  import optax
+
+  def train_step(state, batch):
+    params = state["params"]
+    trainable, frozen = optimizers.split_trainable(params, mask)
+    step_rng = jax.random.fold_in(state["rng"], state["step"])
+    denominator = losses.normalizer(batch["decoder_loss_weights"], loss.normalization,
+                                    loss.constant)
+    teacher = (optimizers.merge_trainable(state["reg"]["anchor"], frozen)
+               if distill is not None else None)
+
+    def loss_fn(trainable_, mb, rng):
+      logits = steps._logits(graphdef, optimizers.merge_trainable(trainable_, frozen), mb, None)
+      value_, stats_ = losses.cross_entropy(
+          logits, mb["decoder_target_tokens"], mb["decoder_loss_weights"],
+          normalization=loss.normalization, constant=loss.constant,
+          z_loss=loss.z_loss, label_smoothing=loss.label_smoothing,
+          denominator=denominator)
+      if distill is None:
+        return value_, stats_
+      teacher_logits = jax.lax.stop_gradient(steps._logits(graphdef, teacher, mb, None))
+      kd = distill(logits, teacher_logits, mb["decoder_loss_weights"], denominator)
+      return value_ + kd, {**stats_, "task_loss": value_, "distill": kd}
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if microbatches == 1:
+      (value, stats), grads = grad_fn(trainable, batch, step_rng)
+    else:
+      mbs = steps._microbatches(batch, microbatches)
+
+      def body(carry, xs):
+        i, mb = xs
+        (v, s), g = grad_fn(trainable, mb, jax.random.fold_in(step_rng, i))
+        return jax.tree.map(jnp.add, carry, (v, s, g)), None
+
+      (value, stats), grads = jax.tree.map(jnp.zeros_like, jax.eval_shape(
+          grad_fn, trainable, jax.tree.map(lambda x: x[0], mbs), step_rng))
+      (value, stats, grads), _ = jax.lax.scan(
+          body, (value, stats, grads), (jnp.arange(microbatches), mbs))
+
+    extra = {}
+    if penalty is not None:
+      pen, pen_grads = jax.value_and_grad(penalty)(trainable, state["reg"])
+      grads = jax.tree.map(jnp.add, grads, pen_grads)
+      extra = {"penalty": pen}
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state["opt_state"], trainable)
+    new_trainable = optax.apply_updates(trainable, updates)
+    new_state = {"step": state["step"] + 1,
+                 "params": optimizers.merge_trainable(new_trainable, frozen),
+                 "opt_state": opt_state, "rng": state["rng"]}
+    if "reg" in state:
+      new_state["reg"] = state["reg"]
+    tokens = jnp.maximum(stats["weight_sum"], 1.0)
+    if distill is not None:
+      extra["distill"] = stats["distill"]
+      value = stats["task_loss"]
+    metrics = {"loss": value, "token_loss": stats["loss_sum"] / tokens,
+               "z_loss": stats["z_loss_sum"] / tokens, "accuracy": stats["correct"] / tokens,
+               "target_tokens": stats["weight_sum"], "grad_norm": grad_norm,
+               "learning_rate": schedule(state["step"]),
+               "finite": jnp.isfinite(value) & jnp.isfinite(grad_norm),
+               "skipped_steps": optimizers.skipped_steps(opt_state), **extra}
+    return new_state, metrics
+
+  return train_step
+
+
+def _main_penalty(l2sp, ewc):
+  """main's `regularizers.penalty` (L2-SP and EWC summed in one function)."""
+  def penalty(trainable, reg):
+    diff_sq = jax.tree.map(lambda p, a: jnp.square(p.astype(jnp.float32) - a.astype(jnp.float32)),
+                           trainable, reg["anchor"])
+    total = jnp.zeros((), jnp.float32)
+    if l2sp:
+      total = total + 0.5 * l2sp * regularizers._sum(diff_sq)
+    if ewc:
+      total = total + 0.5 * ewc * regularizers._sum(jax.tree.map(jnp.multiply, reg["fisher"],
+                                                                 diff_sq))
+    return total
+  return penalty
+
+
+@pytest.mark.parametrize("weights", [
+    {}, {"l2sp": 0.3}, {"ewc": 2.0}, {"distill": 0.7, "temperature": 2.0},
+    {"l2sp": 0.3, "distill": 0.7, "temperature": 2.0},
+], ids=["weight0", "l2sp", "ewc", "distill", "l2sp+distill"])
+def test_loss_terms_equal_mains_train_step_bitwise(tiny_model, weights):
+  # Two steps (2 micro-batches each, the encoder frozen) through the generic
+  # step with regularizers' terms, and through main's step that had the
+  # penalty and distillation written into it: parameters, optimizer state
+  # and every metric equal bitwise. Weight 0 adds no term (plain fine-tuning).
+  # (L2-SP and EWC in one stage are two terms now, each with its own gradient,
+  # where main summed their cotangents first: equal to ulps, not bitwise; the
+  # direct-computation test above checks their sum.)
+  import optax
+  from t5tune.train import optimizers
+  from t5tune.train import steps
+  from t5tune.train import synthetic
+  cfg, graphdef, params = tiny_model
+  rng = np.random.default_rng(2)
+  mask = optimizers.trainable_mask(params, r"^encoder/", "")
+  trainable, _ = optimizers.split_trainable(params, mask)
+  reg = {"anchor": jax.tree.map(lambda x: x + jnp.asarray(0.05 * rng.normal(size=x.shape),
+                                                          x.dtype), trainable),
+         "fisher": jax.tree.map(lambda x: jnp.asarray(rng.uniform(size=x.shape), jnp.float32),
+                                trainable)}
+  terms = regularizers.stage_terms(**weights, fisher=lambda abstract: reg["fisher"])
+  assert bool(terms) == bool(weights)
+  l2sp, ewc = weights.get("l2sp", 0.0), weights.get("ewc", 0.0)
+  main_step = _main_train_step(
+      graphdef, optax.adam(1e-2), mask, lambda s: 1e-2, loss=steps.LossOptions(),
+      microbatches=2, penalty=_main_penalty(l2sp, ewc) if l2sp or ewc else None,
+      distill=(lambda lg, t_lg, w, d: weights["distill"] * regularizers.kl_to_teacher(
+          lg, t_lg, w, temperature=weights["temperature"], denominator=d))
+      if "distill" in weights else None)
+  new_step = steps.make_train_step(graphdef, optax.adam(1e-2), mask, lambda s: 1e-2,
+                                   loss=steps.LossOptions(), microbatches=2, terms=terms)
+  it = synthetic.SyntheticIterator(batch_size=4, inputs_length=8, targets_length=5,
+                                   vocab_size=cfg.vocab_size, seed=0, mesh=None)
+  batches = [{k: jnp.asarray(v) for k, v in it.host_batch(i).items()} for i in range(2)]
+
+  def run(step):
+    state = {"step": jnp.zeros((), jnp.int32), "params": params,
+             "opt_state": optax.adam(1e-2).init(trainable), "rng": jax.random.PRNGKey(0)}
+    if terms:
+      keys = {k for t in terms for k in t.aux}
+      state["reg"] = {k: reg[k] for k in keys}
+    step = jax.jit(step)
+    logged = []
+    for batch in batches:
+      state, metrics = step(state, batch)
+      logged.append(metrics)
+    return jax.device_get((state, logged))
+
+  want, got = run(main_step), run(new_step)
+  _assert_trees_equal(got, want)
+  names = set(got[1][0])
+  assert ("penalty" in names) == bool(l2sp or ewc) and ("distill" in names) == ("distill" in weights)

@@ -137,3 +137,46 @@ def test_early_stopping_and_keep_best(tmp_path, mesh):
   assert result.eval_metrics["eval/score"] == -3.0
   steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
   assert steps == [1, 3]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+  """A t5tune model directory of the tiny model (4 heads), one layer per stack."""
+  from t5tune.convert import loading
+  from t5tune.models import config as model_config
+  from t5tune.models import t5
+  path = str(tmp_path_factory.mktemp("init") / "model")
+  cfg = model_config.preset("tiny", num_encoder_layers=1, num_decoder_layers=1)
+  loading.save_model(t5.build_model(cfg, seed=0), path)
+  return path
+
+
+@pytest.mark.parametrize("changes, message", [
+    # init_from's own architecture (4 heads) split 8 ways: checked like a preset's.
+    ({"mesh.shape": (1, 1, 8)}, "splits num_heads=4 8 ways"),
+    ({"data.batch_size": 12, "mesh.shape": (8, 1, 1)}, "not divisible by the data-parallel size 8"),
+])
+def test_init_from_that_does_not_fit_the_mesh_fails_before_writing(tmp_path, model_dir, changes,
+                                                                   message):
+  from t5tune import errors
+  config = _config(**changes)
+  config.init_from = model_dir
+  workdir = tmp_path / "run"
+  with pytest.raises(errors.UsageError, match=message):
+    trainer.Trainer(config, str(workdir))
+  assert not workdir.exists()
+
+
+def test_init_from_that_does_not_fit_the_mesh_is_one_line_from_the_cli(tmp_path, model_dir):
+  workdir = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "-m", "t5tune.main", "train", "--config=configs/experiments/tiny.py",
+       f"--workdir={workdir}", f"--config.init_from={model_dir}",
+       "--config.data.iterator_factory=t5tune.train.synthetic:make_iterator",
+       "--config.mesh.shape=(1,1,8)"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=REPO))
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "num_heads=4" in lines[0] and "config.mesh.shape" in lines[0], lines
+  assert not workdir.exists()

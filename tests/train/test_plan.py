@@ -83,3 +83,37 @@ def test_cli_plan_rejects_bad_mesh_in_one_line():
   assert out.returncode != 0
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and "batch 8 does not split" in lines[0], out.stderr
+
+
+def test_plan_of_an_experiment_is_the_trainers_own_step(tmp_path):
+  # Freeze masks, micro-batches, LoRA and loss options all change the
+  # program: the plan must compile exactly the one the trainer compiles.
+  from t5tune.train import synthetic
+  from t5tune.train import trainer
+  from tests.train import test_train_step
+  config = test_train_step._config(**{
+      "optimizer.freeze": r"^encoder/", "train.microbatches": 2, "train.z_loss": 1e-4,
+      "train.label_smoothing": 0.1, "mesh.shape": MESH})
+  config.model.overrides.num_encoder_layers = config.model.overrides.num_decoder_layers = 1
+  config.model.overrides.lora_rank = 4
+  predicted = plan.plan(config, jax.devices())
+
+  tr = trainer.Trainer(config, str(tmp_path), mesh=sharding.make_mesh(MESH))
+  state, _ = tr.initial_state()
+  batch = next(synthetic.SyntheticIterator(
+      batch_size=config.data.batch_size, inputs_length=config.data.inputs_length,
+      targets_length=config.data.targets_length, vocab_size=tr.model_cfg.vocab_size, seed=0,
+      mesh=tr.mesh))
+  real = tr.compile(state, batch)
+  tr.checkpointer.close()
+  memory = real.memory_analysis()
+  assert (predicted.argument_bytes, predicted.output_bytes, predicted.alias_bytes,
+          predicted.temp_bytes) == (memory.argument_size_in_bytes, memory.output_size_in_bytes,
+                                    memory.alias_size_in_bytes, memory.temp_size_in_bytes)
+  assert predicted.mesh_shape == MESH and predicted.batch == config.data.batch_size
+  # The frozen encoder has no optimizer state; the plan's state is the trainer's.
+  assert predicted.opt_state_bytes == plan.shard_bytes(tr.parts.abstract_state["opt_state"])
+  assert predicted.opt_state_bytes < plan.shard_bytes(
+      plan.step_parts(tr.model_cfg, tr.mesh, "adamw").abstract_state["opt_state"])
+  # The same program, op for op (HLO after partitioning).
+  assert predicted.hlo_sha256 == plan.program_fingerprint(real)
