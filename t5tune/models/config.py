@@ -6,6 +6,7 @@ import re
 from typing import Any, Mapping
 
 from t5tune import errors
+from t5tune import ranges
 
 FEED_FORWARD_KINDS = ("relu", "gelu", "gated-gelu", "gated-silu", "gated-relu")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -45,8 +46,8 @@ class T5Config:
   # umT5 / t5x scalable_t5: every layer's self-attention has its own
   # relative-position table instead of one shared by the stack.
   relative_attention_per_layer: bool = False
-  dropout_rate: float = 0.1
-  layer_norm_epsilon: float = 1e-6
+  dropout_rate: float = dataclasses.field(default=0.1, metadata=ranges.meta("[0, 1)"))
+  layer_norm_epsilon: float = dataclasses.field(default=1e-6, metadata=ranges.meta("(0, 1)"))
   # "relu" is T5 v1.0; "gated-gelu" is T5 v1.1 / Flan-T5 / mT5 / ByT5;
   # "gated-silu" is UL2.
   feed_forward_proj: str = "gated-gelu"
@@ -75,7 +76,8 @@ class T5Config:
   # Parameter-efficient tuning (0 = off). Each adds parameters whose names
   # contain `lora_`, `prompt`, `prefix_` or `adapter`; `PEFT_PARAMS` matches them.
   lora_rank: int = 0  # LoRA on the projections matched by lora_targets
-  lora_alpha: float = 16.0  # LoRA update scaled by lora_alpha / lora_rank
+  # LoRA update scaled by lora_alpha / lora_rank
+  lora_alpha: float = dataclasses.field(default=16.0, metadata=ranges.meta("(0, inf)"))
   lora_targets: str = r"attention\.(q|v)$"  # regex on e.g. "cross_attention.v", "mlp.wi_0"
   prompt_length: int = 0  # prompt tuning: learned embeddings before the encoder input
   prefix_length: int = 0  # prefix tuning: learned keys/values in every attention
@@ -84,6 +86,7 @@ class T5Config:
   def __post_init__(self):
     if self.scale_decoder_outputs is None:
       object.__setattr__(self, "scale_decoder_outputs", bool(self.tie_word_embeddings))
+    ranges.check_fields(self, "T5Config.")
     if self.feed_forward_proj not in FEED_FORWARD_KINDS:
       raise ValueError(
           f"T5Config.feed_forward_proj={self.feed_forward_proj!r}: expected one"

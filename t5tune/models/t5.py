@@ -215,20 +215,28 @@ class DecodeCache:
     return self._map_rows(lambda x, axis: jnp.take(x, rows_B, axis=axis), cross=cross)
 
 
-class Encoder(nnx.Module):
+class _Stack(nnx.Module):
+  """What the encoder and decoder stacks share: the layers, the shared position table, norm, dropout."""
 
-  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+  def __init__(self, config: T5Config, layer_cls, num_layers: int, *, bidirectional: bool,
+               rngs: nnx.Rngs):
     self.per_layer_bias = config.relative_attention_per_layer
     if not self.per_layer_bias:
-      self.relpos_bias = layers.RelativePositionBias(config, bidirectional=True, rngs=rngs)
-    # `layers` is paths.LAYERS: parameter paths read encoder/layers/<i>/...
-    # (encoder/layers/... with a leading layer axis when scanned)
-    self.layers = _make_layers(EncoderLayer, config, config.num_encoder_layers, rngs)
+      self.relpos_bias = layers.RelativePositionBias(config, bidirectional=bidirectional, rngs=rngs)
+    # `layers` is paths.LAYERS: parameter paths read encoder|decoder/layers/<i>/...
+    # (.../layers/... with a leading layer axis when scanned)
+    self.layers = _make_layers(layer_cls, config, num_layers, rngs)
     self.final_norm = layers.RMSNorm(config, rngs=rngs)
     self.dropout = nnx.Dropout(config.dropout_rate)
     self.remat_policy = config.remat_policy
     self.scanned = config.scan_layers
-    self.num_layers = config.num_encoder_layers
+    self.num_layers = num_layers
+
+
+class Encoder(_Stack):
+
+  def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
+    super().__init__(config, EncoderLayer, config.num_encoder_layers, bidirectional=True, rngs=rngs)
 
   def __call__(self, x_BLD, positions_BL, segments_BL, rngs=None):
     # The shared table's bias is computed once, outside the layers (scanned or not).
@@ -253,20 +261,10 @@ class Encoder(nnx.Module):
     return self.dropout(x_BLD, deterministic=rngs is None, rngs=rngs)
 
 
-class Decoder(nnx.Module):
+class Decoder(_Stack):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
-    self.per_layer_bias = config.relative_attention_per_layer
-    if not self.per_layer_bias:
-      self.relpos_bias = layers.RelativePositionBias(config, bidirectional=False, rngs=rngs)
-    # `layers` is paths.LAYERS: parameter paths read decoder/layers/<i>/...
-    # (decoder/layers/... with a leading layer axis when scanned)
-    self.layers = _make_layers(DecoderLayer, config, config.num_decoder_layers, rngs)
-    self.final_norm = layers.RMSNorm(config, rngs=rngs)
-    self.dropout = nnx.Dropout(config.dropout_rate)
-    self.remat_policy = config.remat_policy
-    self.scanned = config.scan_layers
-    self.num_layers = config.num_decoder_layers
+    super().__init__(config, DecoderLayer, config.num_decoder_layers, bidirectional=False, rngs=rngs)
 
   def self_bias(self, layer, q_pos_BT, k_pos_BS):
     """The self-attention position bias [B, H, T, S] that `layer` uses."""

@@ -1,0 +1,55 @@
+"""One writer per workdir: a second holder is refused at once; a killed holder never blocks."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from t5tune import errors
+from t5tune.train import lock
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOLD = ("import sys, time; from t5tune.train import lock\n"
+        "with lock.hold(sys.argv[1], 'train'):\n"
+        "  print('held', flush=True); time.sleep(60)\n")
+
+
+def _holder(workdir):
+  proc = subprocess.Popen([sys.executable, "-c", HOLD, str(workdir)], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == "held"
+  return proc
+
+
+def test_second_holder_is_refused_naming_the_first(tmp_path):
+  first = _holder(tmp_path)
+  try:
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(errors.UsageError, match=f"in use by pid {first.pid} on .*train") as e:
+      with lock.hold(str(tmp_path), "continual"):
+        pytest.fail("the lock was taken twice")
+    assert e.value.exit_code == 2
+    assert sorted(os.listdir(tmp_path)) == before  # the refused run wrote nothing
+  finally:
+    first.kill()
+    first.wait()
+
+
+def test_a_killed_holder_does_not_block_the_next_run(tmp_path):
+  first = _holder(tmp_path)
+  os.kill(first.pid, signal.SIGKILL)
+  first.wait()
+  assert os.path.exists(tmp_path / lock.LOCK_NAME)  # the stale file is still there
+  with lock.hold(str(tmp_path), "train"):  # non-blocking: it raises if the dead holder counted
+    assert (tmp_path / lock.LOCK_NAME).read_text().find(f'"pid": {os.getpid()}') >= 0
+
+
+def test_only_process_zero_locks(tmp_path):
+  first = _holder(tmp_path)
+  try:
+    with lock.hold(str(tmp_path), "train", process_index=1):  # another host of the same run
+      pass
+  finally:
+    first.kill()
+    first.wait()
