@@ -47,6 +47,7 @@ from t5tune.models import layers
 from t5tune.models import t5
 from t5tune.train import build
 from t5tune.train import experiment
+from t5tune.train import lock
 from t5tune.train import regularizers
 from t5tune.train import replay
 from t5tune.train import trainer as trainer_lib
@@ -284,13 +285,14 @@ class Continual:
   # -- the run ----------------------------------------------------------------------------
 
   def run(self) -> dict:
-    os.makedirs(os.path.join(self.workdir, "stages"), exist_ok=True)
-    _atomic_json(os.path.join(self.workdir, "continual_config.json"),
-                 json.loads(self.config.to_json_best_effort()))
-    for k, name in enumerate(self.order):
-      if not os.path.exists(os.path.join(self.stage_dir(name), "done.json")):
-        self.run_stage(k)
-    return self.measure()
+    with lock.hold(self.workdir, "continual", process_index=jax.process_index()):
+      os.makedirs(os.path.join(self.workdir, "stages"), exist_ok=True)
+      _atomic_json(os.path.join(self.workdir, "continual_config.json"),
+                   json.loads(self.config.to_json_best_effort()))
+      for k, name in enumerate(self.order):
+        if not os.path.exists(os.path.join(self.stage_dir(name), "done.json")):
+          self.run_stage(k)
+      return self.measure()
 
   def run_stage(self, k: int) -> None:
     name = self.order[k]

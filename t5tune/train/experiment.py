@@ -15,6 +15,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from t5tune import errors
+from t5tune import ranges
 from t5tune import sharding
 from t5tune.models import config as model_config
 from t5tune.train import losses
@@ -129,7 +130,10 @@ def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def resolve_model(config: ml_collections.ConfigDict) -> model_config.T5Config:
   """The T5Config of the preset with the overrides applied."""
-  return model_config.preset(config.model.preset, **model_overrides(config))
+  try:
+    return model_config.preset(config.model.preset, **model_overrides(config))
+  except ValueError as e:  # name the key the user typed, not the dataclass field
+    raise type(e)(str(e).replace("T5Config.", "model.overrides.")) from None
 
 
 def check_divisible(model: model_config.T5Config, mesh_shape: tuple[int, int, int]) -> None:
@@ -145,6 +149,44 @@ def check_divisible(model: model_config.T5Config, mesh_shape: tuple[int, int, in
           f"config.mesh.shape={tuple(mesh_shape)} splits {field}={size} {ways} ways over"
           f" '{axis}', which does not divide it; change config.mesh.shape (or"
           f" config.model.overrides.{field})")
+
+
+# The allowed range of every number of the schema above (ml_collections fields
+# carry no metadata, so the declarations stand here, beside `default_config`);
+# `validate` checks them before anything is built or written. Model fields
+# declare theirs on T5Config (t5tune/models/config.py).
+RANGES = {
+    "data.inputs_length": "[1, inf)",
+    "data.targets_length": "[1, inf)",
+    "data.batch_size": "[1, inf)",
+    "optimizer.learning_rate": "(0, inf)",
+    "optimizer.grad_clip_norm": "[0, inf)",
+    "optimizer.weight_decay": "[0, inf)",
+    "optimizer.b1": "[0, 1)",
+    "optimizer.b2": "[0, 1)",
+    "optimizer.eps": "[0, inf)",
+    "optimizer.momentum": "[0, 1)",
+    "optimizer.decay_rate": "(0, 1]",
+    "optimizer.clipping_threshold": "[0, inf)",
+    "optimizer.min_dim_size_to_factor": "[1, inf)",
+    "optimizer.adafactor_eps": "[0, inf)",
+    "schedule.warmup_steps": "[0, inf)",
+    "schedule.decay_steps": "[0, inf)",
+    "schedule.end_learning_rate": "[0, inf)",
+    "train.steps": "[1, inf)",
+    "train.microbatches": "[1, inf)",
+    "train.loss_normalizing_factor": "(0, inf)",
+    "train.z_loss": "[0, inf)",
+    "train.label_smoothing": "[0, 1)",
+    "train.log_every": "[1, inf)",
+    "train.peak_flops_per_device": "[0, inf)",
+    "eval.every": "[0, inf)",
+    "eval.batches": "[1, inf)",
+    "eval.patience": "[0, inf)",
+    "checkpoint.every": "[0, inf)",
+    "checkpoint.keep": "[0, inf)",
+    "checkpoint.keep_best": "[0, inf)",
+}
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, int, int]:
@@ -164,11 +206,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, 
   _choice("train.loss_normalization", config.train.loss_normalization, losses.NORMALIZATIONS)
   _choice("train.nonfinite", config.train.nonfinite, ("stop", "skip"))
   _choice("eval.mode", config.eval.mode, ("min", "max"))
-  for key in ("train.steps", "train.microbatches", "data.batch_size",
-              "data.inputs_length", "data.targets_length", "train.log_every"):
+  for key, interval in RANGES.items():
     section, name = key.split(".")
-    if config[section][name] <= 0:
-      raise ValueError(f"config.{key}={config[section][name]} must be positive")
+    ranges.check(f"config.{key}", config[section][name], interval)
   dp = mesh_shape[0] * mesh_shape[1]
   batch, micro = config.data.batch_size, config.train.microbatches
   if batch % micro:

@@ -44,10 +44,6 @@ class LoopState:
   eval_metrics: dict = dataclasses.field(default_factory=dict)  # the last evaluation
   step_eval_metrics: dict | None = None  # this step's evaluation, if one ran (saved with it)
 
-  @property
-  def last_step(self) -> bool:
-    return self.step == self.total
-
 
 def every(n: int, step: int, total: int) -> bool:
   """True at multiples of n and at the final step (never if n is 0)."""
@@ -325,17 +321,28 @@ class Save(Hook):
 
 
 class Preemption:
-  """SIGTERM -> save and stop at the next step boundary (all processes agree)."""
+  """SIGTERM or Ctrl-C -> save and stop at the next step boundary (all processes agree).
+
+  A second Ctrl-C stops at once, without the checkpoint (KeyboardInterrupt).
+  """
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self._previous = {}
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
+      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupt)
 
   def _handle(self, signum, frame):
     del signum, frame
     logging.warning("SIGTERM received: saving a checkpoint and stopping")
+    self.requested = True
+
+  def _interrupt(self, signum, frame):
+    del signum, frame
+    if self.requested:
+      raise KeyboardInterrupt  # the second Ctrl-C: stop now
+    logging.warning("Ctrl-C: saving a checkpoint and stopping (Ctrl-C again stops at once, unsaved)")
     self.requested = True
 
   def reached(self, step: int) -> bool:
@@ -347,5 +354,6 @@ class Preemption:
     return self.requested
 
   def close(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}

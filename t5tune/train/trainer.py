@@ -30,6 +30,7 @@ from t5tune.train import build
 from t5tune.train import checkpoints
 from t5tune.train import divergence
 from t5tune.train import hooks
+from t5tune.train import lock
 from t5tune.train import steps as steps_lib
 
 EvalFn = Callable[[Any, int], dict]
@@ -121,6 +122,8 @@ class Trainer:
     self.graphdef = self.parts.graphdef
     self._initial_params = initial_params  # where a fresh run's parameters come from
     self._fresh = None  # fresh_params(), until the train state takes them
+    # One writer per workdir, from before the first write until run() ends.
+    self._lock = lock.acquire(self.workdir, "train", process_index=jax.process_index())
     os.makedirs(self.workdir, exist_ok=True)
     if jax.process_index() == 0:
       with open(os.path.join(self.workdir, "config.json"), "w") as f:
@@ -225,6 +228,7 @@ class Trainer:
       preemption.close()
       self.checkpointer.close()
       logger.close()
+      self._lock.release()
 
   def _nonfinite(self, step: int, host: dict):
     self.checkpointer.wait()

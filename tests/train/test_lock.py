@@ -53,3 +53,31 @@ def test_only_process_zero_locks(tmp_path):
   finally:
     first.kill()
     first.wait()
+
+
+def test_ctrl_c_asks_for_a_save_and_a_second_ctrl_c_stops_at_once():
+  """Ctrl-C is handled as SIGTERM is (save at the next step boundary, then stop); twice, at once."""
+  from t5tune.train import hooks
+  preemption = hooks.Preemption()
+  try:
+    assert not preemption.reached(1)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert preemption.reached(1)  # the loop's own check: save, then stop
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  finally:
+    preemption.close()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_second_trainer_on_a_locked_workdir_is_refused_before_writing(tmp_path):
+  from t5tune.train import trainer
+  from tests.train import test_train_step  # its tiny synthetic config
+  first = _holder(tmp_path)
+  try:
+    with pytest.raises(errors.UsageError, match="in use by pid"):
+      trainer.Trainer(test_train_step._config(), str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [lock.LOCK_NAME]  # no config.json, no checkpoints/
+  finally:
+    first.kill()
+    first.wait()

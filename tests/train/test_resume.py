@@ -133,8 +133,23 @@ def test_kill_9_part_way_and_during_async_save_resume_exactly(tmp_path, referenc
   proc = _start(workdir, SYNTHETIC_STALL_AT_NEXT="5")
   _wait_for(lambda: os.path.isdir(_ckpt(workdir, 4)), proc)  # renamed = finalised
   time.sleep(1.0)
-  proc.kill()
+  # A second `t5tune train` in the same workdir meanwhile: refused at once, naming the
+  # first run, writing nothing (the end of this test shows the workdir equals a run alone).
+  def written():  # what a second run would write first: config.json, checkpoints, the log
+    return (os.path.getmtime(os.path.join(workdir, "config.json")),
+            sorted(os.listdir(os.path.join(workdir, "checkpoints"))),
+            os.path.getsize(os.path.join(workdir, "metrics.jsonl")))
+
+  before = written()
+  second = subprocess.run([sys.executable, "-m", "t5tune.main", "train", f"--workdir={workdir}",
+                           *ARGS], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  assert second.returncode == 2, second.stderr[-2000:]
+  assert f"the workdir is in use by pid {proc.pid}" in second.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in second.stderr
+  assert written() == before
+  proc.kill()  # the lock file stays behind: the resume below shows it does not block
   proc.wait()
+  assert os.path.exists(os.path.join(workdir, ".t5tune.lock"))
   # 2. resume; kill -9 in the middle of the asynchronous save of step 6.
   proc = _start(workdir, SYNTHETIC_STALL_AT_SAVE="6")
   ckpts = os.path.join(workdir, "checkpoints")
