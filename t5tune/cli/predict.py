@@ -9,7 +9,6 @@
 Hugging Face T5 directory. Rerunning the same command after an interruption
 continues where it stopped (see t5tune.infer.predict).
 """
-import hashlib
 import os
 
 from absl import flags

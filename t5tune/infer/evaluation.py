@@ -43,6 +43,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import batching
@@ -358,7 +359,7 @@ class TaskEvaluator:
 
   def _write_predictions(self, task: str, step: int, predictions: Predictions) -> None:
     path = os.path.join(self.output_dir, "predictions", f"{task}.step_{step}.jsonl")
-    with open(path + ".tmp", "w") as f:
+    with atomic.writing(path) as tmp, open(tmp, "w") as f:
       for i, ex in enumerate(self._examples[task]):
         line = {"index": i, "input": ex["input"], "target": ex["target"],
                 "prediction": predictions.texts[i], "score": predictions.scores[i],
@@ -366,17 +367,10 @@ class TaskEvaluator:
         if ex["options"]:
           line["options"] = ex["options"]
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
 
   def _write_metrics(self, step: int, results: Mapping[str, Mapping[str, float]]) -> None:
     path = os.path.join(self.output_dir, METRICS_FILE)
-    with open(path + ".tmp", "w") as f:
-      json.dump({"step": step, "tasks": results}, f, indent=2, sort_keys=True)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
+    atomic.write_json(path, {"step": step, "tasks": results}, indent=2, sort_keys=True)
     # One write of whole lines: a kill leaves every earlier row and no torn one.
     rows = "".join(json.dumps({"step": step, "task": task, **values}) + "\n"
                    for task, values in results.items())

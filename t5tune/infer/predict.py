@@ -30,6 +30,7 @@ import json
 import os
 from typing import Any, Callable, Sequence
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
@@ -213,12 +214,7 @@ def full_producer(producer: dict[str, Any] | None, *, template: str | None,
 
 def _write_producer(output_path: str, producer: dict[str, Any]) -> None:
   path = producer_path(output_path)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(producer, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  atomic.write_json(path, producer, indent=1, sort_keys=True)
 
 
 def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = None,

@@ -27,6 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune.convert import model_dir
 from t5tune.models import config as model_config_lib
@@ -74,10 +75,7 @@ def write_model_config(step_dir: str, model_config: Mapping[str, Any]) -> None:
     return
   # Checksums first: a step with config.json always has its manifest.
   model_dir.write_checksums(step_dir, CHECKSUMMED_ITEMS)
-  tmp = path + f".tmp{jax.process_index()}"
-  with open(tmp, "w") as f:
-    json.dump(model_dir.config_document(model_config), f, indent=2)
-  os.replace(tmp, path)
+  atomic.write_json(path, model_dir.config_document(model_config), indent=2)
 
 
 # T5Config fields that change numerics only; a checkpoint restores under new values.

@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune.models import layers
 from t5tune.models import t5
@@ -90,11 +91,8 @@ def stage(tasks: Sequence[str], steps: int, **overrides: Any) -> ml_collections.
   return s
 
 
-def _atomic_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2)
-  os.replace(tmp, path)
+def _write_json(path: str, value: Any) -> None:
+  atomic.write_json(path, value, indent=2)  # readable: these files are for people too
 
 
 def _read_json(path: str) -> Any:
@@ -269,8 +267,8 @@ class Continual:
                    per_example_path: str) -> None:
     # eval.json last: its presence means both files are complete.
     results = self.evaluate(tr, params, step)
-    _atomic_json(per_example_path, self.per_example())
-    _atomic_json(eval_path, results)
+    _write_json(per_example_path, self.per_example())
+    _write_json(eval_path, results)
 
   def score(self, results: dict, task: str) -> float:
     metrics = results[task]
@@ -287,7 +285,7 @@ class Continual:
   def run(self) -> dict:
     with lock.hold(self.workdir, "continual", process_index=jax.process_index()):
       os.makedirs(os.path.join(self.workdir, "stages"), exist_ok=True)
-      _atomic_json(os.path.join(self.workdir, "continual_config.json"),
+      _write_json(os.path.join(self.workdir, "continual_config.json"),
                    json.loads(self.config.to_json_best_effort()))
       for k, name in enumerate(self.order):
         if not os.path.exists(os.path.join(self.stage_dir(name), "done.json")):
@@ -317,7 +315,7 @@ class Continual:
     if not os.path.exists(os.path.join(d, "eval.json")):
       self._evaluate_to(tr, params, result.step, os.path.join(d, "eval.json"),
                         os.path.join(d, "per_example.json"))
-    _atomic_json(os.path.join(d, "done.json"), {"step": result.step,
+    _write_json(os.path.join(d, "done.json"), {"step": result.step,
                                                 "stop_reason": result.stop_reason})
     logging.info("stage %s done at step %d", name, result.step)
 
@@ -330,7 +328,7 @@ class Continual:
     summary = transfer.summarize(R, b)
     out = {"stages": self.order, "tasks": {n: list(self.config.stages[n].tasks) for n in self.order},
            "R": R, "initial": b, **summary, "results": results, "initial_results": initial}
-    _atomic_json(os.path.join(self.workdir, "continual.json"), out)
+    _write_json(os.path.join(self.workdir, "continual.json"), out)
     transfer.heatmap(os.path.join(self.workdir, "continual.png"), self.order, R, b)
     out["table"] = transfer.table(self.order, R, b, summary)
     return out
@@ -344,9 +342,8 @@ class Continual:
     for p, node in lora_nodes(params):
       for key in ("lora_a", "lora_b"):
         tensors["/".join(map(str, p + (key,)))] = np.asarray(jax.device_get(node[key]))
-    tmp = f"{path}.tmp"
-    safetensors.numpy.save_file(tensors, tmp)
-    os.replace(tmp, path)
+    with atomic.writing(path, suffix=".safetensors") as tmp:
+      safetensors.numpy.save_file(tensors, tmp)
 
   def export(self, output_dir: str, merge: Sequence[str]) -> None:
     """A Hugging Face T5 directory: the starting weights plus the LoRA of the `merge` stages."""

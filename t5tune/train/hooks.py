@@ -28,6 +28,8 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from t5tune import atomic
+
 
 class NonFiniteError(FloatingPointError):
   """The loss or the gradients of a step were NaN or infinite."""
@@ -156,12 +158,7 @@ class Logger:
         lines = f.read().split(b"\n")
       keep = [line for line in lines[:-1] if _row_step(line) <= step]  # [-1]: "" or a torn row
       if len(keep) != len(lines) - 1 or lines[-1]:
-        tmp = f"{self._jsonl_path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-          f.write(b"".join(line + b"\n" for line in keep))
-          f.flush()
-          os.fsync(f.fileno())
-        os.replace(tmp, self._jsonl_path)
+        atomic.write_bytes(self._jsonl_path, b"".join(line + b"\n" for line in keep))
     self._jsonl = open(self._jsonl_path, "a")
 
   def hparams(self, flat: dict):

@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 
+from t5tune import atomic
 from t5tune import sharding
 
 
@@ -56,9 +57,8 @@ class SyntheticIterator:
             for k, v in host.items()}
 
   def save(self, directory: str) -> None:
-    with open(os.path.join(directory, "iterator.json"), "w") as f:
-      json.dump({"position": self.position, "seed": self.seed,
-                 "batch_size": self.batch_size}, f)
+    atomic.write_json(os.path.join(directory, "iterator.json"),
+                      {"position": self.position, "seed": self.seed, "batch_size": self.batch_size})
 
   def restore(self, directory: str) -> None:
     with open(os.path.join(directory, "iterator.json")) as f:

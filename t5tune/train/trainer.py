@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from t5tune import atomic
 from t5tune import progress
 from t5tune import sharding
 from t5tune.train import build
@@ -126,8 +126,8 @@ class Trainer:
     self._lock = lock.acquire(self.workdir, "train", process_index=jax.process_index())
     os.makedirs(self.workdir, exist_ok=True)
     if jax.process_index() == 0:
-      with open(os.path.join(self.workdir, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=2, default=str)
+      atomic.write_json(os.path.join(self.workdir, "config.json"), config.to_dict(), indent=2,
+                        default=str)
 
     self.train_iter = train_iter
     self._eval_iter_fn = eval_iter_fn

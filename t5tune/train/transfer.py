@@ -14,9 +14,9 @@ undefined (None) for a single stage.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Sequence
+
+from t5tune import atomic
 
 
 def summarize(R: Sequence[Sequence[float]], b: Sequence[float]) -> dict:
@@ -64,8 +64,6 @@ def heatmap(path: str, names: Sequence[str], R, b) -> None:
       ax.text(j, i, f"{x:.1f}", ha="center", va="center", color="w" if x < 60 else "k")
   fig.colorbar(im, ax=ax, label="score")
   fig.tight_layout()
-  fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-  os.close(fd)
-  fig.savefig(tmp, dpi=100)
+  with atomic.writing(path, suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=100)
   plt.close(fig)
-  os.replace(tmp, path)
