@@ -1,0 +1,155 @@
+"""The FLAN 2021 collection: TFDS builders and versions, rendering under mock data, options, held-out mixtures, carving."""
+import pytest
+import seqio
+import tensorflow_datasets as tfds
+
+from t5tune.data import sources
+from t5tune.data import tasks
+from t5tune.data import templates
+from t5tune.data.collections import flan2021
+from t5tune.data.collections import protocol
+
+SPECS = {s.name: s for s in flan2021.DATASETS}
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+  """Every FLAN 2021 task registered and read once under TFDS mock data (the real builders' features)."""
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+    names = flan2021.register(data_dir=data_dir)
+    prepared = {}
+    for spec in flan2021.DATASETS:
+      info = tasks.get_info(protocol.task_name(flan2021.COLLECTION, spec))
+      prepared[spec.name] = {split: (info.source.records(split)[0], info.source.prepared(split))
+                             for split in info.source.splits}
+  return names, prepared
+
+
+def test_every_builder_and_version_is_in_the_installed_tfds():
+  missing = []
+  for spec in flan2021.DATASETS:
+    try:
+      builder = tfds.builder(spec.tfds, data_dir="/nonexistent")
+    except Exception as e:  # pylint: disable=broad-except
+      missing.append(f"{spec.name}: {spec.tfds} ({type(e).__name__})")
+      continue
+    if str(builder.info.version) != spec.version:
+      missing.append(f"{spec.name}: {spec.tfds} (installed {builder.info.version})")
+  assert not missing, "builders or versions missing from tensorflow-datasets: " + "; ".join(missing)
+
+
+def test_label_names_are_the_builders_class_label_names():
+  checked = 0
+  for spec in flan2021.DATASETS:
+    features = tfds.builder(spec.tfds, data_dir="/nonexistent").info.features
+    if spec.label_feature is None:
+      continue
+    feature = features[spec.label_feature]
+    assert isinstance(feature, tfds.features.ClassLabel), spec.name
+    assert tuple(feature.names) == spec.label_names, spec.name
+    if spec.options is not None:
+      assert len(spec.options) == len(spec.label_names), spec.name
+    checked += 1
+  assert checked >= 25  # guards against a check that silently skips every entry
+
+
+def test_collection_shape():
+  assert len(SPECS) == len(flan2021.DATASETS)  # names are unique
+  assert {s.cluster for s in flan2021.DATASETS} == set(flan2021.CLUSTERS)
+  assert len(flan2021.CLUSTERS) == 12 and len(flan2021.DATASETS) >= 60
+  for spec in flan2021.DATASETS:
+    assert len(spec.templates) == 10, spec.name
+    assert any(t.kind == templates.INVERTED for t in spec.templates), spec.name
+    uses_options = any("{options_}" in t.inputs for t in spec.templates)
+    has_options = spec.options is not None or "options" in spec.fields
+    assert uses_options == has_options, spec.name
+
+
+def test_every_task_renders_every_template_on_mock_records(registered):
+  _, prepared = registered
+  for name, splits in prepared.items():
+    spec = SPECS[name]
+    for split, (records, split_prepared) in splits.items():
+      assert records and split_prepared.examples, (name, split)
+      for record in records:
+        if spec.options is not None:
+          assert record["options"] == list(spec.options)
+        if "options" in record and "answer" in record:
+          assert record["answer"] in record["options"], (name, record)
+        for template in spec.templates:
+          inputs, targets = templates.render(template, record)
+          assert inputs.strip() and targets.strip(), (name, template.name)
+
+
+def test_template_count_variants(registered):
+  names, _ = registered
+  spec = SPECS["rte"]
+  for k in protocol.TEMPLATE_COUNTS:
+    name = protocol.task_name(flan2021.COLLECTION, spec, k)
+    assert name in names
+    assert [t.name for t in tasks.get_info(name).source.templates] == [
+        t.name for t in spec.templates[:k]]
+  assert protocol.task_name(flan2021.COLLECTION, spec, 10) == "flan2021_rte"
+
+
+# FLAN's exclusions, written out: the clusters a held-out cluster also removes from training.
+ALSO_EXCLUDED = {
+    "nli": {"paraphrase"}, "paraphrase": {"nli"},
+    "reading_comprehension": {"reading_comprehension_commonsense"},
+    "commonsense": {"reading_comprehension_commonsense"},
+    "reading_comprehension_commonsense": {"reading_comprehension", "commonsense"},
+}
+
+
+@pytest.mark.parametrize("k", [None, 4])
+def test_heldout_mixture_membership_is_exact(registered, k):
+  del registered
+  for cluster in flan2021.CLUSTERS:
+    train_name, eval_name = protocol.heldout_names(flan2021.COLLECTION, cluster, k)
+    dropped = {cluster} | ALSO_EXCLUDED.get(cluster, set())
+    want = {protocol.task_name(flan2021.COLLECTION, s, k) for s in flan2021.DATASETS
+            if s.cluster not in dropped and "train" in s.splits}
+    got = {t.name for t in seqio.get_mixture_or_task(train_name).tasks}
+    assert got == want, cluster
+    assert "flan2021_wsc273" not in got  # evaluation-only
+    want_eval = {f"flan2021_{s.name}" for s in flan2021.DATASETS if s.cluster == cluster}
+    assert {t.name for t in seqio.get_mixture_or_task(eval_name).tasks} == want_eval
+
+
+def test_carving_follows_flan():
+  assert protocol.carve({"train": "train", "validation": "validation"})[0] == {
+      "train": "train[:-200]", "validation": "train[-200:]", "test": "validation"}
+  assert protocol.carve({"train": "train", "test": "test"})[0] == {
+      "train": "train[:-200]", "validation": "train[-200:]", "test": "test"}
+  assert protocol.carve({"train": "tr", "validation": "va", "test": "te"})[0] == {
+      "train": "tr", "validation": "va", "test": "te"}
+  assert protocol.carve({"test": "test"})[0] == {"test": "test"}
+  assert protocol.carve({"train": "train"})[1] == {"train": 30_000, "validation": 200}
+
+
+def test_caps_keep_the_first_records():
+  raw = sources.function({"train": [{"x": str(i)} for i in range(50)],
+                          "validation": [{"x": str(i)} for i in range(5)]})
+  capped = protocol.CappedSource(raw, {"train": 7, "validation": 200})
+  assert [r["x"] for _, r in capped.records("train")] == [str(i) for i in range(7)]
+  assert len(list(capped.records("validation"))) == 5
+
+
+def test_mixing_rate_is_capped_at_3000():
+  records = [{"q": f"question {i}", "a": "yes"} for i in range(protocol.MIXING_CAP + 20)]
+  template = templates.Template("t", "{q}", "{a}")
+  from t5tune.data import mixtures  # pylint: disable=g-import-not-at-top
+  big = tasks.register_task("flan_test_big", source={"train": records}, fields=["q", "a"],
+                            templates=[template], overwrite=True)
+  small = tasks.register_task("flan_test_small", source={"train": records[:30]}, fields=["q", "a"],
+                              templates=[template], overwrite=True)
+  rate = mixtures.examples_proportional(protocol.MIXING_CAP)
+  assert rate(big) == protocol.MIXING_CAP and rate(small) == 30
+
+
+def test_describe_lists_every_task_with_its_source():
+  text = protocol.describe(flan2021.COLLECTION, flan2021.DATASETS, flan2021.CLUSTERS)
+  for spec in flan2021.DATASETS:
+    assert f"flan2021_{spec.name}  tfds={spec.tfds}" in text
+  assert "(FLAN pinned 3.1.0)" in text
