@@ -1,13 +1,19 @@
 """The FLAN 2021 collection: TFDS builders and versions, rendering under mock data, options, held-out mixtures, carving."""
+import os
+import subprocess
+import sys
+
 import pytest
 import seqio
 import tensorflow_datasets as tfds
 
+from t5tune.data import mixtures
 from t5tune.data import sources
 from t5tune.data import tasks
 from t5tune.data import templates
 from t5tune.data.collections import flan2021
 from t5tune.data.collections import protocol
+from t5tune.infer import metrics
 
 SPECS = {s.name: s for s in flan2021.DATASETS}
 
@@ -17,7 +23,8 @@ def registered(tmp_path_factory):
   """Every FLAN 2021 task registered and read once under TFDS mock data (the real builders' features)."""
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
-    names = flan2021.register(data_dir=data_dir)
+    names = flan2021.register(data_dir=data_dir, metric_fns={
+        name: getattr(metrics, name) for name in {m for s in flan2021.DATASETS for m in s.metrics}})
     prepared = {}
     for spec in flan2021.DATASETS:
       info = tasks.get_info(protocol.task_name(flan2021.COLLECTION, spec))
@@ -91,6 +98,8 @@ def test_template_count_variants(registered):
     assert [t.name for t in tasks.get_info(name).source.templates] == [
         t.name for t in spec.templates[:k]]
   assert protocol.task_name(flan2021.COLLECTION, spec, 10) == "flan2021_rte"
+  assert seqio.get_mixture_or_task("flan2021_rte").metric_fns == [metrics.accuracy]
+  assert tasks.get_info("flan2021_xsum").metadata["metrics"] == ["rouge"]
 
 
 # FLAN's exclusions, written out: the clusters a held-out cluster also removes from training.
@@ -139,7 +148,6 @@ def test_caps_keep_the_first_records():
 def test_mixing_rate_is_capped_at_3000():
   records = [{"q": f"question {i}", "a": "yes"} for i in range(protocol.MIXING_CAP + 20)]
   template = templates.Template("t", "{q}", "{a}")
-  from t5tune.data import mixtures  # pylint: disable=g-import-not-at-top
   big = tasks.register_task("flan_test_big", source={"train": records}, fields=["q", "a"],
                             templates=[template], overwrite=True)
   small = tasks.register_task("flan_test_small", source={"train": records[:30]}, fields=["q", "a"],
@@ -153,3 +161,52 @@ def test_describe_lists_every_task_with_its_source():
   for spec in flan2021.DATASETS:
     assert f"flan2021_{spec.name}  tfds={spec.tfds}" in text
   assert "(FLAN pinned 3.1.0)" in text
+
+
+def test_data_list_collection_cli():
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  run = lambda *args: subprocess.run([sys.executable, "-m", "t5tune.main", "data", "list", *args],
+                                     env=env, capture_output=True, text=True, timeout=300)
+  proc = run("--collection=flan2021")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"{len(flan2021.DATASETS)} datasets in 12 clusters" in proc.stdout
+  assert "flan2021_rte  tfds=super_glue/rte:1.0.2" in proc.stdout and "templates=10" in proc.stdout
+  proc = run("--collection=flan2020")
+  assert proc.returncode == 2 and "Did you mean 'flan2021'" in proc.stderr
+
+
+def _store(name, config, version, splits, data_dir):
+  """A small real TFDS dataset with the real builder's features, in order (rows {premise, hypothesis})."""
+  features = tfds.builder(f"{name}/{config}:{version}", data_dir=data_dir).info.features
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name=name, config=config, version=version, features=features, data_dir=data_dir,
+      disable_shuffling=True,
+      split_datasets={split: [(f"{split}{i}", {"premise": f"{split} premise {i}",
+                                               "hypothesis": f"hypothesis {i}", "idx": i,
+                                               "label": i % 2}) for i in range(n)]
+                      for split, n in splits.items()})
+
+
+def test_caps_carving_and_rates_on_prepared_tfds_data(tmp_path, monkeypatch):
+  data_dir = str(tmp_path)
+  _store("super_glue", "rte", "1.0.2", {"train": 240, "validation": 7}, data_dir)
+  _store("super_glue", "cb", "1.0.2", {"train": 215, "validation": 5}, data_dir)
+  # Small caps so that both bind on small data; the rule is the one FLAN's 30,000 / 3,000 follow.
+  monkeypatch.setattr(protocol, "TRAIN_CAP", 25)
+  monkeypatch.setattr(protocol, "MIXING_CAP", 20)
+  specs = [SPECS["rte"], SPECS["cb"]]
+  protocol.register("flantest", specs, ("nli", "sentiment"), data_dir=data_dir, template_counts=(10,))
+  rte = tasks.get_info("flantest_rte").source
+  premises = lambda split: [r["premise"] for r in rte.records(split)[0]]
+  assert premises("train") == [f"train premise {i}" for i in range(25)]  # capped, first records
+  assert premises("validation") == [f"train premise {i}" for i in range(40, 240)]  # end of train
+  assert premises("test") == [f"validation premise {i}" for i in range(7)]  # original validation
+  cb = tasks.get_info("flantest_cb").source
+  assert len(cb.records("train")[0]) == 15 and len(cb.records("validation")[0]) == 200
+  train_mix, _ = protocol.heldout_names("flantest", "sentiment")
+  mixture = seqio.get_mixture_or_task(train_mix)
+  rates = {t.name: mixture.get_rate(t) for t in mixture.tasks}
+  assert rates == {"flantest_rte": 20.0, "flantest_cb": 15.0}  # examples, capped at MIXING_CAP
+  no_train, nli_eval = protocol.heldout_names("flantest", "nli")
+  assert no_train not in seqio.MixtureRegistry.names()  # nothing left to train on
+  assert {t.name for t in seqio.get_mixture_or_task(nli_eval).tasks} == {"flantest_rte", "flantest_cb"}

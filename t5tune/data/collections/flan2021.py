@@ -269,7 +269,7 @@ SUMMARIZATION = [
     _summary("cnn_dailymail", "cnn_dailymail:3.4.0", "article", "highlights",
              flan_version="3.1.0"),
     _summary("gigaword", "gigaword:1.2.0", "document", "summary"),
-    _summary("multi_news", "multi_news:2.1.0", "document", "summary", flan_version="1.0.0"),
+    _summary("multi_news", "multi_news:2.1.0", "document", "summary"),
     _summary("newsroom", "newsroom:1.0.0", "text", "summary"),
     _summary("opinion_abstracts_idebate", "opinion_abstracts/idebate:1.0.0",
              _joined_values("_argument_sentences"), "_claim", splits={"train": "train"}),

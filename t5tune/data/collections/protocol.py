@@ -165,21 +165,20 @@ def heldout_names(collection: str, cluster: str, templates: int | None = None) -
   return (f"{collection}_heldout_{cluster}_train{suffix}", f"{collection}_heldout_{cluster}_eval")
 
 
-def _metric_fns(names: Sequence[str]):
-  from t5tune.infer import metrics  # pylint: disable=g-import-not-at-top
-  return [getattr(metrics, n) for n in names]
-
-
 def register(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[str], *,
              data_dir: str | None = None, vocabulary="byte",
              template_counts: Sequence[int] = TEMPLATE_COUNTS, mixtures: bool = True,
              source_fn: Callable[[DatasetSpec, Mapping[str, str]], Any] | None = None,
+             metric_fns: Mapping[str, Callable[..., Any]] | None = None,
              **task_options) -> list[str]:
   """Registers every spec as a seqio task (plus template-count variants) and the held-out mixtures.
 
   `source_fn(spec, carved_splits)` builds the raw source (default: TFDS from
   `data_dir`); tests pass prepared or mock data through it. Re-registering
-  replaces earlier registrations. Returns the task names.
+  replaces earlier registrations. `metric_fns` maps the specs' metric names to
+  functions (e.g. `t5tune.infer.metrics`'s, which `t5tune.data` may not
+  import); without it tasks carry the names in metadata["metrics"] only.
+  Returns the task names.
   """
   from t5tune.data import mixtures as mixtures_lib  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
@@ -192,13 +191,14 @@ def register(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[s
     carved, caps = carve(spec.splits)
     source = CappedSource(source_fn(spec, carved), caps)
     metadata = {"collection": collection, "cluster": spec.cluster, "dataset": spec.name,
-                "tfds": spec.tfds, "has_train": spec.has_train}
+                "tfds": spec.tfds, "has_train": spec.has_train, "metrics": list(spec.metrics)}
+    fns = [metric_fns[m] for m in spec.metrics] if metric_fns is not None else []
     counts = sorted({min(k, len(spec.templates)) for k in template_counts} | {len(spec.templates)})
     for k in counts:
       name = task_name(collection, spec, k)
       tasks.register_task(
           name, source=source, templates=spec.templates[:k], fields=spec.all_fields(),
-          metric_fns=_metric_fns(spec.metrics), metadata={**metadata, "templates": k},
+          metric_fns=fns, metadata={**metadata, "templates": k},
           vocabulary=vocabulary, validate_fn=spec.validate, overwrite=True, _base_name=task_name(collection, spec),
           _variant="" if k == len(spec.templates) else f"t{k}", **task_options)
       names.append(name)
@@ -233,3 +233,16 @@ def describe(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[s
       lines.append(f"    {task_name(collection, s)}  tfds={s.tfds}{pinned}"
                    f" splits={carved} templates={len(s.templates)}")
   return "\n".join(lines)
+
+
+def describe_named(name: str) -> str:
+  """`describe` of a collection named in `t5tune.data.collections.COLLECTIONS` (unknown: UsageError)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from t5tune import errors  # pylint: disable=g-import-not-at-top
+  from t5tune.data import collections  # pylint: disable=g-import-not-at-top
+  if name not in collections.COLLECTIONS:
+    raise errors.UsageError(
+        f"no collection {name!r}.{errors.did_you_mean(name, collections.COLLECTIONS)}",
+        where="--collection", fix=f"collections are {sorted(collections.COLLECTIONS)}")
+  module = importlib.import_module(collections.COLLECTIONS[name])
+  return describe(module.COLLECTION, module.DATASETS, module.CLUSTERS)
