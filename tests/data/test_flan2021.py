@@ -210,3 +210,25 @@ def test_caps_carving_and_rates_on_prepared_tfds_data(tmp_path, monkeypatch):
   no_train, nli_eval = protocol.heldout_names("flantest", "nli")
   assert no_train not in seqio.MixtureRegistry.names()  # nothing left to train on
   assert {t.name for t in seqio.get_mixture_or_task(nli_eval).tasks} == {"flantest_rte", "flantest_cb"}
+
+
+def _mapped(name, raw):
+  return {field: fn(raw) for field, fn in SPECS[name].all_fields().items()}
+
+
+def test_field_mappings_on_records_shaped_like_the_real_data():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  assert _mapped("rte", {"premise": "p", "hypothesis": "h", "label": 1})["answer"] == "no"
+  assert _mapped("snli", {"premise": "p", "hypothesis": "h", "label": -1})["answer"] == ""  # dropped
+  story = _mapped("story_cloze", {"context": "c", "endings": ["first", "second"], "label": 2})
+  assert story["answer"] == "second" and story["options"] == ["first", "second"]
+  assert _mapped("sentiment140", {"text": "t", "polarity": 4})["answer"] == "positive"
+  assert _mapped("sentiment140", {"text": "t", "polarity": 0})["answer"] == "negative"
+  book = _mapped("openbookqa", {"fact1": "f", "answerKey": 2, "question": {
+      "stem": np.array(b"why?"), **{f"choice_{c}": np.array(c.encode()) for c in "ABCD"}}})
+  assert (book["question"], book["answer"], book["options"]) == ("why?", "C", list("ABCD"))
+  arc = _mapped("arc_easy", {"question": "q", "answerKey": 1,
+                             "choices": {"text": np.array([b"x", b"y", b"z"]), "label": np.array([0, 1, 2])}})
+  assert arc["answer"] == "y" and arc["options"] == ["x", "y", "z"]
+  assert _mapped("trec", {"text": "t", "label-coarse": 3})["answer"] == "person"
+  assert _mapped("stsb", {"sentence1": "a", "sentence2": "b", "label": 3.6})["answer"] == "4"

@@ -27,10 +27,10 @@ ALL_THREE = {"train": "train", "validation": "validation", "test": "test"}
 
 def _text(value) -> str:
   """A string from a decoded record value (nested TFDS dicts keep bytes and numpy scalars)."""
+  if getattr(value, "ndim", None) == 0 or (hasattr(value, "item") and not hasattr(value, "ndim")):
+    value = value.item()  # a 0-d array or a numpy scalar
   if isinstance(value, bytes):
     return value.decode("utf-8")
-  if hasattr(value, "item") and not hasattr(value, "__len__"):
-    return _text(value.item())
   return str(value)
 
 
@@ -164,7 +164,7 @@ COMMONSENSE = [
           T.CONTINUATION, label_feature="label", label_names=("0", "1")),
     _spec("story_cloze", "commonsense", "story_cloze/2016:1.0.0",
           {"context": lambda r: r["context"], "options": lambda r: _texts(r["endings"]),
-           "answer": lambda r: _index(r["endings"], r["label"])},
+           "answer": lambda r: _index(r["endings"], r["label"] - 1)},  # AnswerRightEnding: 1 or 2
           # No train split: FLAN trains on the validation split and tests on test.
           T.CONTINUATION, splits={"train": "validation", "test": "test"}),
 ]
