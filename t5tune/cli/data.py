@@ -5,6 +5,7 @@ near-duplicates, contamination, label-issues and generate: `t5tune.cli.data_qual
 Tasks live in user modules; `--module` (repeatable) imports them first:
 
     t5tune data list --module=t5tune.demo_tasks
+    t5tune data list --collection=flan2021
     t5tune data report t5tune_demo_mix --module=t5tune.demo_tasks \\
         --inputs_length=256 --targets_length=64 --output=/tmp/report
     t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
@@ -28,6 +29,9 @@ _SPLIT = flags.DEFINE_string(
     "split", "train", "train-vocab / near-duplicates / label-issues: the split whose records are used.",
     allow_override=True)
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of pieces.", allow_override=True)
+_COLLECTION = flags.DEFINE_string(
+    "collection", None, "list: show a collection's datasets instead (e.g. flan2021; registers nothing).",
+    allow_override=True)
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.", allow_override=True)
 
 USAGE = ("usage: t5tune data list|report NAME|train-vocab|near-duplicates NAME|"
@@ -37,7 +41,7 @@ SUB_COMMANDS = ("list", "report", "train-vocab") + data_quality.COMMANDS
 # The flags each sub-command reads (--module, --verbose, --quiet are everyone's);
 # any other flag given to a sub-command that does not read it is refused.
 FLAGS_OF = {
-    "list": (),
+    "list": ("collection",),
     "report": ("splits", "inputs_length", "targets_length", "output", "output_dir", "max_examples",
                "near_threshold", "contamination_eval", "eval_split", "ngram", "label_issues"),
     "train-vocab": ("tasks", "split", "vocab_size", "model_type", "output"),
@@ -122,6 +126,9 @@ def main(argv):
   common.import_modules(_MODULES.value)
   if command in data_quality.COMMANDS:
     data_quality.main(command, args[1:])
+  elif command == "list" and _COLLECTION.value:
+    from t5tune.data.collections import protocol  # pylint: disable=g-import-not-at-top
+    print(protocol.describe_named(_COLLECTION.value))
   elif command == "list":
     _list()
   elif command == "report":
