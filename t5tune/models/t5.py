@@ -39,6 +39,16 @@ Array = jax.Array
 Dense = layers.Dense
 
 
+def _add_mlp_block(layer: nnx.Module, config: T5Config, rngs: nnx.Rngs) -> None:
+  """The part every layer shares: the MLP with its norm, dropout and (optional) adapter."""
+  layer.mlp_norm = layers.RMSNorm(config, rngs=rngs)
+  layer.mlp = layers.MLP(config, rngs=rngs)
+  layer.dropout = nnx.Dropout(config.dropout_rate)
+  if config.adapter_dim:
+    layer.adapter = layers.Adapter(config, rngs=rngs)
+  layer.has_adapter = bool(config.adapter_dim)
+
+
 class EncoderLayer(nnx.Module):
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
@@ -46,12 +56,7 @@ class EncoderLayer(nnx.Module):
       self.relpos_bias = layers.RelativePositionBias(config, bidirectional=True, rngs=rngs)
     self.attention_norm = layers.RMSNorm(config, rngs=rngs)
     self.attention = layers.Attention(config, rngs=rngs, role="attention")
-    self.mlp_norm = layers.RMSNorm(config, rngs=rngs)
-    self.mlp = layers.MLP(config, rngs=rngs)
-    self.dropout = nnx.Dropout(config.dropout_rate)
-    if config.adapter_dim:
-      self.adapter = layers.Adapter(config, rngs=rngs)
-    self.has_adapter = bool(config.adapter_dim)
+    _add_mlp_block(self, config, rngs)
 
   def __call__(self, x_BLD, bias_BHLL, mask_BHLL, rngs=None):
     det = rngs is None
@@ -74,12 +79,7 @@ class DecoderLayer(nnx.Module):
     self.self_attention = layers.Attention(config, rngs=rngs, role="self_attention")
     self.cross_attention_norm = layers.RMSNorm(config, rngs=rngs)
     self.cross_attention = layers.Attention(config, rngs=rngs, role="cross_attention")
-    self.mlp_norm = layers.RMSNorm(config, rngs=rngs)
-    self.mlp = layers.MLP(config, rngs=rngs)
-    self.dropout = nnx.Dropout(config.dropout_rate)
-    if config.adapter_dim:
-      self.adapter = layers.Adapter(config, rngs=rngs)
-    self.has_adapter = bool(config.adapter_dim)
+    _add_mlp_block(self, config, rngs)
 
   def __call__(self, y_BTD, self_bias_BHTS, self_mask_BHTS, cross_kv, cross_mask_BHTS,
                rngs=None, cache_kv=None, index=None, layer_index=None):
