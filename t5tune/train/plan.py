@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 import time
 from typing import Sequence
 
@@ -92,11 +93,16 @@ class Plan:
 _DEBUG_TABLES = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
 
 
+# Per-instruction debug metadata (op names, stack-frame ids): an executable
+# loaded from JAX's persistent compilation cache numbers its frames differently.
+_METADATA = re.compile(r",? ?metadata=\{[^{}]*\}")
+
+
 def program_fingerprint(compiled) -> str:
-  """sha256 of a compiled step's partitioned HLO, without the callers' source locations."""
+  """sha256 of a compiled step's partitioned HLO, without source locations and debug metadata."""
   blocks = compiled.as_text().split("\n\n")
   kept = [b for b in blocks if b.split("\n", 1)[0].strip() not in _DEBUG_TABLES]
-  return hashlib.sha256("\n\n".join(kept).encode()).hexdigest()
+  return hashlib.sha256(_METADATA.sub("", "\n\n".join(kept)).encode()).hexdigest()
 
 
 def shard_bytes(tree) -> int:
