@@ -172,6 +172,22 @@ def _collect(model_dataset) -> tuple[list[int], dict[str, np.ndarray]]:
   return indices, {k: np.stack(v) for k, v in feats.items()}
 
 
+def check_evaluable(task: str, split: str) -> None:
+  """A UsageError unless seqio can evaluate `task` on `split` (it has the split and metrics)."""
+  import seqio
+  t = seqio.get_mixture_or_task(task)
+  if split not in t.splits:  # seqio would fail later with an AttributeError
+    raise errors.UsageError(
+        f"task {task!r} has no {split!r} split (it has {list(t.splits)})", where="split",
+        fix="give the task that split, or evaluate one it has (the config's `split`"
+        " or `data.eval_split` key)")
+  if not t.metric_fns and not t.metric_objs:
+    raise errors.UsageError(
+        f"task {task!r} has no metric functions to evaluate", where="metric_fns=",
+        fix="register it with e.g. metric_fns=[t5tune.infer.metrics.accuracy]"
+        " (classification) or [t5tune.infer.metrics.rouge] (generation)")
+
+
 class TaskEvaluator:
   """Evaluates a model on tasks; datasets are read once and reused at every call."""
 
@@ -191,6 +207,8 @@ class TaskEvaluator:
     self.output_dir = output_dir
     self.clean_masks = dict(clean_masks or {})
     self._last_texts: dict[str, list[str]] = {}  # each task's predictions of the last evaluate()
+    for task in self.tasks:  # before anything is written
+      check_evaluable(task, split)
     loggers = ()
     tb_dir = None
     if output_dir:
@@ -203,11 +221,6 @@ class TaskEvaluator:
     self._evaluators, self._examples = {}, {}
     for task in self.tasks:
       t = seqio.get_mixture_or_task(task)
-      if not t.metric_fns and not t.metric_objs:
-        raise ValueError(
-            f"task {task!r} has no metric functions to evaluate; register it with e.g."
-            " metric_fns=[t5tune.infer.metrics.accuracy] (classification) or"
-            " [t5tune.infer.metrics.rouge] (generation)")
       ev = seqio.Evaluator(
           task, feature_converter=seqio.EncDecFeatureConverter(pack=False), eval_split=split,
           sequence_length=lengths or None, num_examples=num_examples or None,

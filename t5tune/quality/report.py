@@ -120,7 +120,7 @@ def build(name: str, *, feature_lengths: Mapping[str, int],
   `quality`: keyword arguments of `report_quality.mixture_sections` (near_threshold,
   contamination_eval, eval_split, ngram, label_issues_path).
   """
-  provider = seqio.get_mixture_or_task(name)
+  provider = mixtures.get_provider(name)
   is_mixture = isinstance(provider, seqio.Mixture)
   report = {"name": name, "kind": "mixture" if is_mixture else "task",
             "feature_lengths": dict(feature_lengths), "tasks": {}, "totals": {}}
@@ -196,10 +196,10 @@ def write(name: str, output_dir: str, *, feature_lengths: Mapping[str, int],
           splits: Sequence[str] | None = None, max_examples: int | None = None,
           **quality: Any) -> tuple[dict[str, Any], str, str]:
   """Builds the report and writes NAME.report.json and NAME.lengths.png; returns (report, paths)."""
-  os.makedirs(output_dir, exist_ok=True)
   histograms = {}
   report = build(name, feature_lengths=feature_lengths, splits=splits,
                  max_examples=max_examples, _histograms=histograms, **quality)
+  os.makedirs(output_dir, exist_ok=True)  # after the build: nothing is created on a refusal
   json_path = os.path.join(output_dir, f"{name}.report.json")
   atomic.write_json(json_path, report, indent=1)
   png_path = plot_histograms(histograms, feature_lengths,
