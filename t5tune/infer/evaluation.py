@@ -63,7 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.clusters = ()  # held-out clusters: every base task whose metadata["cluster"] is listed
   c.variants = ("",)  # e.g. ("", "fs3"): each base task's variants, side by side
   c.split = "validation"
-  c.inputs_length = 0  # 0: the longest example (nothing truncated)
+  c.inputs_length = 0  # 0: the longest example (nothing truncated); N: inputs cut to N tokens
+  c.max_inputs_length = 512  # with inputs_length 0: a longer input is refused, naming its task
+  c.truncate = False  # with inputs_length 0: cut inputs to max_inputs_length instead of refusing
   c.targets_length = 0
   c.num_examples = 0  # per task; 0 = all
   c.batch_size = 16
@@ -186,6 +188,29 @@ def check_evaluable(task: str, split: str) -> None:
         f"task {task!r} has no metric functions to evaluate", where="metric_fns=",
         fix="register it with e.g. metric_fns=[t5tune.infer.metrics.accuracy]"
         " (classification) or [t5tune.infer.metrics.rouge] (generation)")
+
+
+def check_input_lengths(task: str, split: str, limit: int) -> None:
+  """A UsageError if an input of t5tune task `task` on `split` is over `limit` tokens (EOS in).
+
+  Checked on the rendered examples before anything is read into seqio or
+  written: one runaway example would otherwise size every batch of the task.
+  """
+  import seqio
+  from t5tune.data import tasks as tasks_lib
+  if task not in tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION):
+    return  # a plain seqio task: its preprocessors decide
+  check_evaluable(task, split)
+  vocab = seqio.get_mixture_or_task(task).output_features["inputs"].vocabulary
+  examples = tasks_lib.get_info(task).source.prepared(split).examples
+  for i, ex in enumerate(examples):
+    n = len(vocab.encode(ex["inputs"])) + 1
+    if n > limit:
+      raise errors.UsageError(
+          f"task {task!r} ({split}) example {i} has {n} input tokens, over"
+          f" max_inputs_length={limit}", where=f"{task}:{split}#{i}",
+          fix="pass --truncate (or set inputs_length) to cut inputs, or raise"
+          " --config.evaluation.max_inputs_length")
 
 
 class TaskEvaluator:
@@ -422,6 +447,13 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
                           output_dir: str | None = None) -> tuple[TaskEvaluator, list]:
   """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
   resolved = resolve_tasks(config.tasks, config.clusters, config.variants)
+  inputs_length = config.inputs_length
+  limit = config.get("max_inputs_length", 512)
+  if not inputs_length and config.get("truncate", False):
+    inputs_length = limit
+  elif not inputs_length:  # the longest example, as long as it is within the limit
+    for _, _, name in resolved:
+      check_input_lengths(name, config.split, limit)
   masks = None
   if config.contamination_train:
     from t5tune.quality import contamination
@@ -431,7 +463,7 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
              for _, _, name in resolved if name in tasks_lib.task_names()}
   evaluator = TaskEvaluator(
       [name for _, _, name in resolved], split=config.split,
-      feature_lengths={"inputs": config.inputs_length, "targets": config.targets_length},
+      feature_lengths={"inputs": inputs_length, "targets": config.targets_length},
       batch_size=config.batch_size, options=decode_options(config),
       rank_classification=config.rank_classification,
       length_normalize=config.length_normalize,

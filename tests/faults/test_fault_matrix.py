@@ -125,7 +125,10 @@ def _task_modules(root):
       "data.register_task('fm_nosplit', source={'train': rec}, fields=['q', 'a'],"
       " templates=[data.Template('t', '{q}', '{a}')], metric_fns=[metrics.accuracy])\n"
       "data.register_task('fm_nometric', source={'train': rec, 'validation': rec},"
-      " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')])\n")
+      " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')])\n"
+      "data.register_task('fm_long', source={'validation': [{'q': 'y' * 600, 'a': 'b'}]},"
+      " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')],"
+      " metric_fns=[metrics.accuracy])\n")
 
 
 def _sharded_hf(root):
