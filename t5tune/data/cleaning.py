@@ -113,7 +113,7 @@ def read_records(source: sources.Source, split: str,
                  ) -> list[dict[str, Any]]:
   """Reads, checks and cleans one split; removals are added to `counts`."""
   if on_bad_record not in BAD_RECORD_MODES:
-    raise ValueError(f"on_bad_record={on_bad_record!r} must be one of {BAD_RECORD_MODES}")
+    raise errors.UsageError(f"on_bad_record={on_bad_record!r} must be one of {BAD_RECORD_MODES}")
   out = []
   for location, raw in source.records(split):
     counts["read"] += 1
@@ -158,7 +158,7 @@ def check_dedup(mode: str | None) -> float | None:
       return threshold
   elif mode in DEDUP_MODES:
     return NEAR_THRESHOLD if mode == "near" else None
-  raise ValueError(f"dedup={mode!r} must be one of {DEDUP_MODES} or 'near:T' with 0 < T <= 1")
+  raise errors.UsageError(f"dedup={mode!r} must be one of {DEDUP_MODES} or 'near:T' with 0 < T <= 1")
 
 
 def dedup(records: Iterable[dict[str, Any]], mode: str | None,

@@ -68,7 +68,7 @@ class FileSource(Source):
 
   def __init__(self, files: Mapping[str, str | Sequence[str]], fmt: str):
     if fmt not in ("jsonl", "csv", "tsv"):
-      raise ValueError(f"file format {fmt!r} is not one of jsonl, csv, tsv")
+      raise errors.UsageError(f"file format {fmt!r} is not one of jsonl, csv, tsv")
     super().__init__(list(files))
     self.files = dict(files)
     self.fmt = fmt
@@ -144,7 +144,7 @@ def from_files(files: Mapping[str, str | Sequence[str]]) -> FileSource:
   ext = first.rsplit(".", 1)[-1].lower()
   fmt = {"jsonl": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "tsv"}.get(ext)
   if fmt is None:
-    raise ValueError(
+    raise errors.UsageError(
         f"cannot tell the format of {first!r} from its extension; use"
         f" t5tune.data.sources.jsonl/csv/tsv explicitly")
   return FileSource(files, fmt)
@@ -221,6 +221,6 @@ def as_source(spec) -> Source:
                       for v in values):
       return from_files(spec)
     return FunctionSource(spec)
-  raise TypeError(
+  raise errors.UsageError(
       f"source= must be a t5tune.data.sources.Source or a {{split: files}} /"
       f" {{split: records}} mapping, got {type(spec).__name__}")

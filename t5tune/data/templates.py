@@ -58,13 +58,13 @@ class Template:
 
   def __post_init__(self):
     if self.kind not in KINDS:
-      raise ValueError(
+      raise errors.UsageError(
           f"template {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
     for side in ("inputs", "targets"):
       try:
         placeholders(getattr(self, side))
       except ValueError as e:
-        raise ValueError(
+        raise errors.UsageError(
             f"template {self.name!r}: {side} string is not a valid format"
             f" string ({e}); write literal braces as '{{{{' and '}}}}'") from None
 

@@ -109,6 +109,8 @@ def _task_modules(root):
       "fm_latin": dict(source='{"train": "latin1.jsonl"}'),
       "fm_metric": dict(extra=", metric_fns=[lambda x: {}]"),
       "fm_vocab": dict(extra=', vocabulary="afile"'),
+      "fm_ext": dict(source='{"train": "notes.txt"}'),
+      "fm_dedup": dict(extra=', dedup="nearr"'),
   }
   for name, kw in modules.items():
     text = _TASK.format(name=name, source=kw.get("source", '{"train": [{"q": "a", "a": "b"}]}'),
