@@ -50,6 +50,12 @@ class InputError(T5tuneError, ValueError):
   exit_code = 2
 
 
+class MissingInputError(T5tuneError, FileNotFoundError):
+  """A file the user named (a source glob, a vocabulary, a weight shard) is not there."""
+
+  exit_code = 2
+
+
 class OutputExistsError(T5tuneError, FileExistsError):
   """An output exists and would be replaced; pass --overwrite (same kind only)."""
 

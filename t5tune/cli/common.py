@@ -108,20 +108,54 @@ def import_modules(modules: Sequence[str], where: str = "--module") -> None:
   """Imports the modules that register tasks and mixtures (the current directory first on the path).
 
   A module that does not exist is a usage error naming `where`; a module that
-  fails while importing keeps its own error (it is the user's code to fix).
+  fails while importing is the user's code to fix: its error is an InputError
+  naming the file:line of the user's code that raised (a t5tune error keeps
+  its own text; an error raised inside t5tune or a library stays a fault).
   """
   if os.getcwd() not in sys.path:
     sys.path.insert(0, os.getcwd())
   for module in modules:
     try:
       importlib.import_module(module)
+    except errors.T5tuneError:
+      raise
     except ModuleNotFoundError as e:
       if e.name and module.startswith(e.name):  # the module itself, not one it imports
         raise errors.UsageError(
             f"no Python module {module!r}", where=where,
             fix="give a module importable from the current directory (e.g. my_pkg.tasks)"
         ) from None
-      raise
+      raise _module_error(module, e) from e
+    except SyntaxError as e:
+      raise errors.InputError(
+          f"module {module!r} has a syntax error: {e.msg}", where=f"{e.filename}:{e.lineno}",
+          fix="fix that line") from None
+    except Exception as e:  # pylint: disable=broad-except
+      raise _module_error(module, e) from e
+
+
+def _module_error(module: str, error: Exception) -> Exception:
+  """An InputError at the user's line that raised `error`, or `error` if none of it is theirs."""
+  user_frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+                 if _is_user_file(frame.filename)]
+  if not user_frames:
+    return error
+  frame = user_frames[-1]
+  return errors.InputError(
+      f"importing module {module!r} failed: {type(error).__name__}: {error}",
+      where=f"{frame.filename}:{frame.lineno}",
+      fix="fix the module (--verbose shows the traceback)")
+
+
+def _is_user_file(path: str) -> bool:
+  """A file of the user's, not t5tune's, the standard library's or an installed package's."""
+  if path.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+    return False
+  path = os.path.abspath(path)
+  if path.startswith(_PACKAGE_DIR + os.sep):
+    return False
+  prefixes = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+  return not any(path.startswith(p + os.sep) for p in prefixes)
 
 
 @contextlib.contextmanager

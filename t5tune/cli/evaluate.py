@@ -30,6 +30,7 @@ _TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures; replaces the confi
 _OUTPUT = common.output_flag("Directory the outputs go to (default CHECKPOINT/eval).",
                              old_names=("output_dir",))
 _MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that register tasks.", allow_override=True)
+_TRUNCATE = flags.DEFINE_bool("truncate", False, "Cut inputs longer than the config's max_inputs_length (512) instead of refusing the task.", allow_override=True)
 
 
 def resolve_checkpoint(path: str) -> tuple[str, int]:
@@ -63,7 +64,8 @@ def evaluation_config(config):
   return config, modules + list(config.modules)
 
 
-def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modules=()):
+def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modules=(),
+        truncate: bool = False):
   """Evaluates; returns ({task: {metric: value}}, side-by-side markdown table)."""
   from t5tune import sharding
   from t5tune.convert import loading
@@ -75,9 +77,10 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   config, config_modules = evaluation_config(config)
   common.import_modules(config_modules, where="--config (data.modules / modules)")
   common.import_modules(modules)
-  if tasks:
+  if tasks or truncate:
     with config.unlocked():
-      config.tasks = tuple(tasks)
+      config.tasks = tuple(tasks) if tasks else config.tasks
+      config.truncate = truncate or config.get("truncate", False)
   model_dir, step = resolve_checkpoint(checkpoint)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
@@ -94,5 +97,5 @@ def main(argv):
   common.no_extra_args(argv, "evaluate")
   common.require([_CONFIG, _CHECKPOINT], "evaluate")
   _, table = run(_CONFIG.value, _CHECKPOINT.value, common.resolve_output("evaluate", ("output_dir",)), _TASKS.value,
-                 _MODULES.value)
+                 _MODULES.value, truncate=_TRUNCATE.value)
   print(table)

@@ -71,6 +71,13 @@ def resolve(spec: str):
 def main(argv):
   common.no_extra_args(argv, "info")
   common.require([_CONFIG], "info")
+  for holder in (_INPUTS_LEN, _TARGETS_LEN, _BATCH):
+    if holder.value < 1:
+      raise errors.UsageError(f"--{holder.name}={holder.value} must be at least 1",
+                              where=f"--{holder.name}", fix="give a positive count")
+  if not 0 < _MFU.value <= 1:
+    raise errors.UsageError(f"--mfu={_MFU.value} must be in (0, 1]", where="--mfu",
+                            fix="e.g. 0.4 (40% of peak)")
   plan_args = _plan_args() if _PLAN.value else None
   from t5tune.models import info
   cfg, experiment_config = resolve(_CONFIG.value)

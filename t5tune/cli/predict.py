@@ -24,7 +24,8 @@ _TEMPLATE = flags.DEFINE_string("template", None, "Prompt template over the inpu
 _VOCAB = flags.DEFINE_string("vocab", None, "'byte' or a SentencePiece .model path (default: byte for byte-sized vocabularies).", allow_override=True)
 _METHOD = flags.DEFINE_enum("method", "greedy", decoding.METHODS, "Decoding method.", allow_override=True)
 _MAX_DECODE_LEN = flags.DEFINE_integer("max_decode_len", 64, "Maximum number of generated tokens.", allow_override=True)
-_MAX_INPUT_LEN = flags.DEFINE_integer("max_input_len", None, "Truncate prompts to this many tokens.", allow_override=True)
+_MAX_INPUT_LEN = flags.DEFINE_integer("max_input_len", None, "Longest prompt in tokens, EOS included (default 512); a longer line is refused unless --truncate.", allow_override=True)
+_TRUNCATE = flags.DEFINE_bool("truncate", False, "Cut prompts longer than --max_input_len instead of refusing the input.", allow_override=True)
 _NUM_BEAMS = flags.DEFINE_integer("num_beams", 4, "Beam search width.", allow_override=True)
 _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = logprob / length ** length_penalty.", allow_override=True)
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0 = greedy).", allow_override=True)
@@ -73,14 +74,15 @@ def main(argv):
       top_k=_TOP_K.value, top_p=_TOP_P.value, num_beams=_NUM_BEAMS.value,
       length_penalty=_LENGTH_PENALTY.value)
   made_by = predict.model_producer(_CHECKPOINT.value, _VOCAB.value)
+  limit = _MAX_INPUT_LEN.value or predict.DEFAULT_MAX_INPUT_LEN
   predict.check_output(_OUTPUT.value, predict.full_producer(
-      made_by, template=_TEMPLATE.value, max_input_len=_MAX_INPUT_LEN.value, seed=_SEED.value,
-      options=options), _OVERWRITE.value)
+      made_by, template=_TEMPLATE.value, max_input_len=limit if _TRUNCATE.value else None,
+      seed=_SEED.value, options=options), _OVERWRITE.value)
   mesh = sharding.make_mesh([int(s) for s in _MESH_SHAPE.value])
   model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
   n = predict.predict_file(
       model, _INPUT.value, _OUTPUT.value, vocabulary=_VOCAB.value, template=_TEMPLATE.value,
       options=options, batch_size=_BATCH_SIZE.value, chunk_size=_CHUNK_SIZE.value,
-      max_input_len=_MAX_INPUT_LEN.value, seed=_SEED.value, producer=made_by,
-      overwrite=_OVERWRITE.value)
+      max_input_len=limit, seed=_SEED.value, producer=made_by, overwrite=_OVERWRITE.value,
+      truncate=_TRUNCATE.value)
   print(f"wrote {n} predictions to {_OUTPUT.value}")

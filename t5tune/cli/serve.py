@@ -9,6 +9,7 @@ Endpoints: POST /v1/completions (OpenAI-compatible), POST /v1/score, GET
 """
 import logging
 import os
+import time
 
 from absl import flags
 
@@ -16,6 +17,7 @@ from t5tune import errors
 from t5tune.cli import common
 
 API_KEY_ENV = "T5TUNE_API_KEY"
+_STARTED_AT = time.monotonic()  # this module is imported first: time-to-ready counts from here
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "t5tune model dir or Hugging Face T5 dir (LoRA is folded in).", allow_override=True)
 _VOCAB = flags.DEFINE_string("vocab", None, "'byte' or a SentencePiece .model path (default: byte for byte-sized vocabularies).", allow_override=True)
@@ -24,7 +26,8 @@ _MODULES = flags.DEFINE_multi_string("module", [], "Python module(s) whose impor
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind (loopback by default; 0.0.0.0 exposes the server).", allow_override=True)
 _PORT = flags.DEFINE_integer("port", 8000, "TCP port (0 picks a free one; the log says which).", allow_override=True)
 _API_KEY = flags.DEFINE_string("api_key", None, f"Key every endpoint but /health requires as 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}).", allow_override=True)
-_MODEL_NAME = flags.DEFINE_string("model_name", None, "Model id in responses and /v1/models (default: the checkpoint dir's name).", allow_override=True)
+_MODEL_NAME = flags.DEFINE_string("model_name", None, "Model id in responses and /v1/models (default: the model dir's name; for a checkpoint step, the run's).", allow_override=True)
+_COMPILATION_CACHE = flags.DEFINE_string("compilation_cache", None, "Directory of JAX's persistent compilation cache, so that a restart loads its compiled shapes (default: $T5TUNE_CACHE_DIR/jax, else ~/.cache/t5tune/jax; 'none' turns it off).", allow_override=True)
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "Compiled batch sizes; the largest is the most rows per batch.", allow_override=True)
 _INPUT_LENGTHS = flags.DEFINE_list("input_lengths", ["64", "128", "256", "512"], "Compiled prompt lengths in tokens; the largest is the prompt limit.", allow_override=True)
 _DECODE_LENGTHS = flags.DEFINE_list("decode_lengths", ["32", "128"], "Compiled decode (and score target) lengths; the largest is the max_tokens limit.", allow_override=True)
@@ -73,12 +76,14 @@ def main(argv):
   from t5tune.serve import engine
   from t5tune.serve import server
   from t5tune.serve import completions
+  server.check_port(_HOST.value, _PORT.value)  # before minutes of loading and compiling
   buckets = engine.Buckets(**shapes)
   template, options_style = _template()
+  server.enable_compilation_cache(server.compilation_cache_dir(_COMPILATION_CACHE.value))
   options = server.Options(
-      host=_HOST.value, port=_PORT.value,
+      host=_HOST.value, port=_PORT.value, started_at=_STARTED_AT,
       api_key=_API_KEY.value or os.environ.get(API_KEY_ENV) or None,
-      model_name=_MODEL_NAME.value or os.path.basename(os.path.normpath(_CHECKPOINT.value)),
+      model_name=_MODEL_NAME.value or server.default_model_name(_CHECKPOINT.value),
       template=template, options_style=options_style, max_wait_ms=_MAX_WAIT_MS.value, max_queue=_MAX_QUEUE.value,
       stream_chunk=_STREAM_CHUNK.value, drain_timeout_s=_DRAIN_TIMEOUT_S.value,
       limits=completions.Limits(max_n=_MAX_N.value, max_body_bytes=_MAX_BODY_BYTES.value,

@@ -216,6 +216,15 @@ def is_hf_dir(path: str) -> bool:
                or os.path.isfile(os.path.join(path, "model.safetensors.index.json"))))
 
 
+def _load_safetensors(path: str) -> dict[str, np.ndarray]:
+  """The tensors of one safetensors file; a truncated or foreign file is a ConversionError."""
+  try:
+    return safetensors.numpy.load_file(path)
+  except (safetensors.SafetensorError, OSError, ValueError) as e:
+    raise errors.ConversionError(f"not a readable safetensors file ({e})", where=path,
+                                 fix="download the file again") from None
+
+
 def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]]:
   """Reads config and tensors of a HF T5 directory (single or sharded safetensors)."""
   config_path = os.path.join(path, "config.json")
@@ -234,13 +243,25 @@ def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]
   single = os.path.join(path, "model.safetensors")
   index = os.path.join(path, "model.safetensors.index.json")
   if os.path.isfile(single):
-    tensors = dict(safetensors.numpy.load_file(single))
+    tensors = dict(_load_safetensors(single))
   elif os.path.isfile(index):
     with open(index) as f:
-      weight_map = json.load(f)["weight_map"]
+      try:
+        weight_map = json.load(f)["weight_map"]
+      except (json.JSONDecodeError, KeyError, TypeError):
+        raise errors.ConversionError("not a safetensors index (no JSON 'weight_map')",
+                                     where=index, fix="restore it from the original model"
+                                     ) from None
+    shards = sorted(set(weight_map.values()))
+    missing = [s for s in shards if not os.path.isfile(os.path.join(path, s))]
+    if missing:  # checked before reading any, so no time is spent on a model that cannot load
+      raise errors.MissingInputError(
+          f"{len(missing)} of {len(shards)} shards named by model.safetensors.index.json are"
+          f" missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}", where=path,
+          fix="download the missing shard(s) into the directory")
     tensors = {}
-    for shard in sorted(set(weight_map.values())):
-      tensors.update(safetensors.numpy.load_file(os.path.join(path, shard)))
+    for shard in shards:
+      tensors.update(_load_safetensors(os.path.join(path, shard)))
   elif any(n.endswith(".bin") for n in os.listdir(path)):
     raise errors.ConversionError(
         "only pickled PyTorch weights (*.bin) found; t5tune never unpickles", where=path,

@@ -51,8 +51,8 @@ _PUNCT = re.compile("[" + re.escape(string.punctuation) + "]")
 _SPACE = re.compile(r"\s+")
 
 
-class BadRecordError(ValueError):
-  """A malformed record, named by file and line (or source and index)."""
+class BadRecordError(errors.InputError):
+  """A malformed record, named by file and line (or source and index): the user's data to fix."""
 
 
 def normalize(text: str) -> str:
@@ -79,13 +79,13 @@ def extract(location: str, raw: Mapping[str, Any],
             f" is missing; the record has {sorted(raw)}")
       value = raw[key]
     if name == templates_lib.OPTIONS_FIELD:
-      if isinstance(value, str):
-        value = [o for o in value.split("|||")] if "|||" in value else None
+      if isinstance(value, str) and "|||" in value:
+        value = value.split("|||")
       if not isinstance(value, (list, tuple)) or not all(
           isinstance(o, (str, int, float)) and not isinstance(o, bool) for o in value):
         return None, "wrong_type", (
             f"{location}: field {name!r} must be a list of strings (or a"
-            f" '|||'-separated string), got {type(value).__name__}")
+            f" '|||'-separated string), got {_describe(value)}")
       value = [str(o) for o in value]
     elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
       value = str(value)
@@ -99,6 +99,13 @@ def extract(location: str, raw: Mapping[str, Any],
   return record, None, None
 
 
+def _describe(value) -> str:
+  """What a wrong-typed field holds, as the user wrote it (a plain string is shown)."""
+  if isinstance(value, str):
+    return f"the string {value[:40]!r} (no '|||' separator)"
+  return type(value).__name__
+
+
 def read_records(source: sources.Source, split: str,
                  fields: Mapping[str, Any], on_bad_record: str,
                  counts: collections.Counter,
@@ -106,7 +113,7 @@ def read_records(source: sources.Source, split: str,
                  ) -> list[dict[str, Any]]:
   """Reads, checks and cleans one split; removals are added to `counts`."""
   if on_bad_record not in BAD_RECORD_MODES:
-    raise ValueError(f"on_bad_record={on_bad_record!r} must be one of {BAD_RECORD_MODES}")
+    raise errors.UsageError(f"on_bad_record={on_bad_record!r} must be one of {BAD_RECORD_MODES}")
   out = []
   for location, raw in source.records(split):
     counts["read"] += 1
@@ -151,7 +158,7 @@ def check_dedup(mode: str | None) -> float | None:
       return threshold
   elif mode in DEDUP_MODES:
     return NEAR_THRESHOLD if mode == "near" else None
-  raise ValueError(f"dedup={mode!r} must be one of {DEDUP_MODES} or 'near:T' with 0 < T <= 1")
+  raise errors.UsageError(f"dedup={mode!r} must be one of {DEDUP_MODES} or 'near:T' with 0 < T <= 1")
 
 
 def dedup(records: Iterable[dict[str, Any]], mode: str | None,

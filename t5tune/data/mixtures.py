@@ -78,20 +78,26 @@ def register_mixture(name: str, tasks: Sequence[str] | Callable[[tasks_lib.TaskI
   return seqio.MixtureRegistry.add(name, entries)
 
 
+def get_provider(name: str) -> seqio.Task | seqio.Mixture:
+  """`seqio.get_mixture_or_task`, with an unknown name a UsageError naming the closest one."""
+  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  if name not in known:
+    raise errors.UsageError(
+        f"{name!r} is not a registered task or mixture{errors.did_you_mean(name, known)}",
+        where=name, fix="check the name (`t5tune data list`), or import the module that"
+        " registers it (--module=my.tasks)")
+  return seqio.get_mixture_or_task(name)
+
+
 def leaf_task_names(names: Sequence[str]) -> list[str]:
   """The tasks of `names` (a mixture's by name, as seqio flattens them), each once, in order.
 
   A name that is neither a registered task nor a mixture is a UsageError
   with the closest registered name.
   """
-  known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
   out = []
   for name in names:
-    if name not in known:
-      raise errors.UsageError(
-          f"{name!r} is not a registered task or mixture{errors.did_you_mean(name, known)}",
-          fix="import the module that registers it (--module=my.tasks)")
-    provider = seqio.get_mixture_or_task(name)
+    provider = get_provider(name)
     if isinstance(provider, seqio.Mixture):
       out.extend(t.name for t in provider.tasks)
     else:

@@ -46,6 +46,7 @@ import tensorflow as tf
 from t5tune import atomic
 from t5tune import sharding
 from t5tune.data import lengths
+from t5tune.data import mixtures
 
 SPEC_FILE = "spec.json"
 
@@ -54,7 +55,7 @@ def local_dataset(name: str, *, split: str, feature_lengths: Mapping[str, int],
                   local_batch_size: int, pack: bool, seed: int, shard: seqio.ShardInfo,
                   shuffle: bool = True, num_epochs: int | None = None) -> tf.data.Dataset:
   """One process's batches as a tf.data.Dataset of numpy-able dicts (before jax)."""
-  provider = seqio.get_mixture_or_task(name)
+  provider = mixtures.get_provider(name)
   ds = provider.get_dataset(
       sequence_length=dict(feature_lengths), split=split, use_cached=False,
       shuffle=shuffle, seed=seed, shard_info=shard, num_epochs=num_epochs)

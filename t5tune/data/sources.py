@@ -24,6 +24,8 @@ import json
 import os
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from t5tune import errors
+
 Record = dict[str, Any]
 
 
@@ -54,8 +56,9 @@ def _expand(patterns: str | Sequence[str], split: str) -> list[str]:
   for pattern in patterns:
     matched = sorted(glob.glob(os.path.expanduser(str(pattern))))
     if not matched:
-      raise FileNotFoundError(
-          f"split {split!r}: no file matches {str(pattern)!r} (cwd {os.getcwd()})")
+      raise errors.MissingInputError(
+          f"split {split!r}: no file matches {str(pattern)!r}", where=f"cwd {os.getcwd()}",
+          fix="check the task's source= path or glob (relative paths are from the cwd)")
     files.extend(matched)
   return files
 
@@ -65,7 +68,7 @@ class FileSource(Source):
 
   def __init__(self, files: Mapping[str, str | Sequence[str]], fmt: str):
     if fmt not in ("jsonl", "csv", "tsv"):
-      raise ValueError(f"file format {fmt!r} is not one of jsonl, csv, tsv")
+      raise errors.UsageError(f"file format {fmt!r} is not one of jsonl, csv, tsv")
     super().__init__(list(files))
     self.files = dict(files)
     self.fmt = fmt
@@ -75,14 +78,19 @@ class FileSource(Source):
 
   def records(self, split):
     for path in _expand(self.files[split], split):
-      if self.fmt == "jsonl":
-        yield from _read_jsonl(path)
-      else:
-        yield from _read_delimited(path, "," if self.fmt == "csv" else "\t")
+      try:
+        if self.fmt == "jsonl":
+          yield from _read_jsonl(path)
+        else:
+          yield from _read_delimited(path, "," if self.fmt == "csv" else "\t")
+      except UnicodeDecodeError as e:
+        raise errors.InputError(f"{path} is not UTF-8 ({e.reason} at byte {e.start} of a"
+                                " block)", where=path, fix="save the file as UTF-8") from None
 
 
 def _read_jsonl(path: str):
-  with open(path, encoding="utf-8") as f:
+  # utf-8-sig: a byte-order mark (as some Windows editors write) is not part of line 1.
+  with open(path, encoding="utf-8-sig") as f:
     for line_no, line in enumerate(f, start=1):
       location = f"{path}:{line_no}"
       if not line.strip():
@@ -100,7 +108,7 @@ def _read_jsonl(path: str):
 
 
 def _read_delimited(path: str, delimiter: str):
-  with open(path, encoding="utf-8", newline="") as f:
+  with open(path, encoding="utf-8-sig", newline="") as f:
     quoting = csv_lib.QUOTE_MINIMAL if delimiter == "," else csv_lib.QUOTE_NONE
     reader = csv_lib.DictReader(f, delimiter=delimiter, quoting=quoting)
     try:
@@ -136,7 +144,7 @@ def from_files(files: Mapping[str, str | Sequence[str]]) -> FileSource:
   ext = first.rsplit(".", 1)[-1].lower()
   fmt = {"jsonl": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "tsv"}.get(ext)
   if fmt is None:
-    raise ValueError(
+    raise errors.UsageError(
         f"cannot tell the format of {first!r} from its extension; use"
         f" t5tune.data.sources.jsonl/csv/tsv explicitly")
   return FileSource(files, fmt)
@@ -213,6 +221,6 @@ def as_source(spec) -> Source:
                       for v in values):
       return from_files(spec)
     return FunctionSource(spec)
-  raise TypeError(
+  raise errors.UsageError(
       f"source= must be a t5tune.data.sources.Source or a {{split: files}} /"
       f" {{split: records}} mapping, got {type(spec).__name__}")

@@ -33,6 +33,7 @@ Variants of one source (`register_variants`, names from `variant_name`):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from typing import Any, Callable, Mapping, Sequence
 
@@ -83,6 +84,29 @@ def check_splits(wanted, available, *, where: str) -> None:
                             where=where, fix="name splits the source has")
 
 
+# The positional parameters seqio accepts for a metric function (it checks only at evaluation).
+METRIC_SIGNATURES = (("targets", "predictions"), ("targets", "scores"),
+                     ("targets", "predictions", "aux_values"))
+
+
+def check_metric_fns(name: str, metric_fns) -> None:
+  """Refuses at registration a metric function seqio would reject only when evaluating."""
+  for fn in metric_fns:
+    label = getattr(fn, "__name__", repr(fn))
+    try:
+      params = inspect.signature(fn).parameters.items()
+    except (TypeError, ValueError):
+      raise errors.UsageError(f"metric {label!r} of task {name!r} is not a function",
+                              where="metric_fns=", fix="pass functions") from None
+    positional = tuple(k for k, p in params if p.default is inspect.Parameter.empty
+                       and p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if positional not in METRIC_SIGNATURES:
+      raise errors.UsageError(
+          f"metric {label}{positional} of task {name!r} has the wrong parameters",
+          where="metric_fns=", fix="define it as f(targets, predictions), f(targets, scores) or"
+          " f(targets, predictions, aux_values) (e.g. t5tune.infer.metrics.accuracy)")
+
+
 def claim_name(registry, kind: str, name: str, *, overwrite: bool, where: str) -> None:
   """Frees `name` in a seqio registry if `overwrite`, else refuses a name already taken."""
   if overwrite:
@@ -123,6 +147,7 @@ def register_task(
   """
   spec = instruction_source.SourceSpec.from_options(
       name, fields=fields, templates=templates, **options)
+  check_metric_fns(name, metric_fns)
   src = sources_lib.as_source(source)
   if splits is None:
     splits = src.splits

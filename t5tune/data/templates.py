@@ -29,6 +29,8 @@ import random
 import string
 from typing import Any, Callable, Mapping, Sequence
 
+from t5tune import errors
+
 ZERO_SHOT_OPTIONS = "zs_opt"
 ZERO_SHOT = "zs_noopt"
 COT = "cot"
@@ -56,13 +58,13 @@ class Template:
 
   def __post_init__(self):
     if self.kind not in KINDS:
-      raise ValueError(
+      raise errors.UsageError(
           f"template {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
     for side in ("inputs", "targets"):
       try:
         placeholders(getattr(self, side))
       except ValueError as e:
-        raise ValueError(
+        raise errors.UsageError(
             f"template {self.name!r}: {side} string is not a valid format"
             f" string ({e}); write literal braces as '{{{{' and '}}}}'") from None
 
@@ -113,23 +115,24 @@ def check_fields(task: str, templates: Sequence[Template],
   seen = set()
   for t in templates:
     if t.name in seen:
-      raise ValueError(f"task {task!r}: two templates are named {t.name!r}")
+      raise errors.UsageError(f"task {task!r}: two templates are named {t.name!r}",
+                              fix="give each template its own name")
     seen.add(t.name)
     for side in ("inputs", "targets"):
       for name in placeholders(getattr(t, side)):
         if name == OPTIONS_PLACEHOLDER:
           if OPTIONS_FIELD not in available:
-            raise ValueError(
+            raise errors.UsageError(
                 f"task {task!r}, template {t.name!r}: {side} uses"
-                f" {{{OPTIONS_PLACEHOLDER}}} but the task has no"
-                f" {OPTIONS_FIELD!r} field; add it to fields= or drop the"
-                f" placeholder")
+                f" {{{OPTIONS_PLACEHOLDER}}} but the task has no {OPTIONS_FIELD!r} field",
+                fix="add it to fields= or drop the placeholder")
           continue
         if name not in available:
-          raise ValueError(
+          raise errors.UsageError(
               f"task {task!r}, template {t.name!r}: {side} uses field"
               f" {{{name}}} which the task does not have (fields:"
-              f" {sorted(available)})")
+              f" {sorted(available)})" + errors.did_you_mean(name, available),
+              fix="rename the placeholder or add the field to fields=")
 
 
 def stable_hash(*parts: Any) -> int:

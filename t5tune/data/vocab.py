@@ -18,6 +18,7 @@ from typing import Iterable
 import seqio
 
 from t5tune import atomic
+from t5tune import errors
 
 BYTE = "byte"
 
@@ -34,12 +35,23 @@ def get_vocabulary(spec: str, extra_ids: int = 0) -> seqio.Vocabulary:
   if spec == BYTE:
     return seqio.ByteVocabulary(extra_ids=extra_ids)
   path = os.path.expanduser(spec)
+  fix = ("pass 'byte' or the path of a T5 spiece .model (or train one with"
+         " `t5tune data train-vocab`)")
   if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"vocabulary {spec!r}: no such SentencePiece model file; pass 'byte'"
-        f" or the path of a T5 spiece .model (or train one with"
-        f" `t5tune data train-vocab`)")
+    raise errors.MissingInputError(f"vocabulary {spec!r}: no such SentencePiece model file",
+                                   where=spec, fix=fix)
+  _check_sentencepiece(path, fix)
   return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
+
+
+def _check_sentencepiece(path: str, fix: str) -> None:
+  """Loads the file once here: seqio loads it lazily, where a bad file is a protobuf error."""
+  import sentencepiece  # pylint: disable=g-import-not-at-top
+  try:
+    sentencepiece.SentencePieceProcessor(model_file=path)
+  except (RuntimeError, OSError, ValueError) as e:
+    raise errors.InputError(f"not a SentencePiece model ({str(e).splitlines()[0]})",
+                            where=path, fix=fix) from None
 
 
 def as_vocabulary(vocab: str | seqio.Vocabulary) -> seqio.Vocabulary:

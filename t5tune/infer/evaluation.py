@@ -64,7 +64,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.clusters = ()  # held-out clusters: every base task whose metadata["cluster"] is listed
   c.variants = ("",)  # e.g. ("", "fs3"): each base task's variants, side by side
   c.split = "validation"
-  c.inputs_length = 0  # 0: the longest example (nothing truncated)
+  c.inputs_length = 0  # 0: the longest example (nothing truncated); N: inputs cut to N tokens
+  c.max_inputs_length = 512  # with inputs_length 0: a longer input is refused, naming its task
+  c.truncate = False  # with inputs_length 0: cut inputs to max_inputs_length instead of refusing
   c.targets_length = 0
   c.num_examples = 0  # per task; 0 = all
   c.batch_size = 16
@@ -173,6 +175,45 @@ def _collect(model_dataset) -> tuple[list[int], dict[str, np.ndarray]]:
   return indices, {k: np.stack(v) for k, v in feats.items()}
 
 
+def check_evaluable(task: str, split: str) -> None:
+  """A UsageError unless seqio can evaluate `task` on `split` (it has the split and metrics)."""
+  import seqio
+  t = seqio.get_mixture_or_task(task)
+  if split not in t.splits:  # seqio would fail later with an AttributeError
+    raise errors.UsageError(
+        f"task {task!r} has no {split!r} split (it has {list(t.splits)})", where="split",
+        fix="give the task that split, or evaluate one it has (the config's `split`"
+        " or `data.eval_split` key)")
+  if not t.metric_fns and not t.metric_objs:
+    raise errors.UsageError(
+        f"task {task!r} has no metric functions to evaluate", where="metric_fns=",
+        fix="register it with e.g. metric_fns=[t5tune.infer.metrics.accuracy]"
+        " (classification) or [t5tune.infer.metrics.rouge] (generation)")
+
+
+def check_input_lengths(task: str, split: str, limit: int) -> None:
+  """A UsageError if an input of t5tune task `task` on `split` is over `limit` tokens (EOS in).
+
+  Checked on the rendered examples before anything is read into seqio or
+  written: one runaway example would otherwise size every batch of the task.
+  """
+  import seqio
+  from t5tune.data import tasks as tasks_lib
+  if task not in tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION):
+    return  # a plain seqio task: its preprocessors decide
+  check_evaluable(task, split)
+  vocab = seqio.get_mixture_or_task(task).output_features["inputs"].vocabulary
+  examples = tasks_lib.get_info(task).source.prepared(split).examples
+  for i, ex in enumerate(examples):
+    n = len(vocab.encode(ex["inputs"])) + 1
+    if n > limit:
+      raise errors.UsageError(
+          f"task {task!r} ({split}) example {i} has {n} input tokens, over"
+          f" max_inputs_length={limit}", where=f"{task}:{split}#{i}",
+          fix="pass --truncate (or set inputs_length) to cut inputs, or raise"
+          " --config.evaluation.max_inputs_length")
+
+
 class TaskEvaluator:
   """Evaluates a model on tasks; datasets are read once and reused at every call."""
 
@@ -192,6 +233,8 @@ class TaskEvaluator:
     self.output_dir = output_dir
     self.clean_masks = dict(clean_masks or {})
     self._last_texts: dict[str, list[str]] = {}  # each task's predictions of the last evaluate()
+    for task in self.tasks:  # before anything is written
+      check_evaluable(task, split)
     loggers = ()
     tb_dir = None
     if output_dir:
@@ -204,11 +247,6 @@ class TaskEvaluator:
     self._evaluators, self._examples = {}, {}
     for task in self.tasks:
       t = seqio.get_mixture_or_task(task)
-      if not t.metric_fns and not t.metric_objs:
-        raise ValueError(
-            f"task {task!r} has no metric functions to evaluate; register it with e.g."
-            " metric_fns=[t5tune.infer.metrics.accuracy] (classification) or"
-            " [t5tune.infer.metrics.rouge] (generation)")
       ev = seqio.Evaluator(
           task, feature_converter=seqio.EncDecFeatureConverter(pack=False), eval_split=split,
           sequence_length=lengths or None, num_examples=num_examples or None,
@@ -403,6 +441,13 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
                           output_dir: str | None = None) -> tuple[TaskEvaluator, list]:
   """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
   resolved = resolve_tasks(config.tasks, config.clusters, config.variants)
+  inputs_length = config.inputs_length
+  limit = config.get("max_inputs_length", 512)
+  if not inputs_length and config.get("truncate", False):
+    inputs_length = limit
+  elif not inputs_length:  # the longest example, as long as it is within the limit
+    for _, _, name in resolved:
+      check_input_lengths(name, config.split, limit)
   masks = None
   if config.contamination_train:
     from t5tune.quality import contamination
@@ -412,7 +457,7 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
              for _, _, name in resolved if name in tasks_lib.task_names()}
   evaluator = TaskEvaluator(
       [name for _, _, name in resolved], split=config.split,
-      feature_lengths={"inputs": config.inputs_length, "targets": config.targets_length},
+      feature_lengths={"inputs": inputs_length, "targets": config.targets_length},
       batch_size=config.batch_size, options=decode_options(config),
       rank_classification=config.rank_classification,
       length_normalize=config.length_normalize,

@@ -21,6 +21,12 @@ and decoding options, vocabulary, template, seed, t5tune version) is written
 beside it in `OUTPUT.producer.json` before the first line. A rerun continues
 only for the same producer; another one is refused naming what differs, or
 starts over with `overwrite=True` (`--overwrite`).
+
+Input length, as the server does it: a prompt longer than `max_input_len`
+tokens (EOS included; default `DEFAULT_MAX_INPUT_LEN`, T5's training length)
+is refused before anything is written, naming its line, unless `truncate`
+cuts it. (Without a limit, one runaway line would size every batch.) An
+empty input writes an empty output file.
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from t5tune import jsonl_append
 from t5tune import progress as progress_lib
 
 INPUT_FIELD = "inputs"
+DEFAULT_MAX_INPUT_LEN = 512
 PRODUCER_SUFFIX = ".producer.json"
 _ONE_PER_LINE = "every line must be one JSON object (or a JSON string)"
 
@@ -212,6 +219,17 @@ def full_producer(producer: dict[str, Any] | None, *, template: str | None,
   return out
 
 
+def check_input_lengths(vocabulary, prompts: Sequence[str], limit: int, path: str,
+                        flag: str = "--max_input_len") -> None:
+  """An InputError naming the first prompt longer than `limit` tokens (EOS included)."""
+  for i, prompt in enumerate(prompts):
+    n = len(vocabulary.encode(prompt)) + 1
+    if n > limit:
+      raise errors.InputError(
+          f"line {i + 1} has {n} tokens, over {flag}={limit}", where=f"{path}:{i + 1}",
+          fix=f"shorten it, raise {flag}, or pass --truncate to cut prompts to the limit")
+
+
 def _write_producer(output_path: str, producer: dict[str, Any]) -> None:
   path = producer_path(output_path)
   atomic.write_json(path, producer, indent=1, sort_keys=True)
@@ -221,16 +239,21 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
                  template: str | None = None, options: decoding.DecodeOptions = decoding.DecodeOptions(),
                  batch_size: int = 16, chunk_size: int = 64, max_input_len: int | None = None,
                  seed: int = 0, progress: bool = True, producer: dict[str, Any] | None = None,
-                 overwrite: bool = False) -> int:
+                 overwrite: bool = False, truncate: bool = False) -> int:
   """Predicts every line of `input_path` not yet in `output_path`; returns how many it wrote.
 
   `producer` (JSON-ready) records what produced the output; a resume with a
   different one is refused (see the module docstring).
   """
   prompts = read_inputs(input_path, template)
-  producer = full_producer(producer, template=template, max_input_len=max_input_len,
-                           seed=seed, options=options)
+  limit = max_input_len or DEFAULT_MAX_INPUT_LEN
+  # Only a cut changes the predictions: without one the limit is not part of the producer.
+  producer = full_producer(producer, template=template,
+                           max_input_len=limit if truncate else None, seed=seed, options=options)
   check_output(output_path, producer, overwrite)
+  vocabulary = api.resolve_vocabulary(model, vocabulary)
+  if not truncate:
+    check_input_lengths(vocabulary, prompts, limit, input_path)
   if overwrite:
     for path in (output_path, producer_path(output_path)):
       if os.path.exists(path):
@@ -238,7 +261,8 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
   done = completed_lines(output_path, prompts)
   if not os.path.exists(producer_path(output_path)) or done == 0:
     _write_producer(output_path, producer)
-  vocabulary = api.resolve_vocabulary(model, vocabulary)
+  if not os.path.exists(output_path):
+    jsonl_append.append_lines(output_path, [])  # an empty input gets its (empty) output too
   chunk_size = max(chunk_size, batch_size)
   bar = None
   if progress:
@@ -247,7 +271,7 @@ def predict_file(model, input_path: str, output_path: str, *, vocabulary: Any = 
   pending: list[str] = []
   for start in range(done, len(prompts), batch_size):
     end = min(start + batch_size, len(prompts))
-    enc = api.encode_texts(vocabulary, prompts[start:end], max_input_len, rows=batch_size)
+    enc = api.encode_texts(vocabulary, prompts[start:end], limit, rows=batch_size)
     # Line N samples with row_key(seed, N - 1): its 0-based position, as in every command.
     out = decoding.decode(model, enc, options, rng=decoding.row_keys(seed, batch_size, start))
     for row in range(end - start):

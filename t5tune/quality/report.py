@@ -6,7 +6,7 @@ as `NAME.report.json` and the length histograms as `NAME.lengths.png`;
 
   examples                     after cleaning and rendering
   read, removed{reason: n}     every removal by reason (`t5tune.data.cleaning`),
-  duplicates, invalid, skipped_bad_records   and the three headline sums
+  duplicates, invalid, skipped_bad_records   and the headline sums (duplicates: every kind)
   input_tokens, target_tokens  percentiles p50/p90/p95/p99, mean, max (with EOS)
   truncation{inputs, targets}  share of examples longer than feature_lengths
   template_usage{name: n}
@@ -95,7 +95,8 @@ def _split_report(info, split, feature_lengths, max_examples):
       "examples": len(prepared.examples),
       "read": prepared.counts["read"],
       "removed": dict(sorted(counts.items())),
-      "duplicates": counts.get("duplicate_exact", 0) + counts.get("duplicate_normalized", 0),
+      # Every kind of duplicate (exact, normalised, near): the headline matches `removed`.
+      "duplicates": sum(v for k, v in counts.items() if k.startswith("duplicate")),
       "invalid": sum(counts.get(k, 0) for k in ("empty_field", "empty_options", "invalid")),
       "skipped_bad_records": sum(counts.get(k, 0) for k in (
           "bad_json", "bad_csv", "bad_columns", "missing_field", "wrong_type")),
@@ -120,7 +121,7 @@ def build(name: str, *, feature_lengths: Mapping[str, int],
   `quality`: keyword arguments of `report_quality.mixture_sections` (near_threshold,
   contamination_eval, eval_split, ngram, label_issues_path).
   """
-  provider = seqio.get_mixture_or_task(name)
+  provider = mixtures.get_provider(name)
   is_mixture = isinstance(provider, seqio.Mixture)
   report = {"name": name, "kind": "mixture" if is_mixture else "task",
             "feature_lengths": dict(feature_lengths), "tasks": {}, "totals": {}}
@@ -196,10 +197,10 @@ def write(name: str, output_dir: str, *, feature_lengths: Mapping[str, int],
           splits: Sequence[str] | None = None, max_examples: int | None = None,
           **quality: Any) -> tuple[dict[str, Any], str, str]:
   """Builds the report and writes NAME.report.json and NAME.lengths.png; returns (report, paths)."""
-  os.makedirs(output_dir, exist_ok=True)
   histograms = {}
   report = build(name, feature_lengths=feature_lengths, splits=splits,
                  max_examples=max_examples, _histograms=histograms, **quality)
+  os.makedirs(output_dir, exist_ok=True)  # after the build: nothing is created on a refusal
   json_path = os.path.join(output_dir, f"{name}.report.json")
   atomic.write_json(json_path, report, indent=1)
   png_path = plot_histograms(histograms, feature_lengths,
@@ -225,6 +226,8 @@ def format_text(report: Mapping[str, Any]) -> str:
           f"    {split:<10} examples {s['examples']:>7}  read {s['read']}"
           f"  duplicates {s['duplicates']}  invalid {s['invalid']}"
           f"  bad records {s['skipped_bad_records']}  length-filtered {s['length_filtered']}")
+      if s["removed"]:  # every count the JSON has, by reason, so none is only in the file
+        lines.append("      removed " + ", ".join(f"{k} {v}" for k, v in s["removed"].items()))
       lines.append(
           f"      input tokens p50/p90/p99/max {it['p50']:.0f}/{it['p90']:.0f}/{it['p99']:.0f}/{it['max']}"
           f"  target {tt['p50']:.0f}/{tt['p90']:.0f}/{tt['p99']:.0f}/{tt['max']}"

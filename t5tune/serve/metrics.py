@@ -39,6 +39,9 @@ class Metrics:
                                    registry=r)
     self.compilations.set_function(compilations)
     self.ready = prom.Gauge("t5tune_ready", "1 once every bucket is compiled.", registry=r)
+    self.time_to_ready = prom.Gauge(
+        "t5tune_time_to_ready_seconds", "Seconds from the command's start to ready (0 until"
+        " then); a restart with a warm compilation cache is faster.", registry=r)
 
   def on_batch(self, kind: str, size: int, seconds: float) -> None:
     self.batch_size.labels(kind).observe(size)

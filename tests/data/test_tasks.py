@@ -6,6 +6,7 @@ import pytest
 import seqio
 
 from t5tune import data
+from t5tune import errors
 from t5tune.data import cleaning
 from t5tune.data import tasks
 
@@ -58,6 +59,39 @@ def test_bad_jsonl_line_names_file_and_line(tmp_path):
                      templates=TEMPLATES[1:])
   with pytest.raises(cleaning.BadRecordError, match=rf"{path}:3: not valid JSON"):
     tasks.get_info("bad_json").source.prepared("train")
+
+
+def test_byte_order_mark_is_not_part_of_the_first_record(tmp_path):
+  """Windows editors save UTF-8 with a BOM: the first line (and CSV header) reads as without."""
+  rows = _rows(2)
+  jsonl = tmp_path / "bom.jsonl"
+  jsonl.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode())
+  csv = tmp_path / "bom.csv"
+  csv.write_bytes(b"\xef\xbb\xbfquestion,answer\nIs 0 even?,yes\n")
+  data.register_task("bom_jsonl", source={"train": str(jsonl)}, fields=["question", "answer"],
+                     templates=TEMPLATES[1:])
+  data.register_task("bom_csv", source={"train": str(csv)}, fields=["question", "answer"],
+                     templates=TEMPLATES[1:])
+  got = tasks.get_info("bom_jsonl").source.prepared("train").examples
+  assert len(got) == 2 and got[0]["targets"] == "yes"
+  got = tasks.get_info("bom_csv").source.prepared("train").examples
+  assert len(got) == 1 and got[0]["inputs"] == "Answer: Is 0 even?"
+
+
+def test_users_mistakes_at_registration_are_typed_errors():
+  """A template's unknown field and a metric seqio cannot call are refused when registering."""
+  with pytest.raises(errors.UsageError, match=r"uses field \{answr\}.* Did you mean 'answer'"):
+    data.register_task("bad_template", source={"train": _rows(1)}, fields=["question", "answer"],
+                       templates=[data.Template("t", "{question}", "{answr}")])
+  def score(x):
+    return {"n": len(x)}
+  with pytest.raises(errors.UsageError, match=r"metric score\('x',\) .* wrong parameters"):
+    data.register_task("bad_metric", source={"train": _rows(1)}, fields=["question", "answer"],
+                       templates=TEMPLATES[1:], metric_fns=[score])
+  assert "bad_template" not in seqio.TaskRegistry.names()
+  assert "bad_metric" not in seqio.TaskRegistry.names()
+  data.register_task("ok_metrics", source={"train": _rows(1)}, fields=["question", "answer"],
+                     templates=TEMPLATES[1:], metric_fns=[_exact_match, lambda targets, scores: {}])
 
 
 def test_missing_field_and_wrong_type_name_file_and_line(tmp_path):

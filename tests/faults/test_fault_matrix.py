@@ -79,9 +79,12 @@ def scene(tmp_path_factory):
   (root / "in.jsonl").write_text('{"inputs": "a"}\n"b"\n')
   (root / "bad.jsonl").write_text('{"inputs": "a"}\n{"inputs": "b"\n')
   (root / "noinputs.jsonl").write_text('{"text": "a"}\n')
+  (root / "long.jsonl").write_text('{"inputs": "a"}\n' + json.dumps("y" * 600) + "\n")
   (root / "prev.jsonl").write_text('{"line": 1, "inputs": "a", "prediction": "x", "score": 0.0}\n')
   (root / "prev.jsonl.producer.json").write_text(json.dumps(
       {"checkpoint": str(root / "model"), "options": {"method": "greedy"}}))
+  _task_modules(root)
+  _sharded_hf(root)
   step = root / "old_run" / "checkpoints" / "5"
   step.mkdir(parents=True)
   (step / "config.json").write_text(json.dumps(
@@ -90,8 +93,77 @@ def scene(tmp_path_factory):
   return root
 
 
+_TASK = ('from t5tune import data\n'
+         'data.register_task({name!r}, source={source}, fields=["q", "a"],'
+         ' templates=[data.Template("t", {inputs!r}, "{{a}}")]{extra})\n')
+_RECORDS = '{"train": [{"q": "a", "a": "b", "options": "x,y"}]}'
+
+
+def _task_modules(root):
+  """Task modules with the user's mistakes (fm_NAME registers task fm_NAME)."""
+  modules = {
+      "fm_field": dict(inputs="{q} {zz}"),
+      "fm_opts": dict(source=_RECORDS,
+                      fields='["q", "a", "options"]'),
+      "fm_glob": dict(source='{"train": "nothing-*.jsonl"}'),
+      "fm_latin": dict(source='{"train": "latin1.jsonl"}'),
+      "fm_metric": dict(extra=", metric_fns=[lambda x: {}]"),
+      "fm_vocab": dict(extra=', vocabulary="afile"'),
+      "fm_ext": dict(source='{"train": "notes.txt"}'),
+      "fm_dedup": dict(extra=', dedup="nearr"'),
+  }
+  for name, kw in modules.items():
+    text = _TASK.format(name=name, source=kw.get("source", '{"train": [{"q": "a", "a": "b"}]}'),
+                        inputs=kw.get("inputs", "{q}"), extra=kw.get("extra", ""))
+    if "fields" in kw:
+      text = text.replace('fields=["q", "a"]', f'fields={kw["fields"]}')
+    (root / f"{name}.py").write_text(text)
+  (root / "latin1.jsonl").write_bytes(b'{"q": "caf\xe9", "a": "b"}\n')
+  (root / "fm_syntax.py").write_text("from t5tune import data\nx = (\ndef\n")
+  (root / "fm_raise.py").write_text("SETTINGS = {}\nx = SETTINGS['nokey']\n")
+  (root / "fm_eval.py").write_text(
+      "from t5tune import data\nfrom t5tune.infer import metrics\n"
+      "rec = [{'q': 'a', 'a': 'b'}]\n"
+      "data.register_task('fm_nosplit', source={'train': rec}, fields=['q', 'a'],"
+      " templates=[data.Template('t', '{q}', '{a}')], metric_fns=[metrics.accuracy])\n"
+      "data.register_task('fm_nometric', source={'train': rec, 'validation': rec},"
+      " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')])\n"
+      "data.register_task('fm_long', source={'validation': [{'q': 'y' * 600, 'a': 'b'}]},"
+      " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')],"
+      " metric_fns=[metrics.accuracy])\n")
+
+
+def _sharded_hf(root):
+  """A HF directory whose index names two shards, of which only the first is there."""
+  tensors = safetensors.numpy.load_file(str(root / "hf" / "model.safetensors"))
+  (root / "sharded").mkdir()
+  for name in ("config.json",):
+    shutil.copy(root / "hf" / name, root / "sharded" / name)
+  keys = sorted(tensors)
+  half = {k: tensors[k] for k in keys[:len(keys) // 2]}
+  safetensors.numpy.save_file(half, str(root / "sharded" / "model-00001-of-00002.safetensors"))
+  weight_map = {k: ("model-00001-of-00002.safetensors" if k in half
+                    else "model-00002-of-00002.safetensors") for k in keys}
+  (root / "sharded" / "model.safetensors.index.json").write_text(
+      json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+@pytest.fixture(scope="module")
+def busy_port():
+  """A port some other program listens on, for as long as the module runs."""
+  import socket
+  with socket.socket() as listener:
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    _BUSY[0] = listener.getsockname()[1]
+    yield _BUSY[0]
+
+
+_BUSY = [0]
+
+
 def _format(arg, scene):
-  return arg.format(scene=scene, repo=REPO)
+  return arg.format(scene=scene, repo=REPO, busy_port=_BUSY[0])
 
 
 def _first_line(stderr):
@@ -100,14 +172,16 @@ def _first_line(stderr):
 
 
 @pytest.mark.parametrize("command", sorted({r.command for r in matrix.CLI}))
-def test_cli_rows(scene, tmp_path, command):
+def test_cli_rows(scene, busy_port, tmp_path, command):
   rows = [r for r in matrix.CLI if r.command == command]
   cases = [{"argv": [_format(a, scene) for a in r.argv], "cwd": str(scene)} for r in rows]
   spec = tmp_path / "cases.json"
   spec.write_text(json.dumps(cases))
   before = _tree(scene)
+  # No __pycache__ from the scene's task modules: the scene must stay byte-identical.
   proc = subprocess.run([sys.executable, "-m", "tests.faults.runner", str(spec)], cwd=REPO,
-                        env=ENV, capture_output=True, text=True, timeout=300)
+                        env=dict(ENV, PYTHONDONTWRITEBYTECODE="1"), capture_output=True,
+                        text=True, timeout=300)
   assert "RESULTS " in proc.stdout, proc.stderr[-3000:]
   results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
   for row, result in zip(rows, results):

@@ -152,3 +152,29 @@ def test_one_rank_or_generate_rule_and_scorer_for_evaluate_and_the_experiments(t
                                 task.metric_fns)
   assert scored["per_example"] == ev.per_example("t5tune_infer_reverse")
   assert scored["rouge1"] == pytest.approx(results["t5tune_infer_reverse"]["rouge1"])
+
+
+def test_input_over_the_limit_is_refused_or_cut_with_truncate(tmp_path):
+  """As `serve` and `predict`: an input over max_inputs_length is named, or cut with truncate."""
+  from t5tune import data
+  from t5tune import errors
+  if "t5tune_infer_long" not in data.task_names():
+    data.register_task(
+        "t5tune_infer_long", source={"validation": [{"q": "ok", "a": "b"}, {"q": "y" * 600, "a": "b"}]},
+        fields=["q", "a"], templates=[data.Template("t", "{q}", "{a}")],
+        metric_fns=[metrics.accuracy])
+  config = evaluation.default_config()
+  config.tasks = ("t5tune_infer_long",)
+  out = tmp_path / "eval"
+  with pytest.raises(errors.UsageError, match=r"example 1 has 601 input tokens, over"
+                     r" max_inputs_length=512"):
+    evaluation.evaluator_from_config(config, str(out))
+  assert not out.exists()  # refused before anything is written
+  config.max_inputs_length = 700
+  evaluation.evaluator_from_config(config)  # within a raised limit
+  config.max_inputs_length, config.truncate = 100, True
+  evaluator, _ = evaluation.evaluator_from_config(config)
+  lengths = [len(ex["inputs"]) for ex in
+             evaluator._evaluators["t5tune_infer_long"].cached_task_datasets[
+                 "t5tune_infer_long"].as_numpy_iterator()]
+  assert sorted(lengths) == [3, 100]  # "ok" + EOS; the long one cut to the limit

@@ -111,3 +111,26 @@ def test_api_on_strings_with_a_t5tune_checkpoint(hf_dir, tmp_path):
   c = api.classify(model, prompts, [["a", "bb"], ["x", "y", "zz"]])
   assert c.predictions[0] in ("a", "bb") and len(c.scores[1]) == 3
   assert c.predictions[1] == ["x", "y", "zz"][int(np.argmax(c.scores[1]))]
+
+
+def test_long_line_refused_before_any_file_or_cut_with_truncate_and_empty_input(hf_dir, tmp_path):
+  """As `serve`: a prompt over the limit is refused naming its line (nothing written) or cut."""
+  model = t5tune.load_model(hf_dir)
+  kw = dict(vocabulary="byte", options=decoding.DecodeOptions(max_decode_len=4), batch_size=2,
+            progress=False)
+  inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+  inp.write_text(json.dumps("short") + "\n" + json.dumps("y" * 600) + "\n")
+  with pytest.raises(errors.InputError, match=r"line 2 has 601 tokens, over --max_input_len=512"):
+    predict.predict_file(model, str(inp), str(out), **kw)
+  assert sorted(os.listdir(tmp_path)) == ["in.jsonl"]  # no output, no producer file
+  assert predict.predict_file(model, str(inp), str(out), max_input_len=16, truncate=True, **kw) == 2
+  cut = tmp_path / "cut.jsonl"
+  cut.write_text(json.dumps("short") + "\n" + json.dumps("y" * 15) + "\n")  # 15 bytes + EOS
+  predict.predict_file(model, str(cut), str(tmp_path / "cut_out.jsonl"), **kw)
+  got = [json.loads(l)["prediction"] for l in open(out)]
+  assert got == [json.loads(l)["prediction"] for l in open(tmp_path / "cut_out.jsonl")]
+  assert json.load(open(predict.producer_path(str(out))))["max_input_len"] == 16
+  empty, empty_out = tmp_path / "empty.jsonl", tmp_path / "empty_out.jsonl"
+  empty.write_text("")
+  assert predict.predict_file(model, str(empty), str(empty_out), **kw) == 0
+  assert empty_out.read_text() == ""  # the file "wrote 0 predictions" speaks of

@@ -31,6 +31,7 @@ def test_report_cli_writes_json_with_every_figure_and_a_png(tmp_path):
   assert rev["examples"] == 47 and rev["read"] == 51
   assert rev["duplicates"] == 3 and rev["invalid"] == 1
   assert rev["removed"] == {"duplicate_exact": 2, "duplicate_normalized": 1, "empty_field": 1}
+  assert "removed duplicate_exact 2, duplicate_normalized 1, empty_field 1" in out
   for entry in report["tasks"].values():
     for split in ("train", "validation"):
       s = entry["splits"][split]
@@ -62,3 +63,19 @@ def test_list_and_train_vocab(tmp_path):
   assert vocab.eos_id == 1 and vocab.pad_id == 0
   ids = vocab.encode("Where does Ada live?")
   assert vocab.decode(ids) == "Where does Ada live?"
+
+
+def test_near_duplicate_removals_are_in_the_headline_and_the_console():
+  """After dedup="near" drops records, the printed report says so (not "duplicates 0")."""
+  from t5tune.quality import report
+  words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+  base = " ".join(words * 3)
+  records = [{"q": f"{base} {i}", "a": "x"} for i in range(6)] + [{"q": "something else", "a": "y"}]
+  data.register_task("report_near_dups", source={"train": records}, fields=["q", "a"],
+                     templates=[data.Template("t", "{q}", "{a}")], dedup="near", overwrite=True)
+  built = report.build("report_near_dups", feature_lengths={"inputs": 64, "targets": 8})
+  split = built["tasks"]["report_near_dups"]["splits"]["train"]
+  near = split["removed"].get("duplicate_near", 0)
+  assert near >= 4 and split["duplicates"] == near, split["removed"]
+  text = report.format_text(built)
+  assert f"duplicates {near}" in text and f"duplicate_near {near}" in text

@@ -33,7 +33,10 @@ KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 MAX_INPUT, MAX_TOKENS = 32, 16
 TEMPLATE = "Q: {question}\\n{options_}"
-FLAGS = ["--batch_sizes=8", "--input_lengths=16,32", f"--decode_lengths={MAX_TOKENS}",
+# The main server runs without the persistent compilation cache: with it, its programs
+# served the burst below fast enough that the 64-row queue never filled (no 503 to see).
+# The fill server below keeps the default (cache on) and checks what it wrote.
+FLAGS = ["--compilation_cache=none", "--batch_sizes=8", "--input_lengths=16,32", f"--decode_lengths={MAX_TOKENS}",
          "--max_queue=64", "--max_n=4", "--stream_chunk=2", "--max_body_bytes=4096",
          "--max_wait_ms=20", "--drain_timeout_s=20", f"--template={TEMPLATE}", "--beam_widths=2"]
 # Mixed lengths: the first fall in the 16-token input bucket, the rest in the 32-token one.
@@ -52,8 +55,8 @@ def _wait_for(predicate, timeout, what):
 
 
 class Server:
-  def __init__(self, proc, log_path, url):
-    self.proc, self.log_path, self.url = proc, log_path, url
+  def __init__(self, proc, log_path, url, cache_dir):
+    self.proc, self.log_path, self.url, self.cache_dir = proc, log_path, url, cache_dir
 
   def log(self):
     return open(self.log_path).read()[-4000:]
@@ -72,24 +75,27 @@ def model_dir(tmp_path_factory):
 
 
 def _launch(model_dir, tmp_path_factory, flags):
-  """Starts `t5tune serve` on a free port; returns (process, log path) without waiting."""
+  """Starts `t5tune serve` on a free port; returns (process, log path, cache dir) at once."""
   log_path = str(tmp_path_factory.mktemp("log") / "server.log")
+  cache_dir = None if "--compilation_cache=none" in flags else str(
+      tmp_path_factory.mktemp("cache"))
+  # A fresh compilation cache: the servers compile (and the user's ~/.cache stays untouched).
   env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-             T5TUNE_API_KEY=KEY)
+             T5TUNE_API_KEY=KEY, T5TUNE_CACHE_DIR=cache_dir or "/nonexistent/cache")
   with open(log_path, "w") as log:
     proc = subprocess.Popen(
         [sys.executable, "-m", "t5tune.main", "serve", f"--checkpoint={model_dir}", "--port=0"]
         + flags, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-  return proc, log_path
+  return proc, log_path, cache_dir
 
 
-def _attach(proc, log_path):
+def _attach(proc, log_path, cache_dir):
   """Yields a Server once the process listens; kills it at the end."""
   try:
     port = _wait_for(lambda: re.findall(r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
                                         open(log_path).read()) or proc.poll(), 300, "the port")
     assert proc.poll() is None, open(log_path).read()[-3000:]
-    yield Server(proc, log_path, f"http://127.0.0.1:{port[0]}")
+    yield Server(proc, log_path, f"http://127.0.0.1:{port[0]}", cache_dir)
   finally:
     if proc.poll() is None:
       proc.kill()
@@ -109,9 +115,9 @@ FILL_FLAGS = [f"--batch_sizes={FILL_BATCH}", "--input_lengths=64", "--decode_len
 
 @pytest.fixture(scope="module")
 def fill_launched(model_dir, tmp_path_factory):
-  proc, log_path = _launch(model_dir, tmp_path_factory, FILL_FLAGS)
+  proc, log_path, cache_dir = _launch(model_dir, tmp_path_factory, FILL_FLAGS)
   try:
-    yield proc, log_path
+    yield proc, log_path, cache_dir
   finally:
     if proc.poll() is None:
       proc.kill()
@@ -139,6 +145,12 @@ def _until_ready(server):
   assert server.proc.poll() is None, server.log()
   server.compilations_at_ready = server.metric("t5tune_xla_compilations")
   assert server.compilations_at_ready > 0
+  # Time-to-ready: in /metrics and the log, counted from the command's start.
+  seconds = server.metric("t5tune_time_to_ready_seconds")
+  logged = re.findall(r"ready (\d+\.\d) s after start", open(server.log_path).read())
+  assert seconds > 0 and logged and abs(float(logged[0]) - seconds) < 0.1, (seconds, logged)
+  if server.cache_dir is not None:  # cache on (the default): the compiled programs are there
+    assert os.listdir(os.path.join(server.cache_dir, "jax")), "nothing in the compilation cache"
   return server
 
 

@@ -1,0 +1,58 @@
+"""Start-up settings of `t5tune serve` that need no server: model id, compilation cache, port."""
+import os
+import socket
+
+import pytest
+
+from t5tune import errors
+from t5tune.serve import server
+
+
+@pytest.mark.parametrize("path, name", [
+    ("runs/flan_mini/checkpoints/600", "flan_mini"),  # a step says nothing: the run's name
+    ("runs/flan_mini/checkpoints/600/", "flan_mini"),
+    ("runs/flan_mini/checkpoints", "flan_mini"),
+    ("runs/x/model", "model"),
+    ("flan-t5-small/", "flan-t5-small"),
+    ("exports/2024", "exports"),
+])
+def test_default_model_name_skips_step_directories(path, name):
+  assert server.default_model_name(path) == name
+
+
+def test_compilation_cache_dir_flag_env_and_default(tmp_path):
+  assert server.compilation_cache_dir("none", {}) is None
+  assert server.compilation_cache_dir("OFF", {}) is None
+  assert server.compilation_cache_dir(str(tmp_path / "c"), {"T5TUNE_CACHE_DIR": "/x"}) == str(
+      tmp_path / "c")  # the flag wins over the environment
+  assert server.compilation_cache_dir(None, {"T5TUNE_CACHE_DIR": "/srv/cache"}) == "/srv/cache/jax"
+  assert server.compilation_cache_dir(None, {"XDG_CACHE_HOME": "/xdg"}) == "/xdg/t5tune/jax"
+  default = server.compilation_cache_dir(None, {})
+  assert default == os.path.join(os.path.expanduser("~"), ".cache", "t5tune", "jax")
+
+
+def test_enable_compilation_cache_sets_jax_and_refuses_an_unwritable_dir(tmp_path):
+  import jax
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    server.enable_compilation_cache(str(tmp_path / "cache"))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    assert os.path.isdir(tmp_path / "cache")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(errors.OutputNotWritableError, match="compilation cache"):
+      server.enable_compilation_cache(str(tmp_path / "afile" / "cache"))
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_check_port_refuses_range_and_a_port_in_use():
+  with pytest.raises(errors.UsageError, match="--port=70000 is not a TCP port"):
+    server.check_port("127.0.0.1", 70000)
+  server.check_port("127.0.0.1", 0)  # 0: the OS picks one
+  with socket.socket() as listener:
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    with pytest.raises(errors.UsageError, match=f"port {port} on 127.0.0.1 is already in use"):
+      server.check_port("127.0.0.1", port)
+  server.check_port("127.0.0.1", port)  # free again once the other listener is gone
