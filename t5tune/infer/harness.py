@@ -26,10 +26,11 @@ the two give the same numbers on the same weights:
   harness's default; sampling arguments are refused) of at most
   `max_gen_toks` tokens, the text cut at the first stop string.
 
-Speed: requests are sorted by length and batched in power-of-two length
-buckets with a fixed batch size, so a benchmark compiles a handful of programs
-(one per (input bucket, target bucket) pair in use), never one per request.
-`compiled_shapes` records them.
+Speed: requests with the same context (a question's options) share one
+encoder pass, and rows are batched in power-of-two buckets (context length,
+number of targets, target length) with a fixed batch size, so a benchmark
+compiles a handful of programs, never one per request. `compiled_shapes`
+records them.
 """
 from __future__ import annotations
 
@@ -46,8 +47,11 @@ from t5tune.infer import scoring
 MODEL_NAME = "t5tune"
 
 
-def _bucket(n: int, cap: int | None = None) -> int:
-  width = api.bucket_length(max(n, 1), minimum=8)
+_MAX_SHARED = 8  # targets scored against one encoder pass (a question's options)
+
+
+def _bucket(n: int, cap: int | None = None, minimum: int = 8) -> int:
+  width = api.bucket_length(max(n, 1), minimum=minimum)
   return min(width, cap) if cap else width
 
 
@@ -115,28 +119,39 @@ class T5tuneLM(lm_model.LM):
   # -- batched scoring --------------------------------------------------------------
 
   def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-    """(log-likelihood, is_greedy) of each (encoder tokens, target tokens) pair, batched by length."""
+    """(log-likelihood, is_greedy) of each (encoder tokens, target tokens) pair.
+
+    Pairs with the same encoder tokens (a question's options) share one encoder
+    pass: they are scored as up to K targets of one row. Rows are batched by
+    (context bucket, K, target bucket), so few programs are compiled.
+    """
     results: list[tuple[float, bool] | None] = [None] * len(pairs)
     # Contexts are truncated from the left to max_length, as the harness does.
-    pairs = [(enc[-self.max_length:], tgt[-self.max_length:]) for enc, tgt in pairs]
-    order = sorted(range(len(pairs)),
-                   key=lambda i: (_bucket(len(pairs[i][0]), self.max_length),
-                                  _bucket(len(pairs[i][1]), self.max_length), i))
-    start = 0
-    while start < len(order):
-      l_b = _bucket(len(pairs[order[start]][0]), self.max_length)
-      t_b = _bucket(len(pairs[order[start]][1]), self.max_length)
-      batch = [order[start]]
-      for i in order[start + 1:start + self._batch_size]:
-        if (_bucket(len(pairs[i][0]), self.max_length), _bucket(len(pairs[i][1]), self.max_length)) != (l_b, t_b):
-          break
-        batch.append(i)
-      start += len(batch)
-      self.compiled_shapes.add(("score", l_b, t_b))
-      out = scoring.score_greedy(self.model, _pad([pairs[i][0] for i in batch], l_b, self._batch_size),
-                                 _pad([pairs[i][1] for i in batch], t_b, self._batch_size))
-      for row, i in enumerate(batch):
-        results[i] = (float(out.sum[row]), bool(out.greedy[row]))
+    pairs = [(tuple(enc[-self.max_length:]), list(tgt[-self.max_length:])) for enc, tgt in pairs]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (enc, _) in enumerate(pairs):
+      groups.setdefault(enc, []).append(i)
+    units: dict[tuple[int, int, int], list[tuple[tuple[int, ...], list[int]]]] = {}
+    for enc, members in groups.items():
+      for lo in range(0, len(members), _MAX_SHARED):
+        chunk = members[lo:lo + _MAX_SHARED]
+        key = (_bucket(len(enc), self.max_length), _bucket(len(chunk), _MAX_SHARED, minimum=1),
+               _bucket(max(len(pairs[i][1]) for i in chunk), self.max_length))
+        units.setdefault(key, []).append((enc, chunk))
+    for (l_b, k_b, t_b), rows in sorted(units.items()):
+      per_batch = max(1, self._batch_size // k_b)  # about batch_size decoder rows per call
+      self.compiled_shapes.add(("score", l_b, k_b, t_b))
+      for lo in range(0, len(rows), per_batch):
+        batch = rows[lo:lo + per_batch]
+        targets = np.zeros((per_batch, k_b, t_b), np.int32)
+        for r, (_, chunk) in enumerate(batch):
+          for k, i in enumerate(chunk):
+            targets[r, k, :len(pairs[i][1])] = pairs[i][1]
+        out = scoring.score_greedy(self.model, _pad([enc for enc, _ in batch], l_b, per_batch),
+                                   targets)
+        for r, (_, chunk) in enumerate(batch):
+          for k, i in enumerate(chunk):
+            results[i] = (float(out.sum[r, k]), bool(out.greedy[r, k]))
     return results
 
   # -- the harness's three request types ----------------------------------------------

@@ -105,27 +105,37 @@ def rank_classify(model: t5.Transformer, encoder_input_tokens, option_tokens,
 @flax.struct.dataclass
 class GreedyScores:
   """Host results of `score_greedy`."""
-  sum: np.ndarray  # [B] summed log-likelihood of the target tokens
-  greedy: np.ndarray  # [B] bool: every target token is the model's argmax at its position
+  sum: np.ndarray  # [B] (or [B, K]) summed log-likelihood of the target tokens
+  greedy: np.ndarray  # bool, same shape: every target token is the model's argmax there
 
 
-def _score_greedy_fn(model, enc_tokens_BL, targets_BT, static):
+def _score_greedy_fn(model, enc_tokens_BL, targets_BKT, static):
   del static
   cfg = model.config
-  enc = model.encode(enc_tokens_BL)
-  logits_BTV = model.decode(enc, enc_tokens_BL, _shift_right(targets_BT, cfg.decoder_start_token_id))
-  logp_BTV = jax.nn.log_softmax(logits_BTV, axis=-1)
-  real_BT = targets_BT != cfg.pad_token_id
-  tok_BT = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
-  argmax_BT = jnp.argmax(logits_BTV, axis=-1)
-  return {"sum": jnp.where(real_BT, tok_BT, 0.0).sum(axis=1),
-          "greedy": jnp.all(jnp.where(real_BT, argmax_BT == targets_BT, True), axis=1)}
+  b, k, t = targets_BKT.shape
+  # The encoder runs once per example; its K targets share it (as in _rank_fn).
+  enc_BLD = jnp.repeat(model.encode(enc_tokens_BL), k, axis=0)
+  tokens_rep = jnp.repeat(enc_tokens_BL, k, axis=0)
+  targets = targets_BKT.reshape(b * k, t)
+  logits = model.decode(enc_BLD, tokens_rep, _shift_right(targets, cfg.decoder_start_token_id))
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  real = targets != cfg.pad_token_id
+  tok = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  greedy = jnp.all(jnp.where(real, jnp.argmax(logits, axis=-1) == targets, True), axis=1)
+  return {"sum": jnp.where(real, tok, 0.0).sum(axis=1).reshape(b, k),
+          "greedy": greedy.reshape(b, k)}
 
 
 def score_greedy(model: t5.Transformer, encoder_input_tokens, target_tokens) -> GreedyScores:
-  """Summed log-likelihood of `target_tokens` [B, T] (0-padded; no EOS is added) and whether
-  greedy decoding would have produced them: what lm-evaluation-harness asks of a model."""
+  """Summed log-likelihood of targets (0-padded; no EOS is added) and whether greedy decoding
+  would have produced them: what lm-evaluation-harness asks of a model.
+
+  `target_tokens` is [B, T] (one target per input) or [B, K, T] (K targets sharing their
+  input's encoder pass, e.g. a question's answer options); results are [B] or [B, K].
+  """
   enc = np.asarray(encoder_input_tokens, np.int32)
   tgt = np.asarray(target_tokens, np.int32)
-  out = batching.run(_score_greedy_fn, model, (enc, tgt), None)
+  out = batching.run(_score_greedy_fn, model, (enc, tgt if tgt.ndim == 3 else tgt[:, None]), None)
+  if tgt.ndim == 2:
+    return GreedyScores(sum=out["sum"][:, 0], greedy=out["greedy"][:, 0])
   return GreedyScores(sum=out["sum"], greedy=out["greedy"])
