@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 from lm_eval.api import model as lm_model
 
+from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune.infer import scoring
@@ -80,12 +81,14 @@ class T5tuneLM(lm_model.LM):
     unused.pop("device", None)  # the mesh decides where t5tune runs
     unused.pop("max_batch_size", None)
     if unused:
-      raise ValueError(f"t5tune backend: unknown model_args {sorted(unused)}; it takes checkpoint,"
-                       " vocab, batch_size, max_length, max_gen_toks")
+      raise errors.UsageError(f"t5tune backend: unknown model_args {sorted(unused)}",
+                              where="--model_args",
+                              fix="it takes checkpoint, vocab, batch_size, max_length, max_gen_toks")
     if model is None:
       if not checkpoint:
-        raise ValueError("t5tune backend: model_args needs checkpoint=DIR (a t5tune model"
-                         " directory, a training checkpoint step or a Hugging Face T5 directory)")
+        raise errors.UsageError("t5tune backend: no checkpoint", where="--model_args",
+                                fix="give checkpoint=DIR (a t5tune model directory, a training"
+                                " checkpoint step or a Hugging Face T5 directory)")
       import t5tune  # pylint: disable=g-import-not-at-top
       model = t5tune.load_model(checkpoint)
       vocab = vocab or _default_vocab(checkpoint)
@@ -189,8 +192,9 @@ class T5tuneLM(lm_model.LM):
       until = [until] if isinstance(until, str) else list(until)
       max_gen = int(kwargs.pop("max_gen_toks", self.max_gen_toks))
       if kwargs.pop("do_sample", False) or float(kwargs.pop("temperature", 0.0) or 0.0) > 0:
-        raise ValueError("t5tune backend: generate_until decodes greedily; sampling arguments"
-                         " (do_sample, temperature > 0) are not supported")
+        raise errors.UsageError("t5tune backend: generate_until decodes greedily",
+                                where="the task's generation_kwargs",
+                                fix="drop do_sample / temperature > 0 (sampling is not supported)")
       tokens = (self._encode(context) + [self.eos_id])[-self.max_length:]
       prompts.append(tokens)
       stops.append(until)
