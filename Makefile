@@ -7,13 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean bench bench-full bench-scan
 
-# jemalloc, when installed (apt-get install libjemalloc2), for every Python
-# the targets start: XLA's per-step temporaries then reuse pages instead of
-# faulting them in afresh (see t5tune/allocator.py). Both sides of a benchmark
-# get it.
-comma := ,
-JEMALLOC := $(firstword $(wildcard /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/local/lib/libjemalloc.so.2))
-ALLOC := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(comma)muzzy_decay_ms:-1)
+# The allocator t5tune preloads (mimalloc from the cmeel-mimalloc wheel that
+# setup.py installs; a system jemalloc where the wheel is absent), for every
+# Python the targets start: XLA's per-step temporaries then reuse pages instead
+# of faulting them in afresh (see t5tune/allocator.py). Both sides of a
+# benchmark get it. Evaluated when a recipe runs, after the install.
+ALLOC = env $$($(BIN)/python -m t5tune.allocator --env)
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +40,7 @@ bench: $(STAMP)
 	$(ALLOC) $(BIN)/python benchmarks/decode.py
 
 bench-full: $(STAMP)
-	$(BIN)/python benchmarks/train_step.py --repeats=3 --full
+	$(ALLOC) $(BIN)/python benchmarks/train_step.py --repeats=3 --full
 
 # Compile and step time of the train step, scanned vs unscanned layers
 # (t5_1_1_base/large/xl compiles from abstract shapes; base step time).

@@ -30,6 +30,9 @@ INSTALL_REQUIRES = [
     "datasketch>=1.6,<3",  # MinHash/LSH near-duplicates (t5tune.quality.neardup)
     "cleanlab>=2.6,<3",  # confident learning on option scores (t5tune.quality.label_issues)
     "sacrebleu>=2.4",
+    # mimalloc's shared library as a wheel: the allocator t5tune preloads on
+    # Linux (t5tune/allocator.py) so a fresh install gets it without apt-get.
+    "cmeel-mimalloc>=3.4,<4; sys_platform == 'linux' and platform_machine == 'x86_64'",
     "scikit-learn>=1.5",
     "scipy>=1.15,<2",  # t5tune.infer.compare: bootstrap intervals, exact McNemar
     "tqdm>=4.66",

@@ -51,7 +51,7 @@ def run(argv=None):
     print(f"t5tune: error: {error}", file=sys.stderr)
     sys.exit(error.exit_code)
   if from_command_line:
-    allocator.ensure_jemalloc(argv)  # before jax starts; see t5tune/allocator.py
+    allocator.ensure(argv)  # before jax starts; see t5tune/allocator.py
   if command == "harness":  # the harness parses its own arguments (argparse, not absl)
     from t5tune.cli import harness
     harness.run(argv[2:])
