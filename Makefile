@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(ALLOC) JAX_NUM_CPU_DEVICES=8 $(BIN)/python benchmarks/input_pipeline.py --batches=30
 	$(ALLOC) $(BIN)/python benchmarks/train_step.py --repeats=3
 	$(ALLOC) $(BIN)/python benchmarks/decode.py
+	$(ALLOC) $(BIN)/python benchmarks/eval_throughput.py
 
 bench-full: $(STAMP)
 	$(ALLOC) $(BIN)/python benchmarks/train_step.py --repeats=3 --full
