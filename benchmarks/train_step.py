@@ -119,8 +119,43 @@ def torch_side(args, torch):
                       f" flush_denormal={args.flushing}), transformers {transformers.__version__}"}
 
 
+def gemm_side(args):
+  """GFLOP/s of one large float32 matrix multiply (n x n by n x n), by XLA or by PyTorch."""
+  import numpy as np
+  n = args.gemm_n
+  a = np.random.RandomState(0).standard_normal((n, n)).astype(np.float32)
+  if args.side == "gemm_torch":
+    import torch
+    x = torch.from_numpy(a)
+    run = lambda: torch.mm(x, x)  # noqa: E731  (synchronous on a CPU)
+    versions = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+  else:
+    import jax
+    x = jax.device_put(a)
+    mm = jax.jit(lambda m: m @ m)
+    mm(x).block_until_ready()
+    run = lambda: mm(x).block_until_ready()  # noqa: E731
+    versions = f"jax {jax.__version__} ({jax.default_backend()})"
+  for _ in range(2):
+    run()
+  median, times = harness.median_seconds(run, args.repeats)
+  return {"median_s": median, "times_s": times, "gflops": 2 * n ** 3 / median / 1e9,
+          "versions": versions}
+
+
+def ceiling(n: int, repeats: int) -> dict:
+  """The machine's float32 GEMM ceiling: the better of XLA and PyTorch, each in its own process."""
+  script = os.path.abspath(__file__)
+  sides = {side: harness.run_side(script, [f"--side=gemm_{side}", f"--gemm_n={n}",
+                                           f"--repeats={max(repeats, 5)}"])
+           for side in ("xla", "torch")}
+  return {"n": n, **sides, "gflops": max(s["gflops"] for s in sides.values())}
+
+
 def side_main(args):
-  if args.side == "torch":
+  if args.side in ("gemm_xla", "gemm_torch"):
+    harness.report(gemm_side(args))
+  elif args.side == "torch":
     import torch  # first, so that every thread torch creates inherits the mode
     # set_flush_denormal returns False where the CPU cannot flush (then say so).
     args.flushing = bool(torch.set_flush_denormal(bool(args.flush))) and bool(args.flush)
@@ -147,7 +182,25 @@ def raw(side: dict) -> str:
   return " ".join(harness.ms(t) for t in side["times_s"])
 
 
-def print_tables(main_rows, scaling_rows):
+def print_ceiling(gemm):
+  print(f"\n### The machine's float32 GEMM ceiling ({gemm['n']} x {gemm['n']} x {gemm['n']},"
+        " each side in its own process)\n")
+  print("| side | GFLOP/s | raw ms |")
+  print("|---|---|---|")
+  for side in ("xla", "torch"):
+    g = gemm[side]
+    print(f"| {side} ({g['versions']}) | {g['gflops']:.1f} | {raw(g)} |")
+  print(f"\nCeiling: {gemm['gflops']:.1f} GFLOP/s (the better side). Model FLOP/s below count"
+        " 6 x parameters x tokens plus attention (`t5tune info`), the same for both sides.")
+
+
+def rate(r, side, gemm):
+  """Model GFLOP/s of `side` in row `r` and its share of the GEMM ceiling."""
+  gflops = r["t5tune"]["flops"] / r[side]["median_s"] / 1e9
+  return f"{gflops:.1f} | {100 * gflops / gemm['gflops']:.0f}%"
+
+
+def print_tables(main_rows, scaling_rows, gemm):
   sides = {}
   for r in main_rows + scaling_rows:
     sides["t5tune"] = r["t5tune"]["versions"]
@@ -159,14 +212,15 @@ def print_tables(main_rows, scaling_rows):
   if main_rows:
     print("| model:batch:inputs:targets | t5tune ms | PyTorch ms (flushed) | ratio |"
           " t5tune raw ms | PyTorch raw ms | t5tune tokens/s | PyTorch tokens/s |"
-          " t5tune GFLOP/s | t5tune compile s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          " t5tune GFLOP/s | t5tune % of ceiling | PyTorch GFLOP/s | PyTorch % of ceiling |"
+          " t5tune compile s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in main_rows:
       o, t = r["t5tune"], r["torch"]
       print(f"| {r['cell']} | {harness.ms(o['median_s'])} | {harness.ms(t['median_s'])} |"
             f" {t['median_s'] / o['median_s']:.2f}x | {raw(o)} | {raw(t)} |"
             f" {r['tokens'] / o['median_s']:.0f} | {r['tokens'] / t['median_s']:.0f} |"
-            f" {o['flops'] / o['median_s'] / 1e9:.1f} | {o['compile_s']:.1f} |")
+            f" {rate(r, 't5tune', gemm)} | {rate(r, 'torch', gemm)} | {o['compile_s']:.1f} |")
     notes = [f"{r['cell']} {harness.ms(r['torch_unflushed']['median_s'])} ms"
              f" (raw {raw(r['torch_unflushed'])})" for r in main_rows if "torch_unflushed" in r]
     if notes:
@@ -176,14 +230,17 @@ def print_tables(main_rows, scaling_rows):
     first = scaling_rows[0]
     print("\n### Scaling (cost relative to the first row, per side)\n")
     print("| model:batch:inputs:targets | tokens | t5tune ms | PyTorch ms (flushed) | ratio |"
-          " t5tune cost x | PyTorch cost x | t5tune raw ms | PyTorch raw ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " t5tune cost x | PyTorch cost x | t5tune raw ms | PyTorch raw ms |"
+          " t5tune GFLOP/s | t5tune % of ceiling | PyTorch GFLOP/s | PyTorch % of ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in scaling_rows:
       o, t = r["t5tune"], r["torch"]
       print(f"| {r['cell']} | {r['tokens']} | {harness.ms(o['median_s'])} |"
             f" {harness.ms(t['median_s'])} | {t['median_s'] / o['median_s']:.2f}x |"
             f" {o['median_s'] / first['t5tune']['median_s']:.2f} |"
-            f" {t['median_s'] / first['torch']['median_s']:.2f} | {raw(o)} | {raw(t)} |")
+            f" {t['median_s'] / first['torch']['median_s']:.2f} | {raw(o)} | {raw(t)} |"
+            f" {rate(r, 't5tune', gemm)} | {rate(r, 'torch', gemm)} |")
+  print_ceiling(gemm)
 
 
 def main():
@@ -194,7 +251,8 @@ def main():
                       help="'default', 'none', or comma-separated cells")
   parser.add_argument("--full", action="store_true", help="the big scaling cells too")
   # One side, in a child process (set by `measure`).
-  parser.add_argument("--side", choices=("t5tune", "torch"))
+  parser.add_argument("--side", choices=("t5tune", "torch", "gemm_xla", "gemm_torch"))
+  parser.add_argument("--gemm_n", type=int, default=2048, help="size of the ceiling's GEMM")
   parser.add_argument("--flush", type=int, default=1)
   parser.add_argument("--model")
   parser.add_argument("--batch", type=int)
@@ -210,13 +268,14 @@ def main():
     scaling_cells = list(SCALING_FULL if args.full else SCALING)
   else:
     scaling_cells = args.scaling.split(",")
+  gemm = ceiling(args.gemm_n, args.repeats)
   measured = {}
   for cell in main_cells:
     measured[cell] = measure(cell, args.repeats, unflushed=True)
   for cell in scaling_cells:
     if cell not in measured:
       measured[cell] = measure(cell, args.repeats, unflushed=False)
-  print_tables([measured[c] for c in main_cells], [measured[c] for c in scaling_cells])
+  print_tables([measured[c] for c in main_cells], [measured[c] for c in scaling_cells], gemm)
 
 
 if __name__ == "__main__":
