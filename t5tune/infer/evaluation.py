@@ -289,8 +289,13 @@ class TaskEvaluator:
 
   def methods(self, task: str) -> list[str]:
     """Each example's method: "rank_classification" or the decoding method (`judging.methods`)."""
+    from t5tune.data import tasks as tasks_lib
+    try:
+      metadata = tasks_lib.get_info(task).metadata
+    except KeyError:
+      metadata = None  # a plain seqio task
     return judging.methods(self._examples[task], self.options.method,
-                           rank_classification=self.rank_classification)
+                           rank_classification=judging.task_ranks(metadata, self.rank_classification))
 
   def _predict(self, model, task: str, enc: np.ndarray) -> Predictions:
     import seqio

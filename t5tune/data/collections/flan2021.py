@@ -12,7 +12,9 @@ collection is split, capped, mixed and held out is `protocol`'s.
 """
 from __future__ import annotations
 
+from t5tune.data import formats as formats_lib
 from t5tune.data.collections import flan2021_templates as T
+from t5tune.data.collections import heldout
 from t5tune.data.collections import protocol
 
 COLLECTION = "flan2021"
@@ -349,6 +351,23 @@ DATASETS = (NLI + READING_COMPREHENSION + CLOSED_BOOK_QA + COMMONSENSE + COREFER
             + SENTIMENT + STRUCT_TO_TEXT + SUMMARIZATION + TRANSLATION
             + READING_COMPREHENSION_COMMONSENSE + MISC)
 
+# Datasets whose data shares a source with another's, so that training on one sees the
+# other's test data. A held-out cluster's training mixture drops every dataset that
+# overlaps one of the cluster's (`heldout.training_datasets`).
+OVERLAPS = (
+    heldout.Overlap("qnli", ("squad_v1", "squad_v2"),
+                    "QNLI pairs SQuAD v1.1 questions with sentences of their Wikipedia paragraphs"
+                    " (SQuAD v2.0 contains every v1.1 question)"),
+    heldout.Overlap("wnli", ("wsc273",),
+                    "WNLI is the Winograd Schema Challenge rewritten as sentence pairs"),
+    heldout.Overlap("record", ("cnn_dailymail",),
+                    "ReCoRD's passages are CNN/Daily Mail articles and its queries their highlights"),
+    heldout.Overlap("dart", ("e2e_nlg", "web_nlg_en"),
+                    "DART merges the E2E and WebNLG data with its table-derived triples"),
+    heldout.Overlap("hellaswag", ("wiki_lingua_english_en",),
+                    "HellaSwag's WikiHow contexts and WikiLingua's articles both come from WikiHow"),
+)
+
 # FLAN 2021 datasets not registered here, and why.
 MISSING = {
     "fix_punct": "FLAN derives it from other text; no TFDS builder to point at",
@@ -357,5 +376,10 @@ MISSING = {
 
 
 def register(data_dir: str | None = None, **kwargs) -> list[str]:
-  """Registers every FLAN 2021 task (TFDS from `data_dir`) and the held-out mixtures; see `protocol.register`."""
+  """Registers every FLAN 2021 task (TFDS from `data_dir`) and the held-out mixtures; see `protocol.register`.
+
+  Also the Flan 2022 formats variant of each (`formats=None` leaves it out).
+  """
+  kwargs.setdefault("overlaps", OVERLAPS)
+  kwargs.setdefault("formats", formats_lib.Flan2022())
   return protocol.register(COLLECTION, DATASETS, CLUSTERS, data_dir=data_dir, **kwargs)
