@@ -40,6 +40,9 @@ def registered(tmp_path_factory):
       for variant in heldout.EVALUATION:
         task = f"flan2021_{name}_{variant}"
         prepared[task] = {"test": (None, tasks.get_info(task).source.prepared("test"))}
+    for name in ("rte", "copa", "xsum"):
+      f22 = tasks.get_info(f"flan2021_{name}_{protocol.FORMATS_SUFFIX}").source
+      prepared[f"{name}_f22"] = {split: (None, f22.prepared(split)) for split in f22.splits}
   return names, prepared
 
 
@@ -87,7 +90,7 @@ def test_every_task_renders_every_template_on_mock_records(registered):
   _, prepared = registered
   for name, splits in prepared.items():
     if name not in SPECS:
-      continue  # an evaluation variant (test_evaluation_variants_on_mock_records)
+      continue  # an evaluation or formats variant (tested below)
     spec = SPECS[name]
     for split, (records, split_prepared) in splits.items():
       assert records and split_prepared.examples, (name, split)
@@ -188,6 +191,22 @@ def test_evaluation_mixtures_in_both_variants(registered):
         assert templates.INVERTED not in kinds, spec.name
         if variant == heldout.EVAL_GENERATE and (spec.options or "options" in spec.fields):
           assert all("{options_}" in t.inputs for t in info.source.templates), spec.name
+
+
+def test_flan2022_format_variants_render_on_mock_records(registered):
+  from t5tune.data import formats  # pylint: disable=g-import-not-at-top
+  _, prepared = registered
+  for name in ("rte", "copa", "xsum"):
+    for split, (_, split_prepared) in prepared[f"{name}_f22"].items():
+      for ex in split_prepared.examples:
+        assert ex["format"] in formats.STYLES and ex["inputs"].strip() and ex["targets"].strip()
+        if ex["options"] and ex["template_kind"] != templates.INVERTED:
+          assert ex["targets"] in ex["options"], (name, ex)
+  for cluster in flan2021.CLUSTERS:
+    plain, f22 = (protocol.heldout_names(flan2021.COLLECTION, cluster, suffix=x)[0]
+                  for x in ("", protocol.FORMATS_SUFFIX))
+    assert [t.name + "_f22" for t in seqio.get_mixture_or_task(plain).tasks] == [
+        t.name for t in seqio.get_mixture_or_task(f22).tasks]
 
 
 def test_evaluation_variants_on_mock_records(registered):
