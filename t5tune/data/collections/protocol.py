@@ -163,7 +163,7 @@ def register(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[s
              data_dir: str | None = None, vocabulary="byte",
              template_counts: Sequence[int] = TEMPLATE_COUNTS, mixtures: bool = True,
              source_fn: Callable[[DatasetSpec, Mapping[str, str]], Any] | None = None,
-             metric_fns: Mapping[str, Callable[..., Any]] | None = None,
+             metric_fns: Any = None,
              overlaps: Sequence[heldout.Overlap] = (),
              formats: Any = None,
              **task_options) -> list[str]:
@@ -178,8 +178,8 @@ def register(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[s
   `source_fn(spec, carved_splits)` builds the raw source (default: TFDS from
   `data_dir`); tests pass prepared or mock data through it. Re-registering
   replaces earlier registrations. `metric_fns` maps the specs' metric names to
-  functions (e.g. `t5tune.infer.metrics`'s, which `t5tune.data` may not
-  import); without it tasks carry the names in metadata["metrics"] only.
+  functions (a mapping, or a module such as `t5tune.infer.metrics`, which
+  `t5tune.data` may not import, read by attribute); without it tasks carry the names in metadata["metrics"] only.
   `overlaps`: the collection's `heldout.Overlap` facts. Returns the task names.
   """
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
@@ -195,7 +195,8 @@ def register(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[s
     base = task_name(collection, spec)
     metadata = {"collection": collection, "cluster": spec.cluster, "dataset": spec.name,
                 "tfds": spec.tfds, "has_train": spec.has_train, "metrics": list(spec.metrics)}
-    fns = [metric_fns[m] for m in spec.metrics] if metric_fns is not None else []
+    fns = [metric_fns[m] if isinstance(metric_fns, Mapping) else getattr(metric_fns, m)
+           for m in spec.metrics] if metric_fns is not None else []
 
     def add(name, variant, templates, src=source, extra=None, **options):
       tasks.register_task(
