@@ -72,6 +72,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 16
   c.rank_classification = True  # rank-classify examples with answer options
   c.length_normalize = False  # rank by per-token mean instead of sum
+  # Prompt ensembling (t5tune.infer.ensemble): each task also under its first N answer-bearing
+  # templates, alone and combined, reported beside the single-template scores; 0 = off.
+  c.ensemble_templates = 0
   c.seed = 0  # sampling
   # Training tasks/mixtures: also score each task on its examples without an
   # n-gram overlap with them (clean/METRIC beside METRIC).

@@ -75,3 +75,24 @@ def test_generation_ensemble_is_the_majority_vote(model):
   assert "ensemble" not in result.single and set(result.single) == {"g1", "g2", "g3"}
   table = ensemble.table({"ens_gen": result})
   assert "| ens_gen | greedy | 3 |" in table
+
+
+def test_evaluate_reports_ensembles_beside_single_scores(model, tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from t5tune.cli import evaluate as evaluate_cli  # pylint: disable=g-import-not-at-top
+  from t5tune.convert import loading  # pylint: disable=g-import-not-at-top
+  from t5tune.infer import evaluation  # pylint: disable=g-import-not-at-top
+  _register()
+  model_dir = str(tmp_path / "model")
+  loading.save_model(model, model_dir)
+  config = evaluation.default_config()
+  config.ensemble_templates = 2
+  config.decoding.max_decode_len = 6
+  results, table = evaluate_cli.run(config, model_dir, str(tmp_path / "eval"), tasks=["ens_cls", "ens_gen"])
+  written = json.loads((tmp_path / "eval" / "ensemble.json").read_text())
+  assert set(written) == {"ens_cls", "ens_gen"}
+  assert written["ens_cls"]["templates"] == ["a", "b"] and written["ens_cls"]["method"] == "rank_classification"
+  direct = ensemble.evaluate(model, "ens_cls", num_templates=2)
+  assert written["ens_cls"]["ensemble"] == direct.ensemble and written["ens_cls"]["single"] == direct.single
+  assert "prompt ensembles:" in table and "| ens_cls | rank_classification | 2 |" in table
+  assert "ens_cls" in results  # the single-template evaluation is still there
