@@ -299,7 +299,12 @@ def _wmt(year, code):
                T.translation(_LANGUAGES[code], "English"), splits=ALL_THREE, metrics=("bleu",))
 
 
-TRANSLATION = [_wmt(14, "fr")] + [_wmt(16, c) for c in ("de", "tr", "cs", "fi", "ro", "ru")]
+TRANSLATION = [_wmt(14, "fr")] + [_wmt(16, c) for c in ("de", "tr", "cs", "fi", "ro", "ru")] + [
+    # ParaCrawl has a train split only: validation is carved from its end, and evaluation reads it.
+    _spec("para_crawl_enes", "translation", "para_crawl/enes:1.2.0",
+          {"source": lambda r: r["en"], "target": lambda r: r["es"]},
+          T.translation("English", "Spanish"), splits={"train": "train"}, metrics=("bleu",)),
+]
 
 READING_COMPREHENSION_COMMONSENSE = [
     _spec("cosmos_qa", "reading_comprehension_commonsense", "cosmos_qa:1.0.0",
@@ -371,7 +376,6 @@ OVERLAPS = (
 # FLAN 2021 datasets not registered here, and why.
 MISSING = {
     "fix_punct": "FLAN derives it from other text; no TFDS builder to point at",
-    "para_crawl_enes": "ParaCrawl En-Es is not registered yet",
 }
 
 
