@@ -127,7 +127,8 @@ ALSO_EXCLUDED = {
 # And the datasets dropped because they overlap a held-out dataset's test data (flan2021.OVERLAPS),
 # written out per cluster: e.g. holding out NLI evaluates QNLI, built from SQuAD.
 OVERLAP_DROPPED = {
-    "nli": {"squad_v1", "squad_v2"}, "reading_comprehension": {"qnli"},
+    "nli": {"squad_v1", "squad_v2", "fix_punct"}, "misc": {"mnli"},
+    "reading_comprehension": {"qnli"},
     "coreference": {"wnli"}, "summarization": {"record", "hellaswag"},
     "reading_comprehension_commonsense": {"cnn_dailymail"},
     "commonsense": {"wiki_lingua_english_en"},
@@ -333,3 +334,5 @@ def test_field_mappings_on_records_shaped_like_the_real_data():
   assert arc["answer"] == "y" and arc["options"] == ["x", "y", "z"]
   assert _mapped("trec", {"text": "t", "label-coarse": 3})["answer"] == "person"
   assert _mapped("stsb", {"sentence1": "a", "sentence2": "b", "label": 3.6})["answer"] == "4"
+  punct = _mapped("fix_punct", {"premise": "Well, it's late -- isn't it? Yes."})
+  assert punct == {"text": "Well, it's late -- isn't it? Yes.", "unpunctuated": "well it's late isn't it yes"}

@@ -12,6 +12,8 @@ collection is split, capped, mixed and held out is `protocol`'s.
 """
 from __future__ import annotations
 
+import re
+
 from t5tune.data import formats as formats_lib
 from t5tune.data.collections import flan2021_templates as T
 from t5tune.data.collections import heldout
@@ -352,6 +354,23 @@ MISC = [
           T.OPEN_QA, splits=TRAIN_TEST, metrics=("accuracy",)),
 ]
 
+_PUNCT = re.compile(r"[^\w\s']")
+
+
+def unpunctuated(text: str) -> str:
+  """`text` lower-cased, every punctuation mark but apostrophes removed, spaces collapsed."""
+  return " ".join(_PUNCT.sub(" ", text).lower().split())
+
+
+# FLAN's fix_punct is derived from other text. The text here: MNLI's premises (varied,
+# punctuated English sentences), so it carries MNLI's overlap (OVERLAPS) and is dropped from
+# training whenever MNLI is evaluated.
+MISC.append(_spec(
+    "fix_punct", "misc", "glue/mnli:2.0.0",
+    {"text": lambda r: r["premise"], "unpunctuated": lambda r: unpunctuated(r["premise"])},
+    T.FIX_PUNCT, splits={"train": "train", "validation": "validation_matched"},
+    metrics=("bleu",)))
+
 DATASETS = (NLI + READING_COMPREHENSION + CLOSED_BOOK_QA + COMMONSENSE + COREFERENCE + PARAPHRASE
             + SENTIMENT + STRUCT_TO_TEXT + SUMMARIZATION + TRANSLATION
             + READING_COMPREHENSION_COMMONSENSE + MISC)
@@ -369,14 +388,13 @@ OVERLAPS = (
                     "ReCoRD's passages are CNN/Daily Mail articles and its queries their highlights"),
     heldout.Overlap("dart", ("e2e_nlg", "web_nlg_en"),
                     "DART merges the E2E and WebNLG data with its table-derived triples"),
+    heldout.Overlap("fix_punct", ("mnli",), "fix_punct's texts are MNLI's premises (one source, two tasks)"),
     heldout.Overlap("hellaswag", ("wiki_lingua_english_en",),
                     "HellaSwag's WikiHow contexts and WikiLingua's articles both come from WikiHow"),
 )
 
 # FLAN 2021 datasets not registered here, and why.
-MISSING = {
-    "fix_punct": "FLAN derives it from other text; no TFDS builder to point at",
-}
+MISSING: dict[str, str] = {}
 
 
 def register(data_dir: str | None = None, **kwargs) -> list[str]:
