@@ -118,6 +118,7 @@ def render_one(template: templates_lib.Template, record: Mapping[str, Any],
   answer_is_target = (template.kind != templates_lib.INVERTED
                       and "{answer}" in template.targets and "answer" in values)
   values[templates_lib.OPTIONS_PLACEHOLDER] = fmt.render(options) if show_options and options else ""
+  values[templates_lib.BLANK_PLACEHOLDER] = templates_lib.SENTINEL
   scored = options
   if show_options and options and fmt.lettered and answer_is_target:
     labels = fmt.labels(len(options))
@@ -127,7 +128,8 @@ def render_one(template: templates_lib.Template, record: Mapping[str, Any],
   inputs = template.inputs.format(**values)
   if not values[templates_lib.OPTIONS_PLACEHOLDER]:
     inputs = _tidy(inputs)
-  return inputs, template.targets.format(**values), scored
+  infill = lambda text: templates_lib.infill_target(template, text)
+  return inputs, infill(template.targets.format(**values)), [infill(o) for o in scored]
 
 
 def render(template: templates_lib.Template, record: Mapping[str, Any], *, task: str, key: str,

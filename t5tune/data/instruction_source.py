@@ -114,6 +114,13 @@ class SourceSpec:
           "no templates" + (f" of kinds {list(self.template_kinds)}" if self.template_kinds else ""),
           where=where, fix="give at least one Template (its targets are also used by no_template)")
     templates_lib.check_fields(task_name, self.templates, list(self.fields))
+    if any(t.kind == templates_lib.INFILL for t in self.templates):
+      if len(self.vocabulary.encode(templates_lib.SENTINEL)) != 1:
+        raise errors.UsageError(
+            f"infilling templates need a vocabulary with T5's sentinels ({templates_lib.SENTINEL}"
+            f" is not one token of {type(self.vocabulary).__name__})", where=where,
+            fix="use a SentencePiece vocabulary with extra ids, e.g."
+            " t5tune.data.vocab.get_vocabulary('spiece.model', extra_ids=100)")
     if self.formats is not None and (self.few_shot is not None or self.no_template):
       raise errors.UsageError("formats= decides zero- or few-shot itself", where=where,
                               fix="drop few_shot / no_template, or formats")
@@ -256,9 +263,12 @@ class InstructionSource(seqio.DataSource):
         else:
           inputs, targets = templates_lib.render(template, record, spec.options_style)
         name, kind = template.name, template.kind
+      options = list(record.get(templates_lib.OPTIONS_FIELD, []))
+      if not spec.no_template:  # an infilling template's options read as its targets do
+        options = [templates_lib.infill_target(template, o) for o in options]
       examples.append({
           "inputs": inputs, "targets": targets,
-          "options": list(record.get(templates_lib.OPTIONS_FIELD, [])),
+          "options": options,
           "template_name": name, "template_kind": kind,
           "record": index})  # position in records(split): quality tools map back by it
     examples = cleaning.length_filter(

@@ -81,15 +81,18 @@ def evaluate(model, task: str, split: str = "validation", *, num_templates: int 
   per_template: list[list[str]] = []
   if ranks:
     scores = []
-    for rows in rendered:
-      c = api.classify(model, [i for i, _ in rows], options, vocabulary=vocabulary,
+    from t5tune.data import templates as templates_lib  # pylint: disable=g-import-not-at-top
+    # Each template's options read as its targets do (after the sentinel for infilling ones).
+    options_of = lambda t: [[templates_lib.infill_target(t, o) for o in opts] for opts in options]
+    for template, rows in zip(chosen, rendered):
+      c = api.classify(model, [i for i, _ in rows], options_of(template), vocabulary=vocabulary,
                        batch_size=batch_size, length_normalize=length_normalize)
       scores.append(c.scores)  # summed log-likelihoods (length_normalize only picks the single winner)
       per_template.append(c.predictions)
     width = max(len(o) for o in options)
     padded = [[s + [-np.inf] * (width - len(s)) for s in per_example] for per_example in scores]
     best, _ = combine_scores(padded)
-    predictions = [options[i][int(b)] for i, b in enumerate(best)]
+    predictions = [options_of(chosen[0])[i][int(b)] for i, b in enumerate(best)]
     method = judging.RANK_CLASSIFICATION
   else:
     for rows in rendered:
