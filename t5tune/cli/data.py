@@ -6,6 +6,7 @@ Tasks live in user modules; `--module` (repeatable) imports them first:
 
     t5tune data list --module=t5tune.demo_tasks
     t5tune data list --collection=flan2021
+    t5tune data prepare --collection=flan2021 --data_dir=~/tensorflow_datasets [--tasks=rte,cb] [--check]
     t5tune data report t5tune_demo_mix --module=t5tune.demo_tasks \\
         --inputs_length=256 --targets_length=64 --output=/tmp/report
     t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
@@ -24,7 +25,9 @@ _INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "report: inputs feat
 _TARGETS_LENGTH = flags.DEFINE_integer("targets_length", 128, "report: targets feature length.", allow_override=True)
 _MAX_EXAMPLES = flags.DEFINE_integer(
     "max_examples", None, "report: measure lengths on at most this many examples per task and split.", allow_override=True)
-_TASKS = flags.DEFINE_list("tasks", None, "train-vocab: tasks or mixtures whose text trains the vocabulary.", allow_override=True)
+_TASKS = flags.DEFINE_list(
+    "tasks", None, "train-vocab: tasks or mixtures whose text trains the vocabulary; prepare: the"
+    " collection's datasets to prepare (default: all).", allow_override=True)
 _SPLIT = flags.DEFINE_string(
     "split", "train", "train-vocab / near-duplicates / label-issues: the split whose records are used.",
     allow_override=True)
@@ -32,16 +35,23 @@ _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "train-vocab: number of p
 _COLLECTION = flags.DEFINE_string(
     "collection", None, "list: show a collection's datasets instead (e.g. flan2021; registers nothing).",
     allow_override=True)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "prepare: the TFDS data directory the collection's datasets are (to be) in.",
+    allow_override=True)
+_CHECK = flags.DEFINE_bool(
+    "check", False, "prepare: only report what is missing from --data_dir; write and download nothing.",
+    allow_override=True)
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "train-vocab: model type.", allow_override=True)
 
-USAGE = ("usage: t5tune data list|report NAME|train-vocab|near-duplicates NAME|"
+USAGE = ("usage: t5tune data list|prepare|report NAME|train-vocab|near-duplicates NAME|"
          "contamination TRAIN EVAL|label-issues NAME|generate [--module=pkg.tasks ...]")
-SUB_COMMANDS = ("list", "report", "train-vocab") + data_quality.COMMANDS
+SUB_COMMANDS = ("list", "prepare", "report", "train-vocab") + data_quality.COMMANDS
 
 # The flags each sub-command reads (--module, --verbose, --quiet are everyone's);
 # any other flag given to a sub-command that does not read it is refused.
 FLAGS_OF = {
     "list": ("collection",),
+    "prepare": ("collection", "data_dir", "check", "tasks"),
     "report": ("splits", "inputs_length", "targets_length", "output", "output_dir", "max_examples",
                "near_threshold", "contamination_eval", "eval_split", "ngram", "label_issues"),
     "train-vocab": ("tasks", "split", "vocab_size", "model_type", "output"),
@@ -78,6 +88,12 @@ def _list():
   for name in sorted(seqio.MixtureRegistry.names()):
     mixture = seqio.get_mixture_or_task(name)
     print(f"  {name}  tasks={[t.name for t in mixture.tasks]}")
+
+
+def _prepare():
+  from t5tune.data.collections import prepare  # pylint: disable=g-import-not-at-top
+  common.require([_COLLECTION, _DATA_DIR], "data prepare")
+  prepare.run(_COLLECTION.value, _TASKS.value, _DATA_DIR.value, check_only=_CHECK.value)
 
 
 def _report(name):
@@ -126,6 +142,8 @@ def main(argv):
   common.import_modules(_MODULES.value)
   if command in data_quality.COMMANDS:
     data_quality.main(command, args[1:])
+  elif command == "prepare":
+    _prepare()
   elif command == "list" and _COLLECTION.value:
     from t5tune.data.collections import protocol  # pylint: disable=g-import-not-at-top
     print(protocol.describe_named(_COLLECTION.value))

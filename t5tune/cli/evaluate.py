@@ -14,6 +14,7 @@ predictions JSONL, metrics.json, metrics.jsonl, TensorBoard summaries and
 summary.md (the side-by-side table) into --output (default CHECKPOINT/eval;
 the old spelling --output_dir is still accepted).
 """
+import json
 import os
 
 from absl import flags
@@ -88,9 +89,32 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   model = loading.load_model(model_dir, mesh, dropout_rate=0.0)
   results = evaluator.evaluate(model, step=step)
   table = evaluation.side_by_side(results, resolved)
+  if config.get("ensemble_templates", 0):
+    table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
   atomic.write_text(os.path.join(output_dir, "summary.md"),
                     f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
   return results, table
+
+
+def _ensembles(config, model, names, output_dir: str) -> str:
+  """Prompt ensembles of the evaluated t5tune tasks: ensemble.json and a table beside the scores."""
+  import dataclasses
+  from t5tune.data import tasks as tasks_lib
+  from t5tune.infer import ensemble
+  ours = set(tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION))
+  results = {}
+  for name in names:
+    if name not in ours or tasks_lib.get_info(name).source.spec.formats is not None:
+      continue  # plain seqio tasks, and Flan 2022 formats (their templates are not the whole prompt)
+    results[name] = ensemble.evaluate(
+        model, name, config.split, num_templates=config.ensemble_templates,
+        num_examples=config.num_examples or None, batch_size=config.batch_size,
+        rank_classification=config.rank_classification,
+        max_decode_len=config.decoding.max_decode_len, length_normalize=config.length_normalize)
+  atomic.write_text(os.path.join(output_dir, "ensemble.json"), json.dumps(
+      {k: {f: v for f, v in dataclasses.asdict(r).items() if f != "predictions"}
+       for k, r in results.items()}, indent=1))
+  return "prompt ensembles:\n\n" + ensemble.table(results)
 
 
 def main(argv):

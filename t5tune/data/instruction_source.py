@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from t5tune import errors
 from t5tune.data import cleaning
+from t5tune.data import formats as formats_lib
 from t5tune.data import sources as sources_lib
 from t5tune.data import templates as templates_lib
 from t5tune.data import vocab as vocab_lib
@@ -51,6 +52,9 @@ class SourceSpec:
     dedup: None, "exact", "normalized", or "near" / "near:T" (near-duplicates, threshold T).
     max_input_tokens, max_target_tokens: drop rendered examples longer than these.
     validate_fn: record -> None, or a reason the record is invalid (removed, counted).
+    formats: a `t5tune.data.formats.Flan2022`: each example in one of Flan 2022's
+      four formats with a randomised options block (replaces few_shot and
+      options_style; examples also carry `format` and `shots`).
   """
   fields: Mapping[str, Any]
   templates: Sequence[templates_lib.Template]
@@ -65,6 +69,7 @@ class SourceSpec:
   max_input_tokens: int | None = None
   max_target_tokens: int | None = None
   validate_fn: Callable[[Mapping[str, Any]], str | None] | None = None
+  formats: formats_lib.Flan2022 | None = None
 
   @classmethod
   def from_options(cls, task_name: str, **options: Any) -> "SourceSpec":
@@ -109,6 +114,16 @@ class SourceSpec:
           "no templates" + (f" of kinds {list(self.template_kinds)}" if self.template_kinds else ""),
           where=where, fix="give at least one Template (its targets are also used by no_template)")
     templates_lib.check_fields(task_name, self.templates, list(self.fields))
+    if any(t.kind == templates_lib.INFILL for t in self.templates):
+      if len(self.vocabulary.encode(templates_lib.SENTINEL)) != 1:
+        raise errors.UsageError(
+            f"infilling templates need a vocabulary with T5's sentinels ({templates_lib.SENTINEL}"
+            f" is not one token of {type(self.vocabulary).__name__})", where=where,
+            fix="use a SentencePiece vocabulary with extra ids, e.g."
+            " t5tune.data.vocab.get_vocabulary('spiece.model', extra_ids=100)")
+    if self.formats is not None and (self.few_shot is not None or self.no_template):
+      raise errors.UsageError("formats= decides zero- or few-shot itself", where=where,
+                              fix="drop few_shot / no_template, or formats")
     if self.on_bad_record not in cleaning.BAD_RECORD_MODES:
       raise errors.UsageError(f"on_bad_record={self.on_bad_record!r} is not supported",
                               where=where, fix=f"use one of {cleaning.BAD_RECORD_MODES}")
@@ -210,6 +225,9 @@ class InstructionSource(seqio.DataSource):
     records, read_counts = self.records(split)
     counts = collections.Counter(read_counts)
     pool, pool_keys = [], []
+    if spec.formats is not None and "train" in self.splits:  # exemplars from train only
+      pool = self.records("train")[0]
+      pool_keys = [cleaning.content_key(r) for r in pool]
     if spec.few_shot is not None and spec.few_shot.k > 0:
       if "train" not in self.splits:
         raise errors.UsageError(
@@ -221,6 +239,14 @@ class InstructionSource(seqio.DataSource):
     examples, usage = [], collections.Counter()
     for index, record in enumerate(records):
       key = cleaning.content_key(record)
+      if spec.formats is not None:
+        template = templates_lib.choose(spec.templates, self.task_name, key, spec.seed)
+        rendered = formats_lib.render(
+            template, record, task=self.task_name, key=key, seed=spec.seed, config=spec.formats,
+            pool=pool, pool_keys=pool_keys, count_tokens=self.count_tokens)
+        examples.append({**rendered, "template_name": template.name,
+                         "template_kind": template.kind, "record": index})
+        continue
       if spec.no_template:
         inputs, targets = templates_lib.render_no_template(
             record, spec.no_template_input_fields(), spec.templates[0].targets,
@@ -237,9 +263,12 @@ class InstructionSource(seqio.DataSource):
         else:
           inputs, targets = templates_lib.render(template, record, spec.options_style)
         name, kind = template.name, template.kind
+      options = list(record.get(templates_lib.OPTIONS_FIELD, []))
+      if not spec.no_template:  # an infilling template's options read as its targets do
+        options = [templates_lib.infill_target(template, o) for o in options]
       examples.append({
           "inputs": inputs, "targets": targets,
-          "options": list(record.get(templates_lib.OPTIONS_FIELD, [])),
+          "options": options,
           "template_name": name, "template_kind": kind,
           "record": index})  # position in records(split): quality tools map back by it
     examples = cleaning.length_filter(

@@ -15,6 +15,12 @@ Template kinds (the FLAN collection's):
   ZERO_SHOT ("zs_noopt")        no options shown.
   COT ("cot")                   targets carry a rationale before the answer.
   INVERTED ("inv")              "turned around": asks for an input given the output.
+  INFILL ("infill")             the instruction with a blank `{blank_}` where the answer goes,
+                                in T5's span format: the blank is the first sentinel
+                                (SENTINEL) in the inputs, the targets are the sentinel and
+                                the answer; options (rank classification) read the same.
+                                Needs a vocabulary with T5's sentinels (`get_vocabulary(path,
+                                extra_ids=100)`), which the task checks at registration.
 
 Few-shot is not a kind but a rendering mode (`FewShot`): k exemplars from the
 task's train split are rendered with the query's template, joined by the
@@ -35,13 +41,17 @@ ZERO_SHOT_OPTIONS = "zs_opt"
 ZERO_SHOT = "zs_noopt"
 COT = "cot"
 INVERTED = "inv"
-KINDS = (ZERO_SHOT_OPTIONS, ZERO_SHOT, COT, INVERTED)
+INFILL = "infill"
+KINDS = (ZERO_SHOT_OPTIONS, ZERO_SHOT, COT, INVERTED, INFILL)
 
 # The special placeholders: the rendered options block, and the field that
 # holds a record's answer options (a list of strings).
 OPTIONS_PLACEHOLDER = "options_"
 OPTIONS_FIELD = "options"
 RATIONALE_FIELD = "rationale"
+# The blank of an infilling template, and T5's first sentinel that stands for it.
+BLANK_PLACEHOLDER = "blank_"
+SENTINEL = "<extra_id_0>"
 
 # The template name and kind given to examples of a task's no-template variant.
 NO_TEMPLATE_NAME = "no_template"
@@ -67,6 +77,12 @@ class Template:
         raise errors.UsageError(
             f"template {self.name!r}: {side} string is not a valid format"
             f" string ({e}); write literal braces as '{{{{' and '}}}}'") from None
+    blank = BLANK_PLACEHOLDER in placeholders(self.inputs)
+    if (self.kind == INFILL) != blank or BLANK_PLACEHOLDER in placeholders(self.targets):
+      raise errors.UsageError(
+          f"template {self.name!r}: {{{BLANK_PLACEHOLDER}}} belongs in the inputs of an infilling"
+          f" template (kind {INFILL!r}), and only there",
+          fix=f"give kind={INFILL!r} with one {{{BLANK_PLACEHOLDER}}} in inputs, or drop the blank")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +136,8 @@ def check_fields(task: str, templates: Sequence[Template],
     seen.add(t.name)
     for side in ("inputs", "targets"):
       for name in placeholders(getattr(t, side)):
+        if name == BLANK_PLACEHOLDER:
+          continue  # checked by Template
         if name == OPTIONS_PLACEHOLDER:
           if OPTIONS_FIELD not in available:
             raise errors.UsageError(
@@ -150,14 +168,20 @@ def choose(templates: Sequence[Template], task: str, key: str,
 def _values(record: Mapping[str, Any], style: OptionsStyle) -> dict[str, Any]:
   values = dict(record)
   values[OPTIONS_PLACEHOLDER] = style.render(record.get(OPTIONS_FIELD) or [])
+  values[BLANK_PLACEHOLDER] = SENTINEL
   return values
+
+
+def infill_target(template: Template, text: str) -> str:
+  """A target (or an option) as `template` asks for it: after the sentinel when it is infilling."""
+  return f"{SENTINEL} {text}" if template.kind == INFILL else text
 
 
 def render(template: Template, record: Mapping[str, Any],
            style: OptionsStyle = OptionsStyle()) -> tuple[str, str]:
   """(inputs, targets) of one record under one template."""
   values = _values(record, style)
-  return template.inputs.format(**values), template.targets.format(**values)
+  return template.inputs.format(**values), infill_target(template, template.targets.format(**values))
 
 
 def render_no_template(record: Mapping[str, Any], input_fields: Sequence[str],

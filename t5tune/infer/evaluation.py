@@ -72,6 +72,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 16
   c.rank_classification = True  # rank-classify examples with answer options
   c.length_normalize = False  # rank by per-token mean instead of sum
+  # Prompt ensembling (t5tune.infer.ensemble): each task also under its first N answer-bearing
+  # templates, alone and combined, reported beside the single-template scores; 0 = off.
+  c.ensemble_templates = 0
   c.seed = 0  # sampling
   # Training tasks/mixtures: also score each task on its examples without an
   # n-gram overlap with them (clean/METRIC beside METRIC).
@@ -289,8 +292,13 @@ class TaskEvaluator:
 
   def methods(self, task: str) -> list[str]:
     """Each example's method: "rank_classification" or the decoding method (`judging.methods`)."""
+    from t5tune.data import tasks as tasks_lib
+    try:
+      metadata = tasks_lib.get_info(task).metadata
+    except KeyError:
+      metadata = None  # a plain seqio task
     return judging.methods(self._examples[task], self.options.method,
-                           rank_classification=self.rank_classification)
+                           rank_classification=judging.task_ranks(metadata, self.rank_classification))
 
   def _predict(self, model, task: str, enc: np.ndarray) -> Predictions:
     import seqio

@@ -7,7 +7,8 @@ per-example scores) and experiments/flan_mini/evaluate.py both use them:
   target, the most likely one is the prediction, as FLAN evaluates) when it
   carries answer options (`options`, from the data layer) and its template is
   not chain-of-thought or inverted (their targets are not one of the options);
-  every other example is decoded.
+  every other example is decoded. A task whose metadata says
+  `evaluation: generate` (`task_ranks`) decodes every example.
 * `postprocess`: targets and predictions through the task's postprocessor.
 * `metrics` / `per_example`: the task's metric functions over all examples,
   or over one example at a time (their mean is the task's metric for
@@ -20,6 +21,10 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 RANK_CLASSIFICATION = "rank_classification"
+GENERATE = "generate"
+# A task's metadata key that fixes its evaluation: GENERATE decodes every example
+# (e.g. a collection's generation variant); absent or RANK_CLASSIFICATION: the rule below.
+EVALUATION_KEY = "evaluation"
 # Template kinds whose targets are not one of the options (t5tune.data.templates' COT, INVERTED).
 NOT_RANKED_KINDS = ("cot", "inv")
 
@@ -28,6 +33,11 @@ def ranked(example: Mapping[str, Any], rank_classification: bool = True) -> bool
   """Whether an example (with `options` and `template_kind`) is rank-classified."""
   return bool(rank_classification and example.get("options")
               and example.get("template_kind", "") not in NOT_RANKED_KINDS)
+
+
+def task_ranks(metadata: Mapping[str, Any] | None, rank_classification: bool = True) -> bool:
+  """Whether a task's examples may be rank-classified: the evaluator's setting and the task's own."""
+  return bool(rank_classification and (metadata or {}).get(EVALUATION_KEY) != GENERATE)
 
 
 def methods(examples: Sequence[Mapping[str, Any]], decode_method: str = "greedy", *,

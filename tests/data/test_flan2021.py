@@ -12,10 +12,16 @@ from t5tune.data import sources
 from t5tune.data import tasks
 from t5tune.data import templates
 from t5tune.data.collections import flan2021
+from t5tune.data.collections import heldout
 from t5tune.data.collections import protocol
 from t5tune.infer import metrics
 
 SPECS = {s.name: s for s in flan2021.DATASETS}
+
+
+# Datasets whose evaluation variants are read under mock data too: options and none, a carved
+# test, an evaluation-only one, one without a test split.
+EVAL_SAMPLE = ("rte", "copa", "xsum", "wsc273", "opinion_abstracts_idebate")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +36,13 @@ def registered(tmp_path_factory):
       info = tasks.get_info(protocol.task_name(flan2021.COLLECTION, spec))
       prepared[spec.name] = {split: (info.source.records(split)[0], info.source.prepared(split))
                              for split in info.source.splits}
+    for name in EVAL_SAMPLE:
+      for variant in heldout.EVALUATION:
+        task = f"flan2021_{name}_{variant}"
+        prepared[task] = {"test": (None, tasks.get_info(task).source.prepared("test"))}
+    for name in ("rte", "copa", "xsum"):
+      f22 = tasks.get_info(f"flan2021_{name}_{protocol.FORMATS_SUFFIX}").source
+      prepared[f"{name}_f22"] = {split: (None, f22.prepared(split)) for split in f22.splits}
   return names, prepared
 
 
@@ -76,6 +89,8 @@ def test_collection_shape():
 def test_every_task_renders_every_template_on_mock_records(registered):
   _, prepared = registered
   for name, splits in prepared.items():
+    if name not in SPECS:
+      continue  # an evaluation or formats variant (tested below)
     spec = SPECS[name]
     for split, (records, split_prepared) in splits.items():
       assert records and split_prepared.examples, (name, split)
@@ -109,6 +124,15 @@ ALSO_EXCLUDED = {
     "commonsense": {"reading_comprehension_commonsense"},
     "reading_comprehension_commonsense": {"reading_comprehension", "commonsense"},
 }
+# And the datasets dropped because they overlap a held-out dataset's test data (flan2021.OVERLAPS),
+# written out per cluster: e.g. holding out NLI evaluates QNLI, built from SQuAD.
+OVERLAP_DROPPED = {
+    "nli": {"squad_v1", "squad_v2", "fix_punct"}, "misc": {"mnli"},
+    "reading_comprehension": {"qnli"},
+    "coreference": {"wnli"}, "summarization": {"record", "hellaswag"},
+    "reading_comprehension_commonsense": {"cnn_dailymail"},
+    "commonsense": {"wiki_lingua_english_en"},
+}
 
 
 @pytest.mark.parametrize("k", [None, 4])
@@ -118,12 +142,90 @@ def test_heldout_mixture_membership_is_exact(registered, k):
     train_name, eval_name = protocol.heldout_names(flan2021.COLLECTION, cluster, k)
     dropped = {cluster} | ALSO_EXCLUDED.get(cluster, set())
     want = {protocol.task_name(flan2021.COLLECTION, s, k) for s in flan2021.DATASETS
-            if s.cluster not in dropped and "train" in s.splits}
+            if s.cluster not in dropped and "train" in s.splits
+            and s.name not in OVERLAP_DROPPED.get(cluster, set())}
     got = {t.name for t in seqio.get_mixture_or_task(train_name).tasks}
     assert got == want, cluster
     assert "flan2021_wsc273" not in got  # evaluation-only
     want_eval = {f"flan2021_{s.name}" for s in flan2021.DATASETS if s.cluster == cluster}
     assert {t.name for t in seqio.get_mixture_or_task(eval_name).tasks} == want_eval
+
+
+def test_no_evaluated_dataset_or_overlapping_source_is_in_its_training_mixture(registered):
+  del registered
+  for cluster in flan2021.CLUSTERS:
+    for suffix in ("", protocol.FORMATS_SUFFIX):
+      train_name = protocol.heldout_names(flan2021.COLLECTION, cluster, suffix=suffix)[0]
+      trained = {tasks.get_info(t.name).metadata["dataset"]
+                 for t in seqio.get_mixture_or_task(train_name).tasks}
+      for variant in heldout.EVALUATION:
+        eval_name = protocol.heldout_names(flan2021.COLLECTION, cluster, suffix=variant)[1]
+        for t in seqio.get_mixture_or_task(eval_name).tasks:
+          dataset = tasks.get_info(t.name).metadata["dataset"]
+          assert dataset not in trained, (cluster, dataset)
+          assert not heldout.overlapping(dataset, flan2021.OVERLAPS) & trained, (cluster, dataset)
+
+
+def test_overlaps_are_stated_with_reasons_and_name_real_datasets():
+  assert len(flan2021.OVERLAPS) >= 5
+  for o in flan2021.OVERLAPS:
+    assert o.dataset in SPECS and all(n in SPECS for n in o.overlaps), o
+    assert len(o.reason.split()) >= 5, o  # a reason a reader can check, not a tag
+  assert heldout.overlapping("squad_v1", flan2021.OVERLAPS) == {"qnli"}  # symmetric
+  with pytest.raises(ValueError, match="not in the collection"):
+    heldout.check_overlaps(flan2021.DATASETS, [heldout.Overlap("rte", ("squad_v3",), "a typo here")])
+
+
+def test_evaluation_mixtures_in_both_variants(registered):
+  del registered
+  for cluster in flan2021.CLUSTERS:
+    members = [s for s in flan2021.DATASETS if s.cluster == cluster]
+    for variant, method in heldout.EVALUATION.items():
+      eval_name = protocol.heldout_names(flan2021.COLLECTION, cluster, suffix=variant)[1]
+      assert eval_name == f"flan2021_heldout_{cluster}_eval_{variant.split('_')[1]}"
+      got = {t.name for t in seqio.get_mixture_or_task(eval_name).tasks}
+      assert got == {f"flan2021_{s.name}_{variant}" for s in members}
+      for spec in members:
+        info = tasks.get_info(f"flan2021_{spec.name}_{variant}")
+        assert info.source.splits == ("test",) and info.metadata["evaluation"] == method
+        kinds = {t.kind for t in info.source.templates}
+        assert templates.INVERTED not in kinds, spec.name
+        if variant == heldout.EVAL_GENERATE and (spec.options or "options" in spec.fields):
+          assert all("{options_}" in t.inputs for t in info.source.templates), spec.name
+
+
+def test_flan2022_format_variants_render_on_mock_records(registered):
+  from t5tune.data import formats  # pylint: disable=g-import-not-at-top
+  _, prepared = registered
+  for name in ("rte", "copa", "xsum"):
+    for split, (_, split_prepared) in prepared[f"{name}_f22"].items():
+      for ex in split_prepared.examples:
+        assert ex["format"] in formats.STYLES and ex["inputs"].strip() and ex["targets"].strip()
+        if ex["options"] and ex["template_kind"] != templates.INVERTED:
+          assert ex["targets"] in ex["options"], (name, ex)
+  for cluster in flan2021.CLUSTERS:
+    plain, f22 = (protocol.heldout_names(flan2021.COLLECTION, cluster, suffix=x)[0]
+                  for x in ("", protocol.FORMATS_SUFFIX))
+    assert [t.name + "_f22" for t in seqio.get_mixture_or_task(plain).tasks] == [
+        t.name for t in seqio.get_mixture_or_task(f22).tasks]
+
+
+def test_evaluation_variants_on_mock_records(registered):
+  from t5tune.infer import judging  # pylint: disable=g-import-not-at-top
+  _, prepared = registered
+  for name in EVAL_SAMPLE:
+    for variant in heldout.EVALUATION:
+      task = f"flan2021_{name}_{variant}"
+      examples = prepared[task]["test"][1].examples
+      assert examples, task
+      chosen = judging.methods(examples, "greedy", rank_classification=judging.task_ranks(
+          tasks.get_info(task).metadata))
+      has_options = any(ex["options"] for ex in examples)
+      ranks = variant == heldout.EVAL_RANK and has_options
+      assert set(chosen) == {judging.RANK_CLASSIFICATION if ranks else "greedy"}, task
+      for ex in examples:
+        if ex["options"]:
+          assert ex["targets"] in ex["options"], task  # what rank classification picks among
 
 
 def test_carving_follows_flan():
@@ -232,3 +334,5 @@ def test_field_mappings_on_records_shaped_like_the_real_data():
   assert arc["answer"] == "y" and arc["options"] == ["x", "y", "z"]
   assert _mapped("trec", {"text": "t", "label-coarse": 3})["answer"] == "person"
   assert _mapped("stsb", {"sentence1": "a", "sentence2": "b", "label": 3.6})["answer"] == "4"
+  punct = _mapped("fix_punct", {"premise": "Well, it's late -- isn't it? Yes."})
+  assert punct == {"text": "Well, it's late -- isn't it? Yes.", "unpunctuated": "well it's late isn't it yes"}

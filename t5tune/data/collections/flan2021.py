@@ -12,7 +12,11 @@ collection is split, capped, mixed and held out is `protocol`'s.
 """
 from __future__ import annotations
 
+import re
+
+from t5tune.data import formats as formats_lib
 from t5tune.data.collections import flan2021_templates as T
+from t5tune.data.collections import heldout
 from t5tune.data.collections import protocol
 
 COLLECTION = "flan2021"
@@ -297,7 +301,12 @@ def _wmt(year, code):
                T.translation(_LANGUAGES[code], "English"), splits=ALL_THREE, metrics=("bleu",))
 
 
-TRANSLATION = [_wmt(14, "fr")] + [_wmt(16, c) for c in ("de", "tr", "cs", "fi", "ro", "ru")]
+TRANSLATION = [_wmt(14, "fr")] + [_wmt(16, c) for c in ("de", "tr", "cs", "fi", "ro", "ru")] + [
+    # ParaCrawl has a train split only: validation is carved from its end, and evaluation reads it.
+    _spec("para_crawl_enes", "translation", "para_crawl/enes:1.2.0",
+          {"source": lambda r: r["en"], "target": lambda r: r["es"]},
+          T.translation("English", "Spanish"), splits={"train": "train"}, metrics=("bleu",)),
+]
 
 READING_COMPREHENSION_COMMONSENSE = [
     _spec("cosmos_qa", "reading_comprehension_commonsense", "cosmos_qa:1.0.0",
@@ -345,17 +354,54 @@ MISC = [
           T.OPEN_QA, splits=TRAIN_TEST, metrics=("accuracy",)),
 ]
 
+_PUNCT = re.compile(r"[^\w\s']")
+
+
+def unpunctuated(text: str) -> str:
+  """`text` lower-cased, every punctuation mark but apostrophes removed, spaces collapsed."""
+  return " ".join(_PUNCT.sub(" ", text).lower().split())
+
+
+# FLAN's fix_punct is derived from other text. The text here: MNLI's premises (varied,
+# punctuated English sentences), so it carries MNLI's overlap (OVERLAPS) and is dropped from
+# training whenever MNLI is evaluated.
+MISC.append(_spec(
+    "fix_punct", "misc", "glue/mnli:2.0.0",
+    {"text": lambda r: r["premise"], "unpunctuated": lambda r: unpunctuated(r["premise"])},
+    T.FIX_PUNCT, splits={"train": "train", "validation": "validation_matched"},
+    metrics=("bleu",)))
+
 DATASETS = (NLI + READING_COMPREHENSION + CLOSED_BOOK_QA + COMMONSENSE + COREFERENCE + PARAPHRASE
             + SENTIMENT + STRUCT_TO_TEXT + SUMMARIZATION + TRANSLATION
             + READING_COMPREHENSION_COMMONSENSE + MISC)
 
+# Datasets whose data shares a source with another's, so that training on one sees the
+# other's test data. A held-out cluster's training mixture drops every dataset that
+# overlaps one of the cluster's (`heldout.training_datasets`).
+OVERLAPS = (
+    heldout.Overlap("qnli", ("squad_v1", "squad_v2"),
+                    "QNLI pairs SQuAD v1.1 questions with sentences of their Wikipedia paragraphs"
+                    " (SQuAD v2.0 contains every v1.1 question)"),
+    heldout.Overlap("wnli", ("wsc273",),
+                    "WNLI is the Winograd Schema Challenge rewritten as sentence pairs"),
+    heldout.Overlap("record", ("cnn_dailymail",),
+                    "ReCoRD's passages are CNN/Daily Mail articles and its queries their highlights"),
+    heldout.Overlap("dart", ("e2e_nlg", "web_nlg_en"),
+                    "DART merges the E2E and WebNLG data with its table-derived triples"),
+    heldout.Overlap("fix_punct", ("mnli",), "fix_punct's texts are MNLI's premises (one source, two tasks)"),
+    heldout.Overlap("hellaswag", ("wiki_lingua_english_en",),
+                    "HellaSwag's WikiHow contexts and WikiLingua's articles both come from WikiHow"),
+)
+
 # FLAN 2021 datasets not registered here, and why.
-MISSING = {
-    "fix_punct": "FLAN derives it from other text; no TFDS builder to point at",
-    "para_crawl_enes": "ParaCrawl En-Es is not registered yet",
-}
+MISSING: dict[str, str] = {}
 
 
 def register(data_dir: str | None = None, **kwargs) -> list[str]:
-  """Registers every FLAN 2021 task (TFDS from `data_dir`) and the held-out mixtures; see `protocol.register`."""
+  """Registers every FLAN 2021 task (TFDS from `data_dir`) and the held-out mixtures; see `protocol.register`.
+
+  Also the Flan 2022 formats variant of each (`formats=None` leaves it out).
+  """
+  kwargs.setdefault("overlaps", OVERLAPS)
+  kwargs.setdefault("formats", formats_lib.Flan2022())
   return protocol.register(COLLECTION, DATASETS, CLUSTERS, data_dir=data_dir, **kwargs)

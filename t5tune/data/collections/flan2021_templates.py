@@ -201,3 +201,18 @@ def translation(source_language: str, target_language: str):
       (f"Translate to {s}:\n\n{{target}}", "{source}", I),
       (f"{{target}}\nWhat is this in {s}?", "{source}", I),
   ])
+
+
+# unpunctuated, text (FLAN's fix_punct: restore punctuation and capitals)
+FIX_PUNCT = family("fix_punct", [
+    ("Add punctuation and capital letters to this text:\n\n{unpunctuated}", "{text}", N),
+    ("{unpunctuated}\n\nRewrite the text above with correct punctuation.", "{text}", N),
+    ("This sentence lost its punctuation: {unpunctuated}\nWrite it properly.", "{text}", N),
+    ("Fix the punctuation and capitalisation.\nInput: {unpunctuated}\nOutput:", "{text}", N),
+    ("Make this readable by punctuating it: {unpunctuated}", "{text}", N),
+    ("Text without punctuation: {unpunctuated}\nThe same text, punctuated:", "{text}", N),
+    ("Restore commas, full stops and capitals in the following.\n{unpunctuated}", "{text}", N),
+    ("Please correct the punctuation: {unpunctuated}", "{text}", N),
+    ("Remove every punctuation mark and write this in lower case:\n{text}", "{unpunctuated}", I),
+    ("{text}\n\nWrite the sentence again without punctuation or capitals.", "{unpunctuated}", I),
+])

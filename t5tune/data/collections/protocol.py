@@ -16,12 +16,15 @@ through t5tune's own `register_task` / `register_mixture`, following FLAN
   held out   for each cluster C, a training mixture of every cluster but C and
              the clusters RELATED to C (FLAN's exclusions: reading comprehension
              and commonsense <-> reading comprehension with commonsense,
-             paraphrase <-> NLI), and an evaluation mixture of C's tasks.
+             paraphrase <-> NLI) and without datasets that overlap C's test
+             data, and evaluation mixtures of C's tasks (rank classification
+             and generation); `heldout` holds these rules.
   templates  template-count ablations: each task also as `{task}_t{k}`, its
              first k templates, for k in TEMPLATE_COUNTS (k = all is the task).
 
-Names: task `{collection}_{spec.name}`, mixtures
-`{collection}_heldout_{cluster}_train[_t{k}]` and `{collection}_heldout_{cluster}_eval`.
+Names: task `{collection}_{spec.name}` (variants `_t{k}`, `_eval_rank`,
+`_eval_gen`, `_f22`), mixtures `{collection}_heldout_{cluster}_train[_t{k}|_f22]`
+and `{collection}_heldout_{cluster}_eval[_rank|_gen]`.
 """
 from __future__ import annotations
 
@@ -29,18 +32,16 @@ import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 from t5tune.data import sources as sources_lib
+from t5tune.data.collections import heldout
 
 TRAIN_CAP = 30_000
 VALIDATION_SIZE = 200
 MIXING_CAP = 3_000
 TEMPLATE_COUNTS = (1, 2, 4, 7, 10)
 
-# FLAN's exclusions: holding out one cluster of a pair also drops the other from training.
-RELATED_CLUSTERS = (
-    ("reading_comprehension", "reading_comprehension_commonsense"),
-    ("commonsense", "reading_comprehension_commonsense"),
-    ("paraphrase", "nli"),
-)
+RELATED_CLUSTERS = heldout.RELATED_CLUSTERS
+related, training_clusters, heldout_names = (heldout.related, heldout.training_clusters,
+                                             heldout.heldout_names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,85 +141,111 @@ def task_name(collection: str, spec: DatasetSpec, templates: int | None = None) 
   return base if templates is None or templates >= len(spec.templates) else f"{base}_t{templates}"
 
 
-def related(cluster: str) -> set[str]:
-  """The clusters FLAN also leaves out of training when `cluster` is held out."""
-  out = set()
-  for a, b in RELATED_CLUSTERS:
-    if cluster == a:
-      out.add(b)
-    elif cluster == b:
-      out.add(a)
-  return out
+class SplitAlias(sources_lib.Source):
+  """A source whose splits are other names for an inner source's splits ({new: inner})."""
+
+  def __init__(self, source, aliases: Mapping[str, str]):
+    super().__init__(list(aliases))
+    self.source = source
+    self.aliases = dict(aliases)
+
+  def describe(self) -> str:
+    return f"{self.source.describe()} as {self.aliases}"
+
+  def records(self, split):
+    return self.source.records(self.aliases[split])
 
 
-def training_clusters(clusters: Sequence[str], held_out: str) -> list[str]:
-  """The clusters a model held out on `held_out` trains on (FLAN's exclusions applied)."""
-  if held_out not in clusters:
-    raise ValueError(f"cluster {held_out!r} is not one of {list(clusters)}")
-  drop = {held_out} | related(held_out)
-  return [c for c in clusters if c not in drop]
-
-
-def heldout_names(collection: str, cluster: str, templates: int | None = None) -> tuple[str, str]:
-  """(training mixture, evaluation mixture) names for a held-out cluster."""
-  suffix = f"_t{templates}" if templates is not None and templates != TEMPLATE_COUNTS[-1] else ""
-  return (f"{collection}_heldout_{cluster}_train{suffix}", f"{collection}_heldout_{cluster}_eval")
+FORMATS_SUFFIX = "f22"  # the Flan 2022 formats variant: task `..._f22`, mixture `..._train_f22`
 
 
 def register(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[str], *,
              data_dir: str | None = None, vocabulary="byte",
              template_counts: Sequence[int] = TEMPLATE_COUNTS, mixtures: bool = True,
              source_fn: Callable[[DatasetSpec, Mapping[str, str]], Any] | None = None,
-             metric_fns: Mapping[str, Callable[..., Any]] | None = None,
+             metric_fns: Any = None,
+             overlaps: Sequence[heldout.Overlap] = (),
+             formats: Any = None,
              **task_options) -> list[str]:
-  """Registers every spec as a seqio task (plus template-count variants) and the held-out mixtures.
+  """Registers every spec as seqio tasks and the held-out mixtures (`heldout` says who is in each).
+
+  Per dataset: `{collection}_{name}` (all templates), `..._t{k}` (the first k),
+  `..._eval_rank` / `..._eval_gen` (the evaluation variants, one split `test`:
+  the carved test, or validation where there is none) and, with `formats` (a
+  `t5tune.data.formats.Flan2022`) and a train split, `..._f22`. Per cluster C:
+  `{collection}_heldout_C_train[_t{k}|_f22]` and `..._eval[_rank|_gen]`.
 
   `source_fn(spec, carved_splits)` builds the raw source (default: TFDS from
   `data_dir`); tests pass prepared or mock data through it. Re-registering
   replaces earlier registrations. `metric_fns` maps the specs' metric names to
-  functions (e.g. `t5tune.infer.metrics`'s, which `t5tune.data` may not
-  import); without it tasks carry the names in metadata["metrics"] only.
-  Returns the task names.
+  functions (a mapping, or a module such as `t5tune.infer.metrics`, which
+  `t5tune.data` may not import, read by attribute); without it tasks carry the names in metadata["metrics"] only.
+  `overlaps`: the collection's `heldout.Overlap` facts. Returns the task names.
   """
-  from t5tune.data import mixtures as mixtures_lib  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
   if source_fn is None:
     source_fn = lambda spec, carved: sources_lib.tfds(spec.tfds, data_dir=data_dir, splits=carved)
+  heldout.check_overlaps(specs, overlaps)
   names = []
   for spec in specs:
     if spec.cluster not in clusters:
       raise ValueError(f"dataset {spec.name!r}: cluster {spec.cluster!r} is not one of {list(clusters)}")
     carved, caps = carve(spec.splits)
     source = CappedSource(source_fn(spec, carved), caps)
+    base = task_name(collection, spec)
     metadata = {"collection": collection, "cluster": spec.cluster, "dataset": spec.name,
                 "tfds": spec.tfds, "has_train": spec.has_train, "metrics": list(spec.metrics)}
-    fns = [metric_fns[m] for m in spec.metrics] if metric_fns is not None else []
+    fns = [metric_fns[m] if isinstance(metric_fns, Mapping) else getattr(metric_fns, m)
+           for m in spec.metrics] if metric_fns is not None else []
+
+    def add(name, variant, templates, src=source, extra=None, **options):
+      tasks.register_task(
+          name, source=src, templates=templates, fields=spec.all_fields(), metric_fns=fns,
+          metadata={**metadata, **(extra or {})}, vocabulary=vocabulary,
+          validate_fn=spec.validate, overwrite=True, _base_name=base, _variant=variant,
+          **{**task_options, **options})
+      names.append(name)
+
     counts = sorted({min(k, len(spec.templates)) for k in template_counts} | {len(spec.templates)})
     for k in counts:
-      name = task_name(collection, spec, k)
-      tasks.register_task(
-          name, source=source, templates=spec.templates[:k], fields=spec.all_fields(),
-          metric_fns=fns, metadata={**metadata, "templates": k},
-          vocabulary=vocabulary, validate_fn=spec.validate, overwrite=True, _base_name=task_name(collection, spec),
-          _variant="" if k == len(spec.templates) else f"t{k}", **task_options)
-      names.append(name)
+      add(task_name(collection, spec, k), "" if k == len(spec.templates) else f"t{k}",
+          spec.templates[:k], extra={"templates": k})
+    test = SplitAlias(source, {"test": heldout.evaluation_split(carved)})
+    for variant, method in heldout.EVALUATION.items():
+      templates = heldout.evaluation_templates(spec, variant)
+      add(f"{base}_{variant}", variant, templates, src=test,
+          extra={"templates": len(templates), "evaluation": method})
+    if formats is not None and spec.has_train:
+      add(f"{base}_{FORMATS_SUFFIX}", FORMATS_SUFFIX, spec.templates,
+          extra={"templates": len(spec.templates), "formats": "flan2022"}, formats=formats)
   if mixtures:
-    train_specs = {s.name: s for s in specs if s.has_train}
-    for held_out in clusters:
-      keep = training_clusters(clusters, held_out)
-      for k in template_counts:
-        train_tasks = [task_name(collection, s, k) for s in specs
-                       if s.cluster in keep and s.name in train_specs]
-        train_name, eval_name = heldout_names(collection, held_out, k)
-        if train_tasks:
-          mixtures_lib.register_mixture(
-              train_name, train_tasks, rate=mixtures_lib.examples_proportional(MIXING_CAP),
-              overwrite=True)
-      eval_tasks = [task_name(collection, s) for s in specs if s.cluster == held_out]
-      if eval_tasks:
-        mixtures_lib.register_mixture(heldout_names(collection, held_out)[1], eval_tasks,
-                                      overwrite=True)
+    register_mixtures(collection, specs, clusters, template_counts=template_counts,
+                      overlaps=overlaps, formats=formats is not None)
   return names
+
+
+def register_mixtures(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[str], *,
+                      template_counts: Sequence[int] = TEMPLATE_COUNTS,
+                      overlaps: Sequence[heldout.Overlap] = (), formats: bool = False) -> None:
+  """The held-out training mixtures (examples-proportional, capped) and evaluation mixtures of each cluster."""
+  from t5tune.data import mixtures as mixtures_lib  # pylint: disable=g-import-not-at-top
+  rate = mixtures_lib.examples_proportional(MIXING_CAP)
+  for held_out in clusters:
+    training = heldout.training_datasets(specs, clusters, held_out, overlaps)
+    variants = [(k, "", lambda s, k=k: task_name(collection, s, k)) for k in template_counts]
+    if formats:
+      variants.append((None, FORMATS_SUFFIX, lambda s: f"{task_name(collection, s)}_{FORMATS_SUFFIX}"))
+    for k, suffix, name_of in variants:
+      if training:
+        mixtures_lib.register_mixture(heldout_names(collection, held_out, k, suffix)[0],
+                                      [name_of(s) for s in training], rate=rate, overwrite=True)
+    evaluated = [task_name(collection, s) for s in specs if s.cluster == held_out]
+    if not evaluated:
+      continue
+    mixtures_lib.register_mixture(heldout_names(collection, held_out)[1], evaluated, overwrite=True)
+    for variant in heldout.EVALUATION:
+      mixtures_lib.register_mixture(heldout_names(collection, held_out, suffix=variant)[1],
+                                    [f"{n}_{variant}" for n in evaluated], overwrite=True)
 
 
 def describe(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[str]) -> str:

@@ -1,0 +1,83 @@
+"""Super-NaturalInstructions from task files written here: definitions, positive exemplars, exclusions, categories."""
+import json
+
+import pytest
+import seqio
+
+from t5tune import errors
+from t5tune.data import tasks
+from t5tune.data.collections import natural_instructions as ni
+from t5tune.infer import metrics
+
+
+def _task_file(root, name, *, definition, categories, source, n=30, positives=3):
+  body = {
+      "Definition": [definition],
+      "Positive Examples": [{"input": f"pos input {i}", "output": f"pos output {i}",
+                             "explanation": "why"} for i in range(positives)],
+      "Negative Examples": [],
+      "Instances": [{"id": f"{name}-{i}", "input": f"{name} question {i}",
+                     "output": [f"answer {i}", f"other {i}"]} for i in range(n)],
+      "Categories": categories, "Source": [source],
+  }
+  (root / f"{name}.json").write_text(json.dumps(body))
+
+
+@pytest.fixture()
+def task_dir(tmp_path):
+  _task_file(tmp_path, "task001_colours", definition="Name the colour of the {object} described.",
+             categories=["Question Answering"], source="made up")
+  _task_file(tmp_path, "task002_titles", definition="Write a title for the text.",
+             categories=["Title Generation", "Summarization"], source="news", n=3000)
+  _task_file(tmp_path, "task003_mmlu_answer", definition="Answer the exam question.",
+             categories=["Question Answering"], source="mmlu")
+  _task_file(tmp_path, "task004_bb_logic", definition="Solve it.", categories=["Logic"],
+             source="BIG-bench logical_deduction")
+  return str(tmp_path)
+
+
+def test_tasks_definitions_exemplars_and_categories(task_dir):
+  names, dropped = ni.register(task_dir, metric_fns=metrics)
+  assert names == ["ni_task001_colours", "ni_task001_colours_pos2",
+                   "ni_task002_titles", "ni_task002_titles_pos2"]
+  info = tasks.get_info("ni_task001_colours")
+  assert info.metadata["cluster"] == "question_answering"
+  assert tasks.get_info("ni_task002_titles").metadata["cluster"] == "title_generation"
+  ex = info.source.prepared("train").examples[0]
+  # The task's own definition (its braces kept literally) is the instruction; the first reference the target.
+  assert ex["inputs"].startswith("Definition: Name the colour of the {object} described.")
+  assert ex["inputs"].endswith("Input: task001_colours question 0\nOutput:")
+  assert ex["targets"] == "answer 0" and "pos input" not in ex["inputs"]
+  shot = tasks.get_info("ni_task001_colours_pos2").source.prepared("train").examples[0]["inputs"]
+  assert "Input: pos input 0\nOutput: pos output 0" in shot and "pos input 1" in shot
+  assert "pos input 2" not in shot  # two exemplars
+  assert seqio.get_mixture_or_task("ni_task001_colours").metric_fns == [metrics.rouge]
+
+
+def test_benchmark_derived_tasks_are_excluded_with_their_reason(task_dir):
+  names, dropped = ni.register(task_dir)
+  assert set(dropped) == {"task003_mmlu_answer", "task004_bb_logic"}
+  assert "MMLU" in dropped["task003_mmlu_answer"] and "BIG-Bench" in dropped["task004_bb_logic"]
+  assert not any("mmlu" in n or "bb_logic" in n for n in names)
+  assert {t.name for t in seqio.get_mixture_or_task("ni_train").tasks} == {
+      "ni_task001_colours", "ni_task002_titles"}
+
+
+def test_splits_and_caps(task_dir):
+  ni.register(task_dir, names=["task002_titles"])
+  source = tasks.get_info("ni_task002_titles").source
+  assert len(source.records("validation")[0]) == 200  # 10% of 3,000 is 300, capped at 200
+  assert len(source.records("train")[0]) == 2800
+  train_ids = {r["input"] for r in source.records("train")[0]}
+  assert not train_ids & {r["input"] for r in source.records("validation")[0]}
+
+
+def test_bad_task_files_are_input_errors(tmp_path):
+  (tmp_path / "task009_broken.json").write_text("{not json")
+  with pytest.raises(errors.InputError, match="task009_broken.json"):
+    ni.register(str(tmp_path))
+  (tmp_path / "task009_broken.json").write_text(json.dumps({"Definition": ["x"]}))
+  with pytest.raises(errors.InputError, match="missing keys \\['Instances'\\]"):
+    ni.register(str(tmp_path))
+  with pytest.raises(errors.MissingInputError, match="no task"):
+    ni.register(str(tmp_path / "nowhere"))

@@ -1,0 +1,110 @@
+"""`t5tune data prepare`: prepared datasets found, missing ones named in one line offline, nothing written by a check."""
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow_datasets as tfds
+
+from t5tune import errors
+from t5tune.data.collections import flan2021
+from t5tune.data.collections import prepare
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, "-m", "t5tune.main", "data", "prepare", *args], env=ENV,
+                        capture_output=True, text=True, timeout=300)
+
+
+def _store_rte(data_dir, n=12):
+  """A tiny real super_glue/rte with the builder's features (what `tfds build` would leave)."""
+  features = tfds.builder("super_glue/rte:1.0.2", data_dir=data_dir).info.features
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name="super_glue", config="rte", version="1.0.2", features=features, data_dir=data_dir,
+      split_datasets={split: [(f"{split}{i}", {"premise": f"p {i}", "hypothesis": f"h {i}", "idx": i,
+                                               "label": i % 2}) for i in range(n)]
+                      for split in ("train", "validation")})
+
+
+def _tree(path):
+  return sorted(os.path.join(d, f) for d, _, files in os.walk(path) for f in files)
+
+
+def test_check_names_the_missing_datasets_in_one_line_and_writes_nothing(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  proc = _cli("--collection=flan2021", "--tasks=rte,flan2021_story_cloze", f"--data_dir={data_dir}",
+              "--check")
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in proc.stderr
+  assert "rte (super_glue/rte:1.0.2)" in lines[0] and "story_cloze (story_cloze/2016:1.0.0)" in lines[0]
+  assert f"t5tune data prepare --collection=flan2021 --tasks=rte,story_cloze --data_dir={data_dir}" in lines[0]
+  assert "downloads/manual" in lines[0]  # story_cloze is a manual-download dataset in TFDS
+  assert not os.path.exists(data_dir)
+
+
+def test_offline_prepare_fails_in_one_line_without_downloading(tmp_path):
+  data_dir = str(tmp_path)
+  before = _tree(data_dir)
+  with pytest.raises(errors.MissingInputError) as e:
+    prepare.run("flan2021", ["cb", "snli"], data_dir, is_online=lambda: False, log=lambda _: None)
+  assert e.value.exit_code == 2 and "\n" not in str(e.value)
+  assert "cannot reach the internet: cb (super_glue/cb:1.0.2), snli (snli:1.1.0)" in str(e.value)
+  assert _tree(data_dir) == before
+
+
+def test_prepared_data_is_found_and_left_alone(tmp_path):
+  data_dir = str(tmp_path)
+  _store_rte(data_dir)
+  before = {p: os.path.getmtime(p) for p in _tree(data_dir)}
+  proc = _cli("--collection=flan2021", "--tasks=flan2021_rte", f"--data_dir={data_dir}")
+  assert proc.returncode == 0, proc.stderr
+  assert "prepared  flan2021_rte  tfds=super_glue/rte:1.0.2" in proc.stdout
+  assert "all 1 flan2021 dataset(s) are prepared" in proc.stdout
+  assert {p: os.path.getmtime(p) for p in _tree(data_dir)} == before
+  # and the collection reads it
+  names = flan2021.register(data_dir=data_dir, mixtures=False, template_counts=(10,))
+  assert "flan2021_rte" in names
+
+
+def test_online_prepare_goes_through_the_tfds_builder(tmp_path, monkeypatch):
+  data_dir = str(tmp_path)
+  prepared, original = [], tfds.core.DatasetBuilder.download_and_prepare
+
+  def download_and_prepare(builder, *args, **kwargs):
+    if prepared:  # store_as_tfds_dataset's own builder: the real method
+      return original(builder, *args, **kwargs)
+    prepared.append(builder.name)
+    _store_rte(data_dir)  # stands in for the download; the real builder writes the same layout
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download_and_prepare)
+  assert prepare.run("flan2021", ["rte"], data_dir, is_online=lambda: True,
+                     log=lambda _: None) == ["rte"]
+  assert prepared == ["super_glue"] and prepare.is_prepared(prepare.select(flan2021, ["rte"])[0], data_dir)
+  # A second run finds it prepared and calls nothing.
+  prepared.append("second run")  # from here on, any call would be recorded as a third entry
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      lambda *a, **k: prepared.append("called"))
+  prepare.run("flan2021", ["rte"], data_dir, is_online=lambda: True, log=lambda _: None)
+  assert prepared == ["super_glue", "second run"]
+
+
+def test_a_failed_preparation_is_one_line_naming_it(tmp_path, monkeypatch):
+  def fail(builder, *args, **kwargs):
+    raise ConnectionError("host unreachable")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+  logged = []
+  with pytest.raises(errors.MissingInputError, match=r"could not be prepared here.*: cb \("):
+    prepare.run("flan2021", ["cb"], str(tmp_path), is_online=lambda: True, log=logged.append)
+  assert any("ConnectionError: host unreachable" in line for line in logged)
+
+
+def test_bad_names_are_usage_errors():
+  with pytest.raises(errors.UsageError, match="Did you mean 'rte'"):
+    prepare.run("flan2021", ["rtx"], "/tmp/unused", check_only=True)
+  with pytest.raises(errors.UsageError, match="Did you mean 'flan2021'"):
+    prepare.run("flan2020", None, "/tmp/unused", check_only=True)
+  proc = _cli("--collection=flan2021")
+  assert proc.returncode == 2 and "--data_dir is required" in proc.stderr
