@@ -64,6 +64,8 @@ def get_config(arg=None):
   # Styles trained at each task count; "pretrained" (P) is stage A evaluated as it is.
   f.styles = ("instructions", "no_template", "task_id")
   f.task_counts = (24, 0)  # 0: every training task (141)
+  # Styles also trained at the smaller task counts (all of `styles` at the largest).
+  f.curve_styles = ("instructions",)
   f.pretrained = True
   f.scratch = False  # IT from scratch (no stage A) at the largest task count
   f.seeds = (0,)
@@ -81,6 +83,7 @@ def get_config(arg=None):
 
   if setting == "cpu":
     f.task_counts = (6, 24, 72, 0)
+    f.curve_styles = f.styles
     f.seeds = (0, 1, 2)
     f.scratch = True
     t.train.steps = t.checkpoint.every = 1000

@@ -153,3 +153,57 @@ def test_registered_styles_render_the_same_records():
     assert it["targets"] == nt["targets"] == tid["targets"]
     assert nt["inputs"] in it["inputs"] and nt["inputs"] in tid["inputs"]
     assert "\n" not in nt["inputs"]  # the word list alone
+
+
+def test_plan_trains_every_style_at_the_largest_count_only_curve_styles_below():
+  from configs.experiments import compositional as config_lib  # pylint: disable=g-import-not-at-top
+  from experiments.compositional import run  # pylint: disable=g-import-not-at-top
+  f = config_lib.get_config("demo").compositional
+  total = len(collection.training_tasks())
+  names = [name for name, _, _ in run.plan(f)]
+  assert names[0] == run.PRETRAINED
+  for style in f.styles:
+    assert run.run_name(style, total) in names
+  for n in (run.task_count(n) for n in f.task_counts if run.task_count(n) < total):
+    assert {s for s in f.styles if run.run_name(s, n) in names} == set(f.curve_styles)
+  with pytest.raises(ValueError, match="task_counts"):
+    run.task_count(total + 1)
+
+
+def _fake_eval(name, style, n, correct):
+  """A run's eval.json in miniature: `correct(ev, part, i)` says whether example i is right."""
+  evals = {}
+  for ev, parts in (("held_out", list(collection.HELD_OUT)), ("held_in", ["generated"]),
+                    ("unseen", ["generated"])):
+    evals[ev] = {"tasks": {}}
+    for part in parts:
+      ok = [correct(ev, part, i) for i in range(40)]
+      evals[ev]["tasks"][part] = {"per_example": [100.0 * o for o in ok],
+                                  "targets": [f"a{i % 3}" for i in range(40)]}
+  return {"run": name, "style": style, "tasks": n, "seed": 0, "evals": evals}
+
+
+def test_report_verdicts_follow_the_intervals():
+  from experiments.compositional import report  # pylint: disable=g-import-not-at-top
+  helped = list(collection.HELD_OUT)[:3]
+  runs = {
+      "pretrained": [_fake_eval("pretrained", None, 0, lambda ev, p, i: i % 10 == 0)],
+      "instructions_n6": [_fake_eval("instructions_n6", "instructions", 6,
+                                     lambda ev, p, i: i % 4 == 0)],
+      "instructions_n141": [_fake_eval("instructions_n141", "instructions", 141,
+                                       lambda ev, p, i: p in helped or ev != "held_out"
+                                       or i % 10 == 0)],
+      "no_template_n141": [_fake_eval("no_template_n141", "no_template", 141,
+                                      lambda ev, p, i: i % 10 == 0)],
+  }
+  s = report.summarize(runs)
+  by = {(d["b"], d["cluster"]): d for d in s["differences"]}
+  for c in collection.HELD_OUT:
+    expected = "helped" if c in helped else "inconclusive"
+    assert by[("no_template_n141", c)]["verdict"] == expected
+    assert by[("pretrained", c)]["verdict"] == expected
+  lines = report.verdicts(s)
+  assert any("3 of 4" in l and "-> met" in l for l in lines)
+  assert any("held-in" in l and "-> met" in l for l in lines)
+  assert s["curve"]["instructions"]["slope_per_doubling"]["verdict"] == "helped"
+  assert abs(s["majority"]["held_in"] - 100 * 14 / 40) < 1e-9
