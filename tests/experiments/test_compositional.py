@@ -180,7 +180,8 @@ def _fake_eval(name, style, n, correct):
       ok = [correct(ev, part, i) for i in range(40)]
       evals[ev]["tasks"][part] = {"per_example": [100.0 * o for o in ok],
                                   "targets": [f"a{i % 3}" for i in range(40)]}
-  return {"run": name, "style": style, "tasks": n, "seed": 0, "evals": evals}
+  return {"run": name, "style": style, "tasks": n, "seed": 0, "evals": evals,
+          "init_from": "stage_a" if style else ""}
 
 
 def test_report_verdicts_follow_the_intervals():
@@ -204,6 +205,9 @@ def test_report_verdicts_follow_the_intervals():
     assert by[("pretrained", c)]["verdict"] == expected
   lines = report.verdicts(s)
   assert any("3 of 4" in l and "-> met" in l for l in lines)
+  # Without P (a setting with no stage A) the goal cannot be met, whatever NT does.
+  del runs["pretrained"]
+  assert any("3 of 4" in l and "NOT met" in l for l in report.verdicts(report.summarize(runs)))
   assert any("held-in" in l and "-> met" in l for l in lines)
   assert s["curve"]["instructions"]["slope_per_doubling"]["verdict"] == "helped"
   assert abs(s["majority"]["held_in"] - 100 * 14 / 40) < 1e-9
