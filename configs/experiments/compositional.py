@@ -12,12 +12,11 @@ Settings: "demo" (default), "cpu" (<= 90 min), "test" (seconds).
 """
 import ml_collections
 
+from configs.experiments import flan_mini
 from t5tune.train import experiment
 
 # 700 corpus pieces + T5's 100 sentinels, padded to a multiple of 128.
 VOCAB_SIZE = 896
-# d_model, d_ff, heads, layers (the `tiny` preset reshaped, as flan_mini's "small").
-SIZE = (128, 512, 4, 2)
 
 
 def get_config(arg=None):
@@ -31,11 +30,8 @@ def get_config(arg=None):
 
   t = experiment.default_config()
   t.model.preset = "tiny"
-  d_model, d_ff, heads, layers = SIZE
-  for key, value in dict(d_model=d_model, d_ff=d_ff, num_heads=heads, d_kv=d_model // heads,
-                         num_encoder_layers=layers, num_decoder_layers=layers,
-                         vocab_size=VOCAB_SIZE, dropout_rate=0.0).items():
-    t.model.overrides[key] = value
+  # flan_mini's "small" shape of the `tiny` preset: d_model 128, d_ff 512, 4 heads, 2+2 layers.
+  flan_mini._set_size(t, "small", vocab_size=VOCAB_SIZE, dropout_rate=0.0)  # pylint: disable=protected-access
   t.data.modules = ("experiments.compositional.tasks",)
   t.data.mixture = ""  # set per run by the driver
   # Inputs are 20-35 pieces, targets 1-7: packing puts ~4 examples in a row.

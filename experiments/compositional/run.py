@@ -160,15 +160,9 @@ def run_all(config, workdir: str) -> dict[str, list[dict]]:
 
 
 def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as fh:
-      for line in fh:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  import platform  # pylint: disable=g-import-not-at-top
-  return platform.processor() or "unknown"
+  """The CPU's model name, as the benchmarks print it (benchmarks/harness.py)."""
+  from benchmarks import harness  # pylint: disable=g-import-not-at-top
+  return harness.cpu_model()
 
 
 def main(argv):
