@@ -158,10 +158,11 @@ def test_registered_styles_render_the_same_records():
 def test_plan_trains_every_style_at_the_largest_count_only_curve_styles_below():
   from configs.experiments import compositional as config_lib  # pylint: disable=g-import-not-at-top
   from experiments.compositional import run  # pylint: disable=g-import-not-at-top
-  f = config_lib.get_config("demo").compositional
   total = len(collection.training_tasks())
+  assert [n for n, _, _ in run.plan(config_lib.get_config("cpu").compositional)][0] == run.PRETRAINED
+  f = config_lib.get_config("demo").compositional  # from scratch: no P
   names = [name for name, _, _ in run.plan(f)]
-  assert names[0] == run.PRETRAINED
+  assert run.PRETRAINED not in names and not f.pretrain.steps
   for style in f.styles:
     assert run.run_name(style, total) in names
   for n in (run.task_count(n) for n in f.task_counts if run.task_count(n) < total):
