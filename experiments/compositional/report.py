@@ -144,10 +144,11 @@ def verdicts(summary: dict) -> list[str]:
                  f" {'met' if held_in['score'] >= 90 else 'NOT met'}.")
     tid = it.replace("instructions", "task_id")
     if tid in summary["scores"] and "held_in_id" in summary["scores"][tid]:
-      lines.append(f"TaskID held-in in its own format {_cell(summary['scores'][tid]['held_in_id'])}"
-                   f" vs P+IT held-in {_cell(held_in)}; held-out P+TaskID"
-                   f" {_cell(summary['scores'][tid]['held_out'])} vs P+NT"
-                   f" {_cell(summary['scores'].get(nt, {}).get('held_out'))}.")
+      t = lambda n: title(n, summary["from_stage_a"].get(n, True))
+      lines.append(f"{t(tid)} held-in in its own format (task ids)"
+                   f" {_cell(summary['scores'][tid]['held_in_id'])} vs {t(it)} held-in"
+                   f" {_cell(held_in)}; held-out {t(tid)} {_cell(summary['scores'][tid]['held_out'])}"
+                   f" vs {t(nt)} {_cell(summary['scores'].get(nt, {}).get('held_out'))}.")
   for style, curve in summary["curve"].items():
     s = curve.get("slope_per_doubling")
     if s:
@@ -181,8 +182,10 @@ def tables(summary: dict) -> str:
         c = summary["curve"].get(style)
         cells.append(_cell(c["held_out"][c["tasks"].index(n)]) if c and n in c["tasks"] else "-")
       rows.append(cells)
+    pre = "P+" if any(summary["from_stage_a"].values()) else ""
     parts += ["", "Held-out accuracy (mean of 4 clusters) against the number of training tasks:",
-              _table(["training tasks", "P+IT", "P+NT", "P+TaskID"], rows)]
+              _table(["training tasks"] + [pre + TITLES[s] for s in
+                                           ("instructions", "no_template", "task_id")], rows)]
   return "\n".join(parts)
 
 
