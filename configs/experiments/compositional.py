@@ -65,6 +65,7 @@ def get_config(arg=None):
   f.pretrained = True
   f.scratch = False  # IT from scratch (no stage A) at the largest task count
   f.seeds = (0,)
+  f.train_records = 0  # training records per task; 0: the collection's 48
   p = ml_collections.ConfigDict()
   p.task_fn = "experiments.compositional.corpus:register"
   p.steps = 500

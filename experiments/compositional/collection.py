@@ -143,16 +143,17 @@ def num_records(task: Task, split: str) -> int:
 
 
 def records(task: Task, split: str, seed: int = 0, unseen: bool = False,
-            ids: dict[str, str] | None = None) -> list[dict]:
+            ids: dict[str, str] | None = None, n: int | None = None) -> list[dict]:
   """The task's records of one split, fixed by (task, split, seed).
 
   Each record: words (the input list), instruction (training wordings, or with
   `unseen` one primitive in its unseen wording), task_id, answer, cot (the
   intermediate results, then the answer), query, options (yes / no for
-  classification tasks, else empty), task and cluster names.
+  classification tasks, else empty), task and cluster names. `n` overrides
+  the split's size (more training lists per task); the first records are the same.
   """
   ids = ids or task_ids(seed)
-  n = num_records(task, split)
+  n = num_records(task, split) if n is None else n
   r = lexicon.rng("records", task.name, split, seed, unseen)
   out, seen = [], set()
   while len(out) < n:

@@ -117,7 +117,7 @@ def train_and_evaluate(config, name: str, style: str | None, n: int, run_dir: st
     out.update(steps=0, final_train_loss=None, loss_curve=[])
   else:
     t = copy.deepcopy(config.train)
-    t.data.mixture = tasks.training_task(style, n, f.seed, f.vocabulary)
+    t.data.mixture = tasks.training_task(style, n, f.seed, f.vocabulary, f.train_records)
     if f.pretrain.stage_b_rate and init_from:
       t.data.mixture = flan_run.with_span_corruption(t.data.mixture, f, f.pretrain.stage_b_rate)
     t.init_from = init_from or ""

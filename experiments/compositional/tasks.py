@@ -78,8 +78,12 @@ def _register(name: str, records: dict, style: str, vocabulary: str, seed: int,
   return name
 
 
-def training_task(style: str, n: int | None, seed: int, vocabulary: str) -> str:
-  """The pool of the first `n` training tasks (None: all) in `style`; registers it once."""
+def training_task(style: str, n: int | None, seed: int, vocabulary: str,
+                  train_records: int = 0) -> str:
+  """The pool of the first `n` training tasks (None: all) in `style`; registers it once.
+
+  `train_records`: training records per task (0: the collection's size).
+  """
   if style not in STYLES:
     raise ValueError(f"style {style!r} is not one of {sorted(STYLES)}")
   order = collection.task_order(seed)
@@ -87,9 +91,11 @@ def training_task(style: str, n: int | None, seed: int, vocabulary: str) -> str:
   if not 1 <= n <= len(order):
     raise ValueError(f"n={n}: there are {len(order)} training tasks")
   chosen = order[:n]
-  records = {split: [r for t in chosen for r in collection.records(t, split, seed)]
+  size = {"train": train_records or None, "validation": None}
+  records = {split: [r for t in chosen for r in collection.records(t, split, seed, n=size[split])]
              for split in ("train", "validation")}
-  return _register(f"{prefix(seed, vocabulary)}_{style}_n{n}", records, style, vocabulary, seed,
+  tag = f"_r{train_records}" if train_records else ""
+  return _register(f"{prefix(seed, vocabulary)}_{style}_n{n}{tag}", records, style, vocabulary, seed,
                    {"style": style, "tasks": [t.name for t in chosen]})
 
 
