@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench bench-full bench-scan
+.PHONY: demo demo-knowledge test install clean bench bench-full bench-scan
 
 # The allocator t5tune preloads (mimalloc from the cmeel-mimalloc wheel that
 # setup.py installs; a system jemalloc where the wheel is absent), for every
@@ -22,8 +22,14 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
-# The main job: FLAN in miniature (see experiments/flan_mini/README.md).
+# The main job: instruction following on unseen combinations of learned
+# instruction primitives, IT vs NT vs TaskID vs P (experiments/compositional/README.md).
 demo: $(STAMP)
+	$(ALLOC) $(BIN)/python -m experiments.compositional.run --config=configs/experiments/compositional.py --workdir=runs/compositional_demo
+
+# The secondary reading: FLAN's held-out knowledge clusters in miniature
+# (experiments/flan_mini/README.md); no threshold, see the README on scale.
+demo-knowledge: $(STAMP)
 	$(ALLOC) $(BIN)/python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py --workdir=runs/flan_mini_demo
 
 # The whole suite on 8 simulated CPU devices; two workers, one test module

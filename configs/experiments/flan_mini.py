@@ -1,7 +1,7 @@
 """FLAN in miniature: pretrain a small T5 on the world corpus (stage A), instruction-tune it (stage B), hold out one cluster at a time.
 
     python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py \\
-        --workdir=runs/flan_mini_demo                       # `make demo`: 2-core CPU, < 15 min
+        --workdir=runs/flan_mini_demo                       # `make demo-knowledge`: 2-core CPU, < 15 min
     python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py:large \\
         --workdir=runs/flan_mini_large                      # 4 held-out clusters, 3 seeds (GPU)
     python -m experiments.flan_mini.run --config=configs/experiments/flan_mini.py:large_small \\

@@ -101,17 +101,21 @@ def _import(spec: str):
   return getattr(importlib.import_module(module), name)
 
 
-def stage_a_dir(config) -> str:
-  """Where stage A's model goes: runs/ cache keyed by everything that shapes it."""
+def stage_a_dir(config, f=None) -> str:
+  """Where stage A's model goes: runs/ cache keyed by everything that shapes it.
+
+  `f`: the experiment's own config block (default `config.flan_mini`; the
+  compositional experiment passes `config.compositional`).
+  """
   import hashlib  # pylint: disable=g-import-not-at-top
-  f, t = config.flan_mini, config.train
+  f, t = (f or config.flan_mini), config.train
   key = json.dumps([f.pretrain.to_dict(), t.model.to_dict(), f.vocabulary, f.seed, t.seed,
                     t.data.batch_size], sort_keys=True, default=str)
   digest = hashlib.sha256(key.encode()).hexdigest()[:10]
   return os.path.abspath(os.path.join(f.pretrain.cache_dir, f"{config.setting}-{digest}"))
 
 
-def stage_a(config, workdir: str) -> str | None:
+def stage_a(config, workdir: str, f=None) -> str | None:
   """Span-corruption pretraining on the world corpus (t5tune's trainer); returns the model dir.
 
   The model is written under `flan_mini.pretrain.cache_dir` and reused by
@@ -122,10 +126,11 @@ def stage_a(config, workdir: str) -> str | None:
   from t5tune.convert import loading  # pylint: disable=g-import-not-at-top
   from t5tune.convert import model_dir  # pylint: disable=g-import-not-at-top
   from t5tune.train import trainer  # pylint: disable=g-import-not-at-top
-  p = config.flan_mini.pretrain
+  f = f or config.flan_mini
+  p = f.pretrain
   if not p.steps:
     return None
-  path = stage_a_dir(config)
+  path = stage_a_dir(config, f)
   if model_dir.is_t5tune_dir(path):
     print(f"[stage A] reusing {path}", flush=True)
     return path
@@ -134,10 +139,10 @@ def stage_a(config, workdir: str) -> str | None:
   except (ImportError, AttributeError) as e:
     from t5tune import errors  # pylint: disable=g-import-not-at-top
     raise errors.UsageError(f"stage A's corpus task {p.task_fn!r} cannot be imported ({e})",
-                            where="config.flan_mini.pretrain.task_fn",
+                            where="config.<experiment>.pretrain.task_fn",
                             fix="point it at a function(seed=, vocabulary=) returning a seqio"
                             " task name, or set pretrain.steps=0 to skip stage A") from None
-  task = task_fn(seed=config.flan_mini.seed, vocabulary=config.flan_mini.vocabulary)
+  task = task_fn(seed=f.seed, vocabulary=f.vocabulary)
   t = copy.deepcopy(config.train)
   t.data.mixture = task
   t.data.inputs_length, t.data.targets_length = p.inputs_length, p.targets_length
@@ -179,14 +184,7 @@ class SeqioBackend:
     return t
 
   def _with_span_corruption(self, mixture: str, rate: float) -> str:
-    """`mixture` with stage A's span corruption mixed in at `rate` (ExT5-style: a rate, no more)."""
-    import seqio  # pylint: disable=g-import-not-at-top
-    p = self.f.pretrain
-    task = _import(p.task_fn)(seed=self.f.seed, vocabulary=self.f.vocabulary)
-    name = f"{mixture}_span{int(round(rate * 1000)):03d}"
-    if name not in seqio.MixtureRegistry.names():
-      seqio.MixtureRegistry.add(name, [(mixture, 1.0 - rate), (task, rate)])
-    return name
+    return with_span_corruption(mixture, self.f, rate)
 
   def score(self, model, task: str, variant: str) -> dict:
     """Metrics of `model` on one evaluation set (`evaluate.task`)."""
@@ -196,6 +194,16 @@ class SeqioBackend:
     return evaluate.task(model, tasks.task_name(task, variant, f.seed, f.vocabulary),
                          max_examples=f.eval_examples, max_inputs=f.eval_inputs_length,
                          max_decode_len=f.eval_decode_length)
+
+
+def with_span_corruption(mixture: str, f, rate: float) -> str:
+  """`mixture` with stage A's span corruption (`f.pretrain.task_fn`) mixed in at `rate` (ExT5-style)."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  task = _import(f.pretrain.task_fn)(seed=f.seed, vocabulary=f.vocabulary)
+  name = f"{mixture}_span{int(round(rate * 1000)):03d}"
+  if name not in seqio.MixtureRegistry.names():
+    seqio.MixtureRegistry.add(name, [(mixture, 1.0 - rate), (task, rate)])
+  return name
 
 
 def eval_plan(f, held_out: list[str], held_in: list[str]) -> list[tuple[str, list[str], str]]:
@@ -307,7 +315,7 @@ def train_and_evaluate(config, name: str, workdir: str, training: list[str],
                compile_seconds=result.compile_seconds,
                final_train_loss=result.train_metrics.get("loss"),
                step_seconds=result.train_metrics.get("step_seconds"),
-               loss_curve=[list(p) for p in zip(*_loss_curve(run_dir))],
+               loss_curve=[list(p) for p in zip(*loss_curve(run_dir))],
                checkpoint_dir=result.checkpoint_dir)
     chosen = chosen or f"final step {result.step}"
   out["train_seconds"] = time.time() - start
@@ -322,7 +330,8 @@ def train_and_evaluate(config, name: str, workdir: str, training: list[str],
 
 # -- report ---------------------------------------------------------------------
 
-def _loss_curve(run_dir: str):
+def loss_curve(run_dir: str):
+  """(steps, train losses) of a run's metrics.jsonl."""
   path = os.path.join(run_dir, "metrics.jsonl")
   steps, losses = [], []
   if os.path.exists(path):

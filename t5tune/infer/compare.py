@@ -186,3 +186,31 @@ def confusion(targets, predictions, labels) -> dict:
   labels = list(labels)
   m = sklearn.metrics.confusion_matrix(list(targets), list(predictions), labels=labels)
   return {"labels": labels, "matrix": m.tolist()}
+
+
+def slope_interval(scores_KN, x_K, weights=None, *, confidence: float = 0.95,
+                   n_resamples: int = 4000, seed: int = 0) -> Interval:
+  """Least-squares slope of the mean score against x over K systems on the same N examples.
+
+  A scaling curve (score vs log task count, say): each resample draws N
+  examples with replacement, the same for every point of the curve (they are
+  paired), and refits the slope; the percentile interval says whether the
+  curve rises.
+  """
+  s = np.asarray(scores_KN, np.float64)
+  x = np.asarray(x_K, np.float64)
+  if s.ndim != 2 or s.shape[0] != x.size or s.shape[0] < 2 or s.shape[1] == 0:
+    raise ValueError(f"expected [K >= 2 points, N examples] scores and K x values; got"
+                     f" {s.shape} and {x.shape}")
+  n = s.shape[1]
+  w = _weights(weights, n)
+  xc = x - x.mean()
+  fit = lambda means_K: float(np.dot(xc, means_K - means_K.mean()) / np.dot(xc, xc))
+  rng = np.random.default_rng(seed)
+  idx_RN = rng.integers(n, size=(n_resamples, n))
+  means_RK = np.stack([_weighted_mean(s[k][idx_RN], w[idx_RN]) for k in range(s.shape[0])], 1)
+  slopes = (means_RK - means_RK.mean(1, keepdims=True)) @ xc / np.dot(xc, xc)
+  alpha = (1 - confidence) / 2
+  low, high = np.quantile(slopes, [alpha, 1 - alpha])
+  return Interval(fit(_weighted_mean(s, w)), float(low), float(high), confidence,
+                  "paired bootstrap over examples")
