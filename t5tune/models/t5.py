@@ -466,27 +466,41 @@ def build_model(config: T5Config, mesh: jax.sharding.Mesh | None = None,
 
   Initialisation runs in one jitted function whose out_shardings come from
   the parameters' logical axes, so no device ever holds a full copy of a
-  sharded model. Without a mesh the model lives on the first device.
+  sharded model. Without a mesh the model lives on the first device. The
+  function is traced and compiled once per (config, mesh) in a process; the
+  seed is its argument.
   """
   mesh = sharding.single_device_mesh() if mesh is None else mesh
-  graphdef, abstract = nnx.split(abstract_model(config, mesh))
+  graphdef, init = _init_function(config, mesh)
+  with sharding.use_mesh(mesh):
+    return nnx.merge(graphdef, init(jax.random.key(seed)))
+
+
+@functools.lru_cache(maxsize=16)
+def _init_function(config: T5Config, mesh: jax.sharding.Mesh):
+  graphdef, abstract = _abstract_state(config, mesh)
   out_shardings = jax.tree.map(lambda a: a.sharding, abstract)
 
   @functools.partial(jax.jit, out_shardings=out_shardings)
-  def init():
-    return nnx.state(Transformer(config, rngs=nnx.Rngs(params=seed)))
+  def init(key):
+    return nnx.state(Transformer(config, rngs=nnx.Rngs(params=key)))
+  return graphdef, init
 
+
+@functools.lru_cache(maxsize=16)
+def _abstract_state(config: T5Config, mesh: jax.sharding.Mesh):
+  """(graphdef, state of ShapeDtypeStructs with shardings), traced once per (config, mesh)."""
   with sharding.use_mesh(mesh):
-    return nnx.merge(graphdef, init())
+    model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(params=0)))
+    graphdef, state = nnx.split(model)
+    shardings = sharding.state_shardings(state, mesh)
+    return graphdef, jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
 
 
 def abstract_model(config: T5Config, mesh: jax.sharding.Mesh | None = None) -> Transformer:
   """The model with `ShapeDtypeStruct` parameters (with shardings): nothing is allocated."""
   mesh = sharding.single_device_mesh() if mesh is None else mesh
-  with sharding.use_mesh(mesh):
-    model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(params=0)))
-    graphdef, state = nnx.split(model)
-    shardings = sharding.state_shardings(state, mesh)
-    state = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
-    return nnx.merge(graphdef, state)
+  graphdef, state = _abstract_state(config, mesh)
+  # A fresh tree of fresh Variables for each caller (the cached one is never handed out).
+  return nnx.merge(graphdef, jax.tree.map(lambda a: a, state))
