@@ -54,6 +54,9 @@ def quiet_start_up(verbose: bool) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   for name in ("jax._src.xla_bridge", "absl", "orbax", "tensorflow"):
     logging.getLogger(name).setLevel(logging.ERROR if name != "absl" else logging.WARNING)
+  # orbax writes through asyncio: a failed write (a full disk) is also logged by asyncio as
+  # "exception was never retrieved" with a traceback; t5tune reports that failure itself.
+  logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

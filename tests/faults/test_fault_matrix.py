@@ -226,6 +226,70 @@ def test_api_rows(scene):
   assert _tree(scene) == before
 
 
+# The disk fills up after the first checkpoint: every file the process writes from then on is
+# limited to 64 KiB, so TensorStore's write of the next step's arrays fails in the OS (as on a
+# full disk, with EFBIG instead of ENOSPC; SIGXFSZ ignored, so the write returns the error).
+_DISK_FULL = """
+import resource, signal, sys
+from t5tune.train import checkpoints
+real_save = checkpoints.Checkpointer.save
+def save(self, step, **kw):
+  if step > 2:
+    self.manager.wait_until_finished()  # step 2 is on the disk; then the disk is full
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.RLIM_INFINITY))
+  return real_save(self, step, **kw)
+checkpoints.Checkpointer.save = save
+from t5tune import main
+main.run(["t5tune"] + sys.argv[1:])
+"""
+
+
+def test_disk_full_during_checkpoint_save_is_one_line_and_the_rerun_resumes(scene, tmp_path):
+  (row,) = matrix.DISKS
+  argv = [a.format(scene=tmp_path, repo=REPO) for a in row.argv]
+  env = dict(ENV, JAX_NUM_CPU_DEVICES="1", T5TUNE_ALLOCATOR="system")
+  full = subprocess.run([sys.executable, "-c", _DISK_FULL] + argv, cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  first = _first_line(full.stderr)
+  assert full.returncode == row.code, full.stderr[-3000:]
+  assert first.startswith("t5tune train: error: ") and row.expect in first, full.stderr[-3000:]
+  assert "File too large" in first and str(tmp_path / "full" / "checkpoints") in first
+  assert "resumes from step 2, which is intact" in first
+  assert "Traceback" not in full.stderr
+  ckpt = tmp_path / "full" / "checkpoints"
+  assert sorted(os.listdir(ckpt)) == ["2"]  # no partial step left behind
+  assert model_dir.verify_checksums(str(ckpt / "2"))
+  before = _tree(ckpt / "2")
+  rerun = subprocess.run([sys.executable, "-m", "t5tune"] + argv, cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert json.loads(rerun.stdout.strip().splitlines()[-1])["step"] == 4
+  assert sorted(os.listdir(ckpt)) == ["2", "4"]
+  assert _tree(ckpt / "2") == before  # the resumed run read step 2, and left it as it was
+  steps = [json.loads(l)["step"] for l in (tmp_path / "full" / "metrics.jsonl").open()]
+  assert steps == sorted(set(steps)) and steps[-1] == 4
+
+
+def test_out_of_space_is_told_from_other_write_errors():
+  import errno as errno_lib
+  assert errors.out_of_space(OSError(errno_lib.ENOSPC, "No space left on device")) == 28
+  wrapped = ValueError("Error writing ...: Failed to write 4 bytes: No space left on device"
+                       " [os_error_code='28']")
+  assert errors.out_of_space(wrapped) == 28
+  tf_style = RuntimeError("/ck/4.orbax-checkpoint-tmp/data/x.tempstate1; File too large [Op:SaveV2]")
+  assert errors.out_of_space(tf_style) == errno_lib.EFBIG
+  try:
+    try:
+      raise OSError(errno_lib.EDQUOT, "Disk quota exceeded")
+    except OSError as e:
+      raise RuntimeError("orbax: save failed") from e
+  except RuntimeError as e:
+    assert errors.out_of_space(e) == errno_lib.EDQUOT
+  assert errors.out_of_space(OSError(errno_lib.EACCES, "Permission denied")) is None
+  assert errors.out_of_space(ValueError("[os_error_code='13']")) is None
+
+
 def test_kill_during_convert_leaves_old_or_new_complete(scene, tmp_path):
   out = tmp_path / "out"
   shutil.copytree(scene / "model", out)
