@@ -93,7 +93,7 @@ def get_provider(name: str) -> seqio.Task | seqio.Mixture:
   known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
   if name not in known:
     raise errors.UsageError(
-        f"{name!r} is not a registered task or mixture{errors.did_you_mean(name, known)}",
+        f"{name!r} is not a registered task or mixture.{errors.did_you_mean(name, known)}",
         where=name, fix="check the name (`t5tune data list`), or import the module that"
         " registers it (--module=my.tasks)")
   return seqio.get_mixture_or_task(name)

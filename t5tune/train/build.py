@@ -12,6 +12,7 @@ the same freeze masks, micro-batches, loss options and loss terms.
 from __future__ import annotations
 
 import dataclasses
+import re
 import math
 from typing import Any, Callable, Sequence
 
@@ -138,6 +139,15 @@ def step_parts(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
   graphdef, abstract_nnx = nnx.split(t5.abstract_model(model_cfg, mesh), nnx.Param)
   abstract_params = nnx.to_pure_dict(abstract_nnx)
   param_shardings = nnx.to_pure_dict(sharding.state_shardings(abstract_nnx, mesh))
+  for key in ("freeze", "train_only"):
+    pattern = config.optimizer.get(key, "")
+    if pattern and pattern != "peft":
+      try:
+        re.compile(pattern)
+      except re.error as e:
+        raise errors.UsageError(f"config.optimizer.{key}={pattern!r} is not a regex: {e}",
+                                where=f"--config.optimizer.{key}",
+                                fix="fix the pattern (Python re syntax), e.g. '^encoder/'") from None
   mask = optimizers.trainable_mask(abstract_params, config.optimizer.freeze,
                                    config.optimizer.train_only)
   if not any(jax.tree.leaves(mask)):

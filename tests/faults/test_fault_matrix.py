@@ -84,6 +84,7 @@ def scene(tmp_path_factory):
   (root / "prev.jsonl.producer.json").write_text(json.dumps(
       {"checkpoint": str(root / "model"), "options": {"method": "greedy"}}))
   _task_modules(root)
+  _tried_task_modules(root)
   _sharded_hf(root)
   step = root / "old_run" / "checkpoints" / "5"
   step.mkdir(parents=True)
@@ -131,6 +132,41 @@ def _task_modules(root):
       "data.register_task('fm_long', source={'validation': [{'q': 'y' * 600, 'a': 'b'}]},"
       " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')],"
       " metric_fns=[metrics.accuracy])\n")
+
+
+_TRIED = {  # fx_NAME registers task fx_NAME with one mistake: (source, fields, inputs, extra)
+    "fx_brace": dict(inputs="{q"),
+    "fx_twice": dict(extra=")\ndata.register_task('fx_twice', source={'train': [{'q': 'a', 'a': 'b'}]},"
+                     " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')]"),
+    "fx_fields": dict(fields='"q, a"'),
+    "fx_csv": dict(source='{"train": "cols.csv"}'),
+    "fx_emptyfile": dict(source='{"train": "empty.jsonl"}'),
+    "fx_badline": dict(source='{"train": "badline.jsonl"}'),
+    "fx_rate": dict(extra=")\ndata.register_mixture('fx_rate_mix', ['fx_rate'], rate={'fx_rate': -1}"),
+    "fx_mixtypo": dict(extra=")\ndata.register_mixture('fx_mixtypo_mix', ['fx_mixtypoo']"),
+    "fx_noopts": dict(inputs="{q} {options_}"),
+    "fx_fewshot": dict(extra=", few_shot=data.FewShot(k=-1)"),
+    "fx_vocabmissing": dict(extra=', vocabulary="nope.model"'),
+    "fx_postproc": dict(extra=", postprocess_fn=3"),
+    "fx_src_type": dict(source='"train.jsonl"'),
+    "fx_on_bad": dict(extra=', on_bad_record="ignore"'),
+}
+
+
+def _tried_task_modules(root):
+  for name, kw in _TRIED.items():
+    text = _TASK.format(name=name, source=kw.get("source", '{"train": [{"q": "a", "a": "b"}]}'),
+                        inputs=kw.get("inputs", "{q}"), extra=kw.get("extra", ""))
+    if "fields" in kw:
+      text = text.replace('fields=["q", "a"]', f'fields={kw["fields"]}')
+    (root / f"{name}.py").write_text(text)
+  (root / "fx_notemplates.py").write_text(
+      "from t5tune import data\ndata.register_task('fx_notemplates', source={'train':"
+      " [{'q': 'a', 'a': 'b'}]}, fields=['q', 'a'], templates=[])\n")
+  (root / "cols.csv").write_text("q,b\nx,y\n")
+  (root / "empty.jsonl").write_text("")
+  (root / "badline.jsonl").write_text('{"q": "a", "a": "b"}\n{"q": "a", "a": \n')
+  (root / "cfg_import.py").write_text("import nosuch_pkg_x\n\n\ndef get_config(arg=None):\n  return None\n")
 
 
 def _sharded_hf(root):
