@@ -12,8 +12,9 @@ the same freeze masks, micro-batches, loss options and loss terms.
 from __future__ import annotations
 
 import dataclasses
-import re
 import math
+import os
+import re
 from typing import Any, Callable, Sequence
 
 import jax
@@ -35,6 +36,11 @@ def model_config_of(config: ml_collections.ConfigDict) -> model_config.T5Config:
   """The run's T5Config: init_from's own config (its architecture wins), else the preset; overrides on top."""
   if config.init_from:
     from t5tune.convert import loading
+    if not os.path.isdir(config.init_from):
+      raise errors.InputError(f"no such model directory {config.init_from!r}",
+                              where="config.init_from",
+                              fix="give a t5tune model dir, a checkpoint step or a Hugging Face"
+                              " T5 dir")
     return loading.read_config(config.init_from).replace(**experiment.model_overrides(config))
   return experiment.resolve_model(config)
 
