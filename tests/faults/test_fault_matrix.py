@@ -217,7 +217,7 @@ def test_cli_rows(scene, busy_port, tmp_path, command):
   # No __pycache__ from the scene's task modules: the scene must stay byte-identical.
   proc = subprocess.run([sys.executable, "-m", "tests.faults.runner", str(spec)], cwd=REPO,
                         env=dict(ENV, PYTHONDONTWRITEBYTECODE="1"), capture_output=True,
-                        text=True, timeout=300)
+                        text=True, timeout=900)  # a bound for a loaded machine
   assert "RESULTS " in proc.stdout, proc.stderr[-3000:]
   results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
   for row, result in zip(rows, results):
