@@ -421,6 +421,8 @@ def test_readme_troubleshooting_is_the_matrix():
 
 def test_enough_rows():
   assert len(matrix.ROWS) >= 30 and len({r.id for r in matrix.ROWS}) == len(matrix.ROWS)
+  assert len(matrix.TRIED) >= 20  # issue 23: at least 20 more found by trying
+  assert all(r in matrix.CLI for r in matrix.TRIED)  # each run by test_cli_rows
 
 
 def test_show_config_describes_every_key_and_help_lists_flags():
