@@ -63,7 +63,7 @@ def describe(metric_fns: Sequence[Callable], methods: Sequence[str]) -> dict[str
     out[name] = {
         "examples": len(ids),
         "method": (method if name == CLASSIFICATION
-                   else f"{method} decoding, the text scored as it is"),
+                   else f"{method} decoding, scored on the decoded text"),
         "metrics": names,
     }
   return out
@@ -73,7 +73,7 @@ def summary_lines(described: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> l
   """One line per task: its kinds, example counts, methods and metric functions."""
   lines = []
   for task, kinds in described.items():
-    parts = [f"{k} {v['examples']} examples by {v['method']}, scored by {', '.join(v['metrics'])}"
+    parts = [f"{k}: {v['examples']} examples, {v['method']}; metric {', '.join(v['metrics'])}"
              for k, v in kinds.items()]
     headline = ("; the headline is over both"
                 if len(kinds) > 1 else "")

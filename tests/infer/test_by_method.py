@@ -80,5 +80,7 @@ def test_a_task_of_one_kind_gets_no_split_but_says_how_it_was_judged(evaluated):
   assert sum(v["examples"] for v in judged[MIXED].values()) == 24
   lines = by_method.summary_lines(judged)
   mixed = next(l for l in lines if MIXED in l)
-  assert "scored by accuracy" in mixed and "the headline is over both" in mixed
+  assert "metric accuracy" in mixed and "the headline is over both" in mixed
+  n = judged[MIXED]["classification"]["examples"]
+  assert f"classification: {n} examples, rank_classification; metric accuracy" in mixed
   assert "headline" not in next(l for l in lines if CLS in l)
