@@ -15,6 +15,9 @@ FileNotFoundError, ...) so that code written against the builtins keeps working.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+import re
 from typing import Iterable
 
 
@@ -66,6 +69,37 @@ class OutputNotWritableError(T5tuneError, OSError):
   """An output location cannot be written (its parent is a file, missing, read-only)."""
 
   exit_code = 2
+
+
+class DiskFullError(T5tuneError, OSError):
+  """A write failed for want of space (no space left, quota exceeded, file size limit)."""
+
+  exit_code = 2
+
+
+# errno values that mean "no room to write", as Python's OSError, TensorStore's messages
+# (`[os_error_code='28']`, through orbax) and TensorFlow's (the strerror text: the data
+# iterator's tf.train.Checkpoint) report them.
+OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_OS_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+def out_of_space(error: BaseException | None) -> int | None:
+  """The errno if `error` (or an exception it was raised from) is a write out of space, else None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in OUT_OF_SPACE:
+      return error.errno
+    text = str(error)
+    for match in _OS_CODE.finditer(text):
+      if int(match.group(1)) in OUT_OF_SPACE:
+        return int(match.group(1))
+    for code in sorted(OUT_OF_SPACE):
+      if os.strerror(code) in text:
+        return code
+    error = error.__cause__ or error.__context__
+  return None
 
 
 class CheckpointError(T5tuneError, ValueError):

@@ -54,6 +54,9 @@ def quiet_start_up(verbose: bool) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   for name in ("jax._src.xla_bridge", "absl", "orbax", "tensorflow"):
     logging.getLogger(name).setLevel(logging.ERROR if name != "absl" else logging.WARNING)
+  # orbax writes through asyncio: a failed write (a full disk) is also logged by asyncio as
+  # "exception was never retrieved" with a traceback; t5tune reports that failure itself.
+  logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +88,9 @@ def error_line(command: str, error: BaseException) -> str:
     return f"t5tune {command}: error: {error}"
   if isinstance(error, OSError) and error.filename:
     what = error.strerror or type(error).__name__
+    if errors.out_of_space(error):
+      return (f"t5tune {command}: error: {what} ({error.filename}); free space there (or write"
+              " elsewhere) and rerun")
     return (f"t5tune {command}: error: {what} ({error.filename}); check the path and its"
             " permissions")
   return (f"t5tune {command}: error: {type(error).__name__}: {error}; this is a fault in t5tune"
@@ -92,6 +98,9 @@ def error_line(command: str, error: BaseException) -> str:
 
 
 def exit_code(error: BaseException) -> int:
+  """The error's own code; 2 for an OS error on a path the user named (their path to fix)."""
+  if isinstance(error, OSError) and error.filename and not hasattr(error, "exit_code"):
+    return 2
   return getattr(error, "exit_code", 1)
 
 
@@ -227,6 +236,19 @@ def _run(command, module_name, args, usage, verbose):
         sys.exit(report(command, config_override_error(argv, e), verbose))
       sys.exit(report(command, errors.UsageError(
           str(e), fix=f"`t5tune {command} --help` lists the flags"), verbose))
+    except SyntaxError as e:  # the --config file itself (ml_collections runs it while parsing)
+      sys.exit(report(command, errors.InputError(
+          f"the config file has a syntax error: {e.msg}", where=f"{e.filename}:{e.lineno}",
+          fix="fix that line"), verbose))
+    except (ImportError, NameError) as e:  # raised by the --config file's own code
+      files = {os.path.abspath(a[len("--config="):].partition(":")[0])
+               for a in argv if a.startswith("--config=")}
+      frames = [f for f in traceback.extract_tb(e.__traceback__)
+                if os.path.abspath(f.filename) in files]
+      where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "--config"
+      sys.exit(report(command, errors.InputError(
+          f"running the config file failed: {type(e).__name__}: {e}", where=where,
+          fix="fix the config file (it must define get_config())"), verbose))
     except (AttributeError, KeyError, TypeError, ValueError) as e:
       # ml_collections reports a bad --config.KEY=VALUE while parsing.
       sys.exit(report(command, config_override_error(argv, e), verbose))
@@ -401,6 +423,19 @@ def check_sub_command_flags(command: str, sub: str, flags_of: dict[str, Sequence
       raise errors.UsageError(
           f"--{name} is not a flag of `t5tune {command} {sub}`", where=f"--{name}",
           fix=f"it is read by {', '.join(f'`{command} {u}`' for u in users)}; drop it here")
+
+
+def mesh_shape(values: Sequence[str], flag: str = "--mesh_shape") -> tuple[int, ...]:
+  """A (data, fsdp, tensor) shape from a list flag (one -1 allowed: the remaining devices)."""
+  try:
+    shape = tuple(int(v) for v in values)
+  except ValueError:
+    shape = ()
+  if len(shape) != 3 or any(n == 0 or n < -1 for n in shape) or shape.count(-1) > 1:
+    raise errors.UsageError(
+        f"{flag}={','.join(values)} is not a (data, fsdp, tensor) shape",
+        fix="give three sizes, at most one -1 (all remaining devices), e.g. -1,1,1 or 1,1,8")
+  return shape
 
 
 def no_extra_args(argv: Sequence[str], command: str, expected: str = "") -> None:

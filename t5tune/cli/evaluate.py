@@ -70,6 +70,7 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   """Evaluates; returns ({task: {metric: value}}, side-by-side markdown table)."""
   from t5tune import sharding
   from t5tune.convert import loading
+  from t5tune.infer import by_method
   from t5tune.infer import evaluation
   if not os.path.isdir(checkpoint):  # before any dataset is read
     raise errors.InputError("no such model directory", where=f"--checkpoint={checkpoint}",
@@ -91,6 +92,9 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   table = evaluation.side_by_side(results, resolved)
   if config.get("ensemble_templates", 0):
     table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
+  if evaluator.judged:  # which method and metric judged each kind of example (README: Evaluation)
+    table += "\n\nHow each task's examples were judged:\n" + "\n".join(
+        by_method.summary_lines(evaluator.judged))
   atomic.write_text(os.path.join(output_dir, "summary.md"),
                     f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
   return results, table

@@ -111,17 +111,23 @@ def _plan_args() -> tuple[tuple[int, ...], list[int]]:
   import jax
   spec = _CONFIG.value.partition(":")[0]
   experiment_file = spec.endswith(".py") and os.path.isfile(spec)
-  try:
-    mesh = tuple(int(x.strip("() ")) for x in _MESH.value)
-    lengths = ([int(x) for x in _LENGTHS.value] if _LENGTHS.value
-               else [_INPUTS_LEN.value, _TARGETS_LEN.value])
-  except ValueError:
-    raise errors.UsageError("--mesh and --lengths must be comma-separated integers",
-                            where=f"--mesh={','.join(_MESH.value)}",
-                            fix="e.g. --mesh=1,8,1 --lengths=512,128") from None
-  if len(mesh) != 3 or len(lengths) != 2 or min(mesh) < 1 or min(lengths) < 1:
-    raise errors.UsageError("--mesh takes data,fsdp,tensor (three positive sizes) and --lengths"
-                            " inputs,targets", where=f"--mesh={','.join(_MESH.value)}")
+  def ints(flag, text, count, fix):
+    """A tuple of `count` positive ints from a list flag, or a UsageError naming that flag."""
+    try:
+      values = tuple(int(x.strip("() ")) for x in text)
+    except ValueError:
+      values = ()
+    if len(values) != count or min(values) < 1:
+      raise errors.UsageError(f"--{flag}={','.join(text)} must be {count} positive integers",
+                              fix=fix)
+    return values
+
+  mesh = ints("mesh", _MESH.value, 3, "give data,fsdp,tensor sizes, e.g. --mesh=1,8,1")
+  lengths = (ints("lengths", _LENGTHS.value, 2, "give inputs,targets, e.g. --lengths=512,128")
+             if _LENGTHS.value else (_INPUTS_LEN.value, _TARGETS_LEN.value))
+  if min(lengths) < 1:
+    raise errors.UsageError(f"--inputs_len/--targets_len {lengths} must be positive",
+                            fix="give lengths of at least 1")
   if experiment_file and not _given("mesh"):
     # The experiment's own mesh (possibly with a -1 entry): as many simulated
     # devices as it names, at least --mesh's.

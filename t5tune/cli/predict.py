@@ -58,6 +58,7 @@ def main(argv):
   common.no_extra_args(argv, "predict")
   common.require([_CHECKPOINT, _INPUT, _OUTPUT], "predict")
   _check_numbers()
+  common.mesh_shape(_MESH_SHAPE.value)
   from t5tune import sharding
   from t5tune.convert import loading
   from t5tune.infer import predict
@@ -68,6 +69,13 @@ def main(argv):
   if _VOCAB.value not in (None, "byte") and not os.path.isfile(_VOCAB.value):
     raise errors.InputError("no such SentencePiece model file", where=f"--vocab={_VOCAB.value}",
                             fix="give 'byte' or the .model file the model was trained with")
+  if _TEMPLATE.value:
+    from t5tune.data import templates
+    try:
+      templates.placeholders(_TEMPLATE.value)
+    except ValueError as e:
+      raise errors.UsageError(f"--template={_TEMPLATE.value!r} is not a template: {e}",
+                              fix="write fields as {name}, a literal brace as {{ or }}") from None
   predict.read_inputs(_INPUT.value, _TEMPLATE.value)
   options = decoding.DecodeOptions(
       method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value, temperature=_TEMPERATURE.value,
@@ -78,7 +86,7 @@ def main(argv):
   predict.check_output(_OUTPUT.value, predict.full_producer(
       made_by, template=_TEMPLATE.value, max_input_len=limit if _TRUNCATE.value else None,
       seed=_SEED.value, options=options), _OVERWRITE.value)
-  mesh = sharding.make_mesh([int(s) for s in _MESH_SHAPE.value])
+  mesh = sharding.make_mesh(common.mesh_shape(_MESH_SHAPE.value))
   model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
   n = predict.predict_file(
       model, _INPUT.value, _OUTPUT.value, vocabulary=_VOCAB.value, template=_TEMPLATE.value,

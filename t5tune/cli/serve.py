@@ -28,8 +28,10 @@ _PORT = flags.DEFINE_integer("port", 8000, "TCP port (0 picks a free one; the lo
 _API_KEY = flags.DEFINE_string("api_key", None, f"Key every endpoint but /health requires as 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}).", allow_override=True)
 _MODEL_NAME = flags.DEFINE_string("model_name", None, "Model id in responses and /v1/models (default: the model dir's name; for a checkpoint step, the run's).", allow_override=True)
 _COMPILATION_CACHE = flags.DEFINE_string("compilation_cache", None, "Directory of JAX's persistent compilation cache, so that a restart loads its compiled shapes (default: $T5TUNE_CACHE_DIR/jax, else ~/.cache/t5tune/jax; 'none' turns it off).", allow_override=True)
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "Compiled batch sizes; the largest is the most rows per batch.", allow_override=True)
-_INPUT_LENGTHS = flags.DEFINE_list("input_lengths", ["64", "128", "256", "512"], "Compiled prompt lengths in tokens; the largest is the prompt limit.", allow_override=True)
+# The defaults are engine.Buckets' (8 shapes: ready in well under a minute for a small model
+# on a CPU); not imported from there, so that `--help` and the port check stay fast.
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Compiled batch sizes; the largest is the most rows per batch.", allow_override=True)
+_INPUT_LENGTHS = flags.DEFINE_list("input_lengths", ["128", "512"], "Compiled prompt lengths in tokens; the largest is the prompt limit.", allow_override=True)
 _DECODE_LENGTHS = flags.DEFINE_list("decode_lengths", ["32", "128"], "Compiled decode (and score target) lengths; the largest is the max_tokens limit.", allow_override=True)
 _BEAM_WIDTHS = flags.DEFINE_list("beam_widths", [], "Compiled beam search widths (num_beams); none by default.", allow_override=True)
 _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = logprob / length ** length_penalty (compiled in).", allow_override=True)
@@ -41,6 +43,20 @@ _REQUEST_TIMEOUT_S = flags.DEFINE_float("request_timeout_s", 60.0, "A request st
 _DRAIN_TIMEOUT_S = flags.DEFINE_float("drain_timeout_s", 30.0, "On SIGTERM, how long in-flight requests may finish.", allow_override=True)
 _STREAM_CHUNK = flags.DEFINE_integer("stream_chunk", 4, "Decode steps between streamed chunks.", allow_override=True)
 _MESH_SHAPE = flags.DEFINE_list("mesh_shape", ["-1", "1", "1"], "(data, fsdp, tensor) mesh shape over the local devices.", allow_override=True)
+
+
+# Allowed ranges of the numeric flags, checked before anything is loaded (t5tune.ranges).
+_RANGES = [(_MAX_WAIT_MS, "[0, inf)"), (_MAX_QUEUE, "[1, inf)"), (_MAX_N, "[1, inf)"),
+           (_MAX_BODY_BYTES, "[1, inf)"), (_REQUEST_TIMEOUT_S, "(0, inf)"),
+           (_DRAIN_TIMEOUT_S, "[0, inf)"), (_STREAM_CHUNK, "[1, inf)"),
+           (_LENGTH_PENALTY, "[0, inf)")]
+
+
+def _check_numbers() -> None:
+  from t5tune import ranges
+  for flag, spec in _RANGES:
+    ranges.check(f"--{flag.name}", flag.value, spec)
+  common.mesh_shape(_MESH_SHAPE.value)
 
 
 def _ints(flag) -> tuple:
@@ -56,7 +72,6 @@ def _template():
   if not _TEMPLATE.value:
     return None, None
   if "{" not in _TEMPLATE.value:  # no placeholder: it names a registered template
-    common.import_modules(_MODULES.value)
     from t5tune.data import tasks
     return tasks.registered_template(_TEMPLATE.value)
   from t5tune.data import templates
@@ -73,11 +88,15 @@ def main(argv):
   if not os.path.isdir(_CHECKPOINT.value):
     raise errors.InputError(f"{_CHECKPOINT.value}: no such model directory", where="--checkpoint")
   shapes = {f.name: _ints(f) for f in (_BATCH_SIZES, _INPUT_LENGTHS, _DECODE_LENGTHS, _BEAM_WIDTHS)}
+  _check_numbers()
   from t5tune.serve import engine
   from t5tune.serve import server
   from t5tune.serve import completions
   server.check_port(_HOST.value, _PORT.value)  # before minutes of loading and compiling
   buckets = engine.Buckets(**shapes)
+  # Every --module is imported, also without --template=TASK:...: it may register decoding
+  # methods; a module that is not there is an error, not a server without it.
+  common.import_modules(_MODULES.value)
   template, options_style = _template()
   server.enable_compilation_cache(server.compilation_cache_dir(_COMPILATION_CACHE.value))
   options = server.Options(
@@ -99,7 +118,7 @@ def main(argv):
   from t5tune import sharding
   from t5tune.convert import loading
   from t5tune.infer import api
-  mesh = sharding.make_mesh([int(s) for s in _MESH_SHAPE.value])
+  mesh = sharding.make_mesh(common.mesh_shape(_MESH_SHAPE.value))
   model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
   vocabulary = api.resolve_vocabulary(model, _VOCAB.value)
   service = server.make_service(model, vocabulary, buckets, options,

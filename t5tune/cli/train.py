@@ -45,6 +45,27 @@ def show_config(config) -> str:
   return "\n".join(config_help.render(config, table))
 
 
+def _check_data(config) -> None:
+  """The mixture is registered (did-you-mean) and its tasks have the train and eval splits."""
+  if not config.data.get("mixture") or config.data.get("iterator_factory"):
+    return
+  import seqio
+  from t5tune import errors
+  from t5tune.data import mixtures
+  provider = mixtures.get_provider(config.data.mixture)
+  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  splits = [("train", "config.data.mixture")]
+  if config.eval.every and config.data.get("eval_split"):
+    splits.append((config.data.eval_split, "config.data.eval_split"))
+  for task in tasks:
+    for split, key in splits:
+      if split not in task.splits:
+        raise errors.UsageError(
+            f"task {task.name!r} of {config.data.mixture!r} has no {split!r} split"
+            f" (it has {list(task.splits)})", where=key,
+            fix="give a split its tasks have (or --config.eval.every=0 to skip evaluation)")
+
+
 def main(argv):
   common.no_extra_args(argv, "train")
   common.require([_CONFIG], "train")
@@ -59,10 +80,11 @@ def main(argv):
                                process_id=_PROCESS_ID.value)
   from t5tune.train import trainer
   config = _CONFIG.value
-  # The trainer checks the config first (build.resolve: an errors.UsageError
-  # naming the key), before it writes anything or imports the task modules.
-  tr = trainer.Trainer(config, _WORKDIR.value)
+  # Everything is checked before the trainer writes the workdir: the task modules and
+  # the mixture and split they must register here, the config (build.resolve) in Trainer.
   common.import_modules(config.data.modules, where="config.data.modules")
+  _check_data(config)
+  tr = trainer.Trainer(config, _WORKDIR.value)
   logging.info("config:\n%s", config)
   result = tr.run()
   if jax.process_index() == 0:

@@ -10,6 +10,8 @@ or `temperature(t, cap)`. The result is an ordinary `seqio.Mixture`.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable, Mapping, Sequence
 
 import seqio
@@ -73,6 +75,14 @@ def register_mixture(name: str, tasks: Sequence[str] | Callable[[tasks_lib.TaskI
     entries = [(n, float(rate[n])) for n in names]
   else:
     entries = [(n, rate) for n in names]
+  for task, weight in entries:
+    if not callable(weight) and not (isinstance(weight, (int, float)) and 0 <= weight < math.inf):
+      raise errors.UsageError(f"rate {weight!r} of task {task!r} is not a weight >= 0",
+                              where=f"mixture {name!r}",
+                              fix="give a finite rate >= 0, 'examples' or a rate function")
+  if all(not callable(w) and w == 0 for _, w in entries):
+    raise errors.UsageError("every rate is 0: the mixture would sample nothing",
+                            where=f"mixture {name!r}", fix="give some task a rate > 0")
   tasks_lib.claim_name(seqio.MixtureRegistry, "mixture", name, overwrite=overwrite,
                        where=f"register_mixture({name!r}, ...)")
   return seqio.MixtureRegistry.add(name, entries)
@@ -83,7 +93,7 @@ def get_provider(name: str) -> seqio.Task | seqio.Mixture:
   known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
   if name not in known:
     raise errors.UsageError(
-        f"{name!r} is not a registered task or mixture{errors.did_you_mean(name, known)}",
+        f"{name!r} is not a registered task or mixture.{errors.did_you_mean(name, known)}",
         where=name, fix="check the name (`t5tune data list`), or import the module that"
         " registers it (--module=my.tasks)")
   return seqio.get_mixture_or_task(name)

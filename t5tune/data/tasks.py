@@ -148,6 +148,10 @@ def register_task(
   spec = instruction_source.SourceSpec.from_options(
       name, fields=fields, templates=templates, **options)
   check_metric_fns(name, metric_fns)
+  if postprocess_fn is not None and not callable(postprocess_fn):
+    raise errors.UsageError(f"postprocess_fn={postprocess_fn!r} is not a function",
+                            where=f"register_task({name!r}, postprocess_fn=...)",
+                            fix="give f(text, example=None, is_target=False) or None")
   src = sources_lib.as_source(source)
   if splits is None:
     splits = src.splits

@@ -110,6 +110,14 @@ class FewShot:
   target_separator: str = "\n"
   max_tokens: int | None = None
 
+  def __post_init__(self):
+    if not isinstance(self.k, int) or self.k < 1:
+      raise errors.UsageError(f"FewShot(k={self.k!r}): k is the number of exemplars",
+                              where="few_shot=", fix="give k >= 1 (no few_shot= for zero-shot)")
+    if self.max_tokens is not None and self.max_tokens < 1:
+      raise errors.UsageError(f"FewShot(max_tokens={self.max_tokens!r}) must be positive",
+                              where="few_shot=", fix="give a token budget >= 1, or None")
+
 
 def placeholders(fmt: str) -> list[str]:
   """The field names a format string refers to, in order, without duplicates."""

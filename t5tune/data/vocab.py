@@ -64,8 +64,24 @@ def train_sentencepiece(texts: Iterable[str], prefix: str, vocab_size: int,
                         input_sentence_size: int = 1_000_000) -> str:
   """Trains a T5-compatible SentencePiece model on `texts`; returns the .model path."""
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-  os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+  if vocab_size < 8:  # pad, eos, unk and a few pieces: SentencePiece's own check is a C++ abort
+    raise errors.UsageError(f"vocab_size={vocab_size} is too small", where="--vocab_size",
+                            fix="give at least 8 (T5 uses 32000)")
   model = io.BytesIO()
+  try:
+    _train(spm, texts, model, vocab_size, model_type, character_coverage, input_sentence_size)
+  except RuntimeError as e:  # SentencePiece's refusals (e.g. a vocabulary the data cannot fill)
+    raise errors.UsageError(f"SentencePiece refused to train: {str(e).strip()}",
+                            where="--vocab_size / --tasks",
+                            fix="lower --vocab_size or give more text") from None
+  # Created only once there is a model to write (a refusal leaves nothing behind).
+  os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+  path = prefix + ".model"
+  atomic.write_bytes(path, model.getvalue())
+  return path
+
+
+def _train(spm, texts, model, vocab_size, model_type, character_coverage, input_sentence_size):
   spm.SentencePieceTrainer.train(
       sentence_iterator=(t for t in texts if t.strip()),
       model_writer=model,
@@ -79,6 +95,3 @@ def train_sentencepiece(texts: Iterable[str], prefix: str, vocab_size: int,
       max_sentence_length=1 << 16,
       hard_vocab_limit=False,
   )
-  path = prefix + ".model"
-  atomic.write_bytes(path, model.getvalue())
-  return path

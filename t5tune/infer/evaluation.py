@@ -47,6 +47,7 @@ from t5tune import atomic
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import batching
+from t5tune.infer import by_method
 from t5tune.infer import decoding
 from t5tune.infer import judging
 from t5tune import jsonl_append
@@ -236,6 +237,7 @@ class TaskEvaluator:
     self.output_dir = output_dir
     self.clean_masks = dict(clean_masks or {})
     self._last_texts: dict[str, list[str]] = {}  # each task's predictions of the last evaluate()
+    self.judged: dict[str, dict] = {}  # by_method.describe of each task in the last evaluate()
     for task in self.tasks:  # before anything is written
       check_evaluable(task, split)
     loggers = ()
@@ -363,6 +365,7 @@ class TaskEvaluator:
       results[task] = {k: float(getattr(v, "value", v)) for k, v in metrics.items()}
       if record:
         self._last_texts[task] = record[0].texts
+        results[task].update(self._by_method(task, record[0]))
       if task in self.clean_masks and record:
         results[task].update(self._clean_subset(task, record[0].texts))
       logging.info("step %d %s: %s", step, task, results[task])
@@ -373,6 +376,15 @@ class TaskEvaluator:
     if self.output_dir and jax.process_index() == 0:
       self._write_metrics(step, results)
     return results
+
+  def _by_method(self, task: str, predictions: Predictions) -> dict[str, float]:
+    """classification/METRIC and generation/METRIC when the task holds both kinds (by_method)."""
+    import seqio
+    t = seqio.get_mixture_or_task(task)
+    self.judged[task] = by_method.describe(t.predict_metric_fns, predictions.methods)
+    return by_method.split(t.predict_metric_fns, t.postprocess_fn,
+                           [ex["target"] for ex in self._examples[task]], predictions.texts,
+                           predictions.methods)
 
   def _clean_subset(self, task: str, texts: Sequence[str]) -> dict[str, float]:
     """The task's predict metrics on its clean examples only (postprocessed as seqio does)."""
@@ -416,7 +428,10 @@ class TaskEvaluator:
 
   def _write_metrics(self, step: int, results: Mapping[str, Mapping[str, float]]) -> None:
     path = os.path.join(self.output_dir, METRICS_FILE)
-    atomic.write_json(path, {"step": step, "tasks": results}, indent=2, sort_keys=True)
+    document = {"step": step, "tasks": results}
+    if getattr(self, "judged", None):  # how each task's examples were judged (by_method)
+      document["judged"] = {t: self.judged[t] for t in results if t in self.judged}
+    atomic.write_json(path, document, indent=2, sort_keys=True)
     # One write of whole lines: a kill leaves every earlier row and no torn one.
     rows = "".join(json.dumps({"step": step, "task": task, **values}) + "\n"
                    for task, values in results.items())

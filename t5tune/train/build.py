@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 from typing import Any, Callable, Sequence
 
 import jax
@@ -34,6 +36,11 @@ def model_config_of(config: ml_collections.ConfigDict) -> model_config.T5Config:
   """The run's T5Config: init_from's own config (its architecture wins), else the preset; overrides on top."""
   if config.init_from:
     from t5tune.convert import loading
+    if not os.path.isdir(config.init_from):
+      raise errors.InputError(f"no such model directory {config.init_from!r}",
+                              where="config.init_from",
+                              fix="give a t5tune model dir, a checkpoint step or a Hugging Face"
+                              " T5 dir")
     return loading.read_config(config.init_from).replace(**experiment.model_overrides(config))
   return experiment.resolve_model(config)
 
@@ -138,6 +145,15 @@ def step_parts(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
   graphdef, abstract_nnx = nnx.split(t5.abstract_model(model_cfg, mesh), nnx.Param)
   abstract_params = nnx.to_pure_dict(abstract_nnx)
   param_shardings = nnx.to_pure_dict(sharding.state_shardings(abstract_nnx, mesh))
+  for key in ("freeze", "train_only"):
+    pattern = config.optimizer.get(key, "")
+    if pattern and pattern != "peft":
+      try:
+        re.compile(pattern)
+      except re.error as e:
+        raise errors.UsageError(f"config.optimizer.{key}={pattern!r} is not a regex: {e}",
+                                where=f"--config.optimizer.{key}",
+                                fix="fix the pattern (Python re syntax), e.g. '^encoder/'") from None
   mask = optimizers.trainable_mask(abstract_params, config.optimizer.freeze,
                                    config.optimizer.train_only)
   if not any(jax.tree.leaves(mask)):

@@ -15,12 +15,21 @@ A training checkpoint `workdir/checkpoints/<step>/` holds these orbax items:
 orbax writes every item of a step into a temporary directory and renames it
 when all processes have finished, so an interrupted save is never restored
 (the manager lists only finalised steps).
+
+A save that runs out of disk space (the write fails with ENOSPC, EDQUOT or
+EFBIG, in Python or in TensorStore) is a `t5tune.errors.DiskFullError` naming
+the directory, the step and the step a rerun resumes from; the partial
+temporary directory is removed (it holds space the user needs back) and every
+finalised step stays as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
+import shutil
 from typing import Any, Mapping
 
 import jax
@@ -127,6 +136,8 @@ class Checkpointer:
                best_mode: str = "min", async_save: bool = True):
     self.directory = os.path.abspath(directory)
     self._model_config = dict(model_config)
+    self._pending = None  # the step whose save may still be running
+    self._failed: errors.DiskFullError | None = None
     self._async = async_save
     policies = [checkpoint_managers.LatestN(n=max(keep, 1))]
     if keep_best and best_metric:
@@ -181,11 +192,44 @@ class Checkpointer:
     }
     if iterator is not None:
       items["data"] = DataIteratorSave(iterator)
-    started = self.manager.save(step, args=ocp.args.Composite(**items),
-                                metrics=dict(metrics) if metrics else None, force=force)
+    # orbax finishes the previous save before it starts this one: waited for apart, so that a
+    # failure is told with the step it belongs to.
+    with self._out_of_space(self._pending):
+      self.manager.wait_until_finished()
+    self._pending = None
+    with self._out_of_space(step):
+      started = self.manager.save(step, args=ocp.args.Composite(**items),
+                                  metrics=dict(metrics) if metrics else None, force=force)
+    if started:
+      self._pending = step
     if not self._async:
       self._after_finalize()
     return started
+
+  @contextlib.contextmanager
+  def _out_of_space(self, step: int | None):
+    """Turns a save that ran out of space into one DiskFullError; removes its partial directory."""
+    if self._failed is not None:
+      raise self._failed
+    try:
+      yield
+    except Exception as e:
+      code = errors.out_of_space(e)
+      if code is None:
+        raise
+      failed = step if step is not None else self._pending
+      for name in os.listdir(self.directory):
+        if re.fullmatch(r"\d+\.orbax-checkpoint-tmp.*", name):
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+      good = self.manager.latest_step()
+      resumes = (f"it resumes from step {good}, which is intact" if good is not None
+                 else "it starts again from step 0 (no checkpoint was complete)")
+      self._failed = errors.DiskFullError(
+          f"checkpoint step {failed} could not be written: {os.strerror(code)}",
+          where=self.directory,
+          fix=f"free space there (or lower --config.checkpoint.keep) and rerun the same"
+          f" command: {resumes}")
+      raise self._failed from None
 
   def restore(self, step: int, *, abstract_params: Any, abstract_state: Any,
               iterator: Any | None) -> tuple[Any, Any]:
@@ -201,9 +245,15 @@ class Checkpointer:
     return restored["params"], restored["state"]
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with self._out_of_space(self._pending):
+      self.manager.wait_until_finished()
+    self._pending = None
     self._after_finalize()
 
   def close(self) -> None:
+    if self._failed is not None:  # reported already; orbax would raise the same failure again
+      with contextlib.suppress(Exception):
+        self.manager.close()
+      return
     self.wait()
     self.manager.close()

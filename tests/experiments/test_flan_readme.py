@@ -23,8 +23,8 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", HF_DATASET
 
 def _readme_commands():
   """The README section's commands, continuation lines joined, comments and exports dropped."""
-  block = SECTION[SECTION.index("```\n# 1."):]
-  block = block[4:block.index("```", 4)].replace("\\\n", " ")
+  block = SECTION[SECTION.index("```sh\n# 1."):]
+  block = block[6:block.index("```", 6)].replace("\\\n", " ")
   return [" ".join(line.split()) for line in block.splitlines()
           if line.strip() and not line.startswith(("#", "export"))]
 

@@ -84,6 +84,7 @@ def scene(tmp_path_factory):
   (root / "prev.jsonl.producer.json").write_text(json.dumps(
       {"checkpoint": str(root / "model"), "options": {"method": "greedy"}}))
   _task_modules(root)
+  _tried_task_modules(root)
   _sharded_hf(root)
   step = root / "old_run" / "checkpoints" / "5"
   step.mkdir(parents=True)
@@ -131,6 +132,41 @@ def _task_modules(root):
       "data.register_task('fm_long', source={'validation': [{'q': 'y' * 600, 'a': 'b'}]},"
       " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')],"
       " metric_fns=[metrics.accuracy])\n")
+
+
+_TRIED = {  # fx_NAME registers task fx_NAME with one mistake: (source, fields, inputs, extra)
+    "fx_brace": dict(inputs="{q"),
+    "fx_twice": dict(extra=")\ndata.register_task('fx_twice', source={'train': [{'q': 'a', 'a': 'b'}]},"
+                     " fields=['q', 'a'], templates=[data.Template('t', '{q}', '{a}')]"),
+    "fx_fields": dict(fields='"q, a"'),
+    "fx_csv": dict(source='{"train": "cols.csv"}'),
+    "fx_emptyfile": dict(source='{"train": "empty.jsonl"}'),
+    "fx_badline": dict(source='{"train": "badline.jsonl"}'),
+    "fx_rate": dict(extra=")\ndata.register_mixture('fx_rate_mix', ['fx_rate'], rate={'fx_rate': -1}"),
+    "fx_mixtypo": dict(extra=")\ndata.register_mixture('fx_mixtypo_mix', ['fx_mixtypoo']"),
+    "fx_noopts": dict(inputs="{q} {options_}"),
+    "fx_fewshot": dict(extra=", few_shot=data.FewShot(k=-1)"),
+    "fx_vocabmissing": dict(extra=', vocabulary="nope.model"'),
+    "fx_postproc": dict(extra=", postprocess_fn=3"),
+    "fx_src_type": dict(source='"train.jsonl"'),
+    "fx_on_bad": dict(extra=', on_bad_record="ignore"'),
+}
+
+
+def _tried_task_modules(root):
+  for name, kw in _TRIED.items():
+    text = _TASK.format(name=name, source=kw.get("source", '{"train": [{"q": "a", "a": "b"}]}'),
+                        inputs=kw.get("inputs", "{q}"), extra=kw.get("extra", ""))
+    if "fields" in kw:
+      text = text.replace('fields=["q", "a"]', f'fields={kw["fields"]}')
+    (root / f"{name}.py").write_text(text)
+  (root / "fx_notemplates.py").write_text(
+      "from t5tune import data\ndata.register_task('fx_notemplates', source={'train':"
+      " [{'q': 'a', 'a': 'b'}]}, fields=['q', 'a'], templates=[])\n")
+  (root / "cols.csv").write_text("q,b\nx,y\n")
+  (root / "empty.jsonl").write_text("")
+  (root / "badline.jsonl").write_text('{"q": "a", "a": "b"}\n{"q": "a", "a": \n')
+  (root / "cfg_import.py").write_text("import nosuch_pkg_x\n\n\ndef get_config(arg=None):\n  return None\n")
 
 
 def _sharded_hf(root):
@@ -181,7 +217,7 @@ def test_cli_rows(scene, busy_port, tmp_path, command):
   # No __pycache__ from the scene's task modules: the scene must stay byte-identical.
   proc = subprocess.run([sys.executable, "-m", "tests.faults.runner", str(spec)], cwd=REPO,
                         env=dict(ENV, PYTHONDONTWRITEBYTECODE="1"), capture_output=True,
-                        text=True, timeout=300)
+                        text=True, timeout=900)  # a bound for a loaded machine
   assert "RESULTS " in proc.stdout, proc.stderr[-3000:]
   results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
   for row, result in zip(rows, results):
@@ -224,6 +260,70 @@ def test_api_rows(scene):
     assert info.value.exit_code == row.code, row.id
     assert row.expect in str(info.value), (row.id, str(info.value))
   assert _tree(scene) == before
+
+
+# The disk fills up after the first checkpoint: every file the process writes from then on is
+# limited to 64 KiB, so TensorStore's write of the next step's arrays fails in the OS (as on a
+# full disk, with EFBIG instead of ENOSPC; SIGXFSZ ignored, so the write returns the error).
+_DISK_FULL = """
+import resource, signal, sys
+from t5tune.train import checkpoints
+real_save = checkpoints.Checkpointer.save
+def save(self, step, **kw):
+  if step > 2:
+    self.manager.wait_until_finished()  # step 2 is on the disk; then the disk is full
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.RLIM_INFINITY))
+  return real_save(self, step, **kw)
+checkpoints.Checkpointer.save = save
+from t5tune import main
+main.run(["t5tune"] + sys.argv[1:])
+"""
+
+
+def test_disk_full_during_checkpoint_save_is_one_line_and_the_rerun_resumes(scene, tmp_path):
+  (row,) = matrix.DISKS
+  argv = [a.format(scene=tmp_path, repo=REPO) for a in row.argv]
+  env = dict(ENV, JAX_NUM_CPU_DEVICES="1", T5TUNE_ALLOCATOR="system")
+  full = subprocess.run([sys.executable, "-c", _DISK_FULL] + argv, cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  first = _first_line(full.stderr)
+  assert full.returncode == row.code, full.stderr[-3000:]
+  assert first.startswith("t5tune train: error: ") and row.expect in first, full.stderr[-3000:]
+  assert "File too large" in first and str(tmp_path / "full" / "checkpoints") in first
+  assert "resumes from step 2, which is intact" in first
+  assert "Traceback" not in full.stderr
+  ckpt = tmp_path / "full" / "checkpoints"
+  assert sorted(os.listdir(ckpt)) == ["2"]  # no partial step left behind
+  assert model_dir.verify_checksums(str(ckpt / "2"))
+  before = _tree(ckpt / "2")
+  rerun = subprocess.run([sys.executable, "-m", "t5tune"] + argv, cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert json.loads(rerun.stdout.strip().splitlines()[-1])["step"] == 4
+  assert sorted(os.listdir(ckpt)) == ["2", "4"]
+  assert _tree(ckpt / "2") == before  # the resumed run read step 2, and left it as it was
+  steps = [json.loads(l)["step"] for l in (tmp_path / "full" / "metrics.jsonl").open()]
+  assert steps == sorted(set(steps)) and steps[-1] == 4
+
+
+def test_out_of_space_is_told_from_other_write_errors():
+  import errno as errno_lib
+  assert errors.out_of_space(OSError(errno_lib.ENOSPC, "No space left on device")) == 28
+  wrapped = ValueError("Error writing ...: Failed to write 4 bytes: No space left on device"
+                       " [os_error_code='28']")
+  assert errors.out_of_space(wrapped) == 28
+  tf_style = RuntimeError("/ck/4.orbax-checkpoint-tmp/data/x.tempstate1; File too large [Op:SaveV2]")
+  assert errors.out_of_space(tf_style) == errno_lib.EFBIG
+  try:
+    try:
+      raise OSError(errno_lib.EDQUOT, "Disk quota exceeded")
+    except OSError as e:
+      raise RuntimeError("orbax: save failed") from e
+  except RuntimeError as e:
+    assert errors.out_of_space(e) == errno_lib.EDQUOT
+  assert errors.out_of_space(OSError(errno_lib.EACCES, "Permission denied")) is None
+  assert errors.out_of_space(ValueError("[os_error_code='13']")) is None
 
 
 def test_kill_during_convert_leaves_old_or_new_complete(scene, tmp_path):
@@ -321,6 +421,8 @@ def test_readme_troubleshooting_is_the_matrix():
 
 def test_enough_rows():
   assert len(matrix.ROWS) >= 30 and len({r.id for r in matrix.ROWS}) == len(matrix.ROWS)
+  assert len(matrix.TRIED) >= 20  # issue 23: at least 20 more found by trying
+  assert all(r in matrix.CLI for r in matrix.TRIED)  # each run by test_cli_rows
 
 
 def test_show_config_describes_every_key_and_help_lists_flags():

@@ -56,3 +56,16 @@ def test_check_port_refuses_range_and_a_port_in_use():
     with pytest.raises(errors.UsageError, match=f"port {port} on 127.0.0.1 is already in use"):
       server.check_port("127.0.0.1", port)
   server.check_port("127.0.0.1", port)  # free again once the other listener is gone
+
+
+def test_default_shapes_are_the_engines_few_and_keep_the_limits():
+  """`serve`'s flag defaults are engine.Buckets' (written twice so that --help stays fast)."""
+  from t5tune.cli import serve as serve_cli
+  from t5tune.serve import engine
+  buckets = engine.Buckets()
+  for flag in (serve_cli._BATCH_SIZES, serve_cli._INPUT_LENGTHS, serve_cli._DECODE_LENGTHS):
+    assert tuple(int(v) for v in flag.default) == getattr(buckets, flag.name), flag.name
+  # Few enough to be ready in about a minute for a small model on a CPU (README: Serving),
+  # with the limits the README states: 512-token prompts, 128 new tokens.
+  assert len(buckets.shapes()) <= 8
+  assert max(buckets.input_lengths) == 512 and max(buckets.decode_lengths) == 128

@@ -1,0 +1,209 @@
+"""The README's snippets run as written (issue 23, acceptance 4).
+
+Every fenced block of README.md has an info string: `python` (run), `sh`
+(its `t5tune ...` lines run), `console` (`$ t5tune ...` lines run, the lines
+after them must appear in the output, `...` elides) or `text` (not code: a
+synopsis, a format, a layout). A `python`, `sh` or `console` block that cannot
+run offline in bounded time says so on the line before its fence:
+
+    <!-- readme-test: skip REASON -->
+
+and a command that runs as written but for a bounded length says what the test
+appends to it:
+
+    <!-- readme-test: append ARGS -->
+
+The test fails on a block without an info string, on a skip without a reason,
+and on any unmarked runnable block that did not run and pass. The files a
+snippet assumes the user has (data/train.jsonl, my_text/*.txt) are written by
+the test into a scratch directory where the snippets run; `configs/` is linked
+there so that the README's relative paths work.
+"""
+import dataclasses
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+KINDS = ("python", "sh", "console", "text")
+MARK = re.compile(r"<!--\s*readme-test:\s*(skip|append)\b\s*(.*?)\s*-->")
+ENV = {k: v for k, v in dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
+                               JAX_NUM_CPU_DEVICES="8").items()
+       if k not in ("T5TUNE_VERBOSE",)}
+
+
+@dataclasses.dataclass
+class Block:
+  line: int  # 1-based line of the opening fence
+  kind: str
+  text: str
+  skip: str | None = None  # the reason, when marked
+  append: str = ""
+
+
+def blocks(path=README):
+  """Every fenced block of the README with its info string and its marker."""
+  with open(path) as f:
+    lines = f.read().splitlines()
+  out, i = [], 0
+  while i < len(lines):
+    if lines[i].startswith("```"):
+      kind = lines[i][3:].strip()
+      start, body = i, []
+      i += 1
+      while not lines[i].startswith("```"):
+        body.append(lines[i])
+        i += 1
+      block = Block(start + 1, kind, "\n".join(body))
+      mark = MARK.search(lines[start - 1]) if start else None
+      if mark and mark.group(1) == "skip":
+        block.skip = mark.group(2)
+      elif mark:
+        block.append = mark.group(2)
+      out.append(block)
+    i += 1
+  return out
+
+
+def commands(block):
+  """The `t5tune ...` command lines of an sh block, continuation lines joined, comments cut."""
+  joined = re.sub(r"\\\n\s*", " ", block.text)
+  out = []
+  for line in joined.splitlines():
+    line = line.strip()
+    if line.startswith("t5tune "):
+      argv = shlex.split(line, comments=True)
+      out.append(argv[1:] + shlex.split(block.append))
+  return out
+
+
+def console(block):
+  """[(argv, expected output lines)] of a console block."""
+  out = []
+  for line in block.text.splitlines():
+    if line.startswith("$ t5tune "):
+      out.append((shlex.split(line[2:])[1:], []))
+    elif line.strip() and line.strip() != "...":
+      out[-1][1].append(line)
+  return out
+
+
+def _scratch(tmp_path):
+  """The directory the snippets run in, with the files they assume the user has."""
+  os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")
+  (tmp_path / "data").mkdir()
+  rows = [{"question": f"Is {i} even?", "options": ["yes", "no"],
+           "answer": "yes" if i % 2 == 0 else "no"} for i in range(12)]
+  (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  (tmp_path / "raw").mkdir()
+  for name in ("train.jsonl", "dev.jsonl"):
+    (tmp_path / "raw" / name).write_text((tmp_path / "data" / "train.jsonl").read_text())
+  (tmp_path / "my_text").mkdir()
+  (tmp_path / "my_text" / "a.txt").write_text(
+      "".join(f"Document {i} says the river runs past the old mill to the sea.\n"
+              for i in range(20)))
+
+
+# A snippet whose first line is `# NAME.py` is a module file: written there, then imported as
+# the commands' --module would; any other runs as a script in a fresh namespace.
+_PYTHON_DRIVER = r"""
+import importlib, json, os, re, sys, traceback
+sys.path.insert(0, os.getcwd())
+results = []
+for i, (line, code) in enumerate(json.load(open(sys.argv[1]))):
+  try:
+    module = re.match(r"# ([\w/]+)\.py\b", code)
+    if module:
+      os.makedirs(os.path.dirname(module.group(1)) or ".", exist_ok=True)
+      with open(module.group(1) + ".py", "w") as f:
+        f.write(code)
+      importlib.import_module(module.group(1).replace("/", "."))
+    else:
+      exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"readme_{i}"})
+    results.append(None)
+  except BaseException:
+    results.append(traceback.format_exc())
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def _t5tune(argv, cwd, timeout=300):
+  return subprocess.run([sys.executable, "-m", "t5tune"] + argv, cwd=cwd, env=ENV,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_block_is_classified():
+  found = blocks()
+  assert found, "no fenced blocks found in README.md"
+  for block in found:
+    assert block.kind in KINDS, (
+        f"README.md:{block.line}: give the fence an info string, one of {KINDS}")
+    if block.skip is not None:
+      assert block.kind != "text", f"README.md:{block.line}: a text block is never run"
+      assert len(block.skip) > 10, f"README.md:{block.line}: a skip needs its reason"
+    elif block.kind == "sh":
+      assert commands(block), (f"README.md:{block.line}: an sh block runs `t5tune ...` lines;"
+                               " mark it skip with the reason, or make it text")
+
+
+def test_readme_snippets_run(tmp_path):
+  _scratch(tmp_path)
+  runnable = [b for b in blocks() if b.kind != "text" and b.skip is None]
+  ran = set()
+  # The training commands go first, in the background: they are the slow part, and later
+  # blocks may read the workdir they leave (the one tiny trained workdir of this module).
+  sh = [b for b in runnable if b.kind == "sh"]
+  train = [(b, argv) for b in sh for argv in commands(b) if argv[0] == "train"]
+  background = [(b, argv, subprocess.Popen(
+      [sys.executable, "-m", "t5tune"] + argv, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)) for b, argv in train]
+
+  python = [b for b in runnable if b.kind == "python"]
+  (tmp_path / "snippets.json").write_text(json.dumps([(b.line, b.text) for b in python]))
+  proc = subprocess.run([sys.executable, "-c", _PYTHON_DRIVER, "snippets.json"], cwd=tmp_path,
+                        env=ENV, capture_output=True, text=True, timeout=300)
+  assert "RESULTS " in proc.stdout, proc.stderr[-3000:]
+  for block, error in zip(python, json.loads(proc.stdout.split("RESULTS ", 1)[1])):
+    assert error is None, f"README.md:{block.line} does not run as written:\n{error}"
+    ran.add(block.line)
+
+  for block in sh:
+    for argv in commands(block):
+      if argv[0] != "train":
+        result = _t5tune(argv, tmp_path)
+        assert result.returncode == 0, (block.line, argv, result.stderr[-3000:])
+    if all(argv[0] != "train" for argv in commands(block)):
+      ran.add(block.line)
+  for block in (b for b in runnable if b.kind == "console"):
+    for argv, expected in console(block):
+      result = _t5tune(argv, tmp_path)
+      output = (result.stdout + result.stderr).splitlines()
+      for line in expected:
+        assert line in output, (f"README.md:{block.line}: `t5tune {' '.join(argv)}` did not"
+                                f" print {line!r}", (result.stdout + result.stderr)[-3000:])
+    ran.add(block.line)
+
+  for block, argv, p in background:
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, (block.line, argv, err[-3000:])
+    ran.add(block.line)
+  missing = [b.line for b in runnable if b.line not in ran]
+  assert not missing, f"README blocks at lines {missing} were neither run nor marked skip"
+  assert commands(next(b for b, _, _ in background)), "the README trains nothing"
+
+
+def test_markers_parse(tmp_path):
+  readme = tmp_path / "R.md"
+  readme.write_text("a\n<!-- readme-test: skip needs the network -->\n```sh\nt5tune x \\\n"
+                    "  --a=1  # note\n```\n<!-- readme-test: append --b=2 -->\n```sh\n"
+                    "t5tune y\n```\n```\nbare\n```\n")
+  found = blocks(str(readme))
+  assert [b.kind for b in found] == ["sh", "sh", ""]
+  assert found[0].skip == "needs the network" and commands(found[0]) == [["x", "--a=1"]]
+  assert commands(found[1]) == [["y", "--b=2"]]
