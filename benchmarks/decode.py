@@ -135,15 +135,8 @@ def main():
   parser.add_argument("--flush", type=int, default=1)
   parser.add_argument("--dir")
   args = parser.parse_args()
-  if args.side == "prepare":
-    return harness.report(prepare_side(args))
-  if args.side == "torch":
-    import torch  # first, so that every thread torch creates inherits the mode
-    # set_flush_denormal returns False where the CPU cannot flush (then say so).
-    args.flushing = bool(torch.set_flush_denormal(bool(args.flush))) and bool(args.flush)
-    return harness.report(torch_side(args, torch))
-  if args.side == "t5tune":
-    return harness.report(t5tune_side(args))
+  if harness.dispatch(args, {"prepare": prepare_side, "t5tune": t5tune_side, "torch": torch_side}):
+    return
 
   import numpy as np
   script = os.path.abspath(__file__)

@@ -132,14 +132,8 @@ def main():
   parser.add_argument("--flush", type=int, default=1)
   parser.add_argument("--dir")
   args = parser.parse_args()
-  if args.side == "prepare":
-    return harness.report(decode.prepare_side(args))
-  if args.side == "torch":
-    import torch  # first, so that every thread torch creates inherits the mode
-    args.flushing = bool(torch.set_flush_denormal(bool(args.flush))) and bool(args.flush)
-    return harness.report(torch_side(args, torch))
-  if args.side == "t5tune":
-    return harness.report(t5tune_side(args))
+  if harness.dispatch(args, {"prepare": decode.prepare_side, "t5tune": t5tune_side, "torch": torch_side}):
+    return
 
   import numpy as np
   script = os.path.abspath(__file__)

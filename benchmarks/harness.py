@@ -42,6 +42,22 @@ def run_side(script: str, args: list[str], timeout: float = 1800) -> dict:
   return json.loads(lines[-1][len(RESULT):])
 
 
+def dispatch(args, sides: dict) -> bool:
+  """Runs the side `args.side` names, if any (True then): `sides` maps "prepare", "t5tune"
+  and "torch" to functions of `args` (torch's also gets the module, imported first so every
+  thread it creates inherits the flush-denormal mode `args.flush` asks for)."""
+  if not args.side:
+    return False
+  if args.side == "torch":
+    import torch  # pylint: disable=g-import-not-at-top
+    # set_flush_denormal returns False where the CPU cannot flush (then say so).
+    args.flushing = bool(torch.set_flush_denormal(bool(args.flush))) and bool(args.flush)
+    report(sides["torch"](args, torch))
+  else:
+    report(sides[args.side](args))
+  return True
+
+
 def cpu_model() -> str:
   try:
     with open("/proc/cpuinfo") as f:
