@@ -104,6 +104,8 @@ class FewShot:
   Exemplars are drawn deterministically (task, example key, seed) from the
   task's train split, never the query itself. With `max_tokens`, exemplars are
   dropped (last drawn first) until the rendered inputs fit the budget.
+  k=0 renders no exemplars: a `register_variants` template whose "fsK"
+  variants set k (the "" variant stays zero-shot).
   """
   k: int
   example_separator: str = "\n\n"
@@ -111,9 +113,9 @@ class FewShot:
   max_tokens: int | None = None
 
   def __post_init__(self):
-    if not isinstance(self.k, int) or self.k < 1:
+    if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 0:
       raise errors.UsageError(f"FewShot(k={self.k!r}): k is the number of exemplars",
-                              where="few_shot=", fix="give k >= 1 (no few_shot= for zero-shot)")
+                              where="few_shot=", fix="give k >= 0 (0: zero-shot)")
     if self.max_tokens is not None and self.max_tokens < 1:
       raise errors.UsageError(f"FewShot(max_tokens={self.max_tokens!r}) must be positive",
                               where="few_shot=", fix="give a token budget >= 1, or None")

@@ -384,7 +384,7 @@ TRIED = [
         ("data", "report", "fx_noopts", "--module=fx_noopts", "--output={scene}/rep"), 2,
         "uses {options_} but the task has no 'options' field", "add the field or drop it"),
     Row("data-fewshot", "data", "FewShot(k=-1) (was accepted)",
-        ("data", "list", "--module=fx_fewshot"), 2, "FewShot(k=-1)", "k >= 1"),
+        ("data", "list", "--module=fx_fewshot"), 2, "FewShot(k=-1)", "k >= 0"),
     Row("data-vocab-missing", "data", "vocabulary= file missing",
         ("data", "list", "--module=fx_vocabmissing"), 2, "no such SentencePiece model file",
         "'byte' or a T5 spiece .model"),
