@@ -210,7 +210,15 @@ def test_greedy_completions_equal_generate_token_for_token(ready, model):
     lp = choice["logprobs"]
     assert choice["finish_reason"] in ("stop", "length")
     # Keys are token strings: byte tokens that are not UTF-8 on their own all read "".
-    assert 1 <= len(lp["top_logprobs"][0]) <= 2 and len(lp["tokens"]) == len(lp["token_logprobs"])
+    # Two alternatives asked; fewer keys only when both read "" (non-UTF-8 bytes).
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"])
+    for token, logprob, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+      assert len(top) == 2 or (len(top) == 1 and token == ""), top
+      # Greedy: the chosen token is among the alternatives and is the most likely one
+      # (when two read "", the key holds one of them: at most the chosen one's).
+      assert token in top and max(top.values()) <= logprob + 1e-6, (token, top)
+      if len(top) == 2:
+        assert max(top.values()) == pytest.approx(logprob, abs=1e-6), (token, top)
     if choice["finish_reason"] == "length":  # no EOS: the summed logprobs are generate's score
       np.testing.assert_allclose(sum(lp["token_logprobs"]), score, rtol=1e-4)
   assert body["object"] == "text_completion" and body["model"] == "tiny"
