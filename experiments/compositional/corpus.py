@@ -111,18 +111,31 @@ def get_vocabulary(path: str):
   return data.get_vocabulary(path, extra_ids=EXTRA_IDS)
 
 
-def register(vocabulary: str, seed: int = 0) -> str:
-  """Registers (once) span corruption on the corpus; returns the seqio task name."""
+def register(vocabulary: str, seed: int = 0, objective: str = "span_corruption") -> str:
+  """Registers (once) `objective` on the corpus; returns the seqio task name.
+
+  `objective`: "span_corruption" (T5's, mean span 3) or "prefix_lm" (a chunk
+  split at a random point: inputs the prefix, targets the rest, the shape of
+  stage B's instruction -> answer).
+  """
   import seqio  # pylint: disable=g-import-not-at-top
   from t5tune import data  # pylint: disable=g-import-not-at-top
   from experiments.flan_mini import corpus as flan_corpus  # pylint: disable=g-import-not-at-top
-  name = f"compositional_corpus_s{seed}_{flan_corpus.vocabulary_tag(vocabulary)}"
+  objectives = {"span_corruption": lambda: data.SpanCorruption(mean_noise_span_length=3.0),
+                "prefix_lm": data.PrefixLM}
+  suffix = "" if objective == "span_corruption" else f"_{objective}"
+  name = f"compositional_corpus{suffix}_s{seed}_{flan_corpus.vocabulary_tag(vocabulary)}"
   if name in seqio.TaskRegistry.names():
     return name
   validation = [_demo(lexicon.rng("corpus-validation", seed, i)) for i in range(100)]
   data.register_pretraining_task(
       name, source={"train": [{"text": d} for d in documents(seed)],
                     "validation": [{"text": d} for d in validation]},
-      objective=data.SpanCorruption(mean_noise_span_length=3.0),
+      objective=objectives[objective](),
       vocabulary=get_vocabulary(vocabulary), metadata={"corpus_seed": seed})
   return name
+
+
+def register_prefix_lm(vocabulary: str, seed: int = 0) -> str:
+  """`register` with the prefix-LM objective (a `pretrain.task_fn`)."""
+  return register(vocabulary, seed, objective="prefix_lm")
