@@ -124,3 +124,21 @@ def test_a_circle_hidden_in_a_function_is_found(tmp_path):
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_module_parses(package):
   assert any(n.startswith(package + ".") for n in _modules())
+
+
+def test_the_server_and_prompt_templates_do_not_import_tensorflow():
+  # t5tune.data imports its submodules when first used: serving a model (and its
+  # prompt templates) starts without seqio's TensorFlow; registering a task imports it.
+  import subprocess
+  import sys
+  code = ("import sys\n"
+          "import t5tune.serve.server, t5tune.cli.serve\n"
+          "from t5tune.data import templates\n"
+          "from t5tune import data\n"
+          "assert data.Template is templates.Template\n"
+          "assert 'tensorflow' not in sys.modules and 'seqio' not in sys.modules, 'imported'\n"
+          "data.register_task\n"
+          "assert 'seqio' in sys.modules\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]

@@ -62,10 +62,13 @@ def main_(path):
     # The heavy imports, once, before forking. (ml_collections' config flags read
     # sys.argv when they are defined, so those commands are imported per case.)
     importlib.import_module(main.COMMANDS[command])
-  if command in ("data", "evaluate", "train", "predict"):
-    importlib.import_module("t5tune.data")  # seqio + TensorFlow
-  if command in ("convert", "evaluate", "train", "predict"):
+  if command in ("data", "evaluate", "train", "predict", "serve"):
+    importlib.import_module("t5tune.data.tasks")  # seqio + TensorFlow
+  if command in ("convert", "evaluate", "train", "predict", "serve"):
     importlib.import_module("t5tune.convert.loading")  # jax, flax, orbax
+  if command == "serve":  # what serve's main imports once its flags are checked
+    for module in ("t5tune.serve.server", "t5tune.infer.api", "t5tune.sharding"):
+      importlib.import_module(module)
   results = [_forked(c) for c in cases]
   sys.stdout.write("\nRESULTS " + json.dumps(results) + "\n")
 
