@@ -71,7 +71,9 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
   any_run = next(iter(runs.values()))
   for c in CLUSTERS:
     out["majority"][c] = majority(any_run, "held_out", c)
-  for ev in ("held_in", "unseen"):
+  for ev in ("held_in", "unseen", "held_in_val"):
+    if ev not in any_run[0]["evals"]:
+      continue
     s = _arrays(any_run, ev, by_example=True)[0]
     targets = [t for p in any_run[0]["evals"][ev]["tasks"].values() for t in p["targets"]]
     out["majority"][ev] = 100.0 * max(targets.count(t) for t in set(targets)) / len(targets)
@@ -81,8 +83,9 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
     row["held_out"] = score(seed_evals, "held_out")
     row["held_in"] = score(seed_evals, "held_in", by_example=True)
     row["unseen"] = score(seed_evals, "unseen", by_example=True)
-    if "held_in_id" in seed_evals[0]["evals"]:
-      row["held_in_id"] = score(seed_evals, "held_in_id", by_example=True)
+    for ev in ("held_in_id", "held_in_val"):
+      if all(ev in e["evals"] for e in seed_evals):
+        row[ev] = score(seed_evals, ev, by_example=True)
     out["scores"][name] = row
   counts = sorted({r[0]["tasks"] for r in runs.values() if r[0].get("style")})
   if counts:
@@ -158,13 +161,18 @@ def verdicts(summary: dict) -> list[str]:
 
 
 def tables(summary: dict) -> str:
-  head = ["run", "held-in", "unseen wording"] + CLUSTERS + ["held-out mean"]
+  # The held-in validation column (what settings are chosen on) where every run has it.
+  val = all("held_in_val" in row for row in summary["scores"].values())
+  head = (["run"] + (["held-in val"] if val else []) + ["held-in", "unseen wording"] + CLUSTERS
+          + ["held-out mean"])
   m = summary["majority"]
-  rows = [["majority class", f"{m['held_in']:.1f}", f"{m['unseen']:.1f}"]
+  rows = [["majority class"] + ([f"{m['held_in_val']:.1f}"] if val else [])
+          + [f"{m['held_in']:.1f}", f"{m['unseen']:.1f}"]
           + [f"{m[c]:.1f}" for c in CLUSTERS] + [f"{np.mean([m[c] for c in CLUSTERS]):.1f}"]]
   for name, row in summary["scores"].items():
-    rows.append([title(name, summary["from_stage_a"].get(name, True)), _cell(row["held_in"]),
-                 _cell(row["unseen"])]
+    rows.append([title(name, summary["from_stage_a"].get(name, True))]
+                + ([_cell(row["held_in_val"])] if val else [])
+                + [_cell(row["held_in"]), _cell(row["unseen"])]
                 + [_cell(row[c]) for c in CLUSTERS] + [_cell(row["held_out"])])
   parts = [_table(head, rows)]
   if summary["differences"]:

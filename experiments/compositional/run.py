@@ -39,6 +39,8 @@ EVALS = {
     "held_out": {c: f"held_out/{c}" for c in collection.HELD_OUT},
     "held_in": {"generated": "held_in", "yes/no": "held_in_yesno"},
     "unseen": {"generated": "unseen", "yes/no": "unseen_yesno"},
+    # Validation records of the training tasks: settings are chosen on these.
+    "held_in_val": {"generated": "held_in_val", "yes/no": "held_in_val_yesno"},
 }
 
 
@@ -78,15 +80,22 @@ def resolve_vocabulary(config):
   return c
 
 
-def evaluate(model, f, style: str | None) -> dict:
-  """{evaluation: {"tasks": {part: metrics}}} on every set of EVALS (and the TaskID run's own format)."""
-  from experiments.compositional import tasks  # pylint: disable=g-import-not-at-top
-  from experiments.flan_mini import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+def evaluations(style: str | None) -> dict[str, dict[str, str]]:
+  """EVALS, and for the TaskID run its own format."""
   evals = dict(EVALS)
   if style == "task_id":
     evals["held_in_id"] = {"generated": "held_in", "yes/no": "held_in_yesno"}
+  return evals
+
+
+def evaluate(model, f, style: str | None, only=None) -> dict:
+  """{evaluation: {"tasks": {part: metrics}}} on every set of `evaluations` (or those in `only`)."""
+  from experiments.compositional import tasks  # pylint: disable=g-import-not-at-top
+  from experiments.flan_mini import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   out = {}
-  for ev, parts in evals.items():
+  for ev, parts in evaluations(style).items():
+    if only is not None and ev not in only:
+      continue
     out[ev] = {"tasks": {}}
     for part, set_name in parts.items():
       name = tasks.eval_task(set_name, f.seed, f.vocabulary,
@@ -106,9 +115,7 @@ def train_and_evaluate(config, name: str, style: str | None, n: int, run_dir: st
   f = config.compositional
   eval_path = os.path.join(run_dir, "eval.json")
   if os.path.exists(eval_path):
-    with open(eval_path) as fh:
-      print(f"[{name}] already done: {eval_path}", flush=True)
-      return json.load(fh)
+    return _completed(name, style, run_dir, init_from, f)
   out = {"run": name, "style": style, "tasks": n, "seed": config.train.seed,
          "init_from": init_from or ""}
   start = time.time()
@@ -137,6 +144,30 @@ def train_and_evaluate(config, name: str, style: str | None, n: int, run_dir: st
   os.makedirs(run_dir, exist_ok=True)
   atomic.write_text(eval_path, json.dumps(out, indent=1))
   print(f"[{name}] train {out['train_seconds']:.0f} s, eval {out['eval_seconds']:.0f} s", flush=True)
+  return out
+
+
+def _completed(name: str, style: str | None, run_dir: str, init_from: str | None, f) -> dict:
+  """A run done before: its eval.json, with evaluations added since then scored on its final model."""
+  from t5tune.convert import loading  # pylint: disable=g-import-not-at-top
+  eval_path = os.path.join(run_dir, "eval.json")
+  with open(eval_path) as fh:
+    out = json.load(fh)
+  missing = [ev for ev in evaluations(style) if ev not in out["evals"]]
+  if not missing:
+    print(f"[{name}] already done: {eval_path}", flush=True)
+    return out
+  ckpts = os.path.join(run_dir, "checkpoints")
+  steps = sorted(int(d) for d in os.listdir(ckpts) if d.isdigit()) if os.path.isdir(ckpts) else []
+  model_path = init_from if style is None else (os.path.join(ckpts, str(steps[-1])) if steps
+                                                else None)
+  if not model_path:
+    print(f"[{name}] done, but no checkpoint to score {missing} on: {eval_path}", flush=True)
+    return out
+  start = time.time()
+  out["evals"].update(evaluate(loading.load_model(model_path), f, style, only=missing))
+  atomic.write_text(eval_path, json.dumps(out, indent=1))
+  print(f"[{name}] added {missing} from {model_path} in {time.time() - start:.0f} s", flush=True)
   return out
 
 

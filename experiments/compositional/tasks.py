@@ -18,6 +18,7 @@ decoding) and the yes / no part (rank classification, `t5tune.infer.judging`):
 
   held_out/CLUSTER          test records of a held-out cluster
   held_in, held_in_yesno    test records of the training tasks
+  held_in_val, held_in_val_yesno   their validation records (what settings are chosen on)
   unseen, unseen_yesno      the same tasks, one primitive in its unseen wording
   held_in_id                held-in test records with the task id instead (the TaskID run's own format)
 """
@@ -100,14 +101,15 @@ def training_task(style: str, n: int | None, seed: int, vocabulary: str,
 
 
 def eval_sets(seed: int = 0) -> dict[str, list[dict]]:
-  """{set name: test records}: the held-out clusters, held-in and unseen wordings, split by method."""
+  """{set name: records}: the held-out clusters, held-in (test and validation) and unseen wordings, split by method."""
   out = {}
   for cluster in collection.HELD_OUT:
     out[f"held_out/{cluster}"] = [r for t in collection.held_out_tasks(cluster)
                                   for r in collection.records(t, "test", seed)]
-  for name, unseen in (("held_in", False), ("unseen", True)):
+  for name, split, unseen in (("held_in", "test", False), ("unseen", "test", True),
+                              ("held_in_val", "validation", False)):
     recs = [r for t in collection.training_tasks()
-            for r in collection.records(t, "test", seed, unseen=unseen)]
+            for r in collection.records(t, split, seed, unseen=unseen)]
     out[name] = [r for r in recs if not r["options"]]
     out[f"{name}_yesno"] = [r for r in recs if r["options"]]
   return out

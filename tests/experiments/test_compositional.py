@@ -212,3 +212,32 @@ def test_report_verdicts_follow_the_intervals():
   assert any("held-in" in l and "-> met" in l for l in lines)
   assert s["curve"]["instructions"]["slope_per_doubling"]["verdict"] == "helped"
   assert abs(s["majority"]["held_in"] - 100 * 14 / 40) < 1e-9
+
+
+def test_a_done_run_gets_evaluations_added_since_from_its_final_checkpoint(tmp_path, monkeypatch):
+  import json
+  from experiments.compositional import run
+  from t5tune.convert import loading
+  run_dir = tmp_path / "instructions_n6"
+  (run_dir / "checkpoints" / "500").mkdir(parents=True)
+  (run_dir / "checkpoints" / "1000").mkdir()
+  old = {"run": "instructions_n6", "evals": {ev: {"tasks": {}} for ev in run.EVALS
+                                               if ev != "held_in_val"}}
+  (run_dir / "eval.json").write_text(json.dumps(old))
+  calls = []
+  monkeypatch.setattr(loading, "load_model", lambda path: f"model@{path}")
+  monkeypatch.setattr(run, "evaluate", lambda model, f, style, only=None: calls.append(
+      (model, style, only)) or {ev: {"tasks": {"generated": {"scores": [1.0]}}} for ev in only})
+  out = run._completed("instructions_n6", "instructions", str(run_dir), None, None)  # pylint: disable=protected-access
+  # Only the missing evaluation, on the latest checkpoint; the old ones are kept as they were.
+  assert calls == [(f"model@{run_dir / 'checkpoints' / '1000'}", "instructions", ["held_in_val"])]
+  assert out["evals"]["held_in_val"]["tasks"]["generated"]["scores"] == [1.0]
+  assert json.loads((run_dir / "eval.json").read_text()) == out
+  assert set(out["evals"]) == set(run.EVALS)
+  # Complete now: nothing is scored again. P (no style) is scored on stage A's model.
+  run._completed("instructions_n6", "instructions", str(run_dir), None, None)  # pylint: disable=protected-access
+  assert len(calls) == 1
+  (tmp_path / "p").mkdir()
+  (tmp_path / "p" / "eval.json").write_text(json.dumps(old))
+  run._completed("pretrained", None, str(tmp_path / "p"), "/stage_a/model", None)  # pylint: disable=protected-access
+  assert calls[-1] == ("model@/stage_a/model", None, ["held_in_val"])
