@@ -17,6 +17,7 @@ printed as a footnote for the main cells. Each side is a fresh process
 warm-up steps, and every raw time is printed. Compile time is separate.
 """
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -44,11 +45,11 @@ def model_config(name: str):
   return model_config_lib.preset(name, dropout_rate=0.0)
 
 
-def t5tune_side(args):
+@contextlib.contextmanager
+def t5tune_step(args):
+  """Yields (run, compiled step, model config, compile seconds): the trainer's jitted step on one device."""
   import jax
-  import flax
   from t5tune import sharding
-  from t5tune.models import info
   from t5tune.train import experiment
   from t5tune.train import synthetic
   from t5tune.train import trainer
@@ -82,17 +83,28 @@ def t5tune_side(args):
     def run():
       holder["state"], m = step(holder["state"], batch)
       m["loss"].block_until_ready()
+    try:
+      yield run, step, cfg, compile_s
+    finally:
+      tr.checkpointer.close()
+
+
+def t5tune_side(args):
+  import jax
+  import flax
+  from t5tune.models import info
+  with t5tune_step(args) as (run, _, cfg, compile_s):
     for _ in range(2):
       run()
     median, times = harness.median_seconds(run, args.repeats)
-    tr.checkpointer.close()
   return {"median_s": median, "times_s": times, "compile_s": compile_s,
           "flops": info.train_flops(cfg, args.inputs, args.targets) * args.batch,
           "versions": f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()}"
                       f" device(s)), flax {flax.__version__}"}
 
 
-def torch_side(args, torch):
+def torch_step(args, torch):
+  """(run, model): one AdamW step of transformers' T5 on random tokens."""
   import transformers
   cfg = model_config(args.model)
   torch.manual_seed(0)
@@ -111,6 +123,12 @@ def torch_side(args, torch):
     opt.zero_grad(set_to_none=True)
     model(input_ids=enc, labels=labels).loss.backward()
     opt.step()
+  return run, model
+
+
+def torch_side(args, torch):
+  import transformers
+  run, _ = torch_step(args, torch)
   for _ in range(2):
     run()
   median, times = harness.median_seconds(run, args.repeats)
