@@ -6,7 +6,7 @@ The three-line API (attributes load lazily so `import t5tune` stays cheap):
     logits = model(encoder_input_tokens, decoder_input_tokens)   # [batch, target_len, vocab]
     tokens = t5tune.greedy_decode(model, encoder_input_tokens, max_decode_len)
 """
-import importlib
+from t5tune import lazy as _lazy
 
 __version__ = "0.1.0"
 
@@ -20,12 +20,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-  if name in _LAZY:
-    module, attr = _LAZY[name]
-    return getattr(importlib.import_module(module), attr)
-  raise AttributeError(f"module 't5tune' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY)

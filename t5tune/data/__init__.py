@@ -19,47 +19,32 @@ first used (PEP 562), so `from t5tune.data import templates` (the server's
 prompt templates) does not import seqio and TensorFlow (3 s idle, 6 s of CPU
 under load); `data.register_task` and the other seqio-backed names do.
 """
-import importlib
+from t5tune import lazy as _lazy
 
 _SUBMODULES = ("cleaning", "formats", "instruction_source", "lengths", "mixtures", "pipeline",
                "pretraining", "sources", "tasks", "templates", "vocab", "collections")
 
-# Public name -> (submodule, attribute).
+# Public name -> (module, attribute).
 _NAMES = {
-    "Template": ("templates", "Template"),
-    "FewShot": ("templates", "FewShot"),
-    "OptionsStyle": ("templates", "OptionsStyle"),
-    "ZERO_SHOT_OPTIONS": ("templates", "ZERO_SHOT_OPTIONS"),
-    "ZERO_SHOT": ("templates", "ZERO_SHOT"),
-    "COT": ("templates", "COT"),
-    "INVERTED": ("templates", "INVERTED"),
-    "register_task": ("tasks", "register_task"),
-    "register_variants": ("tasks", "register_variants"),
-    "task_names": ("tasks", "task_names"),
-    "register_mixture": ("mixtures", "register_mixture"),
-    "examples_proportional": ("mixtures", "examples_proportional"),
-    "temperature": ("mixtures", "temperature"),
-    "SourceSpec": ("instruction_source", "SourceSpec"),
-    "get_vocabulary": ("vocab", "get_vocabulary"),
-    "register_pretraining_task": ("pretraining", "register_pretraining_task"),
-    "SpanCorruption": ("pretraining", "SpanCorruption"),
-    "PrefixLM": ("pretraining", "PrefixLM"),
+    "Template": ("t5tune.data.templates", "Template"),
+    "FewShot": ("t5tune.data.templates", "FewShot"),
+    "OptionsStyle": ("t5tune.data.templates", "OptionsStyle"),
+    "ZERO_SHOT_OPTIONS": ("t5tune.data.templates", "ZERO_SHOT_OPTIONS"),
+    "ZERO_SHOT": ("t5tune.data.templates", "ZERO_SHOT"),
+    "COT": ("t5tune.data.templates", "COT"),
+    "INVERTED": ("t5tune.data.templates", "INVERTED"),
+    "register_task": ("t5tune.data.tasks", "register_task"),
+    "register_variants": ("t5tune.data.tasks", "register_variants"),
+    "task_names": ("t5tune.data.tasks", "task_names"),
+    "register_mixture": ("t5tune.data.mixtures", "register_mixture"),
+    "examples_proportional": ("t5tune.data.mixtures", "examples_proportional"),
+    "temperature": ("t5tune.data.mixtures", "temperature"),
+    "SourceSpec": ("t5tune.data.instruction_source", "SourceSpec"),
+    "get_vocabulary": ("t5tune.data.vocab", "get_vocabulary"),
+    "register_pretraining_task": ("t5tune.data.pretraining", "register_pretraining_task"),
+    "SpanCorruption": ("t5tune.data.pretraining", "SpanCorruption"),
+    "PrefixLM": ("t5tune.data.pretraining", "PrefixLM"),
 }
 
 __all__ = list(_SUBMODULES) + list(_NAMES)
-
-
-def __getattr__(name):
-  if name in _NAMES:
-    module, attr = _NAMES[name]
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
-  elif name in _SUBMODULES:
-    value = importlib.import_module(f"{__name__}.{name}")
-  else:
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  globals()[name] = value
-  return value
-
-
-def __dir__():
-  return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.attach(__name__, _NAMES, _SUBMODULES)
