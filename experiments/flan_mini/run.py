@@ -109,7 +109,9 @@ def stage_a_dir(config, f=None) -> str:
   """
   import hashlib  # pylint: disable=g-import-not-at-top
   f, t = (f or config.flan_mini), config.train
-  key = json.dumps([f.pretrain.to_dict(), t.model.to_dict(), f.vocabulary, f.seed, t.seed,
+  # Where the cache lives is not part of what shapes the model.
+  pretrain = {k: v for k, v in f.pretrain.to_dict().items() if k != "cache_dir"}
+  key = json.dumps([pretrain, t.model.to_dict(), f.vocabulary, f.seed, t.seed,
                     t.data.batch_size], sort_keys=True, default=str)
   digest = hashlib.sha256(key.encode()).hexdigest()[:10]
   return os.path.abspath(os.path.join(f.pretrain.cache_dir, f"{config.setting}-{digest}"))
