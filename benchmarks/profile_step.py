@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -41,18 +42,24 @@ _LAYOUT_OPS = {"copy", "transpose", "bitcast", "broadcast", "concatenate", "slic
                "dynamic-slice", "dynamic-update-slice", "reshape", "gather", "scatter", "iota"}
 
 
-def xla_category(opcode: str, op_names: str) -> str:
-  """A category from an instruction's opcode and the JAX op names fused into it."""
+def xla_category(opcode: str, op_names: str, shape: str = "", vocab: int = 0) -> str:
+  """A category from an instruction's opcode, the JAX op names fused into it and its shape.
+
+  flax NNX adds no module names to the HLO, so the primitives say what an op
+  is: a vocabulary-sized result (not a dot) is the loss, exp with a max is a
+  softmax, rsqrt is T5's RMS norm.
+  """
   names = op_names.lower()
   if opcode in ("parameter", "constant", "tuple", "get-tuple-element"):
     return "other"
   if opcode in ("dot", "convolution") or "dot_general" in names:
     return "matmul"
-  if "cross_entropy" in names or "log_softmax" in names or "logsumexp" in names:
+  if ("cross_entropy" in names or "log_softmax" in names or "logsumexp" in names
+      or (vocab and re.search(rf"\b{vocab}\b", shape))):
     return "cross-entropy"
-  if "softmax" in names:
+  if "softmax" in names or ("/exp" in names and "reduce_max" in names):
     return "softmax"
-  if "norm" in names:
+  if "norm" in names or "rsqrt" in names:
     return "norm"
   # The optimizer runs outside the differentiated model: no jvp/transpose in its names.
   if names and "jvp(" not in names and "transpose(" not in names and "vjp" not in names:
@@ -81,39 +88,42 @@ def torch_category(name: str) -> str:
   return "other"
 
 
-def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
-  """{instruction name: (opcode, op names of it and of the instructions fused into it)}."""
+def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
+  """{instruction name: (opcode, op names of it and of the instructions fused into it, shape)}."""
   computations, current, own = {}, None, {}
   for line in hlo_text.splitlines():
     head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
     if head:
       current = computations.setdefault(head.group(1), [])
       continue
-    inst = re.match(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*? ([\w\-]+)\(", line)
+    inst = re.match(r"^\s*(?:ROOT )?%?([\w.\-]+) = (.*?) ([\w\-]+)\(", line)
     if not inst or current is None:
       continue
-    name, opcode = inst.groups()
+    name, shape, opcode = inst.groups()
     op_name = re.search(r'op_name="([^"]*)"', line)
     calls = re.search(r"calls=%?([\w.\-]+)", line)
     current.append(op_name.group(1) if op_name else "")
-    own[name] = (opcode, op_name.group(1) if op_name else "", calls.group(1) if calls else None)
+    own[name] = (opcode, op_name.group(1) if op_name else "", calls.group(1) if calls else None,
+                 re.sub(r"\{[^}]*\}", "", shape))
   out = {}
-  for name, (opcode, op_name, calls) in own.items():
+  for name, (opcode, op_name, calls, shape) in own.items():
     fused = computations.get(calls, []) if calls else []
-    out[name] = (opcode, " | ".join(n for n in dict.fromkeys([op_name] + fused) if n))
+    out[name] = (opcode, " | ".join(n for n in dict.fromkeys([op_name] + fused) if n), shape)
   return out
 
 
 def t5tune_profile(args):
   import jax
-  with train_step.t5tune_step(args) as (run, compiled, _, _):
+  with train_step.t5tune_step(args) as (run, compiled, cfg, _):
     for _ in range(2):
       run()
     instructions = hlo_instructions(compiled.as_text())
     with tempfile.TemporaryDirectory() as log_dir:
       with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+        start = time.perf_counter()
         for _ in range(args.steps):
           run()
+        wall_ms = (time.perf_counter() - start) * 1e3 / args.steps
       trace = glob.glob(os.path.join(log_dir, "**", "*.trace.json.gz"), recursive=True)[-1]
       with gzip.open(trace) as f:
         events = json.load(f)
@@ -124,10 +134,11 @@ def t5tune_profile(args):
       per_op[e["name"]] += e.get("dur", 0) / 1e3 / args.steps  # ms per step
   ops = []
   for name, ms in per_op.items():
-    opcode, names = instructions[name]
-    ops.append({"op": name, "ms": ms, "category": xla_category(opcode, names),
-                "what": f"{opcode}: {_short(names)}"})
-  return {"ops": ops, "versions": f"jax {jax.__version__} ({jax.default_backend()})"}
+    opcode, names, shape = instructions[name]
+    ops.append({"op": name, "ms": ms, "category": xla_category(opcode, names, shape, cfg.vocab_size),
+                "what": f"{opcode} {shape}: {_short(names)}"})
+  return {"ops": ops, "wall_ms": wall_ms,
+          "versions": f"jax {jax.__version__} ({jax.default_backend()})"}
 
 
 def torch_profile(args, torch):
@@ -136,12 +147,14 @@ def torch_profile(args, torch):
   for _ in range(2):
     run()
   with profiler.profile(activities=[profiler.ProfilerActivity.CPU]) as prof:
+    start = time.perf_counter()
     for _ in range(args.steps):
       run()
+    wall_ms = (time.perf_counter() - start) * 1e3 / args.steps
   ops = [{"op": e.key, "ms": e.self_cpu_time_total / 1e3 / args.steps,
           "category": torch_category(e.key), "what": e.key}
          for e in prof.key_averages() if e.self_cpu_time_total > 0]
-  return {"ops": ops, "versions": f"torch {torch.__version__} ({torch.get_num_threads()} threads,"
+  return {"ops": ops, "wall_ms": wall_ms, "versions": f"torch {torch.__version__} ({torch.get_num_threads()} threads,"
                                   f" flush_denormal={args.flushing})"}
 
 
@@ -184,6 +197,11 @@ def main():
       ms = totals[n] if c == "total" else cats[n][c]
       cells += [f"{ms:.1f}", f"{100 * ms / totals[n]:.0f}"]
     print(f"| {c} | " + " | ".join(cells) + " |")
+  print("| step wall time, profiled | " + " | ".join(
+      f"{sides[n]['wall_ms']:.1f} | " for n in ("t5tune", "torch")) + " |")
+  print("\nOp times are summed per op (each side's profiler: XLA's thunks, aten's self CPU"
+        " time), so their total differs from the wall time where ops overlap or where a"
+        " profiler leaves time between ops uncounted.")
   for n, title in (("t5tune", "t5tune (XLA instructions)"), ("torch", "PyTorch (aten ops, self time)")):
     print(f"\nTop {args.top} ops, {title}:\n\n| ms | % | category | op |\n|---|---|---|---|")
     for op in sorted(sides[n]["ops"], key=lambda o: -o["ms"])[:args.top]:

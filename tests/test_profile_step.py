@@ -24,12 +24,17 @@ def test_fused_instructions_carry_their_op_names_and_categories():
   assert len(matmuls) >= 2, categories
   assert all("dot_general" in instructions[n][1] or instructions[n][0] == "dot" for n in matmuls)
   assert "cross-entropy" in categories.values()
-  assert all(categories[n] == "other" for n, (op, _) in instructions.items() if op == "parameter")
+  assert all(categories[n] == "other" for n, (op, _, _) in instructions.items() if op == "parameter")
 
 
 def test_categories_of_names_from_both_profilers():
   assert profile_step.xla_category("fusion", "jit(step)/transpose(jvp(T5))/decoder/norm/mul") == "norm"
   assert profile_step.xla_category("fusion", "jit(step)/mul | jit(step)/sqrt") == "optimizer"
+  # flax NNX adds no module names: the primitives and the shape say what an op is.
+  assert profile_step.xla_category("fusion", "jvp()/rsqrt | jvp()/mul") == "norm"
+  assert profile_step.xla_category("fusion", "jvp()/reduce_max | jvp()/exp") == "softmax"
+  assert profile_step.xla_category("fusion", "jvp()/exp", "f32[8,128,32128]", 32128) == "cross-entropy"
+  assert profile_step.xla_category("fusion", "jvp()/exp", "f32[8,128,512]", 32128) != "cross-entropy"
   assert profile_step.xla_category("copy", "jit(step)/jvp(T5)/attention/transpose") == "copy/layout"
   assert profile_step.torch_category("aten::addmm") == "matmul"
   assert profile_step.torch_category("aten::_softmax_backward_data") == "softmax"
