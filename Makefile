@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-knowledge test install clean bench bench-full bench-scan
+.PHONY: demo demo-knowledge test install clean bench bench-full bench-scan bench-profile
 
 # The allocator t5tune preloads (mimalloc from the cmeel-mimalloc wheel that
 # setup.py installs; a system jemalloc where the wheel is absent), for every
@@ -48,6 +48,11 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(ALLOC) $(BIN)/python benchmarks/train_step.py --repeats=3 --full
+
+# Where the largest cell's train-step time goes: each side's own profiler, by
+# category and top ops (benchmarks/profile_step.py; ~2 min on 2 idle cores).
+bench-profile: $(STAMP)
+	$(ALLOC) $(BIN)/python benchmarks/profile_step.py --cell=t5_1_1_small:8:512:128
 
 # Compile and step time of the train step, scanned vs unscanned layers
 # (t5_1_1_base/large/xl compiles from abstract shapes; base step time).
