@@ -11,12 +11,10 @@ from t5tune import lazy as _lazy
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": ("t5tune.convert.loading", "load_model"),
-    "save_model": ("t5tune.convert.loading", "save_model"),
-    "greedy_decode": ("t5tune.infer.decoding", "greedy_decode"),
-    "T5Config": ("t5tune.models.config", "T5Config"),
-    "generate": ("t5tune.infer.api", "generate"),
-    "score": ("t5tune.infer.api", "score"),
+    "t5tune.convert.loading": ("load_model", "save_model"),
+    "t5tune.infer.decoding": ("greedy_decode",),
+    "t5tune.models.config": ("T5Config",),
+    "t5tune.infer.api": ("generate", "score"),
 }
 
 

@@ -3,13 +3,15 @@ import importlib
 import sys
 
 
-def attach(package: str, names: dict[str, tuple[str, str]], submodules=()):
-  """(__getattr__, __dir__) for `package`: `names` maps an attribute to (module, attribute);
-  `submodules` are `package`'s modules reachable as attributes. A value is cached once loaded."""
+def attach(package: str, exports: dict[str, tuple[str, ...]], submodules=()):
+  """(__getattr__, __dir__) for `package`: `exports` maps a module to the names of it that
+  `package` offers; `submodules` are `package`'s modules reachable as attributes. A value is
+  cached once loaded."""
+  names = {name: module for module, attrs in exports.items() for name in attrs}
+
   def __getattr__(name):  # pylint: disable=invalid-name
     if name in names:
-      module, attr = names[name]
-      value = getattr(importlib.import_module(module), attr)
+      value = getattr(importlib.import_module(names[name]), name)
     elif name in submodules:
       value = importlib.import_module(f"{package}.{name}")
     else:

@@ -150,6 +150,7 @@ def train_and_evaluate(config, name: str, style: str | None, n: int, run_dir: st
 def _completed(name: str, style: str | None, run_dir: str, init_from: str | None, f) -> dict:
   """A run done before: its eval.json, with evaluations added since then scored on its final model."""
   from t5tune.convert import loading  # pylint: disable=g-import-not-at-top
+  from t5tune.convert import model_dir  # pylint: disable=g-import-not-at-top
   eval_path = os.path.join(run_dir, "eval.json")
   with open(eval_path) as fh:
     out = json.load(fh)
@@ -157,11 +158,10 @@ def _completed(name: str, style: str | None, run_dir: str, init_from: str | None
   if not missing:
     print(f"[{name}] already done: {eval_path}", flush=True)
     return out
-  ckpts = os.path.join(run_dir, "checkpoints")
-  steps = sorted(int(d) for d in os.listdir(ckpts) if d.isdigit()) if os.path.isdir(ckpts) else []
-  model_path = init_from if style is None else (os.path.join(ckpts, str(steps[-1])) if steps
-                                                else None)
-  if not model_path:
+  model_path, step = init_from, None
+  if style is not None:  # the run's last finalised checkpoint
+    model_path, step = model_dir.resolve_step(os.path.join(run_dir, "checkpoints"))
+  if not model_path or step == 0:
     print(f"[{name}] done, but no checkpoint to score {missing} on: {eval_path}", flush=True)
     return out
   start = time.time()

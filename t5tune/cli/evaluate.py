@@ -34,16 +34,6 @@ _MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that re
 _TRUNCATE = flags.DEFINE_bool("truncate", False, "Cut inputs longer than the config's max_inputs_length (512) instead of refusing the task.", allow_override=True)
 
 
-def resolve_checkpoint(path: str) -> tuple[str, int]:
-  """(model directory, step): a checkpoints/ directory means its latest numbered step."""
-  steps = [int(d) for d in os.listdir(path) if d.isdigit()
-           and os.path.exists(os.path.join(path, d, "config.json"))] if os.path.isdir(path) else []
-  if steps and not os.path.exists(os.path.join(path, "config.json")):
-    return os.path.join(path, str(max(steps))), max(steps)
-  base = os.path.basename(os.path.normpath(path))
-  return path, int(base) if base.isdigit() else 0
-
-
 def evaluation_config(config):
   """The evaluation section of a config, and the modules to import for its tasks.
 
@@ -83,7 +73,8 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
     with config.unlocked():
       config.tasks = tuple(tasks) if tasks else config.tasks
       config.truncate = truncate or config.get("truncate", False)
-  model_dir, step = resolve_checkpoint(checkpoint)
+  from t5tune.convert import model_dir as model_dir_lib
+  model_dir, step = model_dir_lib.resolve_step(checkpoint)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
   mesh = sharding.make_mesh(config.mesh_shape)

@@ -45,6 +45,16 @@ def read_document(path: str) -> dict[str, Any]:
   return data
 
 
+def resolve_step(path: str) -> tuple[str, int]:
+  """(model directory, step): a checkpoints/ directory means its latest finalised numbered step."""
+  steps = [int(d) for d in os.listdir(path) if d.isdigit()
+           and os.path.exists(os.path.join(path, d, CONFIG_FILE))] if os.path.isdir(path) else []
+  if steps and not os.path.exists(os.path.join(path, CONFIG_FILE)):
+    return os.path.join(path, str(max(steps))), max(steps)
+  base = os.path.basename(os.path.normpath(path))
+  return path, int(base) if base.isdigit() else 0
+
+
 def is_t5tune_dir(path: str) -> bool:
   if not (os.path.isfile(os.path.join(path, CONFIG_FILE))
           and os.path.isdir(os.path.join(path, PARAMS_DIR))):

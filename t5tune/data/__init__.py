@@ -24,27 +24,16 @@ from t5tune import lazy as _lazy
 _SUBMODULES = ("cleaning", "formats", "instruction_source", "lengths", "mixtures", "pipeline",
                "pretraining", "sources", "tasks", "templates", "vocab", "collections")
 
-# Public name -> (module, attribute).
-_NAMES = {
-    "Template": ("t5tune.data.templates", "Template"),
-    "FewShot": ("t5tune.data.templates", "FewShot"),
-    "OptionsStyle": ("t5tune.data.templates", "OptionsStyle"),
-    "ZERO_SHOT_OPTIONS": ("t5tune.data.templates", "ZERO_SHOT_OPTIONS"),
-    "ZERO_SHOT": ("t5tune.data.templates", "ZERO_SHOT"),
-    "COT": ("t5tune.data.templates", "COT"),
-    "INVERTED": ("t5tune.data.templates", "INVERTED"),
-    "register_task": ("t5tune.data.tasks", "register_task"),
-    "register_variants": ("t5tune.data.tasks", "register_variants"),
-    "task_names": ("t5tune.data.tasks", "task_names"),
-    "register_mixture": ("t5tune.data.mixtures", "register_mixture"),
-    "examples_proportional": ("t5tune.data.mixtures", "examples_proportional"),
-    "temperature": ("t5tune.data.mixtures", "temperature"),
-    "SourceSpec": ("t5tune.data.instruction_source", "SourceSpec"),
-    "get_vocabulary": ("t5tune.data.vocab", "get_vocabulary"),
-    "register_pretraining_task": ("t5tune.data.pretraining", "register_pretraining_task"),
-    "SpanCorruption": ("t5tune.data.pretraining", "SpanCorruption"),
-    "PrefixLM": ("t5tune.data.pretraining", "PrefixLM"),
+# Module -> the names of it this package offers.
+_EXPORTS = {
+    "t5tune.data.templates": ("Template", "FewShot", "OptionsStyle", "ZERO_SHOT_OPTIONS",
+                              "ZERO_SHOT", "COT", "INVERTED"),
+    "t5tune.data.tasks": ("register_task", "register_variants", "task_names"),
+    "t5tune.data.mixtures": ("register_mixture", "examples_proportional", "temperature"),
+    "t5tune.data.instruction_source": ("SourceSpec",),
+    "t5tune.data.vocab": ("get_vocabulary",),
+    "t5tune.data.pretraining": ("register_pretraining_task", "SpanCorruption", "PrefixLM"),
 }
 
-__all__ = list(_SUBMODULES) + list(_NAMES)
-__getattr__, __dir__ = _lazy.attach(__name__, _NAMES, _SUBMODULES)
+__all__ = list(_SUBMODULES) + [name for names in _EXPORTS.values() for name in names]
+__getattr__, __dir__ = _lazy.attach(__name__, _EXPORTS, _SUBMODULES)

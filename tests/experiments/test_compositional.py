@@ -219,8 +219,9 @@ def test_a_done_run_gets_evaluations_added_since_from_its_final_checkpoint(tmp_p
   from experiments.compositional import run
   from t5tune.convert import loading
   run_dir = tmp_path / "instructions_n6"
-  (run_dir / "checkpoints" / "500").mkdir(parents=True)
-  (run_dir / "checkpoints" / "1000").mkdir()
+  for step in (500, 1000):  # finalised steps have their config.json
+    (run_dir / "checkpoints" / str(step)).mkdir(parents=True)
+    (run_dir / "checkpoints" / str(step) / "config.json").write_text("{}")
   old = {"run": "instructions_n6", "evals": {ev: {"tasks": {}} for ev in run.EVALS
                                                if ev != "held_in_val"}}
   (run_dir / "eval.json").write_text(json.dumps(old))
