@@ -37,7 +37,8 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import train_step  # noqa: E402
 
-CATEGORIES = ("matmul", "softmax", "cross-entropy", "norm", "optimizer", "copy/layout", "other")
+CATEGORIES = ("matmul", "softmax", "cross-entropy", "norm", "optimizer", "dropout", "copy/layout",
+              "other")
 _LAYOUT_OPS = {"copy", "transpose", "bitcast", "broadcast", "concatenate", "slice", "pad",
                "dynamic-slice", "dynamic-update-slice", "reshape", "gather", "scatter", "iota"}
 
@@ -54,6 +55,8 @@ def xla_category(opcode: str, op_names: str, shape: str = "", vocab: int = 0) ->
     return "other"
   if opcode in ("dot", "convolution") or "dot_general" in names:
     return "matmul"
+  if "bernoulli" in names or "threefry" in names or "random_bits" in names:
+    return "dropout"  # drawing the masks and applying them
   if ("cross_entropy" in names or "log_softmax" in names or "logsumexp" in names
       or (vocab and re.search(rf"\b{vocab}\b", shape))):
     return "cross-entropy"
@@ -82,6 +85,8 @@ def torch_category(name: str) -> str:
     return "norm"
   if "_foreach" in n or "adam" in n or "optimizer" in n:
     return "optimizer"
+  if "bernoulli" in n or "dropout" in n:
+    return "dropout"
   if any(k in n for k in ("copy", "clone", "contiguous", "transpose", "permute", "cat",
                           "expand", "index", "embedding", "as_strided")):
     return "copy/layout"
@@ -173,14 +178,14 @@ def by_category(ops) -> dict[str, float]:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--cell", default="t5_1_1_small:8:512:128", help="MODEL:BATCH:INPUTS:TARGETS")
+  parser.add_argument("--cell", default="t5_1_1_small:8:512:128",
+                      help="MODEL:BATCH:INPUTS:TARGETS[:DROPOUT]")
   parser.add_argument("--steps", type=int, default=3, help="profiled steps (after two warm-up steps)")
   parser.add_argument("--top", type=int, default=12, help="ops listed per side")
   parser.add_argument("--side", choices=("t5tune", "torch"))
   parser.add_argument("--flush", type=int, default=1)
   args = parser.parse_args()
-  args.model, b, i, t = args.cell.split(":")
-  args.batch, args.inputs, args.targets = int(b), int(i), int(t)
+  vars(args).update(train_step.parse_cell(args.cell))
   if harness.dispatch(args, {"t5tune": t5tune_profile, "torch": torch_profile}):
     return
   script, common = os.path.abspath(__file__), [f"--cell={args.cell}", f"--steps={args.steps}"]

@@ -4,9 +4,10 @@
     python benchmarks/train_step.py --full           # plus t5_1_1_base and batch 32 x 512 (slow on a CPU)
     python benchmarks/train_step.py --main=tiny:8:32:8 --scaling=none --repeats=2   # a smoke run
 
-A cell is MODEL:BATCH:INPUTS:TARGETS. Both sides train the same architecture
+A cell is MODEL:BATCH:INPUTS:TARGETS[:DROPOUT] (dropout 0 unless given,
+e.g. t5_1_1_small:8:512:128:0.1). Both sides train the same architecture
 with AdamW (lr 1e-4) in float32 on random tokens, every target position
-weighted. t5tune: the trainer's jitted step on one device, state donated.
+weighted, with the same dropout rate. t5tune: the trainer's jitted step on one device, state donated.
 PyTorch: T5ForConditionalGeneration with torch.optim.AdamW, and
 `torch.set_flush_denormal(True)` set at process start, its best practice
 on a CPU: Hugging Face initialises the untied lm_head with std 1.0, so many
@@ -36,13 +37,20 @@ SCALING_FULL = SCALING + (
     "t5_1_1_base:8:512:128", "t5_1_1_base:32:512:128")
 
 
-def model_config(name: str):
+def parse_cell(cell: str) -> dict:
+  """MODEL:BATCH:INPUTS:TARGETS[:DROPOUT] -> the side's arguments (dropout 0 unless given)."""
+  model, batch, inputs, targets, *rest = cell.split(":")
+  return {"model": model, "batch": int(batch), "inputs": int(inputs), "targets": int(targets),
+          "dropout": float(rest[0]) if rest else 0.0}
+
+
+def model_config(name: str, dropout: float = 0.0):
   from t5tune.models import config as model_config_lib
   if name == "bench256":  # a 256-wide t5_1_1_small: the issue's reference size
     return model_config_lib.preset(
         "t5_1_1_small", d_model=256, num_encoder_layers=4, num_decoder_layers=4,
-        num_heads=4, d_kv=64, d_ff=1024, vocab_size=32128, dropout_rate=0.0)
-  return model_config_lib.preset(name, dropout_rate=0.0)
+        num_heads=4, d_kv=64, d_ff=1024, vocab_size=32128, dropout_rate=dropout)
+  return model_config_lib.preset(name, dropout_rate=dropout)
 
 
 @contextlib.contextmanager
@@ -50,10 +58,11 @@ def t5tune_step(args):
   """Yields (run, compiled step, model config, compile seconds): the trainer's jitted step on one device."""
   import jax
   from t5tune import sharding
+  from t5tune.models import config as model_config_lib
   from t5tune.train import experiment
   from t5tune.train import synthetic
   from t5tune.train import trainer
-  cfg = model_config(args.model)
+  cfg = model_config(args.model, args.dropout)
   config = experiment.default_config()
   config.data.iterator_factory = "t5tune.train.synthetic:make_iterator"
   config.data.inputs_length, config.data.targets_length = args.inputs, args.targets
@@ -62,7 +71,9 @@ def t5tune_step(args):
   config.optimizer.learning_rate = 1e-4
   config.checkpoint.async_save = False
   config.model.preset = "t5_1_1_small"
-  base = model_config("t5_1_1_small").to_dict()
+  # Overrides against the preset as the trainer builds it (its own dropout
+  # default included, which the model's cfg may not share).
+  base = model_config_lib.preset("t5_1_1_small").to_dict()
   for k, v in cfg.to_dict().items():
     if v != base[k]:
       config.model.overrides[k] = v
@@ -106,12 +117,13 @@ def t5tune_side(args):
 def torch_step(args, torch):
   """(run, model): one AdamW step of transformers' T5 on random tokens."""
   import transformers
-  cfg = model_config(args.model)
+  cfg = model_config(args.model, args.dropout)
   torch.manual_seed(0)
   hf_cfg = transformers.T5Config(
       vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
       num_layers=cfg.num_encoder_layers, num_decoder_layers=cfg.num_decoder_layers,
-      num_heads=cfg.num_heads, feed_forward_proj=cfg.feed_forward_proj, dropout_rate=0.0,
+      num_heads=cfg.num_heads, feed_forward_proj=cfg.feed_forward_proj,
+      dropout_rate=cfg.dropout_rate,
       tie_word_embeddings=cfg.tie_word_embeddings, decoder_start_token_id=0)
   model = transformers.T5ForConditionalGeneration(hf_cfg)
   model.train()
@@ -183,11 +195,10 @@ def side_main(args):
 
 
 def measure(cell: str, repeats: int, unflushed: bool) -> dict:
-  model, batch, inputs, targets = cell.split(":")
-  common = [f"--model={model}", f"--batch={batch}", f"--inputs={inputs}",
-            f"--targets={targets}", f"--repeats={repeats}"]
+  c = parse_cell(cell)
+  common = [f"--{k}={v}" for k, v in c.items()] + [f"--repeats={repeats}"]
   script = os.path.abspath(__file__)
-  out = {"cell": cell, "tokens": int(batch) * (int(inputs) + int(targets)),
+  out = {"cell": cell, "tokens": c["batch"] * (c["inputs"] + c["targets"]),
          "t5tune": harness.run_side(script, ["--side=t5tune", *common]),
          "torch": harness.run_side(script, ["--side=torch", "--flush=1", *common])}
   if unflushed:
@@ -225,7 +236,8 @@ def print_tables(main_rows, scaling_rows, gemm):
     sides["PyTorch"] = r["torch"]["versions"]
   print("\n## Train step: t5tune vs PyTorch T5 (each side in its own process)\n")
   print("\n".join(harness.machine_lines(sides)))
-  print("- AdamW, float32, random tokens, all target positions weighted; median of the raw"
+  print("- AdamW, float32, random tokens, all target positions weighted, dropout 0 unless"
+        " the cell's fifth field gives a rate (both sides the same); median of the raw"
         " times (ms) after 2 warm-up steps; ratio = PyTorch / t5tune (above 1: t5tune faster)\n")
   if main_rows:
     print("| model:batch:inputs:targets | t5tune ms | PyTorch ms (flushed) | ratio |"
@@ -276,6 +288,7 @@ def main():
   parser.add_argument("--batch", type=int)
   parser.add_argument("--inputs", type=int)
   parser.add_argument("--targets", type=int)
+  parser.add_argument("--dropout", type=float, default=0.0)
   args = parser.parse_args()
   if args.side:
     return side_main(args)

@@ -41,3 +41,13 @@ def test_categories_of_names_from_both_profilers():
   assert profile_step.torch_category("aten::nll_loss_forward") == "cross-entropy"
   assert profile_step.torch_category("aten::_foreach_mul_") == "optimizer"
   assert profile_step.torch_category("aten::copy_") == "copy/layout"
+  assert profile_step.xla_category(
+      "fusion", "jvp(jit(_bernoulli))/while/body/closed_call/add") == "dropout"
+  assert profile_step.torch_category("aten::native_dropout") == "dropout"
+  assert profile_step.torch_category("aten::bernoulli_") == "dropout"
+
+
+def test_cells_carry_an_optional_dropout_rate():
+  assert profile_step.train_step.parse_cell("t5_1_1_small:8:512:128") == {
+      "model": "t5_1_1_small", "batch": 8, "inputs": 512, "targets": 128, "dropout": 0.0}
+  assert profile_step.train_step.parse_cell("tiny:2:16:4:0.1")["dropout"] == 0.1

@@ -149,10 +149,17 @@ def _segment_mask(q_seg_BT: Array, k_seg_BS: Array) -> Array:
 
 
 def _positions(tokens_BL: Array, positions_BL: Array | None) -> Array:
+  """Positions [B, L] as given, or [1, L] (0 .. L-1, the same for every row) when not given.
+
+  One row when positions are the same for all rows: the relative-position
+  bias is then computed once per stack at [1, H, L, L] and broadcast over the
+  batch, not gathered per row at [B, H, L, L] (74 ms of a 6.9 s
+  t5_1_1_small step at batch 8 of 512/128 tokens, and its gradient's
+  scatter).
+  """
   if positions_BL is not None:
     return positions_BL.astype(jnp.int32)
-  b, l = tokens_BL.shape
-  return jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
+  return jnp.arange(tokens_BL.shape[1], dtype=jnp.int32)[None]
 
 
 def _segments(tokens_BL: Array, segment_ids_BL: Array | None, pad_id: int) -> Array:
@@ -363,7 +370,7 @@ class Transformer(nnx.Module):
       x = jnp.concatenate([jnp.broadcast_to(self.prompt[...].astype(x.dtype), (b, p, x.shape[2])),
                            x], axis=1)
       # The prompt sits just before position 0 of every (packed) example.
-      prompt_pos = jnp.broadcast_to(jnp.arange(-p, 0, dtype=jnp.int32), (b, p))
+      prompt_pos = jnp.broadcast_to(jnp.arange(-p, 0, dtype=jnp.int32), (pos.shape[0], p))
       pos = jnp.concatenate([prompt_pos, pos], axis=1)
     return self.encoder(x, pos, self.encoder_segments(tokens, encoder_segment_ids), rngs)
 
@@ -424,12 +431,11 @@ class Transformer(nnx.Module):
 
   def decode_step(self, token_B: Array, cache: DecodeCache) -> tuple[Array, DecodeCache]:
     """Logits [B, V] for the next token after feeding `token_B` at position `cache.index`."""
-    b = token_B.shape[0]
     t_max = cache.max_decode_len
     i = cache.index
     y_B1D = self._embed(token_B[:, None])
-    q_pos = jnp.full((b, 1), i, jnp.int32)
-    k_pos = jnp.broadcast_to(jnp.arange(t_max, dtype=jnp.int32), (b, t_max))
+    q_pos = jnp.full((1, 1), i, jnp.int32)  # the same for every row: bias [1, H, 1, T_max]
+    k_pos = jnp.arange(t_max, dtype=jnp.int32)[None]
     shared_bias = None if self.decoder.per_layer_bias else self.decoder.relpos_bias(q_pos, k_pos)
     self_mask = (jnp.arange(t_max) <= i)[None, None, None, :]
     cross_mask = cache.cross_mask[:, None, None, :]

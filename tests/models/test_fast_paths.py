@@ -1,8 +1,9 @@
 """The CPU speed changes compute what the formulations they replaced computed.
 
 The previous formulations are kept here as the reference: `Dense` as a 3-D
-dot on [B, L, D] and the cross-entropy via log-probabilities [B, T, V] with an
-argmax accuracy. Loss and every gradient must agree to 1e-6 relative (in
+dot on [B, L, D], the cross-entropy via log-probabilities [B, T, V] with an
+argmax accuracy, and the relative-position bias gathered per batch row
+([B, H, T, S] from positions broadcast to every row) and added plainly. Loss and every gradient must agree to 1e-6 relative (in
 float32 they are bitwise equal on this CPU; the tolerance allows XLA to
 reassociate on another backend).
 """
@@ -49,6 +50,22 @@ def _old_cross_entropy(logits_BTV, targets_BT, weights_BT):
   return loss, correct
 
 
+def _old_positions(tokens_BL, positions_BL):
+  if positions_BL is not None:
+    return positions_BL.astype(jnp.int32)
+  b, l = tokens_BL.shape
+  return jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32), (b, l))
+
+
+def _old_relpos_call(self, q_pos_BT, k_pos_BS):
+  rel_BTS = k_pos_BS[:, None, :] - q_pos_BT[:, :, None]
+  buckets = layers.relative_position_bucket(
+      rel_BTS, bidirectional=self.bidirectional, num_buckets=self.num_buckets,
+      max_distance=self.max_distance)
+  bias_BTSH = jnp.take(self.embedding[...].astype(jnp.float32), buckets, axis=0)
+  return jnp.transpose(bias_BTSH, (0, 3, 1, 2))
+
+
 def _batch(vocab):
   rng = np.random.RandomState(0)
   enc = rng.randint(2, vocab, (B, L)).astype(np.int32)
@@ -85,7 +102,8 @@ def _new_cross_entropy(logits, targets, weights):
     {},  # T5 v1.1: gated GELU, untied head
     {"feed_forward_proj": "relu", "tie_word_embeddings": True, "lora_rank": 2,
      "adapter_dim": 8},  # T5 v1.0 tied head, with LoRA and adapters
-], ids=["v1_1", "v1_0_peft"])
+    {"relative_attention_per_layer": True, "scan_layers": True},  # umT5-style tables, scanned
+], ids=["v1_1", "v1_0_peft", "per_layer_scanned"])
 def test_loss_and_gradients_equal_previous_formulation(monkeypatch, preset_overrides):
   cfg = model_config.preset("tiny", **preset_overrides)
   model = t5.build_model(cfg, seed=0)
@@ -93,6 +111,9 @@ def test_loss_and_gradients_equal_previous_formulation(monkeypatch, preset_overr
   new = _loss_and_grads(model, batch, _new_cross_entropy)
   monkeypatch.setattr(layers.Dense, "__call__", _old_dense_call)
   monkeypatch.setattr(t5.Transformer, "_logits", _old_logits)
+  monkeypatch.setattr(t5, "_positions", _old_positions)
+  monkeypatch.setattr(layers.RelativePositionBias, "__call__", _old_relpos_call)
+  monkeypatch.setattr(layers, "add_row_shared", lambda x, shared: x + shared)
   old = _loss_and_grads(model, batch, _old_cross_entropy)
   assert new[0] == pytest.approx(old[0], rel=1e-6, abs=0)
   assert new[1] == old[1]
