@@ -287,17 +287,10 @@ class Attention(nnx.Module):
       scores_BHTS = scores_BHTS + bias_BHTS
     if mask_BHTS is not None:
       scores_BHTS = jnp.where(mask_BHTS, scores_BHTS, _NEG_INF)
-    # Softmax with the normalisation deferred past the weighted sum:
-    # softmax(s) @ v == (exp(s - max) @ v) / sum(exp(s - max)), so the
-    # division touches [B, T, H, K] instead of every score [B, H, T, S] (and
-    # dropout, a per-element mask and scale, commutes with the row's divisor).
-    max_BHT1 = jax.lax.stop_gradient(jnp.max(scores_BHTS, axis=-1, keepdims=True))
-    exp_BHTS = jnp.exp(scores_BHTS - max_BHT1)
-    sum_BHT1 = jnp.sum(exp_BHTS, axis=-1, keepdims=True)
-    exp_BHTS = self.dropout(exp_BHTS, deterministic=rngs is None, rngs=rngs)
-    out_BTHK = jnp.einsum("bhts,bhsk->bthk", exp_BHTS.astype(self.dtype),
-                          v_BHSK.astype(self.dtype), preferred_element_type=jnp.float32)
-    out_BTHK = (out_BTHK / jnp.transpose(sum_BHT1, (0, 2, 1, 3))).astype(self.dtype)
+    probs_BHTS = jax.nn.softmax(scores_BHTS, axis=-1)
+    probs_BHTS = self.dropout(probs_BHTS, deterministic=rngs is None, rngs=rngs)
+    out_BTHK = jnp.einsum("bhts,bhsk->bthk", probs_BHTS.astype(self.dtype),
+                          v_BHSK.astype(self.dtype))
     b, t = out_BTHK.shape[:2]
     return self.o(out_BTHK.reshape(b, t, self.num_heads * self.d_kv))
 

@@ -2,12 +2,11 @@
 
 The previous formulations are kept here as the reference: `Dense` as a 3-D
 dot on [B, L, D], the cross-entropy via log-probabilities [B, T, V] with an
-argmax accuracy, the relative-position bias gathered per batch row
-([B, H, T, S] from positions broadcast to every row) and added plainly, and
-attention probabilities normalised before the weighted sum. Loss must agree to 1e-6 relative and every
+argmax accuracy, and the relative-position bias gathered per batch row
+([B, H, T, S] from positions broadcast to every row) and added plainly. Loss must agree to 1e-6 relative and every
 gradient to 1e-5 of its largest entry: the position-bias gradient is summed
-in another order (a one-hot dot, not a scatter) and softmax normalises after
-the weighted sum, so float32 rounding differs; a mistake is off by O(1).
+in another order (a one-hot dot, not a scatter), so float32 rounding
+differs; a mistake is off by O(1).
 tests/models/test_hf_parity.py judges the same gradients against a float64
 reference.
 """

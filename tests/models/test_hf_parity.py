@@ -132,9 +132,9 @@ def test_gradients_match_float64_reference(pair):
   """Every parameter's gradient of the loss, judged against HF's in float64.
 
   Our float32 error must be of the order of PyTorch's own float32 error
-  (each measured against the float64 gradient), so the fused and reordered
-  CPU paths (the shared position bias and its gradient, softmax normalised
-  after the weighted sum) are checked where they differ from a plain
+  (each measured against the float64 gradient), so the CPU fast paths (the
+  position bias shared by the batch, its gradient summed pairwise over rows
+  and through a one-hot dot) are checked where they differ from a plain
   formulation: in the backward pass.
   """
   import copy
