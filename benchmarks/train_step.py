@@ -31,7 +31,8 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 
 MAIN = ("bench256:8:128:32", "t5_1_1_small:8:128:32")
-SCALING = ("t5_1_1_small:8:128:32", "t5_1_1_small:32:128:32", "t5_1_1_small:8:512:128")
+SCALING = ("t5_1_1_small:8:128:32", "t5_1_1_small:32:128:32", "t5_1_1_small:8:512:128",
+           "t5_1_1_small:8:512:128:0.1")  # the last with dropout 0.1 on both sides
 SCALING_FULL = SCALING + (
     "t5_1_1_small:32:512:128", "t5_1_1_base:8:128:32", "t5_1_1_base:32:128:32",
     "t5_1_1_base:8:512:128", "t5_1_1_base:32:512:128")
