@@ -47,10 +47,12 @@ def _shift_right(targets_BT: jax.Array, start: int) -> jax.Array:
       [jnp.full(targets_BT.shape[:1] + (1,), start, targets_BT.dtype), targets_BT[:, :-1]], axis=1)
 
 
-def _token_logprobs(model: t5.Transformer, enc_BLD, enc_tokens_BL, targets_BT):
+def _token_logprobs(model: t5.Transformer, enc_BLD, enc_tokens_BL, targets_BT,
+                    enc_repeats: int = 1):
   cfg = model.config
   logits_BTV = model.decode(enc_BLD, enc_tokens_BL,
-                            _shift_right(targets_BT, cfg.decoder_start_token_id))
+                            _shift_right(targets_BT, cfg.decoder_start_token_id),
+                            enc_repeats=enc_repeats)
   logp_BTV = jax.nn.log_softmax(logits_BTV, axis=-1)
   tok_BT = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
   return jnp.where(targets_BT != cfg.pad_token_id, tok_BT, 0.0)
@@ -79,9 +81,8 @@ def _rank_fn(model, enc_tokens_BL, options_BKT, static):
   del static
   b, k, t = options_BKT.shape
   enc_BLD = model.encode(enc_tokens_BL)
-  enc_rep = jnp.repeat(enc_BLD, k, axis=0)
-  tokens_rep = jnp.repeat(enc_tokens_BL, k, axis=0)
-  tok = _token_logprobs(model, enc_rep, tokens_rep, options_BKT.reshape(b * k, t))
+  tok = _token_logprobs(model, enc_BLD, enc_tokens_BL, options_BKT.reshape(b * k, t),
+                        enc_repeats=k)
   return tok.reshape(b, k, t).sum(axis=-1)
 
 
@@ -113,11 +114,11 @@ def _score_greedy_fn(model, enc_tokens_BL, targets_BKT, static):
   del static
   cfg = model.config
   b, k, t = targets_BKT.shape
-  # The encoder runs once per example; its K targets share it (as in _rank_fn).
-  enc_BLD = jnp.repeat(model.encode(enc_tokens_BL), k, axis=0)
-  tokens_rep = jnp.repeat(enc_tokens_BL, k, axis=0)
+  # The encoder (and each layer's cross-attention keys and values) runs once
+  # per example; its K targets share it (as in _rank_fn).
   targets = targets_BKT.reshape(b * k, t)
-  logits = model.decode(enc_BLD, tokens_rep, _shift_right(targets, cfg.decoder_start_token_id))
+  logits = model.decode(model.encode(enc_tokens_BL), enc_tokens_BL,
+                        _shift_right(targets, cfg.decoder_start_token_id), enc_repeats=k)
   logp = jax.nn.log_softmax(logits, axis=-1)
   real = targets != cfg.pad_token_id
   tok = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]

@@ -282,8 +282,13 @@ class Decoder(_Stack):
     y_BTD = self.final_norm(y_BTD)
     return self.dropout(y_BTD, deterministic=rngs is None, rngs=rngs)
 
-  def __call__(self, y_BTD, positions_BT, segments_BT, enc_BLD, enc_segments_BL, rngs=None):
+  def __call__(self, y_BTD, positions_BT, segments_BT, enc_BLD, enc_segments_BL, rngs=None,
+               enc_repeats: int = 1):
+    """`enc_repeats` n: decoder row i reads encoder row i // n (the keys and values are
+    projected once per encoder row, then repeated)."""
     t = y_BTD.shape[1]
+    if enc_repeats > 1:
+      enc_segments_BL = jnp.repeat(enc_segments_BL, enc_repeats, axis=0)
     shared_bias_BHTT = None if self.per_layer_bias else self.relpos_bias(positions_BT, positions_BT)
     causal_TT = jnp.tril(jnp.ones((t, t), dtype=bool))
     self_mask_BHTT = _segment_mask(segments_BT, segments_BT) & causal_TT[None, None]
@@ -294,6 +299,8 @@ class Decoder(_Stack):
       if self.per_layer_bias:
         bias_BHTT = self.self_bias(layer, positions_BT, positions_BT)
       cross_kv = layer.cross_attention.project_kv(enc)
+      if enc_repeats > 1:
+        cross_kv = tuple(jnp.repeat(x, enc_repeats, axis=0) for x in cross_kv)
       return layer(y, bias_BHTT, self_mask_BHTT, cross_kv, cross_mask_BHTL, rngs)[0]
 
     call = scan.remat(call, self.remat_policy)
@@ -376,8 +383,15 @@ class Transformer(nnx.Module):
 
   def decode(self, enc_BLD, encoder_input_tokens, decoder_input_tokens, *,
              encoder_segment_ids=None, decoder_segment_ids=None, decoder_positions=None,
-             dropout_rng=None, rngs=None):
-    """Teacher-forced decoder logits [B, T, V] given the encoder output."""
+             dropout_rng=None, rngs=None, enc_repeats: int = 1):
+    """Teacher-forced decoder logits [B, T, V] given the encoder output.
+
+    `enc_repeats` n > 1: the encoder output and tokens have B / n rows and
+    decoder row i reads encoder row i // n, e.g. the n answer options of one
+    question. The cross-attention keys and values are then projected once
+    per question, not once per option (rank classification over 4 options:
+    a quarter of that work).
+    """
     rngs = rngs if rngs is not None else self._rngs(dropout_rng)
     dec = decoder_input_tokens
     enc_seg = self.encoder_segments(encoder_input_tokens, encoder_segment_ids)
@@ -388,7 +402,7 @@ class Transformer(nnx.Module):
     else:
       dec_seg = decoder_segment_ids.astype(jnp.int32)
     y = self.decoder(self._embed(dec), _positions(dec, decoder_positions), dec_seg,
-                     enc_BLD, enc_seg, rngs)
+                     enc_BLD, enc_seg, rngs, enc_repeats=enc_repeats)
     return self._logits(y)
 
   def __call__(self, encoder_input_tokens, decoder_input_tokens, encoder_segment_ids=None,
