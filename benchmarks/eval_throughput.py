@@ -35,6 +35,7 @@ sys.path.insert(0, HERE)
 
 import harness  # noqa: E402  (benchmarks/harness.py, beside this script)
 import decode  # noqa: E402  (its prepare_side saves the shared random weights)
+import train_step  # noqa: E402  (its ceiling: the machine's float32 GEMM peak)
 
 
 def data(args, vocab_size):
@@ -53,29 +54,43 @@ def batches(n, size):
 
 def t5tune_side(args):
   import jax
+  import jax.numpy as jnp
   import numpy as np
   import flax
+  from flax import nnx
   import t5tune
+  from t5tune.models import info
   from t5tune.infer import decoding
   from t5tune.infer import scoring
   model = t5tune.load_model(args.dir)
   enc, opts = data(args, model.config.vocab_size)
   parts = batches(args.examples, args.batch)
   gen = decoding.DecodeOptions(max_decode_len=args.answer_len)
+  graphdef, state = nnx.split(model)
+  encode = jax.jit(lambda st, x: nnx.merge(graphdef, st).encode(x))
+  # What one decoder step must read at least: every decoder weight and the output layer.
+  step_weights = [x for path, x in jax.tree_util.tree_leaves_with_path(state)
+                  if "encoder" not in jax.tree_util.keystr(path)]
+  read_all = jax.jit(lambda ws: sum(jnp.sum(w) for w in ws))
   work = {
       "rank": lambda: np.concatenate([scoring.rank_classify(model, enc[s], opts[s]).best
                                       for s in parts]),
       "generate": lambda: np.concatenate([np.asarray(decoding.decode(model, enc[s], gen).tokens)
                                           for s in parts]),
+      "encode": lambda: [jax.block_until_ready(encode(state, enc[s])) for s in parts] and None,
+      "read_step_weights": lambda: jax.block_until_ready(read_all(step_weights)) and None,
   }
   out = {"versions": f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()}"
-                     f" device(s)), flax {flax.__version__}"}
+                     f" device(s)), flax {flax.__version__}",
+         "step_weight_bytes": sum(w.size * w.dtype.itemsize for w in step_weights),
+         "encoder_flops": info.encoder_flops(model.config, args.input_len) * args.examples}
   for name, fn in work.items():
     t0 = time.perf_counter()
     result = fn()
     first = time.perf_counter() - t0
     median, times = harness.median_seconds(fn, args.repeats)
-    np.save(os.path.join(args.dir, f"t5tune_{name}.npy"), result)
+    if result is not None:
+      np.save(os.path.join(args.dir, f"t5tune_{name}.npy"), result)
     out[name] = {"median_s": median, "times_s": times, "first_s": first}
   return out
 
@@ -105,14 +120,19 @@ def torch_side(args, torch):
                               min_new_tokens=0)
     return tokens[:, 1:args.answer_len + 1].numpy()
 
+  def encode_batch(s):
+    with torch.no_grad():
+      model.encoder(input_ids=enc[s], attention_mask=torch.ones_like(enc[s]))
+
   work = {"rank": lambda: np.concatenate([rank_batch(s) for s in parts]),
-          "generate": lambda: np.concatenate([generate_batch(s) for s in parts])}
+          "generate": lambda: np.concatenate([generate_batch(s) for s in parts]),
+          "encode": lambda: [encode_batch(s) for s in parts] and None}
   out = {"versions": f"torch {torch.__version__} ({torch.get_num_threads()} threads,"
                      f" flush_denormal={args.flushing}), transformers {transformers.__version__}"}
   for name, fn in work.items():
     result = fn()
     median, times = harness.median_seconds(fn, args.repeats)
-    if args.flush:
+    if args.flush and result is not None:
       np.save(os.path.join(args.dir, f"torch_{name}.npy"), result)
     out[name] = {"median_s": median, "times_s": times}
   return out
@@ -145,6 +165,7 @@ def main():
     harness.run_side(script, ["--side=prepare", *common])
     ours = harness.run_side(script, ["--side=t5tune", *common])
     theirs = harness.run_side(script, ["--side=torch", "--flush=1", *common])
+    gemm = train_step.ceiling(2048, 5)
     agree = {name: float(np.mean(np.load(os.path.join(tmp, f"t5tune_{name}.npy"))
                                  == np.load(os.path.join(tmp, f"torch_{name}.npy"))))
              for name in ("rank", "generate")}
@@ -167,6 +188,32 @@ def main():
     print(f"| {name} | {args.examples / o['median_s']:.1f} | {args.examples / t['median_s']:.1f} |"
           f" {t['median_s'] / o['median_s']:.2f}x | {raw(o)} | {raw(t)} | {o['first_s']:.1f} |"
           f" {agree[name]:.3f} |")
+  print_phases(args, ours, theirs, gemm)
+
+
+def print_phases(args, ours, theirs, gemm):
+  """Generation split into the encoder and the rest (cross-attention cache and the steps)."""
+  n = -(-args.examples // args.batch)
+  per_batch = lambda side, name: side[name]["median_s"] / n * 1e3  # noqa: E731
+  rows = [(name, per_batch(ours, key), per_batch(theirs, key)) for name, key in
+          (("encoder", "encode"), ("generate", "generate"))]
+  rows.insert(1, (f"the rest: cross-attention keys/values and {args.answer_len} steps",
+                  rows[1][1] - rows[0][1], rows[1][2] - rows[0][2]))
+  print(f"\n### Where generation's time goes, ms per batch of {args.batch}"
+        " (encoder timed alone; the rest = generate - encoder)\n")
+  print("| phase | t5tune ms | transformers ms | ratio |")
+  print("|---|---|---|---|")
+  for name, o, t in rows:
+    print(f"| {name} | {o:.1f} | {t:.1f} | {t / o:.2f}x |")
+  flops = ours["encoder_flops"] / n
+  print(f"\n- encoder: {flops / 1e9:.1f} GFLOP per batch; t5tune"
+        f" {flops / rows[0][1] / 1e6:.0f} GFLOP/s, transformers {flops / rows[0][2] / 1e6:.0f}"
+        f" GFLOP/s; the machine's float32 GEMM ceiling {gemm['gflops']:.0f} GFLOP/s"
+        f" ({gemm['n']}^3; xla {gemm['xla']['gflops']:.0f}, torch {gemm['torch']['gflops']:.0f})")
+  read = ours["read_step_weights"]["median_s"] * 1e3
+  print(f"- a decoder step reads every decoder weight and the output layer:"
+        f" {ours['step_weight_bytes'] / 1e6:.0f} MB, which XLA streams once in {read:.1f} ms;"
+        f" {args.answer_len} steps at that floor: {args.answer_len * read:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ def parameter_counts(config: T5Config) -> dict[str, int]:
   return counts
 
 
+def encoder_flops(config: T5Config, inputs_len: int) -> float:
+  """Matmul FLOPs of the encoder over one input of `inputs_len` tokens (as `forward_flops`)."""
+  d, inner = config.d_model, config.num_heads * config.d_kv
+  mlp = d * config.d_ff * (3 if config.is_gated else 2)
+  L = inputs_len
+  return float(config.num_encoder_layers * L * (2 * (4 * d * inner + mlp) + 4 * L * inner))
+
+
 def forward_flops(config: T5Config, inputs_len: int, targets_len: int) -> float:
   """Matmul FLOPs of one forward pass over one (inputs, targets) example.
 
@@ -41,7 +49,7 @@ def forward_flops(config: T5Config, inputs_len: int, targets_len: int) -> float:
   mlp = d * f * (3 if config.is_gated else 2)
   attn_proj = 4 * d * inner
   L, T = inputs_len, targets_len
-  enc = config.num_encoder_layers * L * (2 * (attn_proj + mlp) + 4 * L * inner)
+  enc = encoder_flops(config, L)
   dec_per_token = (2 * (attn_proj + 2 * d * inner + mlp)  # self q,k,v,o + cross q,o + mlp
                    + 4 * T * inner + 4 * L * inner)      # self and cross attention
   cross_kv = 2 * (2 * d * inner) * L                    # cross k,v of the encoder output
