@@ -47,17 +47,10 @@ def inputs(args, vocab_size):
 def prepare_side(args):
   """Random weights saved as a Hugging Face directory, EOS made unreachable."""
   import torch
-  import transformers
   from t5tune.models import config as model_config
   cfg = model_config.preset(args.preset, dropout_rate=0.0)
   torch.manual_seed(0)
-  hf_cfg = transformers.T5Config(
-      vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
-      num_heads=cfg.num_heads, num_layers=cfg.num_encoder_layers,
-      num_decoder_layers=cfg.num_decoder_layers, feed_forward_proj=cfg.feed_forward_proj,
-      tie_word_embeddings=cfg.tie_word_embeddings, dropout_rate=0.0, pad_token_id=0,
-      eos_token_id=1, decoder_start_token_id=0)
-  model = transformers.T5ForConditionalGeneration(hf_cfg).eval()
+  model = harness.hf_t5(cfg).eval()
   # EOS gets a zero output row, so its logit is 0 whatever the hidden state,
   # below the largest of the other random logits at every step: every row
   # decodes exactly new_tokens (a large negative row is not enough: its logit

@@ -58,6 +58,31 @@ def dispatch(args, sides: dict) -> bool:
   return True
 
 
+def hf_t5(cfg, dropout_rate: float = 0.0):
+  """transformers' T5 with random weights and the architecture of t5tune's `cfg`, output layer included.
+
+  transformers 5 builds every T5 with its output layer tied to the embedding
+  (its T5Config forces `tie_word_embeddings=True`); for an untied `cfg`
+  (T5 v1.1, Flan-T5) the head is untied here the way a Flan-T5 checkpoint
+  loads: its own weights (normal, std 1, as transformers draws an untied
+  head) and no output scaling. Saved and reloaded, it stays untied.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  hf_cfg = transformers.T5Config(
+      vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
+      num_heads=cfg.num_heads, num_layers=cfg.num_encoder_layers,
+      num_decoder_layers=cfg.num_decoder_layers, feed_forward_proj=cfg.feed_forward_proj,
+      tie_word_embeddings=cfg.tie_word_embeddings, dropout_rate=dropout_rate, pad_token_id=0,
+      eos_token_id=1, decoder_start_token_id=0)
+  model = transformers.T5ForConditionalGeneration(hf_cfg)
+  if not cfg.tie_word_embeddings:
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))
+    model.config.tie_word_embeddings = False
+    model.config.scale_decoder_outputs = cfg.scale_decoder_outputs
+  return model
+
+
 def cpu_model() -> str:
   """The CPU's name, with family/model, clock and widest vector ISA where the OS says them.
 

@@ -117,16 +117,9 @@ def t5tune_side(args):
 
 def torch_step(args, torch):
   """(run, model): one AdamW step of transformers' T5 on random tokens."""
-  import transformers
   cfg = model_config(args.model, args.dropout)
   torch.manual_seed(0)
-  hf_cfg = transformers.T5Config(
-      vocab_size=cfg.vocab_size, d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
-      num_layers=cfg.num_encoder_layers, num_decoder_layers=cfg.num_decoder_layers,
-      num_heads=cfg.num_heads, feed_forward_proj=cfg.feed_forward_proj,
-      dropout_rate=cfg.dropout_rate,
-      tie_word_embeddings=cfg.tie_word_embeddings, decoder_start_token_id=0)
-  model = transformers.T5ForConditionalGeneration(hf_cfg)
+  model = harness.hf_t5(cfg, cfg.dropout_rate)
   model.train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
   enc = torch.randint(2, cfg.vocab_size, (args.batch, args.inputs))
