@@ -78,10 +78,14 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
+  from t5tune.train import build
   from t5tune.train import trainer
   config = _CONFIG.value
-  # Everything is checked before the trainer writes the workdir: the task modules and
-  # the mixture and split they must register here, the config (build.resolve) in Trainer.
+  # Everything is checked before the trainer writes the workdir: the config's values
+  # first (build.resolve: pure, and quick, where importing the task modules loads
+  # TensorFlow and seqio, seconds), then the modules and the mixture and split they
+  # must register. The Trainer resolves the config again (it is cheap).
+  build.resolve(config)
   common.import_modules(config.data.modules, where="config.data.modules")
   _check_data(config)
   tr = trainer.Trainer(config, _WORKDIR.value)

@@ -80,6 +80,20 @@ def test_bad_configs_fail_before_compiling(tmp_path, override, message):
   assert not os.path.exists(tmp_path / "checkpoints")  # nothing was built
 
 
+def test_config_values_are_checked_before_the_task_modules_are_imported(tmp_path):
+  # Importing the task modules loads TensorFlow and seqio (seconds): a bad value is
+  # reported first, so here the optimizer's name, not the module that does not exist.
+  proc = subprocess.run(
+      [sys.executable, "-m", "t5tune.main", "train", "--config=configs/experiments/tiny.py",
+       f"--workdir={tmp_path}", "--config.optimizer.name=adamx",
+       "--config.data.modules=('no_such_task_module',)"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=REPO))
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Did you mean 'adamw'" in proc.stderr and "no_such_task_module" not in proc.stderr
+  assert not os.listdir(tmp_path)
+
+
 def test_loss_normalizations_and_smoothing():
   logits = jnp.log(jnp.array([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]],
                               [[0.3, 0.3, 0.4], [1 / 3, 1 / 3, 1 / 3]]]))
