@@ -31,23 +31,30 @@ jax.config.update("jax_num_cpu_devices", int(os.environ["JAX_NUM_CPU_DEVICES"]))
 # The heaviest test modules (measured with `--durations`), started first: xdist's
 # --dist loadfile hands out whole files in collection order, and a heavy file that
 # starts last leaves the other worker idle at the end of the run.
-_HEAVY_FIRST = (
+_HEAVY_FIRST = (  # per-file seconds of a `--durations=0` run, 2026-12-03 19:10 UTC, largest first
     "tests/train/test_continual.py",
+    "tests/faults/test_fault_matrix.py",
     "tests/train/test_resume.py",
+    "tests/experiments/test_flan_readme.py",
     "tests/experiments/test_run.py",
-    "tests/train/test_train_step.py",
-    "tests/data/test_generate.py",
-    "tests/quality/test_generate.py",
     "tests/models/test_peft.py",
-    "tests/infer/test_predict.py",
-    "tests/experiments/test_portable.py",
-    "tests/data/test_label_issues.py",
-    "tests/quality/test_label_issues.py",
-    "tests/infer/test_harness.py",
+    "tests/models/test_t5.py",
+    "tests/train/test_train_step.py",
     "tests/infer/test_evaluation.py",
+    "tests/infer/test_harness.py",
+    "tests/test_readme.py",
+    "tests/train/test_faults_and_configs.py",
     "tests/infer/test_evaluate_cli.py",
+    "tests/quality/test_generate.py",
+    "tests/serve/test_server.py",
+    "tests/models/test_scan.py",
     "tests/train/test_multiprocess.py",
+    "tests/models/test_fast_paths.py",
+    "tests/infer/test_decoding.py",
     "tests/data/test_pipeline.py",
+    "tests/experiments/test_portable.py",
+    "tests/infer/test_predict.py",
+    "tests/quality/test_label_issues.py",
 )
 
 
