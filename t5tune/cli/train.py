@@ -84,11 +84,11 @@ def main(argv):
   # Everything is checked before the trainer writes the workdir: the config's values
   # first (build.resolve: pure, and quick, where importing the task modules loads
   # TensorFlow and seqio, seconds), then the modules and the mixture and split they
-  # must register. The Trainer resolves the config again (it is cheap).
-  build.resolve(config)
+  # must register. The Trainer is handed the mesh built here.
+  mesh, _ = build.resolve(config)
   common.import_modules(config.data.modules, where="config.data.modules")
   _check_data(config)
-  tr = trainer.Trainer(config, _WORKDIR.value)
+  tr = trainer.Trainer(config, _WORKDIR.value, mesh=mesh)
   logging.info("config:\n%s", config)
   result = tr.run()
   if jax.process_index() == 0:
