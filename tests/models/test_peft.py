@@ -12,6 +12,7 @@ from t5tune.convert import loading
 from t5tune.models import config as model_config
 from t5tune.models import layers
 from t5tune.models import t5
+from tests.models import jitted
 
 BASE = model_config.preset("tiny", relative_attention_max_distance=20)
 ALL = BASE.replace(lora_rank=4, lora_targets=r"(attention\.(q|v)|mlp\.wo)$", prompt_length=3,
@@ -47,7 +48,8 @@ def test_lora_and_adapters_start_as_the_base_model(base_dir):
   paths = _peft_paths(peft)
   assert any("q/lora_a" in p for p in paths) and any("adapter_up" in p for p in paths)
   assert not any("k/lora" in p for p in paths)  # default targets are q and v
-  np.testing.assert_allclose(np.asarray(peft(enc, dec)), np.asarray(base(enc, dec)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(jitted.forward(peft, enc, dec)),
+                             np.asarray(jitted.forward(base, enc, dec)), atol=1e-6)
 
 
 def test_fold_lora_computes_what_the_lora_layer_computes():
@@ -71,13 +73,13 @@ def test_lora_merge_matches_forward(base_dir, tmp_path):
   for path, module in nnx.iter_graph(model):
     if isinstance(module, t5.Dense) and module.lora_rank:
       module.lora_b.value = 0.1 * jax.random.normal(jax.random.key(len(path)), module.lora_b.shape)
-  out = np.asarray(model(enc, dec))
-  base_out = np.asarray(loading.load_model(base_dir)(enc, dec))
+  out = np.asarray(jitted.forward(model, enc, dec))
+  base_out = np.asarray(jitted.forward(loading.load_model(base_dir), enc, dec))
   assert np.max(np.abs(out - base_out)) > 1e-3
   loading.write_hf_dir(str(tmp_path / "hf"), model.config, loading.merged_params(model))
   merged = loading.load_model(str(tmp_path / "hf"))
   assert merged.config.lora_rank == 0
-  np.testing.assert_allclose(np.asarray(merged(enc, dec)), out, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(jitted.forward(merged, enc, dec)), out, atol=1e-5)
 
 
 def test_prompt_prefix_cannot_export(base_dir):
@@ -93,8 +95,8 @@ def all_peft():
 
 def test_all_peft_kv_cache_matches_teacher_forcing(all_peft):
   enc, dec = _batch(2)
-  full = np.asarray(all_peft(enc, dec))
-  cache = all_peft.init_cache(all_peft.encode(enc), enc, max_decode_len=dec.shape[1])
+  full = np.asarray(jitted.forward(all_peft, enc, dec))
+  cache = jitted.init_cache(all_peft, enc, dec.shape[1])
   assert cache.cross_k[0].shape[2] == enc.shape[1] + ALL.prompt_length
   step = nnx.jit(lambda m, tok, c: m.decode_step(tok, c))
   for i in range(dec.shape[1]):
@@ -114,10 +116,10 @@ def test_prompt_tuning_packed_equals_unpacked(all_peft):
     dec[0, di:di + len(y)] = np.concatenate([[0], y[:-1]]); ds[0, di:di + len(y)] = s
     dp[0, di:di + len(y)] = np.arange(len(y))
     ei += len(x); di += len(y)
-  packed = np.asarray(all_peft(enc, dec, es, ds, ep, dp))
+  packed = np.asarray(jitted.forward(all_peft, enc, dec, es, ds, ep, dp))
   di = 0
   for x, y in zip(xs, ys):
-    alone = np.asarray(all_peft(x[None], np.concatenate([[0], y[:-1]])[None]))[0]
+    alone = np.asarray(jitted.forward(all_peft, x[None], np.concatenate([[0], y[:-1]])[None]))[0]
     np.testing.assert_allclose(packed[0, di:di + len(y)], alone, atol=1e-5)
     di += len(y)
 
@@ -126,7 +128,8 @@ def test_only_peft_parameters_get_gradients_when_others_frozen(all_peft):
   enc, dec = _batch(4)
   peft = re.compile(model_config.PEFT_PARAMS)
   trainable = nnx.All(nnx.Param, lambda path, _: bool(peft.search("/".join(map(str, path)))))
-  grads = nnx.grad(lambda m: jnp.mean(m(enc, dec) ** 2), argnums=nnx.DiffState(0, trainable))(all_peft)
+  grads = jitted.grad(lambda m: jnp.mean(m(enc, dec) ** 2),
+                      argnums=nnx.DiffState(0, trainable))(all_peft)
   names = ["/".join(map(str, p)) for p, _ in nnx.to_flat_state(grads)]
   assert names and all(peft.search(n) for n in names)
   assert {"prompt"} <= {n.split("/")[-1] for n in names}

@@ -13,6 +13,7 @@ import t5tune
 from t5tune import sharding
 from t5tune.models import config as model_config
 from t5tune.models import info, paths, t5
+from tests.models import jitted
 
 CFG = model_config.preset("tiny", relative_attention_max_distance=20)
 
@@ -41,11 +42,12 @@ def test_packed_equals_unpacked(model):
     dec[0, di:di + len(y)] = y_in; dec_seg[0, di:di + len(y)] = s; dec_pos[0, di:di + len(y)] = np.arange(len(y))
     spans.append((di, len(y)))
     ei += len(x); di += len(y)
-  packed = np.asarray(model(enc, dec, encoder_segment_ids=enc_seg, decoder_segment_ids=dec_seg,
-                            encoder_positions=enc_pos, decoder_positions=dec_pos))
+  packed = np.asarray(jitted.forward(
+      model, enc, dec, encoder_segment_ids=enc_seg, decoder_segment_ids=dec_seg,
+      encoder_positions=enc_pos, decoder_positions=dec_pos))
   for (x, y), (start, n) in zip(examples, spans):
     y_in = np.concatenate([[0], y[:-1]])[None]
-    alone = np.asarray(model(x[None], y_in))[0]
+    alone = np.asarray(jitted.forward(model, x[None], y_in))[0]
     np.testing.assert_allclose(packed[0, start:start + n], alone, atol=1e-5, rtol=0)
 
 
@@ -55,8 +57,8 @@ def test_kv_cache_steps_match_teacher_forcing(model):
   enc[1, 9:] = 0
   dec = rng.randint(2, CFG.vocab_size, (2, 20)).astype(np.int32)
   dec[:, 0] = 0
-  full = np.asarray(model(enc, dec))
-  cache = model.init_cache(model.encode(enc), enc, max_decode_len=20)
+  full = np.asarray(jitted.forward(model, enc, dec))
+  cache = jitted.init_cache(model, enc, 20)
   step = nnx.jit(lambda m, tok, c: m.decode_step(tok, c))
   for i in range(20):
     logits, cache = step(model, jnp.asarray(dec[:, i]), cache)
@@ -66,7 +68,7 @@ def test_kv_cache_steps_match_teacher_forcing(model):
 
 def test_cache_repeat_and_take(model):
   enc = np.random.RandomState(2).randint(2, CFG.vocab_size, (2, 6)).astype(np.int32)
-  cache = model.init_cache(model.encode(enc), enc, 4)
+  cache = jitted.init_cache(model, enc, 4)
   # Per layer, in the [B, H, S, K] layout attention consumes.
   assert len(cache.self_k) == len(cache.cross_k) == CFG.num_decoder_layers
   assert cache.self_k[0].shape == (2, CFG.num_heads, 4, CFG.d_kv)
@@ -102,7 +104,7 @@ def test_sharded_forward_matches_one_device(model, mesh_shape):
   rng = np.random.RandomState(4)
   enc = rng.randint(2, CFG.vocab_size, (8, 16)).astype(np.int32)
   dec = rng.randint(2, CFG.vocab_size, (8, 8)).astype(np.int32)
-  ref = np.asarray(model(enc, dec))
+  ref = np.asarray(jitted.forward(model, enc, dec))
   mesh = sharding.make_mesh(mesh_shape)
   sharded = t5.build_model(CFG, mesh=mesh, seed=0)
   # Parameters are really split: the MLP kernel follows ('embed'->fsdp, 'mlp'->tensor).
@@ -123,9 +125,9 @@ def test_bfloat16_activations_keep_float32_params():
   m = t5.build_model(cfg, seed=0)
   assert m.encoder.layers[0].mlp.wo.kernel[...].dtype == jnp.float32
   enc = np.random.RandomState(5).randint(2, cfg.vocab_size, (2, 8)).astype(np.int32)
-  logits = m(enc, enc)
+  logits = jitted.forward(m, enc, enc)
   assert logits.dtype == jnp.float32
-  ref = t5.build_model(CFG, seed=0)(enc, enc)
+  ref = jitted.forward(t5.build_model(CFG, seed=0), enc, enc)
   # bf16 has ~3 significant digits; the same weights must give close logits.
   assert float(jnp.max(jnp.abs(logits - ref))) < 0.2 * float(jnp.max(jnp.abs(ref)))
 
@@ -136,7 +138,7 @@ def test_remat_gives_same_gradients():
   def grads(cfg):
     m = t5.build_model(cfg, seed=0)
     loss = lambda m: jnp.mean(m(enc, enc) ** 2)
-    return nnx.grad(loss)(m)
+    return jitted.grad(loss)(m)
 
   a = nnx.to_flat_state(grads(CFG))
   b = dict(nnx.to_flat_state(grads(CFG.replace(remat_policy="dots"))))
