@@ -14,6 +14,7 @@ import harness  # noqa: E402  pylint: disable=wrong-import-position
 
 import t5tune  # noqa: E402
 from t5tune.models import config as model_config  # noqa: E402
+from tests.models import jitted  # noqa: E402
 
 SMALL = dict(vocab_size=256, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_encoder_layers=2,
              num_decoder_layers=2, dropout_rate=0.0)
@@ -35,7 +36,7 @@ def test_hf_t5_keeps_the_presets_output_layer_through_save_and_load(tmp_path, pr
   y = np.random.RandomState(1).randint(2, 256, (2, 4)).astype(np.int32)
   with torch.no_grad():
     ref = hf(input_ids=torch.tensor(x, dtype=torch.long), labels=torch.tensor(y, dtype=torch.long)).logits
-  ours = np.asarray(model(x, np.concatenate([np.zeros((2, 1), np.int32), y[:, :-1]], 1)))
+  ours = np.asarray(jitted.forward(model, x, np.concatenate([np.zeros((2, 1), np.int32), y[:, :-1]], 1)))
   np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-4, atol=1e-4 * np.abs(ref.numpy()).max())
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from t5tune.convert import loading
 from tests.models import hf_reference
+from tests.models import jitted
 
 
 def _t5tune(*args):
@@ -22,8 +23,8 @@ def test_convert_both_ways_and_load(tmp_path):
                  f"--output={tmp_path / 'back'}")
   assert back.returncode == 0, back.stderr
   enc = np.random.RandomState(0).randint(2, 128, (2, 9)).astype(np.int32)
-  a = np.asarray(loading.load_model(hf_dir)(enc, enc[:, :4]))
-  b = np.asarray(loading.load_model(str(tmp_path / "back"))(enc, enc[:, :4]))
+  a = np.asarray(jitted.forward(loading.load_model(hf_dir), enc, enc[:, :4]))
+  b = np.asarray(jitted.forward(loading.load_model(str(tmp_path / "back")), enc, enc[:, :4]))
   np.testing.assert_array_equal(a, b)
 
 

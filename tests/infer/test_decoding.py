@@ -9,6 +9,7 @@ from t5tune import sharding
 from t5tune.infer import decoding
 from t5tune.infer import scoring
 from tests.models import hf_reference
+from tests.models import jitted
 
 B, L, T = 6, 20, 16
 
@@ -183,7 +184,7 @@ def test_a_registered_method_runs_in_the_one_loop(hf_pair):
                                                              max_decode_len=T))
     # Teacher-forced logits of the emitted prefix: every token is the runner-up.
     dec_in = np.concatenate([np.zeros((B, 1), np.int32), out.tokens[:, :-1]], axis=1)
-    logits = np.asarray(model(enc, dec_in))
+    logits = np.asarray(jitted.forward(model, enc, dec_in))
     runner_up = np.argsort(-logits, axis=-1)[:, :, 1]
     live = np.cumsum(out.tokens == 1, axis=1) - (out.tokens == 1) == 0  # up to the first EOS
     np.testing.assert_array_equal(out.tokens[live], runner_up[live])

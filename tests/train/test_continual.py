@@ -19,6 +19,7 @@ import pytest
 
 from t5tune.train import regularizers
 from t5tune.train import replay
+from tests.models import jitted
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = "experiments/continual/config.py"
@@ -289,7 +290,7 @@ def test_per_stage_lora_freezes_earlier_adapters_and_exports_chosen_ones(tmp_pat
   for merge, final in ((["sentiment"], "sentiment"), (["sentiment", "qa"], "qa")):
     out = tmp_path / f"hf_{final}"
     run.export(str(out), merge)
-    ours = np.asarray(loading.load_model(str(stages / final / "final"))(tokens, dec))
+    ours = np.asarray(jitted.forward(loading.load_model(str(stages / final / "final")), tokens, dec))
     hf = transformers.T5ForConditionalGeneration.from_pretrained(str(out)).eval()
     with torch.no_grad():
       theirs = hf(input_ids=torch.tensor(tokens, dtype=torch.long),
