@@ -25,6 +25,9 @@ def _config(**changes):
   config.train.steps, config.train.log_every = 6, 1
   config.checkpoint.every, config.checkpoint.async_save = 2, False
   config.mesh.shape = (2, 1, 1)
+  # One layer a stack: non-finite handling, early stopping and checkpoints do not
+  # depend on depth, and the initialiser and step compile about a third faster.
+  config.model.overrides.num_encoder_layers = config.model.overrides.num_decoder_layers = 1
   for key, value in changes.items():
     section, name = key.split(".")
     config[section][name] = value
