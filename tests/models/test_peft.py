@@ -98,9 +98,8 @@ def test_all_peft_kv_cache_matches_teacher_forcing(all_peft):
   full = np.asarray(jitted.forward(all_peft, enc, dec))
   cache = jitted.init_cache(all_peft, enc, dec.shape[1])
   assert cache.cross_k[0].shape[2] == enc.shape[1] + ALL.prompt_length
-  step = nnx.jit(lambda m, tok, c: m.decode_step(tok, c))
   for i in range(dec.shape[1]):
-    logits, cache = step(all_peft, jnp.asarray(dec[:, i]), cache)
+    logits, cache = jitted.decode_step(all_peft, jnp.asarray(dec[:, i]), cache)
     np.testing.assert_allclose(np.asarray(logits), full[:, i], atol=1e-5)
 
 

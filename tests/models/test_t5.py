@@ -59,9 +59,8 @@ def test_kv_cache_steps_match_teacher_forcing(model):
   dec[:, 0] = 0
   full = np.asarray(jitted.forward(model, enc, dec))
   cache = jitted.init_cache(model, enc, 20)
-  step = nnx.jit(lambda m, tok, c: m.decode_step(tok, c))
   for i in range(20):
-    logits, cache = step(model, jnp.asarray(dec[:, i]), cache)
+    logits, cache = jitted.decode_step(model, jnp.asarray(dec[:, i]), cache)
     np.testing.assert_allclose(np.asarray(logits), full[:, i], atol=1e-5, rtol=0)
   assert int(cache.index) == 20
 
@@ -116,7 +115,7 @@ def test_sharded_forward_matches_one_device(model, mesh_shape):
   assert emb.sharding.spec == jax.sharding.PartitionSpec("tensor", "fsdp")
   with sharding.use_mesh(mesh):
     batch = jax.device_put((enc, dec), sharding.batch_sharding(mesh))
-    out = nnx.jit(lambda m, e, d: m(e, d))(sharded, *batch)
+    out = jitted.forward(sharded, *batch)
   np.testing.assert_allclose(np.asarray(out), ref, atol=1e-5, rtol=0)
 
 

@@ -104,10 +104,10 @@ def _attach(proc, log_path, cache_dir):
 # A second, smaller server whose batches run only when full (max_wait of 10 minutes), so
 # the test decides which rows share a batch; a short request timeout; and a template
 # registered by a task module. It starts beside the main server and compiles 2 programs.
-FILL_BATCH, FILL_TIMEOUT_S = 4, 3
+FILL_BATCH, FILL_TIMEOUT_S, FILL_MAX_QUEUE = 4, 3, 16
 # Its --module=tests.serve.methods registers a decoding method, which it then serves.
 FILL_FLAGS = [f"--batch_sizes={FILL_BATCH}", "--input_lengths=64", "--decode_lengths=4",
-              "--max_wait_ms=600000", f"--request_timeout_s={FILL_TIMEOUT_S}", "--max_queue=16",
+              "--max_wait_ms=600000", f"--request_timeout_s={FILL_TIMEOUT_S}", f"--max_queue={FILL_MAX_QUEUE}",
               "--module=t5tune.demo_tasks", "--module=tests.serve.methods",
               "--template=t5tune_demo_sentiment:sent_opt"]
 
@@ -333,6 +333,8 @@ def test_bad_requests_get_status_and_message_and_leave_server_healthy(ready, mod
     assert message in r.json()["error"]["message"], (body[:80], r.text)
   assert httpx.post(f"{ready.url}/v1/completions", json={"prompt": "hi"}, timeout=30).status_code == 401
   assert httpx.get(f"{ready.url}/health", timeout=10).status_code == 200
+  assert _complete(ready.url, prompt=PROMPTS[0], max_tokens=6, temperature=0)["choices"][0]["text"] == \
+      _reference(model, PROMPTS[:1], 6)[0]
 
 
 def test_client_leaving_mid_stream_does_not_break_others(ready, model):
@@ -396,7 +398,7 @@ def test_client_gone_before_its_response_is_dropped_from_its_batch(fill_server, 
 def test_a_full_queue_is_503_with_retry_after_and_what_fits_is_served(fill_server, model):
   """Deterministic: the fill server runs a batch only when 4 rows wait, so rows stay queued."""
   srv = fill_server
-  max_queue = 16  # FILL_FLAGS
+  max_queue = FILL_MAX_QUEUE
   assert srv.metric("t5tune_queue_depth") == 0
   busy = srv.metric("t5tune_errors_total", '{code="503"}')
   prompts = [f"q {i}" for i in range(max_queue)]
@@ -406,7 +408,9 @@ def test_a_full_queue_is_503_with_retry_after_and_what_fits_is_served(fill_serve
   async def scene():
     async with httpx.AsyncClient(base_url=srv.url, headers=AUTH, timeout=60) as client:
       waiting = asyncio.ensure_future(post(client, prompts[:FILL_BATCH - 1]))
+      deadline = time.monotonic() + 30
       while srv.metric("t5tune_queue_depth") < FILL_BATCH - 1:  # 3 rows wait for a fourth
+        assert time.monotonic() < deadline, "the first request's rows were never queued"
         await asyncio.sleep(0.05)
       # 3 waiting + 14 > 16: refused whole, nothing of it queued.
       full = await post(client, prompts[FILL_BATCH - 1:] + ["one too many"])

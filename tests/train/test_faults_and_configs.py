@@ -26,7 +26,7 @@ def _config(**changes):
   config.checkpoint.every, config.checkpoint.async_save = 2, False
   config.mesh.shape = (2, 1, 1)
   # One layer a stack: non-finite handling, early stopping and checkpoints do not
-  # depend on depth, and the initialiser and step compile about a third faster.
+  # depend on depth (the file: 45.8 s instead of 58.5 s with two layers).
   config.model.overrides.num_encoder_layers = config.model.overrides.num_decoder_layers = 1
   for key, value in changes.items():
     section, name = key.split(".")

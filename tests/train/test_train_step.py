@@ -28,8 +28,8 @@ def _config(**changes):
   config.optimizer.grad_clip_norm = 1.0
   config.checkpoint.async_save = False
   config.model.overrides.num_heads = 8  # so that (1, 1, 8) can split the heads
-  # One layer a stack: sharding, accumulation, freezing and LoRA do not depend on depth,
-  # and each case's initialiser and step compile about a third faster.
+  # One layer a stack: sharding, accumulation, freezing and LoRA do not depend on depth
+  # (the file: 41.6 s instead of 64.4 s with two layers).
   config.model.overrides.num_encoder_layers = config.model.overrides.num_decoder_layers = 1
   for key, value in changes.items():
     section, name = key.split(".")
