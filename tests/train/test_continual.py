@@ -514,6 +514,9 @@ def test_loss_terms_equal_mains_train_step_bitwise(tiny_model, weights):
     if terms:
       keys = {k for t in terms for k in t.aux}
       state["reg"] = {k: reg[k] for k in keys}
+    # Committed to one device as the step's outputs are: the second step then
+    # reuses the first one's program instead of compiling it again.
+    state = jax.device_put(state, jax.devices()[0])
     step = jax.jit(step)
     logged = []
     for batch in batches:
