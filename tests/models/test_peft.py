@@ -14,7 +14,11 @@ from t5tune.models import layers
 from t5tune.models import t5
 from tests.models import jitted
 
-BASE = model_config.preset("tiny", relative_attention_max_distance=20)
+# One layer a stack: what is checked here (start as the base model, folds, exports, packing,
+# the cache with prompts and prefixes) does not depend on depth; each layer is one more set of
+# parameters for the initialiser and the forward pass to compile.
+BASE = model_config.preset("tiny", relative_attention_max_distance=20, num_encoder_layers=1,
+                           num_decoder_layers=1)
 ALL = BASE.replace(lora_rank=4, lora_targets=r"(attention\.(q|v)|mlp\.wo)$", prompt_length=3,
                    prefix_length=2, adapter_dim=8)
 

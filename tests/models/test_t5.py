@@ -15,7 +15,10 @@ from t5tune.models import config as model_config
 from t5tune.models import info, paths, t5
 from tests.models import jitted
 
-CFG = model_config.preset("tiny", relative_attention_max_distance=20)
+# The compiled checks use one layer a stack: packing, the cache, sharding, bfloat16 and remat
+# do not depend on depth. The parameter-path test reads the two-layer preset (no compile).
+TWO_LAYERS = model_config.preset("tiny", relative_attention_max_distance=20)
+CFG = TWO_LAYERS.replace(num_encoder_layers=1, num_decoder_layers=1)
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +68,13 @@ def test_kv_cache_steps_match_teacher_forcing(model):
   assert int(cache.index) == 20
 
 
-def test_cache_repeat_and_take(model):
+def test_cache_repeat_and_take():
+  # Two layers: repeat and take must reach every layer's cache, not only the first.
+  model = t5.build_model(TWO_LAYERS, seed=0)
   enc = np.random.RandomState(2).randint(2, CFG.vocab_size, (2, 6)).astype(np.int32)
   cache = jitted.init_cache(model, enc, 4)
   # Per layer, in the [B, H, S, K] layout attention consumes.
-  assert len(cache.self_k) == len(cache.cross_k) == CFG.num_decoder_layers
+  assert len(cache.self_k) == len(cache.cross_k) == TWO_LAYERS.num_decoder_layers == 2
   assert cache.self_k[0].shape == (2, CFG.num_heads, 4, CFG.d_kv)
   assert cache.cross_k[0].shape == (2, CFG.num_heads, 6, CFG.d_kv)
   cache = cache.replace(self_k=tuple(k + jnp.arange(2.0)[:, None, None, None] for k in cache.self_k))
@@ -176,18 +181,18 @@ def test_info_cli_xxl_is_fast_and_abstract():
 def test_parameter_paths_have_one_owner():
   """Every per-layer parameter parses back to its layer; HF names map to real paths."""
   from t5tune.convert import hf
-  flat = [tuple(p) for p, _ in nnx.to_flat_state(nnx.state(t5.abstract_model(CFG), nnx.Param))]
+  flat = [tuple(p) for p, _ in nnx.to_flat_state(nnx.state(t5.abstract_model(TWO_LAYERS), nnx.Param))]
   parsed = [(p, paths.parse(p)) for p in flat]
   layers = {(lp.stack, lp.index) for _, lp in parsed if lp is not None}
-  assert layers == {(s, i) for s, i, _ in paths.layers(CFG)}
+  assert layers == {(s, i) for s, i, _ in paths.layers(TWO_LAYERS)}
   for p, lp in parsed:
     if lp is not None:
       assert paths.layer(lp.stack, lp.index) + lp.rest == p
   names = {paths.name(p) for p in flat}
   assert paths.EXAMPLE in names
-  assert {paths.name(path) for path, _ in hf.name_map(CFG).values()} <= names
-  top = paths.layers_regex("decoder", [CFG.num_decoder_layers - 1])
+  assert {paths.name(path) for path, _ in hf.name_map(TWO_LAYERS).values()} <= names
+  top = paths.layers_regex("decoder", [TWO_LAYERS.num_decoder_layers - 1])
   matched = {n for n in names if re.search(top, n)}
-  assert matched and all(n.startswith(f"decoder/layers/{CFG.num_decoder_layers - 1}/")
+  assert matched and all(n.startswith(f"decoder/layers/{TWO_LAYERS.num_decoder_layers - 1}/")
                          for n in matched)
   assert {n for n in names if n.startswith("decoder/layers/")} - matched
