@@ -11,6 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ARGS = [
     "--config=configs/experiments/tiny.py",
     "--config.data.iterator_factory=t5tune.train.synthetic:make_iterator",
+    "--config.data.modules=()",  # the synthetic batches need no task modules (nor seqio)
     "--config.data.inputs_length=16", "--config.data.targets_length=8",
     "--config.train.steps=3", "--config.train.log_every=1", "--config.checkpoint.every=3",
     "--config.eval.every=0", "--config.mesh.shape=(2,2,2)",

@@ -29,6 +29,7 @@ STEPS = 8
 ARGS = [
     "--config=configs/experiments/tiny.py",
     "--config.data.iterator_factory=tests.train.synthetic:make_iterator",
+    "--config.data.modules=()",  # the synthetic batches need no task modules (nor seqio)
     "--config.data.inputs_length=16", "--config.data.targets_length=8",
     f"--config.train.steps={STEPS}", "--config.train.log_every=1",
     "--config.checkpoint.every=2", "--config.checkpoint.keep=10",
