@@ -88,6 +88,9 @@ def test_driver_starts_from_a_hugging_face_t5_directory(tmp_path):
   _, hf_dir = hf_reference.build_hf_t5(tmp_path / "hf", gated=True, vocab_size=384)
   config = _config(eval_few_shot=True)
   config.train.init_from = hf_dir
+  # The checkpoint's architecture (2 encoder, 3 decoder layers), not the test setting's depth.
+  config.train.model.overrides.num_encoder_layers = None
+  config.train.model.overrides.num_decoder_layers = None
   training = run.training_clusters(config.flan_mini)
   out = run.train_and_evaluate(config, "instructions", str(tmp_path / "runs"), training)
   assert out["steps"] == config.train.train.steps
