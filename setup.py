@@ -24,8 +24,8 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "safetensors>=0.6",
     "numpy>=2.0",
-    "clu>=0.0.12",
-    "tensorboard>=2.21,<2.22",  # clu's metric writers need it; TF 2.21 no longer pulls it in
+    # TensorBoard event files without TensorFlow (t5tune/train/tb.py); TF 2.21 no longer pulls it in.
+    "tensorboard>=2.21,<2.22",
     "rouge-score>=0.1.2",
     "datasketch>=1.6,<3",  # MinHash/LSH near-duplicates (t5tune.quality.neardup)
     "cleanlab>=2.6,<3",  # confident learning on option scores (t5tune.quality.label_issues)

@@ -125,18 +125,18 @@ class MetricsWindow:
 
 
 class Logger:
-  """TensorBoard (clu), metrics.jsonl and the console, written by process 0."""
+  """TensorBoard (t5tune/train/tb.py), metrics.jsonl and the console, written by process 0."""
 
   def __init__(self, workdir: str):
     self.primary = jax.process_index() == 0
-    try:
-      from clu import metric_writers
-    except ImportError as e:  # clu's writers need TensorFlow, which a machine may lack
-      logging.warning("no TensorBoard logs (%s); metrics go to metrics.jsonl only", e)
-      self.writer = None
-    else:
-      self.writer = metric_writers.create_default_writer(
-          os.path.join(workdir, "tb"), just_logging=not self.primary, asynchronous=True)
+    self.writer = None
+    if self.primary:
+      try:
+        from t5tune.train import tb  # pylint: disable=g-import-not-at-top
+      except ImportError as e:  # a machine without the tensorboard package
+        logging.warning("no TensorBoard logs (%s); metrics go to metrics.jsonl only", e)
+      else:
+        self.writer = tb.Writer(os.path.join(workdir, "tb"))
     self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
     self._jsonl = None  # opened by `start_at` (or the first write), after the rows are trimmed
 
@@ -163,12 +163,12 @@ class Logger:
 
   def hparams(self, flat: dict):
     if self.writer:
-      self.writer.write_hparams(flat)
+      self.writer.hparams(flat)
 
   def scalars(self, step: int, values: dict):
     values = {k: float(v) for k, v in values.items()}
     if self.writer:
-      self.writer.write_scalars(step, values)
+      self.writer.scalars(step, values)
     if self.primary and self._jsonl is None:
       self._jsonl = open(self._jsonl_path, "a")
     if self._jsonl:

@@ -87,7 +87,7 @@ def test_export_then_portable_run_without_tensorflow(tmp_path):
           f"--data={tmp_path / 'data'}", f"--workdir={tmp_path / 'runs'}"]
   script = textwrap.dedent(f"""
       import importlib.machinery, runpy, sys
-      # What the GPU machine lacks (clu's writers import TensorFlow).
+      # What the GPU machine lacks.
       BLOCKED = {{"tensorflow", "seqio", "tensorflow_datasets", "clu"}}
       class Hiding(importlib.machinery.PathFinder):
         @classmethod
