@@ -19,8 +19,9 @@ import seqio
 
 from t5tune import atomic
 from t5tune import errors
+from t5tune.data import tokenizers
 
-BYTE = "byte"
+BYTE = tokenizers.BYTE
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,28 +31,10 @@ def get_vocabulary(spec: str, extra_ids: int = 0) -> seqio.Vocabulary:
   `extra_ids` appends that many ids after the pieces (T5's sentinels,
   `extra_id_0` = the last id), as seqio does; span corruption needs them.
   """
-  if not isinstance(spec, str):
-    raise TypeError(f"vocabulary spec must be a string, got {type(spec).__name__}")
-  if spec == BYTE:
+  path = tokenizers.check_spec(spec)
+  if path == tokenizers.BYTE:
     return seqio.ByteVocabulary(extra_ids=extra_ids)
-  path = os.path.expanduser(spec)
-  fix = ("pass 'byte' or the path of a T5 spiece .model (or train one with"
-         " `t5tune data train-vocab`)")
-  if not os.path.exists(path):
-    raise errors.MissingInputError(f"vocabulary {spec!r}: no such SentencePiece model file",
-                                   where=spec, fix=fix)
-  _check_sentencepiece(path, fix)
   return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
-
-
-def _check_sentencepiece(path: str, fix: str) -> None:
-  """Loads the file once here: seqio loads it lazily, where a bad file is a protobuf error."""
-  import sentencepiece  # pylint: disable=g-import-not-at-top
-  try:
-    sentencepiece.SentencePieceProcessor(model_file=path)
-  except (RuntimeError, OSError, ValueError) as e:
-    raise errors.InputError(f"not a SentencePiece model ({str(e).splitlines()[0]})",
-                            where=path, fix=fix) from None
 
 
 def as_vocabulary(vocab: str | seqio.Vocabulary) -> seqio.Vocabulary:

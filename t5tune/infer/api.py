@@ -10,8 +10,8 @@
 Strings are tokenized with the model's vocabulary (`vocabulary=`: "byte", a
 SentencePiece .model path, a `seqio.Vocabulary` or any object with `encode`,
 `decode` and `eos_id`; left out, a model whose
-vocabulary size fits seqio's ByteVocabulary (ByT5, the `tiny` preset) uses
-bytes), an EOS is appended, and batches are padded to a fixed size and to a
+vocabulary size fits the byte vocabulary (ByT5, the `tiny` preset) uses
+bytes; strings load without seqio or TensorFlow, `t5tune.data.tokenizers`), an EOS is appended, and batches are padded to a fixed size and to a
 power-of-two length so that repeated calls reuse one compilation.
 """
 from __future__ import annotations
@@ -26,21 +26,19 @@ from t5tune.infer import decoding
 from t5tune.infer import scoring
 from t5tune.models import t5
 
-_BYTE_VOCAB_SIZE = 259  # seqio.ByteVocabulary: 3 special ids + 256 bytes
 _MAX_BYTE_MODEL_VOCAB = 384  # ByT5 pads its embedding to 384
 
 
 def resolve_vocabulary(model: t5.Transformer, vocabulary: Any = None):
-  """The seqio vocabulary for `model` (see the module docstring)."""
+  """The vocabulary for `model` (see the module docstring): one given as an object as it is;
+  "byte" or a .model path as `t5tune.data.tokenizers` loads it (seqio's ids, no TensorFlow)."""
   if vocabulary is not None and not isinstance(vocabulary, str):
-    # Any object with encode/decode/eos_id is used as it is, without importing
-    # seqio: machines without TensorFlow pass their own (flan_mini's portable path).
-    return vocabulary
-  from t5tune.data import vocab  # imports seqio / TensorFlow: only when strings are used
+    return vocabulary  # anything with encode/decode/eos_id: a seqio vocabulary, flan_mini's own
+  from t5tune.data import tokenizers  # pylint: disable=g-import-not-at-top
   if vocabulary is not None:
-    return vocab.as_vocabulary(vocabulary)
-  if _BYTE_VOCAB_SIZE <= model.config.vocab_size <= _MAX_BYTE_MODEL_VOCAB:
-    return vocab.get_vocabulary(vocab.BYTE)
+    return tokenizers.load(vocabulary)
+  if tokenizers.Bytes.vocab_size <= model.config.vocab_size <= _MAX_BYTE_MODEL_VOCAB:
+    return tokenizers.Bytes()
   raise ValueError(
       f"the model's vocabulary ({model.config.vocab_size} ids) is not the byte vocabulary;"
       " pass vocabulary='path/to/spiece.model' (the SentencePiece model it was trained with)")
