@@ -17,7 +17,11 @@ ALLOC = env $$($(BIN)/python -m t5tune.allocator --env)
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-compile -e '.[test]'
+	# Byte-compile site-packages on every core instead of pip's one (~27,000
+	# files: 33 s on 2 cores against pip's 46 s). Exit status ignored as pip
+	# ignores it: a few packages ship test files for newer Pythons.
+	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 install: $(STAMP)
