@@ -16,8 +16,10 @@ import importlib
 import logging
 import os
 import sys
+import threading
 import traceback
 import types
+import warnings
 from typing import Sequence
 
 from absl import flags
@@ -57,6 +59,25 @@ def quiet_start_up(verbose: bool) -> None:
   # orbax writes through asyncio: a failed write (a full disk) is also logged by asyncio as
   # "exception was never retrieved" with a traceback; t5tune reports that failure itself.
   logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+  # ... and tensorstore's callbacks for the failed write's other chunks then find orbax's event
+  # loop closed: Python prints each as an "unraisable" exception (dozens of tracebacks before
+  # the one line). Such exceptions never change what a command does; they go to the debug log.
+  sys.unraisablehook = _unraisable_to_debug_log
+
+
+def _unraisable_to_debug_log(unraisable) -> None:
+  logging.getLogger(__name__).debug(
+      "ignored: %s in %r", unraisable.exc_type.__name__, unraisable.object,
+      exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback))
+
+
+def _silence_after_report() -> None:
+  """After the one line, libraries' background threads (e.g. orbax's, failing as the process
+  exits after a failed save) would log the same failure again with tracebacks, and Python warns
+  of the write coroutines they never awaited: not shown."""
+  logging.disable(logging.CRITICAL)
+  threading.excepthook = lambda args: None
+  warnings.simplefilter("ignore")
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,6 +131,8 @@ def report(command: str, error: BaseException, verbose: bool) -> int:
     traceback.print_exception(error, file=sys.stderr)
   print(error_line(command, error), file=sys.stderr)
   sys.stderr.flush()
+  if not verbose:
+    _silence_after_report()
   return exit_code(error)
 
 

@@ -30,6 +30,8 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 from typing import Any, Mapping
 
 import jax
@@ -128,6 +130,16 @@ def check_resumable(workdir: str, model_config: Mapping[str, Any]) -> None:
     return
 
 
+def _join_orbax_threads(timeout: float = 60.0) -> None:
+  """Waits for orbax's helper threads: after a save fails they still write the step's metadata
+  (e.g. `_sharding`), which would recreate the partial directory once it is removed."""
+  deadline = time.monotonic() + timeout
+  for thread in threading.enumerate():
+    if thread is not threading.current_thread() and type(thread).__module__.startswith("orbax."):
+      with contextlib.suppress(Exception):  # orbax's join re-raises the thread's error: the same
+        thread.join(max(0.0, deadline - time.monotonic()))  # failure, being reported already
+
+
 class Checkpointer:
   """The trainer's view of orbax: keep-last-N plus best-N, async saves, exact resume."""
 
@@ -218,6 +230,7 @@ class Checkpointer:
       if code is None:
         raise
       failed = step if step is not None else self._pending
+      _join_orbax_threads()
       for name in os.listdir(self.directory):
         if re.fullmatch(r"\d+\.orbax-checkpoint-tmp.*", name):
           shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)

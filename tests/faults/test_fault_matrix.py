@@ -292,7 +292,9 @@ def test_disk_full_during_checkpoint_save_is_one_line_and_the_rerun_resumes(scen
   assert first.startswith("t5tune train: error: ") and row.expect in first, full.stderr[-3000:]
   assert "File too large" in first and str(tmp_path / "full" / "checkpoints") in first
   assert "resumes from step 2, which is intact" in first
-  assert "Traceback" not in full.stderr
+  # nothing else: not the failed write's other chunks (tensorstore's callbacks into orbax's closed
+  # event loop) nor orbax's threads failing as the process exits
+  assert [l for l in full.stderr.splitlines() if l.strip()] == [first], full.stderr[-3000:]
   ckpt = tmp_path / "full" / "checkpoints"
   assert sorted(os.listdir(ckpt)) == ["2"]  # no partial step left behind
   assert model_dir.verify_checksums(str(ckpt / "2"))
