@@ -53,7 +53,7 @@ EXTRAS = {
     # torch is pinned: an unpinned torch requirement pulls a multi-GB CUDA build.
     "test": [
         "pytest>=8",
-        "pytest-xdist>=3.5",
+        "pytest-xdist>=3.6",  # --no-loadscope-reorder (the Makefile's test target)
         "torch==2.13.0",
         "transformers>=5.0,<6",
         "nbclient>=0.10",
