@@ -19,9 +19,10 @@ $(STAMP): setup.py
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[test]'
 	# Byte-compile site-packages on every core instead of pip's one (~27,000
-	# files: 33 s on 2 cores against pip's 46 s). Exit status ignored as pip
-	# ignores it: a few packages ship test files for newer Pythons.
-	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
+	# files: 33 s on 2 cores against pip's 46 s), leaving out the packages' own
+	# test suites (4,500 files nothing imports: 30 s against 38 s). Exit status
+	# ignored as pip ignores it: a few packages ship files for newer Pythons.
+	$(BIN)/python -m compileall -q -j 0 -x '/tests/|_test\.py$$' "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 install: $(STAMP)
