@@ -39,7 +39,8 @@ demo-knowledge: $(STAMP)
 
 # The whole suite on 8 simulated CPU devices; one test module per worker at a
 # time so each module compiles once, heaviest modules first (the order
-# tests/conftest.py gives; --no-loadscope-reorder keeps xdist from re-sorting). Three workers on two cores: a worker
+# tests/conftest.py gives; --no-loadscope-reorder keeps xdist from re-sorting
+# files by their number of tests). Three workers on two cores: a worker
 # waiting on its subprocesses (CLI runs, kills, servers) leaves a core to the
 # others (19 min 26 s and 20 min 24 s, against 20 min 26 s to 21 min 43 s with
 # two, same host: a gain of about 6%, within the runs' spread).
