@@ -142,3 +142,28 @@ def test_the_server_and_prompt_templates_do_not_import_tensorflow():
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_command_process_leaves_out_keras_extras_and_nothing_else():
+  # t5tune.main installs the finder before a command imports TensorFlow: Keras (imported through
+  # seqio's tensorflow_text) then runs without pandas, scikit-learn, matplotlib and h5py, while
+  # any other importer still gets them. A library user's process keeps Keras's integrations.
+  import json
+  import subprocess
+  import sys
+  code = ("import json, sys\n"
+          "from t5tune.cli import lean_imports\n"
+          "import t5tune, t5tune.cli.common\n"
+          "library = any(isinstance(f, lean_imports._KerasExtrasFinder) for f in sys.meta_path)\n"
+          "lean_imports.install()\n"
+          "import seqio\n"
+          "loaded = sorted(m for m in lean_imports.SKIPPED if m in sys.modules)\n"
+          "import pandas, sklearn.base, matplotlib.pyplot, h5py\n"
+          "from keras.src.trainers.data_adapters import array_slicing\n"
+          "print(json.dumps([library, 'keras' in sys.modules, loaded, array_slicing.pandas is None]))\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  library, keras_loaded, loaded, keras_without_pandas = json.loads(proc.stdout.splitlines()[-1])
+  assert not library and keras_loaded and keras_without_pandas
+  assert loaded == [], loaded
