@@ -33,4 +33,5 @@ class MockTfdsSource(sources.Source):
     yield from items
 
 
-NAMES = flan2021.register(metric_fns=metrics, source_fn=lambda spec, carved: MockTfdsSource(spec.tfds, carved))
+NAMES = flan2021.register(metric_fns=metrics, source_fn=lambda spec, carved: MockTfdsSource(spec.tfds, carved),
+                         shuffle_buffer_size=8 * MOCK_EXAMPLES)
