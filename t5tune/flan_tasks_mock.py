@@ -33,5 +33,8 @@ class MockTfdsSource(sources.Source):
     yield from items
 
 
+# A shuffle buffer of 8 splits: seqio's default (1000 examples) repeated each 8-record split 125
+# times to fill it, and every buffer is saved in the data iterator's checkpoint (55 MB against
+# 16 MB for the smoke run's two steps).
 NAMES = flan2021.register(metric_fns=metrics, source_fn=lambda spec, carved: MockTfdsSource(spec.tfds, carved),
                          shuffle_buffer_size=8 * MOCK_EXAMPLES)
