@@ -31,6 +31,10 @@ from t5tune.models import t5
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+# One client for the module's requests: `httpx.get` builds a client, and with it an SSL context
+# loading the CA certificates (~50 ms of CPU), per call, also for http:// (3 s of polling /health).
+# No kept-alive connections: servers are started and stopped under the tests.
+HTTP = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
 MAX_INPUT, MAX_TOKENS = 32, 16
 TEMPLATE = "Q: {question}\\n{options_}"
 # The main server runs without the persistent compilation cache (the flag's path); the
@@ -61,7 +65,7 @@ class Server:
     return open(self.log_path).read()[-4000:]
 
   def metric(self, name, labels=""):
-    text = httpx.get(f"{self.url}/metrics", headers=AUTH, timeout=10).text
+    text = HTTP.get(f"{self.url}/metrics", headers=AUTH, timeout=10).text
     m = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 
@@ -137,7 +141,7 @@ def model(model_dir):
 def _until_ready(server):
   def up():
     try:
-      return httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+      return HTTP.get(f"{server.url}/health", timeout=10).status_code == 200
     except httpx.TimeoutException:  # a loaded machine: compiling can starve the event loop
       return False
   _wait_for(lambda: up() or server.proc.poll() is not None, 400, "ready")
@@ -167,7 +171,7 @@ def fill_server(fill_launched):
 
 
 def _complete(url, **body):
-  r = httpx.post(f"{url}/v1/completions", json=body, headers=AUTH, timeout=60)
+  r = HTTP.post(f"{url}/v1/completions", json=body, headers=AUTH, timeout=60)
   assert r.status_code == 200, r.text
   return r.json()
 
@@ -188,13 +192,13 @@ def _reference(model, prompts, max_tokens):
 
 
 def test_health_models_and_api_key(ready):
-  assert httpx.get(f"{ready.url}/health", timeout=5).json()["status"] == "ready"
+  assert HTTP.get(f"{ready.url}/health", timeout=5).json()["status"] == "ready"
   for path in ("/v1/models", "/metrics"):
-    r = httpx.get(f"{ready.url}{path}", timeout=5)
+    r = HTTP.get(f"{ready.url}{path}", timeout=5)
     assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
-  r = httpx.get(f"{ready.url}/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=5)
+  r = HTTP.get(f"{ready.url}/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=5)
   assert r.status_code == 401
-  models = httpx.get(f"{ready.url}/v1/models", headers=AUTH, timeout=5).json()
+  models = HTTP.get(f"{ready.url}/v1/models", headers=AUTH, timeout=5).json()
   assert [m["id"] for m in models["data"]] == ["tiny"]
 
 
@@ -255,7 +259,7 @@ def test_beam_search_extension_equals_generate(ready, model):
 
 def test_score_equals_t5tune_score_and_template_fields(ready, model):
   candidates = ["yes", "no", "maybe"]
-  r = httpx.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
+  r = HTTP.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
                  json={"prompt": PROMPTS[:2], "candidates": candidates})
   assert r.status_code == 200, r.text
   data = r.json()["data"]
@@ -269,9 +273,9 @@ def test_score_equals_t5tune_score_and_template_fields(ready, model):
   # With --template, clients send fields; the server renders them the way tasks are rendered.
   fields = {"question": "On?", "options": ["yes", "no"]}
   rendered = "Q: On?\nOPTIONS:\n- yes\n- no"
-  by_fields = httpx.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
+  by_fields = HTTP.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
                          json={"prompt": fields, "candidates": ["yes", "no"]}).json()
-  by_text = httpx.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
+  by_text = HTTP.post(f"{ready.url}/v1/score", headers=AUTH, timeout=60,
                        json={"prompt": rendered, "candidates": ["yes", "no"]}).json()
   assert by_fields["data"] == by_text["data"]
 
@@ -327,12 +331,12 @@ BAD = [
 
 def test_bad_requests_get_status_and_message_and_leave_server_healthy(ready, model):
   for body, status, message in BAD:
-    r = httpx.post(f"{ready.url}/v1/completions", content=body, timeout=30,
+    r = HTTP.post(f"{ready.url}/v1/completions", content=body, timeout=30,
                    headers=dict(AUTH, **{"Content-Type": "application/json"}))
     assert r.status_code == status, (body[:80], r.text)
     assert message in r.json()["error"]["message"], (body[:80], r.text)
-  assert httpx.post(f"{ready.url}/v1/completions", json={"prompt": "hi"}, timeout=30).status_code == 401
-  assert httpx.get(f"{ready.url}/health", timeout=10).status_code == 200
+  assert HTTP.post(f"{ready.url}/v1/completions", json={"prompt": "hi"}, timeout=30).status_code == 401
+  assert HTTP.get(f"{ready.url}/health", timeout=10).status_code == 200
   assert _complete(ready.url, prompt=PROMPTS[0], max_tokens=6, temperature=0)["choices"][0]["text"] == \
       _reference(model, PROMPTS[:1], 6)[0]
 
@@ -358,7 +362,7 @@ def test_client_leaving_mid_stream_does_not_break_others(ready, model):
   want = _reference(model, [PROMPTS[4], PROMPTS[3]], 10)
   assert [results[0]["choices"][0]["text"], results[1]["choices"][0]["text"]] == want
   assert ready.metric("t5tune_batch_size_count", '{kind="decode"}') > before
-  assert httpx.get(f"{ready.url}/health", timeout=5).status_code == 200
+  assert HTTP.get(f"{ready.url}/health", timeout=5).status_code == 200
 
 
 def test_client_gone_before_its_response_is_dropped_from_its_batch(fill_server, model):
@@ -392,7 +396,7 @@ def test_client_gone_before_its_response_is_dropped_from_its_batch(fill_server, 
   assert texts == _reference(model, [PROMPTS[3], PROMPTS[1], PROMPTS[2]], 4)
   assert srv.metric("t5tune_batch_size_count", '{kind="decode"}') == batches + 1
   assert srv.metric("t5tune_batch_size_sum", '{kind="decode"}') == rows + 3
-  assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
+  assert HTTP.get(f"{srv.url}/health", timeout=10).status_code == 200
 
 
 def test_a_full_queue_is_503_with_retry_after_and_what_fits_is_served(fill_server, model):
@@ -431,7 +435,7 @@ def test_a_full_queue_is_503_with_retry_after_and_what_fits_is_served(fill_serve
   assert first.status_code in (200, 504), first.text
   assert texts == _reference(model, prompts[FILL_BATCH - 1:], 4)
   assert srv.metric("t5tune_queue_depth") == 0
-  assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
+  assert HTTP.get(f"{srv.url}/health", timeout=10).status_code == 200
 
 
 def test_registered_template_renders_fields_like_the_task(fill_server):
@@ -444,7 +448,7 @@ def test_registered_template_renders_fields_like_the_task(fill_server):
   assert choices[0]["text"] == choices[1]["text"] == choices[2]["text"]
   assert choices[0]["logprobs"]["token_logprobs"] == choices[1]["logprobs"]["token_logprobs"]
   assert body["usage"]["prompt_tokens"] == 4 * (len(rendered.encode()) + 1)  # byte ids + EOS
-  r = httpx.post(f"{fill_server.url}/v1/completions", headers=AUTH, timeout=30,
+  r = HTTP.post(f"{fill_server.url}/v1/completions", headers=AUTH, timeout=30,
                  json={"prompt": {"review": "x", "options": []}, "max_tokens": 4})
   assert r.status_code == 400 and "lacks field 'text'" in r.json()["error"]["message"]
 
@@ -466,7 +470,7 @@ def test_request_timeout_is_504_and_the_server_stays_healthy(fill_server, model)
   srv = fill_server
   start = time.monotonic()
   # One row alone never fills its batch: it is still waiting when the timeout strikes.
-  r = httpx.post(f"{srv.url}/v1/completions", headers=AUTH, timeout=60,
+  r = HTTP.post(f"{srv.url}/v1/completions", headers=AUTH, timeout=60,
                  json={"prompt": PROMPTS[0], "max_tokens": 4, "temperature": 0})
   assert r.status_code == 504, r.text
   error = r.json()["error"]
@@ -475,7 +479,7 @@ def test_request_timeout_is_504_and_the_server_stays_healthy(fill_server, model)
   assert srv.metric("t5tune_errors_total", '{code="504"}') == 1
   # Still healthy: the timed-out row holds its place until its batch is taken (then it
   # is dropped), so three more rows fill that batch and are served, correctly.
-  assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
+  assert HTTP.get(f"{srv.url}/health", timeout=10).status_code == 200
   rows = srv.metric("t5tune_batch_size_sum", '{kind="decode"}')
   body = _complete(srv.url, prompt=PROMPTS[1:FILL_BATCH], max_tokens=4, temperature=0)
   assert [c["text"] for c in body["choices"]] == _reference(model, PROMPTS[1:FILL_BATCH], 4)
