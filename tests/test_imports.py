@@ -126,11 +126,19 @@ def test_every_module_parses(package):
   assert any(n.startswith(package + ".") for n in _modules())
 
 
+def _python(code):
+  """Runs `code` in a fresh Python (nothing imported yet); asserts it exits 0."""
+  import subprocess
+  import sys
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return proc
+
+
 def test_the_server_and_prompt_templates_do_not_import_tensorflow():
   # t5tune.data imports its submodules when first used: serving a model (and its
   # prompt templates) starts without seqio's TensorFlow; registering a task imports it.
-  import subprocess
-  import sys
   code = ("import sys\n"
           "import t5tune.serve.server, t5tune.cli.serve\n"
           "from t5tune.data import templates\n"
@@ -139,9 +147,7 @@ def test_the_server_and_prompt_templates_do_not_import_tensorflow():
           "assert 'tensorflow' not in sys.modules and 'seqio' not in sys.modules, 'imported'\n"
           "data.register_task\n"
           "assert 'seqio' in sys.modules\n")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
-  assert proc.returncode == 0, proc.stderr[-2000:]
+  _python(code)
 
 
 def test_a_command_process_leaves_out_keras_extras_and_nothing_else():
@@ -149,8 +155,6 @@ def test_a_command_process_leaves_out_keras_extras_and_nothing_else():
   # seqio's tensorflow_text) then runs without pandas, scikit-learn, matplotlib and h5py, while
   # any other importer still gets them. A library user's process keeps Keras's integrations.
   import json
-  import subprocess
-  import sys
   code = ("import json, sys\n"
           "from t5tune.cli import lean_imports\n"
           "import t5tune, t5tune.cli.common\n"
@@ -161,9 +165,7 @@ def test_a_command_process_leaves_out_keras_extras_and_nothing_else():
           "import pandas, sklearn.base, matplotlib.pyplot, h5py\n"
           "from keras.src.trainers.data_adapters import array_slicing\n"
           "print(json.dumps([library, 'keras' in sys.modules, loaded, array_slicing.pandas is None]))\n")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
-  assert proc.returncode == 0, proc.stderr[-2000:]
+  proc = _python(code)
   library, keras_loaded, loaded, keras_without_pandas = json.loads(proc.stdout.splitlines()[-1])
   assert not library and keras_loaded and keras_without_pandas
   assert loaded == [], loaded

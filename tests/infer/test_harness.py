@@ -87,7 +87,7 @@ def setup(tmp_path_factory):
 
 
 def _task_manager(setup):
-  """The local task files only: indexing the harness's own ~10,000 task files takes ~7 s a time
+  """The local task files only: indexing the harness's own ~14,000 task files takes ~7 s a time
   (the local files `include:` the harness's MMLU and BBH templates by path)."""
   from lm_eval.tasks import TaskManager
   return TaskManager(include_path=setup["tasks"], include_defaults=False)
