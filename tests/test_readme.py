@@ -29,6 +29,8 @@ import sys
 
 import pytest
 
+from tests.faults import quiet
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 KINDS = ("python", "sh", "console", "text")
@@ -192,6 +194,9 @@ def test_readme_snippets_run(tmp_path):
   for block, argv, p in background:
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, (block.line, argv, err[-3000:])
+    # A fresh process as a user starts it: no library noise, and t5tune's own log lines (the
+    # demo tasks' truncation warnings) name t5tune's file:line, not absl's.
+    quiet.assert_quiet(err, "train")
     ran.add(block.line)
   missing = [b.line for b in runnable if b.line not in ran]
   assert not missing, f"README blocks at lines {missing} were neither run nor marked skip"

@@ -54,6 +54,10 @@ def quiet_start_up(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  # absl makes its "absl" logger at import, of its own class that names the caller's file:line;
+  # were getLogger("absl") below first, every line logged through absl would name absl's own
+  # __init__.py, and _OwnInfoOnly would drop t5tune's INFO lines as a library's.
+  from absl import logging as _  # noqa: F401  pylint: disable=g-import-not-at-top
   for name in ("jax._src.xla_bridge", "absl", "orbax", "tensorflow"):
     logging.getLogger(name).setLevel(logging.ERROR if name != "absl" else logging.WARNING)
   # orbax writes through asyncio: a failed write (a full disk) is also logged by asyncio as
@@ -84,16 +88,20 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class _OwnInfoOnly(logging.Filter):
-  """Passes t5tune's own log records and every warning or error; drops libraries' INFO.
+  """Passes t5tune's own log records and libraries' warnings and errors; drops libraries' INFO
+  and their records that carry a traceback.
 
   absl's `app.run` raises the verbosity to INFO, and orbax, clu and seqio log
-  through absl (their records name absl's file, not theirs), so the records to
-  keep are recognised by coming from t5tune's files.
+  through absl's logger, so the records to keep are recognised by coming from
+  t5tune's files. A library that logs an
+  exception with its traceback (orbax's writer threads, when a save fails) also
+  raises it to t5tune, which prints the one line; --verbose shows the rest.
   """
 
   def filter(self, record):
-    return (record.levelno >= logging.WARNING
-            or os.path.abspath(record.pathname).startswith(_PACKAGE_DIR + os.sep))
+    if os.path.abspath(record.pathname).startswith(_PACKAGE_DIR + os.sep):
+      return True
+    return record.levelno >= logging.WARNING and not record.exc_info
 
 
 def quiet_libraries() -> None:
@@ -206,16 +214,32 @@ def _c_library_output_dropped(drop: bool):
   null = os.open(os.devnull, os.O_WRONLY)
   saved_stderr = sys.stderr
   sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, encoding="utf-8", errors="replace")
+  # Log handlers made before this point (absl's, when jax or absl was imported first, as in a
+  # script that imports t5tune and then calls `t5tune.main.run`) hold the old object: moved too.
+  moved = [h for h in _stream_handlers() if h.stream is saved_stderr]
+  for handler in moved:
+    handler.setStream(sys.stderr)
   os.dup2(null, 2)
   os.close(null)
   try:
     yield
   finally:
+    for handler in moved:
+      handler.setStream(saved_stderr)
     sys.stderr.flush()
     os.dup2(real, 2)
     os.close(real)
     sys.stderr.close()
     sys.stderr = saved_stderr
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+  """The stream handlers of the root logger and absl's (absl's writes through a StreamHandler)."""
+  handlers = list(logging.getLogger().handlers)
+  absl_logging = sys.modules.get("absl.logging")
+  if absl_logging is not None:
+    handlers.append(absl_logging.get_absl_handler().python_handler)
+  return [h for h in handlers if isinstance(h, logging.StreamHandler)]
 
 
 def run(command: str, module_name: str, args: Sequence[str], usage: str = "") -> None:

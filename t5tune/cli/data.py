@@ -12,6 +12,8 @@ Tasks live in user modules; `--module` (repeatable) imports them first:
     t5tune data train-vocab --module=my.tasks --tasks=task_a,mix_b \\
         --vocab_size=8000 --output=vocabs/mine
 """
+import os
+
 from absl import flags
 
 from t5tune import errors
@@ -96,11 +98,24 @@ def _prepare():
   prepare.run(_COLLECTION.value, _TASKS.value, _DATA_DIR.value, check_only=_CHECK.value)
 
 
-def _report(name):
+def _report_dir() -> str:
+  """The report's output directory; one that cannot be made (a file on its path) is refused now,
+  before the tasks are read."""
+  path = common.resolve_output("data", ("output_dir",)) or "data_reports"
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise errors.OutputNotWritableError(f"Not a directory: {existing}", where=path,
+                                        fix="choose another --output")
+  return path
+
+
+def _report(name, output_dir):
   from t5tune.quality import report  # pylint: disable=g-import-not-at-top
   lengths = {"inputs": _INPUTS_LENGTH.value, "targets": _TARGETS_LENGTH.value}
   out, json_path, png_path = report.write(
-      name, common.resolve_output("data", ("output_dir",)) or "data_reports", feature_lengths=lengths,
+      name, output_dir, feature_lengths=lengths,
       splits=_SPLITS.value, max_examples=_MAX_EXAMPLES.value, **data_quality.report_options())
   print(report.format_text(out))
   print(f"wrote {json_path} and {png_path}")
@@ -139,6 +154,7 @@ def main(argv):
                             fix="usage: t5tune data report TASK_OR_MIXTURE [--module=...]")
   if command in data_quality.COMMANDS:
     data_quality.check_outputs(command)  # a refused output is reported before any import
+  output_dir = _report_dir() if command == "report" else None
   common.import_modules(_MODULES.value)
   if command in data_quality.COMMANDS:
     data_quality.main(command, args[1:])
@@ -150,6 +166,6 @@ def main(argv):
   elif command == "list":
     _list()
   elif command == "report":
-    _report(args[1])
+    _report(args[1], output_dir)
   else:
     _train_vocab()

@@ -196,7 +196,13 @@ def report_options() -> dict[str, Any]:
 
 
 def check_outputs(command: str) -> None:
-  """Refuses an existing --output (unless --overwrite) before any work; generate resumes instead."""
+  """Refuses an existing --output (unless --overwrite) before any work; generate resumes instead.
+
+  A --threshold out of range is refused here too, before the tasks are read.
+  """
+  if command == "near-duplicates":
+    from t5tune.data import cleaning  # pylint: disable=g-import-not-at-top
+    cleaning.check_threshold(_THRESHOLD.value)
   if command == "label-issues":
     _check_out(_output() or "label_issues.jsonl")
   elif command != "generate":

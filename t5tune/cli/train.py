@@ -89,7 +89,7 @@ def main(argv):
   common.import_modules(config.data.modules, where="config.data.modules")
   _check_data(config)
   tr = trainer.Trainer(config, _WORKDIR.value, mesh=mesh)
-  logging.info("config:\n%s", config)
+  logging.debug("config:\n%s", config)  # the workdir's config.json has it; --show_config prints it
   result = tr.run()
   if jax.process_index() == 0:
     print(json.dumps({"step": result.step, "stop_reason": result.stop_reason,

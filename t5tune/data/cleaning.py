@@ -238,15 +238,20 @@ class Pair:
   similarity: float
 
 
+def check_threshold(threshold: float) -> None:
+  """A near-duplicate (Jaccard) threshold must be in (0, 1]."""
+  if not 0.0 < threshold <= 1.0:
+    raise errors.UsageError(f"near-duplicate threshold {threshold} is not in (0, 1]",
+                            where="--threshold", fix="pass e.g. 0.8")
+
+
 class Index:
   """An LSH index of shingle sets; `add` returns the earlier items similar to the new one."""
 
   def __init__(self, threshold: float = NEAR_THRESHOLD, num_perm: int = NEAR_NUM_PERM,
                seed: int = 1):
     import datasketch  # pylint: disable=g-import-not-at-top
-    if not 0.0 < threshold <= 1.0:
-      raise errors.UsageError(f"near-duplicate threshold {threshold} is not in (0, 1]",
-                              where="--threshold", fix="pass e.g. 0.8")
+    check_threshold(threshold)
     self.threshold = threshold
     self.num_perm = num_perm
     self.seed = seed
