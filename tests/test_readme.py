@@ -29,15 +29,14 @@ import sys
 
 import pytest
 
+from tests import cli
 from tests.faults import quiet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 KINDS = ("python", "sh", "console", "text")
 MARK = re.compile(r"<!--\s*readme-test:\s*(skip|append)\b\s*(.*?)\s*-->")
-ENV = {k: v for k, v in dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-                               JAX_NUM_CPU_DEVICES="8").items()
-       if k not in ("T5TUNE_VERBOSE",)}
+ENV = dict(cli.ENV, JAX_NUM_CPU_DEVICES="8")
 
 
 @dataclasses.dataclass
@@ -136,8 +135,7 @@ print("RESULTS " + json.dumps(results))
 
 
 def _t5tune(argv, cwd, timeout=300):
-  return subprocess.run([sys.executable, "-m", "t5tune"] + argv, cwd=cwd, env=ENV,
-                        capture_output=True, text=True, timeout=timeout)
+  return cli.run(argv, cwd=cwd, env=ENV, timeout=timeout)
 
 
 def test_every_block_is_classified():

@@ -1,10 +1,12 @@
-"""`t5tune convert` end to end through the console entry point."""
+"""`t5tune convert` end to end: conversions in forks of a pre-imported process (tests/cli.py), a bad
+input through a fresh `python -m t5tune` (its stderr as a user sees it)."""
 import subprocess
 import sys
 
 import numpy as np
 
 from t5tune.convert import loading
+from tests import cli
 from tests.models import hf_reference
 from tests.models import jitted
 
@@ -16,11 +18,11 @@ def _t5tune(*args):
 
 def test_convert_both_ways_and_load(tmp_path):
   _, hf_dir = hf_reference.build_hf_t5(tmp_path / "hf", gated=True, num_decoder_layers=2)
-  out = _t5tune("convert", "hf-to-t5tune", f"--input={hf_dir}", f"--output={tmp_path / 'ours'}")
+  out = cli.run(["convert", "hf-to-t5tune", f"--input={hf_dir}", f"--output={tmp_path / 'ours'}"])
   assert out.returncode == 0, out.stderr
   assert "gated-gelu" in out.stdout
-  back = _t5tune("convert", "t5tune-to-hf", f"--input={tmp_path / 'ours'}",
-                 f"--output={tmp_path / 'back'}")
+  back = cli.run(["convert", "t5tune-to-hf", f"--input={tmp_path / 'ours'}",
+                  f"--output={tmp_path / 'back'}"])
   assert back.returncode == 0, back.stderr
   enc = np.random.RandomState(0).randint(2, 128, (2, 9)).astype(np.int32)
   a = np.asarray(jitted.forward(loading.load_model(hf_dir), enc, enc[:, :4]))

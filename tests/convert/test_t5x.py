@@ -11,6 +11,7 @@ from t5tune import errors
 from t5tune.convert import loading
 from t5tune.convert import t5x
 from t5tune.infer import decoding
+from tests import cli
 from tests.convert import t5x_fixtures as fx
 
 ENC = np.random.RandomState(0).randint(2, fx.V, (2, 11)).astype(np.int32)
@@ -90,18 +91,17 @@ def test_cli_converts_and_bad_inputs_are_one_line(tmp_path):
   target, _ = fx.build_target(spec)
   step_dir = fx.write(str(tmp_path / "run" / "checkpoint_7"), target, "msgpack", step=7)
 
-  def cli(*args):
-    return subprocess.run([sys.executable, "-m", "t5tune", "convert", "t5x-to-t5tune", *args],
-                          capture_output=True, text=True, timeout=300)
-
-  # No activation anywhere: the error names it and how to give it; nothing is written.
-  out = cli(f"--input={step_dir}", f"--output={tmp_path / 'x'}")
+  # No activation anywhere: the error names it and how to give it; nothing is written. (A fresh
+  # process: its stderr is what a user sees, import-time library output included.)
+  out = subprocess.run([sys.executable, "-m", "t5tune", "convert", "t5x-to-t5tune",
+                        f"--input={step_dir}", f"--output={tmp_path / 'x'}"],
+                       capture_output=True, text=True, timeout=300)
   assert out.returncode != 0
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and "activation" in lines[0] and "--feed_forward_proj" in lines[0], lines
   assert not (tmp_path / "x").exists()
-  ok = cli(f"--input={tmp_path / 'run'}/checkpoint_7", f"--output={tmp_path / 'x'}",
-           "--feed_forward_proj=gated-gelu")
+  ok = cli.run(["convert", "t5x-to-t5tune", f"--input={tmp_path / 'run'}/checkpoint_7",
+                f"--output={tmp_path / 'x'}", "--feed_forward_proj=gated-gelu"])
   assert ok.returncode == 0, ok.stderr
   assert "msgpack checkpoint (step 7" in ok.stdout and "optimizer state not imported" in ok.stdout
   assert loading.read_config(str(tmp_path / "x")).num_decoder_layers == 2

@@ -1,8 +1,4 @@
 """The FLAN 2021 collection: TFDS builders and versions, rendering under mock data, options, held-out mixtures, carving."""
-import os
-import subprocess
-import sys
-
 import pytest
 import seqio
 import tensorflow_datasets as tfds
@@ -15,6 +11,7 @@ from t5tune.data.collections import flan2021
 from t5tune.data.collections import heldout
 from t5tune.data.collections import protocol
 from t5tune.infer import metrics
+from tests import cli
 
 SPECS = {s.name: s for s in flan2021.DATASETS}
 
@@ -266,9 +263,7 @@ def test_describe_lists_every_task_with_its_source():
 
 
 def test_data_list_collection_cli():
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  run = lambda *args: subprocess.run([sys.executable, "-m", "t5tune.main", "data", "list", *args],
-                                     env=env, capture_output=True, text=True, timeout=300)
+  run = lambda *args: cli.run(["data", "list", *args], timeout=300)
   proc = run("--collection=flan2021")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f"{len(flan2021.DATASETS)} datasets in 12 clusters" in proc.stdout

@@ -9,13 +9,19 @@ import tensorflow_datasets as tfds
 from t5tune import errors
 from t5tune.data.collections import flan2021
 from t5tune.data.collections import prepare
+from tests import cli
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def _cli(*args):
+def _fresh(*args):
+  """A fresh `python -m t5tune data prepare`: its stderr is all a user sees, import-time output too."""
   return subprocess.run([sys.executable, "-m", "t5tune.main", "data", "prepare", *args], env=ENV,
                         capture_output=True, text=True, timeout=300)
+
+
+def _cli(*args):
+  return cli.run(["data", "prepare", *args], timeout=300)
 
 
 def _store_rte(data_dir, n=12):
@@ -34,8 +40,8 @@ def _tree(path):
 
 def test_check_names_the_missing_datasets_in_one_line_and_writes_nothing(tmp_path):
   data_dir = str(tmp_path / "tfds")
-  proc = _cli("--collection=flan2021", "--tasks=rte,flan2021_story_cloze", f"--data_dir={data_dir}",
-              "--check")
+  proc = _fresh("--collection=flan2021", "--tasks=rte,flan2021_story_cloze",
+                f"--data_dir={data_dir}", "--check")
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and "Traceback" not in proc.stderr

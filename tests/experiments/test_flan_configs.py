@@ -1,8 +1,6 @@
 """configs/experiments/flan2021_heldout.py and flan_t5_benchmarks.py: load, validate, name real mixtures and harness tasks, plan."""
 import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
 import seqio
@@ -11,6 +9,7 @@ from t5tune.data.collections import flan2021
 from t5tune.data.collections import heldout
 from t5tune.infer import evaluation
 from t5tune.train import experiment
+from tests import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -61,12 +60,8 @@ def test_smoke_config_plans_its_train_step():
 
 
 def test_heldout_config_loads_through_the_command_line():
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run(
-      [sys.executable, "-m", "t5tune.main", "train",
-       "--config=configs/experiments/flan2021_heldout.py:reading_comprehension",
-       "--config.train.steps=5", "--show_config"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  proc = cli.run(["train", "--config=configs/experiments/flan2021_heldout.py:reading_comprehension",
+                  "--config.train.steps=5", "--show_config"], timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "flan2021_heldout_reading_comprehension_train" in proc.stdout
   assert "flan2021_heldout_reading_comprehension_eval_gen" in proc.stdout

@@ -13,12 +13,12 @@ import sys
 import numpy as np
 
 from t5tune.data.collections import flan2021
+from tests import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
 SECTION = README[README.index("## FLAN collection"):README.index("## Benchmarks of the field")]
-ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", HF_DATASETS_OFFLINE="1",
-           JAX_NUM_CPU_DEVICES="1")
+ENV = dict(cli.ENV, HF_DATASETS_OFFLINE="1", JAX_NUM_CPU_DEVICES="1")
 
 
 def _readme_commands():
@@ -32,8 +32,8 @@ def _readme_commands():
 def _run(command, timeout=900):
   args = shlex.split(command)
   if args[0] == "t5tune":
-    args = [sys.executable, "-m", "t5tune.main"] + args[1:]
-  elif args[0] == "python":
+    return cli.run(args[1:], env=ENV, timeout=timeout)
+  if args[0] == "python":
     args = [sys.executable] + args[1:]
   return subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 

@@ -1,8 +1,8 @@
 """The fault matrix (tests/faults/matrix.py): exit code, a first stderr line naming the fix, no
 traceback, and every file that existed before byte-identical after; plus kill -9 mid-write.
 
-Most rows fail in validation, before a model is built or compiled; the rows of
-one sub-command share one process (tests/faults/runner.py).
+Most rows fail in validation, before a model is built or compiled; each row runs in a fork of
+one process that has imported the libraries (tests/cli.py).
 """
 import hashlib
 import json
@@ -22,13 +22,12 @@ from t5tune.convert import loading
 from t5tune.convert import model_dir
 from t5tune.models import config as model_config
 from t5tune.models import t5
+from tests import cli
 from tests.faults import matrix
 from tests.faults import quiet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# As a user runs it: no TF_CPP_MIN_LOG_LEVEL set, so the CLI's quiet default applies.
-ENV = {k: v for k, v in dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu").items()
-       if k not in ("TF_CPP_MIN_LOG_LEVEL", "T5TUNE_VERBOSE")}
+ENV = cli.ENV  # as a user runs it: no TF_CPP_MIN_LOG_LEVEL set, the CLI's quiet default applies
 
 
 def _tree(root):
@@ -208,25 +207,19 @@ def _first_line(stderr):
 
 
 @pytest.mark.parametrize("command", sorted({r.command for r in matrix.CLI}))
-def test_cli_rows(scene, busy_port, tmp_path, command):
+def test_cli_rows(scene, busy_port, command):
   rows = [r for r in matrix.CLI if r.command == command]
-  cases = [{"argv": [_format(a, scene) for a in r.argv], "cwd": str(scene)} for r in rows]
-  spec = tmp_path / "cases.json"
-  spec.write_text(json.dumps(cases))
   before = _tree(scene)
-  # No __pycache__ from the scene's task modules: the scene must stay byte-identical.
-  proc = subprocess.run([sys.executable, "-m", "tests.faults.runner", str(spec)], cwd=REPO,
-                        env=dict(ENV, PYTHONDONTWRITEBYTECODE="1"), capture_output=True,
-                        text=True, timeout=900)  # a bound for a loaded machine
-  assert "RESULTS " in proc.stdout, proc.stderr[-3000:]
-  results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
-  for row, result in zip(rows, results):
+  for row in rows:
+    # No __pycache__ from the scene's task modules: the scene must stay byte-identical.
+    result = cli.run([_format(a, scene) for a in row.argv], cwd=scene,
+                     env=dict(ENV, PYTHONDONTWRITEBYTECODE="1"), timeout=900)
     # t5tune's own log lines may come first (a task's records read before a bad one is found)
-    first = _first_line(result["stderr"])
-    assert result["code"] == row.code, (row.id, result)
-    assert first.startswith("t5tune"), (row.id, result["stderr"][-2000:])
+    first = _first_line(result.stderr)
+    assert result.returncode == row.code, (row.id, result.returncode, result.stderr[-2000:])
+    assert first.startswith("t5tune"), (row.id, result.stderr[-2000:])
     assert ": error: " in first and row.expect in first, (row.id, first)
-    assert "Traceback" not in result["stderr"], (row.id, result["stderr"][-2000:])
+    assert "Traceback" not in result.stderr, (row.id, result.stderr[-2000:])
   assert _tree(scene) == before  # nothing created, replaced or deleted
 
 
@@ -301,8 +294,7 @@ def test_disk_full_during_checkpoint_save_is_one_line_and_the_rerun_resumes(scen
   assert sorted(os.listdir(ckpt)) == ["2"]  # no partial step left behind
   assert model_dir.verify_checksums(str(ckpt / "2"))
   before = _tree(ckpt / "2")
-  rerun = subprocess.run([sys.executable, "-m", "t5tune"] + argv, cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+  rerun = cli.run(argv, env=env, timeout=600)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert json.loads(rerun.stdout.strip().splitlines()[-1])["step"] == 4
   assert sorted(os.listdir(ckpt)) == ["2", "4"]

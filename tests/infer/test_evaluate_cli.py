@@ -1,14 +1,11 @@
 """`t5tune train` then `t5tune evaluate` with the same experiment config, as the README shows."""
 import os
-import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import cli
 
 
 def _t5tune(*args):
-  return subprocess.run([sys.executable, "-m", "t5tune", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=600)
+  return cli.run(args)
 
 
 def test_train_then_evaluate_the_experiment_mixture(tmp_path):
@@ -19,6 +16,8 @@ def test_train_then_evaluate_the_experiment_mixture(tmp_path):
                   "--config.data.modules=()",
                   "--config.train.steps=4", "--config.checkpoint.every=4", "--config.eval.every=0")
   assert train.returncode == 0, train.stderr[-2000:]
+  # t5tune's own log lines reach stderr also when absl was imported before the command ran.
+  assert "train step compiled in" in train.stderr, train.stderr[-2000:]
   out = _t5tune("evaluate", "--config=configs/experiments/tiny.py",
                 f"--checkpoint={tmp_path}/checkpoints")
   assert out.returncode == 0, out.stderr[-2000:]

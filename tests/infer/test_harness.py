@@ -8,8 +8,6 @@ the harness's own MMLU and BBH task definitions (its YAML templates, with
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,9 +16,9 @@ lm_eval = pytest.importorskip("lm_eval")  # a dependency: installed by setup.py,
 
 from t5tune.data import vocab as vocab_lib  # noqa: E402
 from t5tune.infer import harness  # noqa: E402
+from tests import cli  # noqa: E402
 from tests.models import hf_reference  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TASKS_DIR = os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
 WORDS = ("cat dog fish bird red blue green small large fast slow the a of is not true false"
          " and or which animal colour answer question").split()
@@ -202,13 +200,12 @@ def test_a_five_shot_mmlu_task_compiles_a_bounded_number_of_programs(setup):
 
 
 def test_cli_runs_the_harness_with_t5tune_registered(setup, tmp_path):
-  env = dict(os.environ, HF_DATASETS_OFFLINE="1", JAX_PLATFORMS="cpu")
   out = tmp_path / "out"
-  proc = subprocess.run(
-      [sys.executable, "-m", "t5tune", "harness", "--model", "t5tune", "--model_args",
+  proc = cli.run(
+      ["harness", "--model", "t5tune", "--model_args",
        f"checkpoint={setup['model']}", "--tasks", "t5tune_mmlu_local", "--num_fewshot", "1",
        "--include_path", setup["tasks"], "--output_path", str(out), "--log_samples",
-       "--batch_size", "4"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+       "--batch_size", "4"], env=dict(cli.ENV, HF_DATASETS_OFFLINE="1"), timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "t5tune_mmlu_local" in proc.stdout and "acc" in proc.stdout
   written = [p for p in out.rglob("*.json*")]

@@ -13,6 +13,7 @@ import t5tune
 from t5tune import sharding
 from t5tune.models import config as model_config
 from t5tune.models import info, paths, t5
+from tests import cli
 from tests.models import jitted
 
 # The compiled checks use one layer a stack: packing, the cache, sharding, bfloat16 and remat
@@ -173,8 +174,7 @@ def test_info_cli_xxl_is_fast_and_abstract():
   # limit here failed on a loaded machine; speed belongs in benchmarks/.)
   peak_kib = int(out.stdout.rsplit("PEAK_RSS_KIB", 1)[1])
   assert 0 < peak_kib < 4 * 1024 * 1024
-  bad = subprocess.run([sys.executable, "-m", "t5tune", "info", "--config=flan_t5_xxxl"],
-                       capture_output=True, text=True, timeout=120)
+  bad = cli.run(["info", "--config=flan_t5_xxxl"], timeout=120)
   assert bad.returncode != 0 and "flan_t5_xxl" in bad.stderr + bad.stdout
 
 

@@ -1,15 +1,11 @@
 """Contamination: n-gram overlap found exactly on planted overlaps; CLI output; clean-subset scores."""
 import json
-import os
-import subprocess
-import sys
 
 from t5tune.quality import contamination
 from t5tune.infer import evaluation
 
+from tests import cli
 from tests.quality import quality_fixtures as qf
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_planted_overlaps_found_exactly():
@@ -31,10 +27,9 @@ def test_planted_overlaps_found_exactly():
 
 def test_contamination_cli_prints_rates_and_writes_overlaps(tmp_path):
   out = tmp_path / "overlaps.jsonl"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  args = [sys.executable, "-m", "t5tune.main", "data", "contamination", "t5tune_q_train",
+  args = ["data", "contamination", "t5tune_q_train",
           "t5tune_q_eval", "--module=tests.quality.quality_fixtures", f"--out={out}"]
-  proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  proc = cli.run(args, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   # --out is the old spelling of --output: still accepted, with a one-line note.
   assert "--out is deprecated; use --output" in proc.stderr
@@ -45,7 +40,7 @@ def test_contamination_cli_prints_rates_and_writes_overlaps(tmp_path):
     assert l["ngram"] in l["eval_record"]["text"] + " " + l["eval_record"]["question"]
     assert l["ngram"] in l["train_record"]["text"]
   # A second run refuses to replace the file (nothing of the user's is lost).
-  again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  again = cli.run(args, timeout=300)
   assert again.returncode != 0 and "--overwrite" in again.stderr
   assert "Traceback" not in again.stderr
 

@@ -14,6 +14,7 @@ from t5tune.convert import loading
 from t5tune.quality import generate
 from t5tune.models import config as model_config
 from t5tune.models import t5
+from tests import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEEDS = ["Write a short poem about the sea.", "Translate the sentence into French.",
@@ -110,10 +111,9 @@ def test_resumes_after_kill_9_to_the_same_file(setup, tmp_path):
   # Simulate the worst moment: a batch appended but not yet in the progress record.
   with open(out, "a") as f:
     f.write('{"instruction": "torn')
-  done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  done = cli.run(args[3:], timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert open(out).read() == open(reference).read()
   # Other settings on the same output are refused, not mixed in.
-  other = subprocess.run(args + ["--seed=9"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=300)
+  other = cli.run(args[3:] + ["--seed=9"], timeout=300)
   assert other.returncode != 0 and "other settings" in other.stderr

@@ -1,20 +1,17 @@
 """`t5tune data report` and `train-vocab` on the test mixture: every figure is in the JSON."""
 import json
 import os
-import subprocess
-import sys
 
 import seqio
 
 from t5tune import data
+from tests import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _cli(*args, cwd=REPO):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run([sys.executable, "-m", "t5tune.main", "data", *args], cwd=cwd, env=env,
-                        capture_output=True, text=True, timeout=300)
+  proc = cli.run(["data", *args], cwd=cwd, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
 

@@ -19,6 +19,7 @@ import pytest
 
 from t5tune.train import regularizers
 from t5tune.train import replay
+from tests import cli
 from tests.models import jitted
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,8 +103,7 @@ def resumed(tmp_path_factory):
       proc.wait()
   assert not (workdir / "stages" / "qa" / "done.json").exists()
   s1_metrics = (workdir / "stages" / "sentiment" / "metrics.jsonl").read_text()
-  again = subprocess.run(_command(workdir), cwd=REPO, env=_env(), capture_output=True, text=True,
-                         timeout=900)
+  again = cli.run(_command(workdir)[3:], timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
   return workdir, again.stdout, s1_metrics
 

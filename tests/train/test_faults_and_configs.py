@@ -1,7 +1,5 @@
 """Non-finite losses (stop / skip), bad configs failing before compilation, losses and schedules."""
 import os
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -13,8 +11,7 @@ from t5tune.train import losses
 from t5tune.train import optimizers
 from t5tune.train import trainer
 from t5tune.train import synthetic
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import cli
 
 
 def _config(**changes):
@@ -72,12 +69,11 @@ def test_nan_skip_mode_continues_and_counts(tmp_path, mesh):
     ("--config.optimizer.name=adamx", "Did you mean 'adamw'"),
 ])
 def test_bad_configs_fail_before_compiling(tmp_path, override, message):
-  proc = subprocess.run(
-      [sys.executable, "-m", "t5tune.main", "train", "--config=configs/experiments/tiny.py",
+  proc = cli.run(
+      ["train", "--config=configs/experiments/tiny.py",
        f"--workdir={tmp_path}", "--config.data.iterator_factory=t5tune.train.synthetic:make_iterator",
        override],
-      cwd=REPO, capture_output=True, text=True, timeout=120,
-      env=dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=REPO))
+      timeout=120)
   assert proc.returncode != 0
   assert message in proc.stdout + proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")  # nothing was built
@@ -86,12 +82,11 @@ def test_bad_configs_fail_before_compiling(tmp_path, override, message):
 def test_config_values_are_checked_before_the_task_modules_are_imported(tmp_path):
   # Importing the task modules loads TensorFlow and seqio (seconds): a bad value is
   # reported first, so here the optimizer's name, not the module that does not exist.
-  proc = subprocess.run(
-      [sys.executable, "-m", "t5tune.main", "train", "--config=configs/experiments/tiny.py",
+  proc = cli.run(
+      ["train", "--config=configs/experiments/tiny.py",
        f"--workdir={tmp_path}", "--config.optimizer.name=adamx",
        "--config.data.modules=('no_such_task_module',)"],
-      cwd=REPO, capture_output=True, text=True, timeout=120,
-      env=dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=REPO))
+      timeout=120)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "Did you mean 'adamw'" in proc.stderr and "no_such_task_module" not in proc.stderr
   assert not os.listdir(tmp_path)
@@ -186,13 +181,12 @@ def test_init_from_that_does_not_fit_the_mesh_fails_before_writing(tmp_path, mod
 
 def test_init_from_that_does_not_fit_the_mesh_is_one_line_from_the_cli(tmp_path, model_dir):
   workdir = tmp_path / "run"
-  proc = subprocess.run(
-      [sys.executable, "-m", "t5tune.main", "train", "--config=configs/experiments/tiny.py",
+  proc = cli.run(
+      ["train", "--config=configs/experiments/tiny.py",
        f"--workdir={workdir}", f"--config.init_from={model_dir}",
        "--config.data.iterator_factory=t5tune.train.synthetic:make_iterator",
        "--config.mesh.shape=(1,1,8)"],
-      cwd=REPO, capture_output=True, text=True, timeout=120,
-      env=dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=REPO))
+      timeout=120)
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and "num_heads=4" in lines[0] and "config.mesh.shape" in lines[0], lines

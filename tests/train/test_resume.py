@@ -22,6 +22,7 @@ from t5tune.convert import loading
 from t5tune.convert import model_dir
 from t5tune.train import experiment
 from t5tune.train import trainer
+from tests import cli
 from tests.faults import quiet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -142,8 +143,7 @@ def test_kill_9_part_way_and_during_async_save_resume_exactly(tmp_path, referenc
             os.path.getsize(os.path.join(workdir, "metrics.jsonl")))
 
   before = written()
-  second = subprocess.run([sys.executable, "-m", "t5tune.main", "train", f"--workdir={workdir}",
-                           *ARGS], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  second = cli.run(["train", f"--workdir={workdir}", *ARGS], timeout=300)
   assert second.returncode == 2, second.stderr[-2000:]
   assert f"the workdir is in use by pid {proc.pid}" in second.stderr.strip().splitlines()[-1]
   assert "Traceback" not in second.stderr
