@@ -1,7 +1,9 @@
-"""Runs `t5tune` command lines for the tests in forks of one process that has imported the libraries.
+"""Runs `t5tune` command lines for the tests in forks of one process that imported the libraries.
 
     result = cli.run(["train", "--config=..."], cwd=..., env=..., timeout=600)
     result.returncode, result.stdout, result.stderr   # as subprocess.run(..., text=True) gives
+    command = cli.start(["train", ...], log="run.log")  # both streams appended to run.log
+    command.pid, command.poll(), command.send_signal(signal.SIGTERM), command.wait(timeout=300)
 
 A fresh `python -m t5tune` spends ~4 s of CPU importing TensorFlow, seqio, jax,
 flax and orbax before the command starts, and the suite runs dozens of
@@ -18,8 +20,9 @@ are imported (JAX_*, TF_*, HF_*, ...): those variables choose the server.
 Writing a fork server by hand: pytest-xdist and multiprocessing's forkserver
 start children that run Python functions, not a command's `main` with its own
 argv, environment and file descriptors, and neither keeps the parent's imports.
-Tests that signal a command (kill -9, SIGTERM), read its output while it runs,
-or check what a fresh interpreter imports still start a real `python -m t5tune`.
+Tests that read a command's output while it runs, or check what a user sees
+from a fresh interpreter (its imports, its stderr from the first line), still
+start a real `python -m t5tune`.
 """
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY = os.path.join(REPO, "t5tune", "__main__.py")  # sys.argv[0] of `python -m t5tune`
 # As a user runs a command: TensorFlow's log level left to the command's quiet default.
-ENV = {k: v for k, v in dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu").items()
+# Offline for the datasets library too (the harness's commands; nothing else reads it).
+ENV = {k: v for k, v in dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
+                             HF_DATASETS_OFFLINE="1").items()
        if k not in ("TF_CPP_MIN_LOG_LEVEL", "T5TUNE_VERBOSE")}
 # Variables read when a library is imported or when the interpreter starts: a
 # child cannot change them, so each distinct set has its own server. The two
@@ -95,22 +100,66 @@ def _close_all():
   _SERVERS.clear()
 
 
-def run(argv, cwd=REPO, env=None, timeout=600) -> subprocess.CompletedProcess:
-  """`python -m t5tune ARGV` in `cwd` with `env` (default ENV), as subprocess.run(text=True)."""
+class Command:
+  """A started command line: the parts of subprocess.Popen the tests use."""
+
+  def __init__(self, server, pid, args):
+    self.server, self.pid, self.args = server, pid, args
+    self.returncode = None
+
+  def poll(self):
+    if self.returncode is None:
+      self.returncode = self.server.call({"op": "wait", "pid": self.pid, "timeout": 0})["code"]
+    return self.returncode
+
+  def wait(self, timeout=None):
+    if self.returncode is None:
+      reply = self.server.call({"op": "wait", "pid": self.pid,
+                                "timeout": 1e9 if timeout is None else timeout})
+      if reply["code"] is None:
+        raise subprocess.TimeoutExpired(self.args, timeout)
+      self.returncode = reply["code"]
+    return self.returncode
+
+  def send_signal(self, sig):
+    if self.returncode is None:
+      os.kill(self.pid, sig)
+
+  def kill(self):
+    self.send_signal(signal.SIGKILL)
+
+
+def start(argv, log=None, stdout=os.devnull, stderr=os.devnull, cwd=REPO, env=None) -> Command:
+  """Starts `python -m t5tune ARGV`; its stdout and stderr are appended to `log` (or to the two
+  files named)."""
   env = dict(ENV if env is None else env)
   key = _key(env)
   if key not in _SERVERS:
     _SERVERS[key] = _Server(env)
+  argv = [str(a) for a in argv]
+  stdout, stderr = (log, log) if log is not None else (stdout, stderr)
+  reply = _SERVERS[key].call({"op": "start", "argv": argv, "cwd": str(cwd), "env": env,
+                              "stdout": str(stdout), "stderr": str(stderr)})
+  return Command(_SERVERS[key], reply["pid"], ["python", "-m", "t5tune"] + argv)
+
+
+def run(argv, cwd=REPO, env=None, timeout=600) -> subprocess.CompletedProcess:
+  """`python -m t5tune ARGV` in `cwd` with `env` (default ENV), as subprocess.run(text=True)."""
   with tempfile.TemporaryDirectory(prefix="t5tune-cli-") as tmp:
     out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
-    reply = _SERVERS[key].call({"argv": [str(a) for a in argv], "cwd": str(cwd), "env": env,
-                                "timeout": timeout, "stdout": out, "stderr": err})
+    command = start(argv, stdout=out, stderr=err, cwd=cwd, env=env)
+    try:
+      command.wait(timeout)
+      timed_out = False
+    except subprocess.TimeoutExpired:
+      command.kill()
+      command.wait()
+      timed_out = True
     with open(out, errors="replace") as f, open(err, errors="replace") as g:
       stdout, stderr = f.read(), g.read()
-  args = ["python", "-m", "t5tune"] + [str(a) for a in argv]
-  if reply["code"] is None:
-    raise subprocess.TimeoutExpired(args, timeout, stdout, stderr)
-  return subprocess.CompletedProcess(args, reply["code"], stdout, stderr)
+  if timed_out:
+    raise subprocess.TimeoutExpired(command.args, timeout, stdout, stderr)
+  return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -120,8 +169,11 @@ def _child(request):
   """In the fork: becomes `python -m t5tune ARGV`; never returns."""
   null = os.open(os.devnull, os.O_RDONLY)
   os.dup2(null, 0)
+  opened = {}
   for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
-    os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    if path not in opened:
+      opened[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(opened[path], fd)
   os.chdir(request["cwd"])
   os.environ.clear()
   os.environ.update(request["env"])
@@ -160,18 +212,19 @@ def _end(code):
   os._exit(code)
 
 
-def _wait(pid, timeout):
-  """The child's exit code (-N for signal N, as subprocess gives), or None once killed at timeout."""
+def _wait(pid, timeout, ended):
+  """The child's exit code (-N for signal N, as subprocess gives), or None if it runs on after
+  `timeout` seconds. `ended` keeps the codes of children already reaped."""
   deadline = time.monotonic() + timeout
-  while True:
+  while pid not in ended:
     done, status = os.waitpid(pid, os.WNOHANG)
     if done:
-      return os.waitstatus_to_exitcode(status)
-    if time.monotonic() > deadline:
-      os.kill(pid, signal.SIGKILL)
-      os.waitpid(pid, 0)
+      ended[pid] = os.waitstatus_to_exitcode(status)
+    elif time.monotonic() >= deadline:
       return None
-    time.sleep(0.02)
+    else:
+      time.sleep(0.02)
+  return ended[pid]
 
 
 def _serve():
@@ -183,23 +236,31 @@ def _serve():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   from t5tune.cli import lean_imports  # pylint: disable=g-import-not-at-top
   lean_imports.install()  # as t5tune.main does for a command line
-  loaded = set()
+  loaded, started, ended = set(), set(), {}
   for line in requests:
     request = json.loads(line)
-    for module in _PRELOAD.get(request["argv"][0] if request["argv"] else "", _HEAVY):
-      if module not in loaded:
-        importlib.import_module(module)
-        loaded.add(module)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    gc.freeze()  # the server's objects: never collected in a child, so their pages stay shared
-    pid = os.fork()
-    if pid == 0:
-      requests.close()
-      replies.close()
-      _child(request)
-    replies.write(json.dumps({"code": _wait(pid, request["timeout"])}) + "\n")
+    if request["op"] == "wait":
+      reply = {"code": _wait(request["pid"], request["timeout"], ended)}
+    else:  # start
+      for module in _PRELOAD.get(request["argv"][0] if request["argv"] else "", _HEAVY):
+        if module not in loaded:
+          importlib.import_module(module)
+          loaded.add(module)
+      sys.stdout.flush()
+      sys.stderr.flush()
+      gc.freeze()  # the server's objects: never collected in a child, so their pages stay shared
+      pid = os.fork()
+      if pid == 0:
+        requests.close()
+        replies.close()
+        _child(request)
+      started.add(pid)
+      reply = {"pid": pid}
+    replies.write(json.dumps(reply) + "\n")
     replies.flush()
+  for pid in started - set(ended):  # the tests are over: nothing they started outlives them
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,10 +12,10 @@ from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune.infer import predict
+from tests import cli
 from tests.models import hf_reference
 
 N_LINES = 160
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +42,10 @@ def _options():
 def test_killed_and_rerun_gives_exactly_one_line_per_input(hf_dir, tmp_path):
   inp, out = str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl")
   _write_inputs(inp)
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "t5tune.main", "predict", f"--checkpoint={hf_dir}",
-       f"--input={inp}", f"--output={out}", "--mesh_shape=1,1,1"] + FLAGS,
-      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+  log = tmp_path / "predict.log"
+  proc = cli.start(["predict", f"--checkpoint={hf_dir}", f"--input={inp}", f"--output={out}",
+                    "--mesh_shape=1,1,1"] + FLAGS, stderr=log,
+                   env=dict(cli.ENV, JAX_NUM_CPU_DEVICES="1"))
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
     if os.path.exists(out) and os.path.getsize(out) and open(out).read().count("\n") >= 16:
@@ -56,7 +53,7 @@ def test_killed_and_rerun_gives_exactly_one_line_per_input(hf_dir, tmp_path):
       break
     time.sleep(0.005)
   proc.wait()
-  assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
+  assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
   partial = open(out).read().count("\n")
   assert 16 <= partial < N_LINES
   with open(out, "a") as f:

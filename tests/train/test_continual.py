@@ -7,9 +7,6 @@ hand-computed transfer metrics and, bitwise, against uninterrupted plain
 fine-tuning from stage 1's weights.
 """
 import json
-import os
-import subprocess
-import sys
 import time
 
 import jax
@@ -22,7 +19,6 @@ from t5tune.train import replay
 from tests import cli
 from tests.models import jitted
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = "experiments/continual/config.py"
 
 # The experiment's config shrunk for the tests: its first two stages, 4 steps
@@ -59,13 +55,8 @@ def tiny_config(arg="naive", overrides=None):
 def _command(workdir, *extra):
   flags = [f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}"
            for k, v in TINY.items()]
-  return [sys.executable, "-m", "t5tune.main", "continual", f"--config={CONFIG}:naive", *flags,
+  return ["continual", f"--config={CONFIG}:naive", *flags,
           f"--workdir={workdir}", *extra]
-
-
-def _env(**extra):
-  return dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
-              PYTHONPATH=REPO, **extra)
 
 
 def _params(model_dir):
@@ -88,22 +79,21 @@ def resumed(tmp_path_factory):
   """
   tmp = tmp_path_factory.mktemp("continual")
   workdir = tmp / "run"
-  with open(tmp / "child.log", "w") as log:
-    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=_env(CONTINUAL_STALL="qa:2"),
-                            stdout=log, stderr=subprocess.STDOUT)
-    ckpt = workdir / "stages" / "qa" / "checkpoints" / "2"
-    deadline = time.time() + 900
-    try:
-      while not ckpt.is_dir():  # orbax renames the step directory once it is complete
-        assert proc.poll() is None, (tmp / "child.log").read_text()[-3000:]
-        assert time.time() < deadline, "timed out waiting for stage 2's checkpoint"
-        time.sleep(0.2)
-    finally:
-      proc.kill()
-      proc.wait()
+  proc = cli.start(_command(workdir), log=tmp / "child.log",
+                   env=dict(cli.ENV, CONTINUAL_STALL="qa:2"))
+  ckpt = workdir / "stages" / "qa" / "checkpoints" / "2"
+  deadline = time.time() + 900
+  try:
+    while not ckpt.is_dir():  # orbax renames the step directory once it is complete
+      assert proc.poll() is None, (tmp / "child.log").read_text()[-3000:]
+      assert time.time() < deadline, "timed out waiting for stage 2's checkpoint"
+      time.sleep(0.2)
+  finally:
+    proc.kill()
+    proc.wait()
   assert not (workdir / "stages" / "qa" / "done.json").exists()
   s1_metrics = (workdir / "stages" / "sentiment" / "metrics.jsonl").read_text()
-  again = cli.run(_command(workdir)[3:], timeout=900)
+  again = cli.run(_command(workdir), timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
   return workdir, again.stdout, s1_metrics
 

@@ -2,12 +2,10 @@
 import json
 import os
 import socket
-import subprocess
-import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests import cli
 ARGS = [
     "--config=configs/experiments/tiny.py",
     "--config.data.iterator_factory=t5tune.train.synthetic:make_iterator",
@@ -31,22 +29,21 @@ def _free_port():
 
 
 def test_two_processes_match_one(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
   one = str(tmp_path / "one")
   two = str(tmp_path / "two")
-  cmd = [sys.executable, "-m", "t5tune.main", "train", *ARGS]
   port = _free_port()
-  procs = [subprocess.Popen(
-      cmd + [f"--workdir={two}", f"--coordinator_address=127.0.0.1:{port}",
-             "--num_processes=2", f"--process_id={i}"],
-      cwd=REPO, env=dict(env, JAX_NUM_CPU_DEVICES="4"), stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  single = subprocess.run(cmd + [f"--workdir={one}"], cwd=REPO, capture_output=True,
-                          text=True, env=dict(env, JAX_NUM_CPU_DEVICES="8"), timeout=600)
-  outs = [p.communicate(timeout=600)[0] for p in procs]
+  # Each a fork of tests/cli.py's pre-imported process (jax imported, its backend not started).
+  logs = [tmp_path / f"process_{i}.log" for i in range(2)]
+  procs = [cli.start(["train", *ARGS, f"--workdir={two}",
+                      f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                      f"--process_id={i}"], log=logs[i],
+                     env=dict(cli.ENV, JAX_NUM_CPU_DEVICES="4")) for i in range(2)]
+  single = cli.run(["train", *ARGS, f"--workdir={one}"],
+                   env=dict(cli.ENV, JAX_NUM_CPU_DEVICES="8"))
+  codes = [p.wait(timeout=600) for p in procs]
   assert single.returncode == 0, single.stderr[-3000:]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-3000:]
+  for code, log in zip(codes, logs):
+    assert code == 0, log.read_text()[-3000:]
   np.testing.assert_allclose(_losses(two), _losses(one), rtol=1e-5)
   assert len(_losses(two)) == 3
   # Each process saved its own data-iterator position in the shared checkpoint.

@@ -45,12 +45,17 @@ def _env(**extra):
   return env
 
 
-def _start(workdir, **env):
+def _start(workdir, fresh=False, **env):
+  """`t5tune train` into `workdir`: a fresh process, or a fork of the pre-imported tests/cli.py."""
   # Output goes to a file: a full pipe would block the child while we poll.
   log = open(os.path.join(os.path.dirname(workdir), f"{os.path.basename(workdir)}.log"), "a+")
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "t5tune.main", "train", f"--workdir={workdir}", *ARGS],
-      cwd=REPO, env=_env(**env), stdout=log, stderr=subprocess.STDOUT, text=True)
+  if fresh:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "t5tune.main", "train", f"--workdir={workdir}", *ARGS],
+        cwd=REPO, env=_env(**env), stdout=log, stderr=subprocess.STDOUT, text=True)
+  else:
+    proc = cli.start(["train", f"--workdir={workdir}", *ARGS], log=log.name,
+                     env=dict(cli.ENV, **env))
   proc.log = log
   proc.log_start = log.tell()
   return proc
@@ -102,7 +107,7 @@ def _losses(workdir):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("reference"))
-  code, out = _finish(_start(workdir))
+  code, out = _finish(_start(workdir, fresh=True))  # its stderr as a user sees it
   assert code == 0, out[-3000:]
   # Quiet by default: no orbax/clu/absl INFO chatter, no bar (the log is not a terminal).
   quiet.assert_quiet(out, "train")
