@@ -31,42 +31,42 @@ import jax  # noqa: E402
 jax.config.update("jax_num_cpu_devices", int(os.environ["JAX_NUM_CPU_DEVICES"]))
 
 
-# The heaviest test modules (per-file seconds of a `--durations=0` run, 2026-12-04 13:55 UTC, three
+# The heaviest test modules (per-file seconds of a `--durations=0` run, 2026-12-04 19:25 UTC, three
 # workers on two cores), started first: xdist's --dist loadfile hands out whole files in the order
 # of the collection when it runs with --no-loadscope-reorder (the Makefile's `test` target; by
 # default xdist orders files by their number of tests instead, which started the 120 s test_run.py
 # 438 s into a 640 s run and left two workers idle for the last 60-85 s).
 _HEAVY_FIRST = (
-    "tests/train/test_continual.py",  # 193 s
-    "tests/faults/test_fault_matrix.py",  # 126 s
-    "tests/experiments/test_run.py",  # 120 s
-    "tests/experiments/test_flan_readme.py",  # 84 s
-    "tests/train/test_resume.py",  # 83 s
-    "tests/infer/test_harness.py",  # 82 s
-    "tests/train/test_train_step.py",  # 71 s
-    "tests/models/test_t5.py",  # 56 s
-    "tests/models/test_scan.py",  # 52 s
-    "tests/serve/test_server.py",  # 47 s
-    "tests/data/test_pipeline.py",  # 47 s
-    "tests/models/test_fast_paths.py",  # 46 s
-    "tests/train/test_faults_and_configs.py",  # 45 s
-    "tests/experiments/test_portable.py",  # 44 s
-    "tests/infer/test_evaluation.py",  # 43 s
+    "tests/train/test_continual.py",  # 183 s
+    "tests/experiments/test_run.py",  # 137 s
+    "tests/experiments/test_flan_readme.py",  # 102 s
+    "tests/train/test_train_step.py",  # 67 s
+    "tests/faults/test_fault_matrix.py",  # 66 s
+    "tests/train/test_resume.py",  # 65 s
+    "tests/infer/test_harness.py",  # 60 s
+    "tests/models/test_scan.py",  # 59 s
+    "tests/models/test_fast_paths.py",  # 57 s
+    "tests/infer/test_evaluation.py",  # 52 s
+    "tests/models/test_t5.py",  # 52 s
+    "tests/data/test_pipeline.py",  # 51 s
+    "tests/models/test_peft.py",  # 45 s
+    "tests/serve/test_server.py",  # 45 s
+    "tests/test_readme.py",  # 42 s
     "tests/infer/test_decoding.py",  # 40 s
-    "tests/test_readme.py",  # 40 s
-    "tests/models/test_peft.py",  # 37 s
-    "tests/quality/test_label_issues.py",  # 28 s
-    "tests/experiments/test_flan_configs.py",  # 27 s
-    "tests/quality/test_report.py",  # 25 s
-    "tests/data/test_flan2021.py",  # 25 s
-    "tests/infer/test_predict.py",  # 24 s
-    "tests/infer/test_evaluate_cli.py",  # 23 s
-    "tests/experiments/test_quickstart_notebook.py",  # 23 s
-    "tests/convert/test_t5x.py",  # 23 s
-    "tests/train/test_plan.py",  # 22 s
-    "tests/infer/test_ensemble.py",  # 21 s
-    "tests/models/test_hf_parity.py",  # 20 s
-    "tests/data/test_pretraining.py",  # 18 s
+    "tests/experiments/test_portable.py",  # 40 s
+    "tests/data/test_flan2021.py",  # 34 s
+    "tests/train/test_faults_and_configs.py",  # 32 s
+    "tests/infer/test_evaluate_cli.py",  # 31 s
+    "tests/infer/test_predict.py",  # 29 s
+    "tests/quality/test_label_issues.py",  # 26 s
+    "tests/train/test_multiprocess.py",  # 26 s
+    "tests/experiments/test_quickstart_notebook.py",  # 25 s
+    "tests/quality/test_generate.py",  # 24 s
+    "tests/infer/test_ensemble.py",  # 23 s
+    "tests/data/test_pretraining.py",  # 23 s
+    "tests/models/test_hf_parity.py",  # 22 s
+    "tests/test_imports.py",  # 22 s
+    "tests/train/test_plan.py",  # 20 s
 )
 
 
