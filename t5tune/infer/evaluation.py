@@ -26,8 +26,8 @@ Clean-subset scores (FLAN's contamination analysis): with `clean_masks`
 computes them) every predict metric is also reported on the clean examples
 only, as `clean/METRIC`, with `clean_examples`.
 
-Zero-shot and few-shot side by side: `resolve_tasks` expands base tasks (or
-clusters, from the tasks' `metadata["cluster"]`) into their variants
+Zero-shot and few-shot side by side: `eval_tasks.resolve_tasks` expands base
+tasks (or clusters, from the tasks' `metadata["cluster"]`) into their variants
 (`""`, `"fs3"`, ... registered with `t5tune.data.register_variants`), and
 `side_by_side` prints one column per variant.
 """
@@ -44,11 +44,11 @@ import ml_collections
 import numpy as np
 
 from t5tune import atomic
-from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import batching
 from t5tune.infer import by_method
 from t5tune.infer import decoding
+from t5tune.infer import eval_tasks
 from t5tune.infer import judging
 from t5tune import jsonl_append
 from t5tune import progress
@@ -93,63 +93,6 @@ def decode_options(config: ml_collections.ConfigDict) -> decoding.DecodeOptions:
   return decoding.DecodeOptions(**config.decoding.to_dict())
 
 
-def _expand_mixtures(names: Sequence[str]) -> list[str]:
-  import seqio
-  out = []
-  for name in names:
-    if name in seqio.MixtureRegistry.names():
-      out.extend(_expand_mixtures([t.name for t in seqio.get_mixture_or_task(name).tasks]))
-    elif name in seqio.TaskRegistry.names():
-      out.append(name)
-    else:
-      known = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
-      raise errors.UsageError(
-          f"{name!r} is not a registered seqio task or mixture.{errors.did_you_mean(name, known)}",
-          where="--tasks / config.tasks",
-          fix="import the module that registers it (config.modules / --module)")
-  return list(dict.fromkeys(out))
-
-
-def resolve_tasks(tasks: Sequence[str] = (), clusters: Sequence[str] = (),
-                  variants: Sequence[str] = ("",)) -> list[tuple[str, str, str]]:
-  """(base task, variant, registered task name) for every task x variant to evaluate."""
-  from t5tune.data import tasks as tasks_lib
-  names = _expand_mixtures(list(tasks))
-  if clusters:
-    picked = tasks_lib.task_names(
-        lambda info: info.variant == "" and info.metadata.get("cluster") in set(clusters)
-        and not info.metadata.get("augmentation"))  # t5tune.quality.augment: training-only variants
-    if not picked:
-      raise ValueError(f"no registered base task has metadata['cluster'] in {list(clusters)}")
-    names += [n for n in picked if n not in names]
-  if not names:
-    raise ValueError("nothing to evaluate: name tasks or mixtures (--tasks / config.tasks)"
-                     " or held-out clusters (config.clusters)")
-  import seqio
-  out = []
-  for name in names:
-    try:
-      info = tasks_lib.get_info(name)
-    except KeyError:
-      info = None  # a plain seqio task: evaluated as it is
-    if info is None or info.variant:
-      # A plain task, or a variant named explicitly: exactly that task.
-      entry = (name if info is None else info.base_name, "" if info is None else info.variant, name)
-      if entry not in out:
-        out.append(entry)
-      continue
-    for variant in variants:
-      full = tasks_lib.variant_name(info.base_name, variant)
-      if full not in seqio.TaskRegistry.names():
-        raise ValueError(
-            f"variant {variant!r} of task {info.base_name!r} ({full!r}) is not registered;"
-            f" register it with t5tune.data.register_variants({info.base_name!r},"
-            f" variants=[..., {variant!r}], ...)")
-      if (info.base_name, variant, full) not in out:
-        out.append((info.base_name, variant, full))
-  return out
-
-
 @dataclasses.dataclass
 class Predictions:
   """One task's predictions, one entry per example in example order."""
@@ -179,45 +122,6 @@ def _collect(model_dataset) -> tuple[list[int], dict[str, np.ndarray]]:
   return indices, {k: np.stack(v) for k, v in feats.items()}
 
 
-def check_evaluable(task: str, split: str) -> None:
-  """A UsageError unless seqio can evaluate `task` on `split` (it has the split and metrics)."""
-  import seqio
-  t = seqio.get_mixture_or_task(task)
-  if split not in t.splits:  # seqio would fail later with an AttributeError
-    raise errors.UsageError(
-        f"task {task!r} has no {split!r} split (it has {list(t.splits)})", where="split",
-        fix="give the task that split, or evaluate one it has (the config's `split`"
-        " or `data.eval_split` key)")
-  if not t.metric_fns and not t.metric_objs:
-    raise errors.UsageError(
-        f"task {task!r} has no metric functions to evaluate", where="metric_fns=",
-        fix="register it with e.g. metric_fns=[t5tune.infer.metrics.accuracy]"
-        " (classification) or [t5tune.infer.metrics.rouge] (generation)")
-
-
-def check_input_lengths(task: str, split: str, limit: int) -> None:
-  """A UsageError if an input of t5tune task `task` on `split` is over `limit` tokens (EOS in).
-
-  Checked on the rendered examples before anything is read into seqio or
-  written: one runaway example would otherwise size every batch of the task.
-  """
-  import seqio
-  from t5tune.data import tasks as tasks_lib
-  if task not in tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION):
-    return  # a plain seqio task: its preprocessors decide
-  check_evaluable(task, split)
-  vocab = seqio.get_mixture_or_task(task).output_features["inputs"].vocabulary
-  examples = tasks_lib.get_info(task).source.prepared(split).examples
-  for i, ex in enumerate(examples):
-    n = len(vocab.encode(ex["inputs"])) + 1
-    if n > limit:
-      raise errors.UsageError(
-          f"task {task!r} ({split}) example {i} has {n} input tokens, over"
-          f" max_inputs_length={limit}", where=f"{task}:{split}#{i}",
-          fix="pass --truncate (or set inputs_length) to cut inputs, or raise"
-          " --config.evaluation.max_inputs_length")
-
-
 class TaskEvaluator:
   """Evaluates a model on tasks; datasets are read once and reused at every call."""
 
@@ -228,7 +132,7 @@ class TaskEvaluator:
                num_examples: int | None = None, output_dir: str | None = None, seed: int = 0,
                clean_masks: Mapping[str, Sequence[bool]] | None = None):
     import seqio
-    self.tasks = _expand_mixtures(tasks)
+    self.tasks = eval_tasks.expand_mixtures(tasks)
     self.batch_size = batch_size
     self.options = options
     self.rank_classification = rank_classification
@@ -239,7 +143,7 @@ class TaskEvaluator:
     self._last_texts: dict[str, list[str]] = {}  # each task's predictions of the last evaluate()
     self.judged: dict[str, dict] = {}  # by_method.describe of each task in the last evaluate()
     for task in self.tasks:  # before anything is written
-      check_evaluable(task, split)
+      eval_tasks.check_evaluable(task, split)
     loggers = ()
     tb_dir = None
     if output_dir:
@@ -463,14 +367,14 @@ def side_by_side(results: Mapping[str, Mapping[str, float]],
 def evaluator_from_config(config: ml_collections.ConfigDict,
                           output_dir: str | None = None) -> tuple[TaskEvaluator, list]:
   """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
-  resolved = resolve_tasks(config.tasks, config.clusters, config.variants)
+  resolved = eval_tasks.resolve_tasks(config.tasks, config.clusters, config.variants)
   inputs_length = config.inputs_length
   limit = config.get("max_inputs_length", 512)
   if not inputs_length and config.get("truncate", False):
     inputs_length = limit
   elif not inputs_length:  # the longest example, as long as it is within the limit
     for _, _, name in resolved:
-      check_input_lengths(name, config.split, limit)
+      eval_tasks.check_input_lengths(name, config.split, limit)
   masks = None
   if config.contamination_train:
     from t5tune.quality import contamination

@@ -7,6 +7,7 @@ import seqio
 
 from t5tune.data.collections import flan2021
 from t5tune.data.collections import heldout
+from t5tune.infer import eval_tasks
 from t5tune.infer import evaluation
 from t5tune.train import experiment
 from tests import cli
@@ -46,7 +47,7 @@ def test_smoke_config_names_mixtures_its_module_registers():
     config = HELDOUT.get_config(f"{cluster},smoke")
     train = seqio.get_mixture_or_task(config.data.mixture)
     assert {t.name for t in train.tasks}
-    resolved = evaluation.resolve_tasks(config.evaluation.tasks)
+    resolved = eval_tasks.resolve_tasks(config.evaluation.tasks)
     assert {name for _, _, name in resolved} == {
         f"flan2021_{s.name}_{v}" for s in flan2021.DATASETS if s.cluster == cluster
         for v in heldout.EVALUATION}

@@ -7,6 +7,7 @@ import pytest
 
 import tests.fixtures  # noqa: F401  (registers the tasks)
 from t5tune.infer import decoding
+from t5tune.infer import eval_tasks
 from t5tune.infer import evaluation
 from t5tune.infer import metrics
 from t5tune.train import experiment
@@ -56,8 +57,8 @@ def test_rank_classification_learns_above_chance(trained):
 
 def test_zero_and_few_shot_side_by_side_with_outputs(trained, tmp_path):
   _, model = trained
-  resolved = (evaluation.resolve_tasks(clusters=["infer_test_sentiment"], variants=("", "fs2"))
-              + evaluation.resolve_tasks(["t5tune_infer_reverse"]))
+  resolved = (eval_tasks.resolve_tasks(clusters=["infer_test_sentiment"], variants=("", "fs2"))
+              + eval_tasks.resolve_tasks(["t5tune_infer_reverse"]))
   assert [n for _, _, n in resolved] == [
       "t5tune_infer_cls", "t5tune_infer_cls_fs2", "t5tune_infer_reverse"]
   out = str(tmp_path / "eval")
@@ -94,9 +95,9 @@ def test_zero_and_few_shot_side_by_side_with_outputs(trained, tmp_path):
 
 def test_unknown_variant_and_task_are_named():
   with pytest.raises(ValueError, match="register_variants"):
-    evaluation.resolve_tasks(["t5tune_infer_cls"], variants=("fs5",))
+    eval_tasks.resolve_tasks(["t5tune_infer_cls"], variants=("fs5",))
   with pytest.raises(ValueError, match="t5tune_infer_clx.*Did you mean 't5tune_infer_cls'"):
-    evaluation.resolve_tasks(["t5tune_infer_clx"])
+    eval_tasks.resolve_tasks(["t5tune_infer_clx"])
 
 
 def test_evaluate_command_on_a_saved_checkpoint(trained, tmp_path):

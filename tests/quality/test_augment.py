@@ -3,7 +3,7 @@ import pytest
 
 from t5tune import data
 from t5tune.quality import augment
-from t5tune.infer import evaluation
+from t5tune.infer import eval_tasks
 from t5tune.infer import metrics
 
 BASE = data.Template("ask", "Question: {question}\n{options_}", "{answer}", data.ZERO_SHOT_OPTIONS)
@@ -56,4 +56,4 @@ def test_paraphrases_back_translation_and_evaluation_exclusion():
   assert {ex["inputs"].split("\n")[0] for ex in rendered} <= {
       "Question: Is flame hot?", "Is flame hot? Pick one.", "Q: Is flame hot?",
       "Question: Is", "Is Pick one.", "Q: Is"}
-  assert [n for _, _, n in evaluation.resolve_tasks(clusters=["aug_test"])] == ["aug_qa"]
+  assert [n for _, _, n in eval_tasks.resolve_tasks(clusters=["aug_test"])] == ["aug_qa"]
