@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from t5tune.infer import batching
+from t5tune.infer import decoding
 from t5tune.models import t5
 
 
@@ -122,7 +123,7 @@ def _score_greedy_fn(model, enc_tokens_BL, targets_BKT, static):
   logp = jax.nn.log_softmax(logits, axis=-1)
   real = targets != cfg.pad_token_id
   tok = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-  greedy = jnp.all(jnp.where(real, jnp.argmax(logits, axis=-1) == targets, True), axis=1)
+  greedy = jnp.all(jnp.where(real, decoding.argmax(logits) == targets, True), axis=1)
   return {"sum": jnp.where(real, tok, 0.0).sum(axis=1).reshape(b, k),
           "greedy": greedy.reshape(b, k)}
 

@@ -118,6 +118,22 @@ def test_filter_logits_keeps_nucleus():
   np.testing.assert_array_equal(kept, [[True, True, True, False]])
 
 
+def test_argmax_is_numpys_first_maximum():
+  # Random rows, ties (the first wins), NaN (counts as the maximum, as in
+  # numpy and jnp.argmax), all -inf, +inf, and a 3-D batch.
+  rng = np.random.RandomState(0)
+  x = rng.randn(4, 3, 257).astype(np.float32)
+  x[0, 0, [5, 9]] = 10.0
+  x[0, 1, [7, 3]] = np.nan
+  x[0, 2] = -np.inf
+  x[1, 0, [4, 200]] = np.inf
+  x[1, 1] = np.round(x[1, 1])  # many ties below the maximum
+  got = np.asarray(jax.jit(decoding.argmax)(x))
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got, np.argmax(x, axis=-1))
+  assert got[0, 0] == 5 and got[0, 1] == 3 and got[0, 2] == 0 and got[1, 0] == 4
+
+
 def test_bad_options_name_the_field():
   with pytest.raises(ValueError, match="top_p"):
     decoding.DecodeOptions(method="sample", top_p=1.5)
