@@ -7,6 +7,7 @@
       fig.savefig(tmp)
     with atomic.writing_dir(path) as tmp:              # a whole directory
       write_files_into(tmp)
+    atomic.check_parent(path)   # before the work: a file on the output's path is refused
 
 Every writer of t5tune goes through here. A failure (an exception, or the
 process dying) before the rename leaves `path` byte-identical; an exception
@@ -28,6 +29,8 @@ import shutil
 import tempfile
 from typing import Any, Iterator
 
+from t5tune import errors
+
 
 def _fsync_dir(directory: str) -> None:
   # Makes the rename itself durable; some file systems refuse to open a directory.
@@ -41,6 +44,16 @@ def _fsync_dir(directory: str) -> None:
     pass
   finally:
     os.close(fd)
+
+
+def check_parent(path: str | os.PathLike, fix: str = "choose an output inside a directory") -> None:
+  """Refuses `path` now, before any work, when a file stands where its directories would be made
+  (the nearest existing ancestor is not a directory): the writers' `os.makedirs` fails there."""
+  parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise errors.OutputNotWritableError("the output's parent is a file", where=parent, fix=fix)
 
 
 @contextlib.contextmanager

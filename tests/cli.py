@@ -174,6 +174,8 @@ def _child(request):
     if path not in opened:
       opened[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(opened[path], fd)
+  for fd in (null, *opened.values()):
+    os.close(fd)
   os.chdir(request["cwd"])
   os.environ.clear()
   os.environ.update(request["env"])

@@ -16,6 +16,7 @@ import os
 
 from absl import flags
 
+from t5tune import atomic
 from t5tune import errors
 from t5tune.cli import common
 from t5tune.cli import data_quality
@@ -102,12 +103,7 @@ def _report_dir() -> str:
   """The report's output directory; one that cannot be made (a file on its path) is refused now,
   before the tasks are read."""
   path = common.resolve_output("data", ("output_dir",)) or "data_reports"
-  existing = os.path.abspath(path)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise errors.OutputNotWritableError(f"Not a directory: {existing}", where=path,
-                                        fix="choose another --output")
+  atomic.check_parent(os.path.join(path, "report.json"), fix="choose another --output")
   return path
 
 

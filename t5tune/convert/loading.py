@@ -183,12 +183,7 @@ def check_output(path: str, kind: str, overwrite: bool = False) -> None:
       raise errors.OutputExistsError(
           f"the output exists and is not {label}; refusing to replace it", where=path,
           fix="choose another output (a new or empty path)")
-  parent = os.path.dirname(path)
-  while parent and not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if parent and not os.path.isdir(parent):
-    raise errors.OutputNotWritableError(
-        "the output's parent is a file", where=parent, fix="choose an output inside a directory")
+  atomic.check_parent(path)
 
 
 @contextlib.contextmanager

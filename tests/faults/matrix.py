@@ -336,7 +336,7 @@ TRIED = [
         "--mesh_shape=1,2 is not a (data, fsdp, tensor) shape", "three sizes, e.g. -1,1,1"),
     Row("data-report-out-file", "data", "report --output inside a regular file (was exit 1)",
         ("data", "report", "t5tune_demo_mix", "--module=t5tune.demo_tasks",
-         "--output={scene}/afile/rep"), 2, "Not a directory", "choose another --output"),
+         "--output={scene}/afile/rep"), 2, "parent is a file", "choose another --output"),
     Row("data-vocab-size", "data", "train-vocab --vocab_size=0 (was a fault)",
         ("data", "train-vocab", "--module=t5tune.demo_tasks", "--tasks=t5tune_demo_mix",
          "--vocab_size=0", "--output={scene}/v"), 2, "vocab_size=0 is too small",
