@@ -11,8 +11,12 @@ section of that form (its `data.modules` are imported too). --checkpoint is a
 t5tune model directory, a training checkpoint step, a training checkpoints/
 directory (its latest step), or a Hugging Face T5 directory. Writes
 predictions JSONL, metrics.json, metrics.jsonl, TensorBoard summaries and
-summary.md (the side-by-side table) into --output (default CHECKPOINT/eval;
-the old spelling --output_dir is still accepted).
+summary.md (the side-by-side table) into --output (the old spelling
+--output_dir is still accepted). By default a training run's checkpoint step
+WORKDIR/checkpoints/N writes to WORKDIR/eval/N, beside the checkpoints and not
+inside them (orbax deletes a step directory, and whatever it holds, when the
+step falls out of `checkpoint.keep` as the run goes on); any other model
+directory writes to MODEL_DIR/eval.
 """
 import json
 import os
@@ -28,7 +32,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experi
                                           allow_override=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory (see the module docstring).", allow_override=True)
 _TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures; replaces the config's tasks.", allow_override=True)
-_OUTPUT = common.output_flag("Directory the outputs go to (default CHECKPOINT/eval).",
+_OUTPUT = common.output_flag("Directory the outputs go to (default WORKDIR/eval/N for a checkpoint"
+                             " step WORKDIR/checkpoints/N, else MODEL_DIR/eval).",
                              old_names=("output_dir",))
 _MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that register tasks.", allow_override=True)
 _TRUNCATE = flags.DEFINE_bool("truncate", False, "Cut inputs longer than the config's max_inputs_length (512) instead of refusing the task.", allow_override=True)
@@ -55,6 +60,14 @@ def evaluation_config(config):
   return config, modules + list(config.modules)
 
 
+def default_output(model_dir: str, step: int) -> str:
+  """Where the outputs go without --output (see the module docstring): never inside a checkpoint step."""
+  parent = os.path.dirname(os.path.normpath(os.path.abspath(model_dir)))
+  if os.path.basename(parent) == "checkpoints" and os.path.basename(os.path.normpath(model_dir)).isdigit():
+    return os.path.join(os.path.dirname(parent), "eval", str(step))
+  return os.path.join(model_dir, "eval")
+
+
 def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modules=(),
         truncate: bool = False):
   """Evaluates; returns ({task: {metric: value}}, side-by-side markdown table)."""
@@ -75,7 +88,7 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
       config.truncate = truncate or config.get("truncate", False)
   from t5tune.convert import model_dir as model_dir_lib
   model_dir, step = model_dir_lib.resolve_step(checkpoint)
-  output_dir = output_dir or os.path.join(model_dir, "eval")
+  output_dir = output_dir or default_output(model_dir, step)
   evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
   mesh = sharding.make_mesh(config.mesh_shape)
   model = loading.load_model(model_dir, mesh, dropout_rate=0.0)

@@ -28,7 +28,10 @@ is seqio's in-memory cache of small tasks and the per-task shuffle buffers.
 
 Truncation is never silent: on creation the share of examples longer than
 `feature_lengths` is measured per task (on up to `truncation_sample`
-examples) and logged; it is available as `iterator.truncation`.
+examples) and logged, once per process for a mixture, split and lengths (the
+trainer builds a new evaluation iterator at every evaluation: measured and
+logged again, a long run repeated the same lines every `eval_every` steps); it
+is available as `iterator.truncation`.
 """
 from __future__ import annotations
 
@@ -62,6 +65,28 @@ def local_dataset(name: str, *, split: str, feature_lengths: Mapping[str, int],
   converter = seqio.EncDecFeatureConverter(pack=pack)
   ds = converter(ds, task_feature_lengths=dict(feature_lengths))
   return ds.batch(local_batch_size, drop_remainder=True).prefetch(2)
+
+
+# (name, split, feature lengths, sample) -> `lengths.truncation`'s answer, measured once per process.
+_TRUNCATION: dict[tuple, dict[str, dict[str, float]]] = {}
+
+
+def _truncation(name: str, split: str, feature_lengths: Mapping[str, int],
+                sample: int) -> dict[str, dict[str, float]]:
+  """`lengths.truncation` of a mixture's split, logged as a warning the first time only."""
+  key = (name, split, tuple(sorted(feature_lengths.items())), sample)
+  if key in _TRUNCATION:
+    return _TRUNCATION[key]
+  measured = _TRUNCATION[key] = lengths.truncation(name, split, feature_lengths,
+                                                   max_examples=sample)
+  for task, t in measured.items():
+    if t["inputs"] or t["targets"]:
+      logging.warning(
+          "%s (%s): truncating %.1f%% of inputs at %d tokens and %.1f%% of"
+          " targets at %d tokens (measured on %d examples)", task, split,
+          100 * t["inputs"], feature_lengths["inputs"], 100 * t["targets"],
+          feature_lengths["targets"], t["examples"])
+  return measured
 
 
 class BatchIterator:
@@ -103,15 +128,7 @@ class BatchIterator:
         local_batch_size=self.local_batch_size, pack=pack, seed=seed,
         shard=shard, shuffle=shuffle, num_epochs=num_epochs)
     self._tf_iterator = iter(self.dataset)
-    self.truncation = lengths.truncation(name, split, feature_lengths,
-                                         max_examples=truncation_sample)
-    for task, t in self.truncation.items():
-      if t["inputs"] or t["targets"]:
-        logging.warning(
-            "%s (%s): truncating %.1f%% of inputs at %d tokens and %.1f%% of"
-            " targets at %d tokens (measured on %d examples)", task, split,
-            100 * t["inputs"], feature_lengths["inputs"], 100 * t["targets"],
-            feature_lengths["targets"], t["examples"])
+    self.truncation = _truncation(name, split, self.spec["feature_lengths"], truncation_sample)
 
   def __iter__(self) -> Iterator[dict[str, jax.Array]]:
     return self

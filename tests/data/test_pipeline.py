@@ -128,3 +128,27 @@ def test_same_seed_gives_the_same_batches_in_two_processes():
     assert p.returncode == 0, err[-3000:]
     digests.append([l for l in out.splitlines() if l.startswith("DIGEST")][0])
   assert digests[0] == digests[1]
+
+
+def test_truncation_is_measured_and_logged_once_per_split_and_lengths(caplog):
+  # The trainer builds a new evaluation iterator at every evaluation: the same warning must not
+  # come back each time, while other lengths (or another split) are measured and said afresh.
+  short = {"inputs": 16, "targets": 4}
+
+  def warnings():
+    return [r.getMessage() for r in caplog.records if "truncating" in r.getMessage()]
+
+  with caplog.at_level("WARNING"):
+    first = _iterator(split="validation", feature_lengths=short, pack=False)
+    said = warnings()
+    assert said and all(" (validation): truncating " in line and "at 16 tokens" in line
+                        for line in said), said
+    assert any(line.startswith("t5tune_demo_qa (validation): truncating 100.0% of inputs")
+               for line in said), said
+    again = _iterator(split="validation", feature_lengths=short, pack=False)
+    assert warnings() == said
+    assert again.truncation == first.truncation
+    _iterator(split="validation", feature_lengths={"inputs": 17, "targets": 4}, pack=False)
+    assert len(warnings()) == 2 * len(said)
+  qa = first.truncation["t5tune_demo_qa"]
+  assert qa["inputs"] == 1.0 and qa["examples"] > 0

@@ -112,8 +112,10 @@ def test_evaluate_command_on_a_saved_checkpoint(trained, tmp_path):
   results, table = evaluate_cli.run(config, str(tmp_path / "checkpoints"),
                                     tasks=["t5tune_infer_cls"])
   assert results["t5tune_infer_cls"]["accuracy"] >= 85.0
-  summary = (ckpt / "eval" / "summary.md").read_text()
+  summary = (tmp_path / "eval" / str(TRAIN_STEPS) / "summary.md").read_text()
   assert f"step {TRAIN_STEPS}" in summary and table in summary
+  # Any other model directory: MODEL_DIR/eval.
+  assert evaluate_cli.default_output(str(tmp_path / "model"), 0) == str(tmp_path / "model" / "eval")
 
 
 def test_one_rank_or_generate_rule_and_scorer_for_evaluate_and_the_experiments(trained, tmp_path):
