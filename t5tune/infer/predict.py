@@ -196,6 +196,7 @@ def check_output(output_path: str, producer: dict[str, Any] | None, overwrite: b
         "the output exists without a record of what produced it", where=output_path,
         fix="choose another --output, or pass --overwrite to start it over")
   producer = json.loads(json.dumps(producer))  # the form it was saved in (lists, not tuples)
+  saved, producer = _flat(saved), _flat(producer)  # name the option that changed, not the dict
   differ = sorted(k for k in set(saved) | set(producer) if saved.get(k) != producer.get(k))
   if differ:
     changes = ", ".join(f"{k}: {saved.get(k)!r} -> {producer.get(k)!r}" for k in differ[:4])
@@ -203,6 +204,12 @@ def check_output(output_path: str, producer: dict[str, Any] | None, overwrite: b
         f"the output was produced by other settings ({changes})", where=output_path,
         fix="rerun with the same settings to continue it, choose another --output, or pass"
         " --overwrite to start it over")
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+  """A producer record with its nested sections as dotted keys ("options.method")."""
+  return {f"{k}.{sub}" if isinstance(v, dict) else k: x
+          for k, v in record.items() for sub, x in (v.items() if isinstance(v, dict) else [(None, v)])}
 
 
 def full_producer(producer: dict[str, Any] | None, *, template: str | None,

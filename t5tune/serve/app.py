@@ -140,6 +140,8 @@ def _submit(service, works) -> None:
 
 
 def _check_ready(service) -> None:
+  """503 while compiling or draining; called once a request is judged valid, so that a client
+  starting with the server hears of its own mistake (400) at once, not after a retry."""
   if service.draining.is_set():
     raise protocol.ApiError(503, "the server is shutting down", kind="server_busy",
                             headers={"Retry-After": "5"})
@@ -186,7 +188,6 @@ def build(service: completions.Service) -> applications.Starlette:
 
   @endpoint("/v1/score")
   async def score(request):
-    _check_ready(service)
     req = protocol.parse(protocol.ScoreRequest, await _body(request))
     service.check_model(req.model)
     texts = service.render(req.prompt)
@@ -214,6 +215,7 @@ def build(service: completions.Service) -> applications.Starlette:
     if len(works) > service.batcher.max_queue:
       raise protocol.ApiError(400, f"{len(works)} (prompt, candidate) pairs; the limit is"
                               f" max_queue={service.batcher.max_queue}", param="candidates")
+    _check_ready(service)
     _submit(service, works)
     results = iter(await _results(request, service, works))
     data = []
@@ -232,7 +234,6 @@ def build(service: completions.Service) -> applications.Starlette:
 
   @endpoint("/v1/completions")
   async def complete(request):
-    _check_ready(service)
     req = protocol.parse(protocol.CompletionRequest, await _body(request))
     service.check_model(req.model)
     req.check_unsupported()
@@ -241,6 +242,7 @@ def build(service: completions.Service) -> applications.Starlette:
     prompt_ids = service.encode(texts, limit=service.buckets.max_input_len,
                                 limit_name="max_input_len", param="prompt", truncate=req.truncate)
     works = service.completion_works(req, prompt_ids)
+    _check_ready(service)
     prompt_tokens = sum(len(x) for x in prompt_ids)
     service.metrics.prompt_tokens.inc(prompt_tokens)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",

@@ -131,3 +131,22 @@ def test_long_line_refused_before_any_file_or_cut_with_truncate_and_empty_input(
   empty.write_text("")
   assert predict.predict_file(model, str(empty), str(empty_out), **kw) == 0
   assert empty_out.read_text() == ""  # the file "wrote 0 predictions" speaks of
+
+
+def test_a_rerun_with_other_settings_names_each_changed_option(tmp_path):
+  out = str(tmp_path / "out.jsonl")
+  open(out, "w").write('{"line": 1, "inputs": "a", "prediction": "x", "score": 0.0}\n')
+  options = decoding.DecodeOptions(method="sample", temperature=0.7, max_decode_len=24)
+  record = predict.full_producer({"checkpoint": "m"}, template=None, max_input_len=512, seed=3,
+                                 options=options)
+  with open(predict.producer_path(out), "w") as f:
+    json.dump(record, f)
+  predict.check_output(out, dict(record))  # the same settings continue the file
+  greedy = predict.full_producer({"checkpoint": "m"}, template=None, max_input_len=512, seed=3,
+                                 options=decoding.DecodeOptions(max_decode_len=24))
+  with pytest.raises(errors.OutputExistsError) as raised:
+    predict.check_output(out, greedy)
+  message = str(raised.value)
+  assert "options.method: 'sample' -> 'greedy'" in message, message
+  assert "options.temperature: 0.7 -> 1.0" in message, message
+  assert "options.top_k" not in message and "options.max_decode_len" not in message, message

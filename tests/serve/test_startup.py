@@ -1,4 +1,4 @@
-"""Start-up settings of `t5tune serve` that need no server: model id, compilation cache, port."""
+"""Start-up settings of `t5tune serve` that need no server (model id, compilation cache, port), and the app's answers before it is ready."""
 import os
 import socket
 
@@ -69,3 +69,34 @@ def test_default_shapes_are_the_engines_few_and_keep_the_limits():
   # with the limits the README states: 512-token prompts, 128 new tokens.
   assert len(buckets.shapes()) <= 8
   assert max(buckets.input_lengths) == 512 and max(buckets.decode_lengths) == 128
+
+
+def test_while_compiling_a_bad_request_is_400_and_a_good_one_503():
+  # In this process, with the buckets never compiled (no warm-up): a client that starts with the
+  # server learns of its own mistake at once instead of retrying it until the model is ready.
+  from starlette import testclient
+  from t5tune.infer import api
+  from t5tune.models import config as model_config
+  from t5tune.models import t5
+  from t5tune.serve import app as app_lib
+  from t5tune.serve import engine as engine_lib
+  model = t5.build_model(model_config.preset("tiny"), seed=0)
+  service = server.make_service(model, api.resolve_vocabulary(model, "byte"),
+                                engine_lib.Buckets(batch_sizes=(1,), input_lengths=(16,),
+                                                   decode_lengths=(8,)),
+                                server.Options(model_name="tiny"))
+  assert not service.ready.is_set()
+  client = testclient.TestClient(app_lib.build(service))
+  for path, body, param in (
+      ("/v1/completions", {"prompt": "hi", "max_tokens": -5}, "max_tokens"),
+      ("/v1/completions", {"prompt": "hi", "max_tokens": 9}, "max_tokens"),  # over the buckets
+      ("/v1/completions", {"prompt": "hi", "temperature": "hot"}, "temperature"),
+      ("/v1/score", {"prompt": "hi", "candidates": []}, "candidates")):
+    r = client.post(path, json=body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, (body, r.text)
+  for path, body in (("/v1/completions", {"prompt": "hi", "max_tokens": 4}),
+                     ("/v1/score", {"prompt": "hi", "candidates": ["a", "b"]})):
+    r = client.post(path, json=body)
+    assert r.status_code == 503 and r.headers["Retry-After"], r.text
+    assert "still compiling" in r.json()["error"]["message"]
+  assert client.get("/health").json()["status"] == "compiling"
