@@ -10,6 +10,7 @@ Hugging Face T5 directory. Rerunning the same command after an interruption
 continues where it stopped (see t5tune.infer.predict).
 """
 import os
+import re
 
 from absl import flags
 
@@ -31,6 +32,10 @@ _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 1.0, "Beam score = logpro
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0 = greedy).", allow_override=True)
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0 = all).", allow_override=True)
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (1 = off).", allow_override=True)
+_REPETITION_PENALTY = flags.DEFINE_float("repetition_penalty", 1.0, "Logits of tokens already emitted: / r if positive, * r if not (transformers'; 1 = off).", allow_override=True)
+_FREQUENCY_PENALTY = flags.DEFINE_float("frequency_penalty", 0.0, "Minus f times a token's count so far (OpenAI's; in [-2, 2], 0 = off).", allow_override=True)
+_PRESENCE_PENALTY = flags.DEFINE_float("presence_penalty", 0.0, "Minus p for a token emitted before (OpenAI's; in [-2, 2], 0 = off).", allow_override=True)
+_MIN_TOKENS = flags.DEFINE_integer("min_tokens", 0, "No EOS before this many tokens (0 = off).", allow_override=True)
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed (line N uses fold_in(key(seed), N)).", allow_override=True)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Lines decoded together.", allow_override=True)
 _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 64, "Lines written (and fsynced) together.", allow_override=True)
@@ -77,10 +82,16 @@ def main(argv):
       raise errors.UsageError(f"--template={_TEMPLATE.value!r} is not a template: {e}",
                               fix="write fields as {name}, a literal brace as {{ or }}") from None
   predict.read_inputs(_INPUT.value, _TEMPLATE.value)
-  options = decoding.DecodeOptions(
-      method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value, temperature=_TEMPERATURE.value,
-      top_k=_TOP_K.value, top_p=_TOP_P.value, num_beams=_NUM_BEAMS.value,
-      length_penalty=_LENGTH_PENALTY.value)
+  try:
+    options = decoding.DecodeOptions(
+        method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value, temperature=_TEMPERATURE.value,
+        top_k=_TOP_K.value, top_p=_TOP_P.value, num_beams=_NUM_BEAMS.value,
+        length_penalty=_LENGTH_PENALTY.value, repetition_penalty=_REPETITION_PENALTY.value,
+        frequency_penalty=_FREQUENCY_PENALTY.value, presence_penalty=_PRESENCE_PENALTY.value,
+        min_tokens=_MIN_TOKENS.value)
+  except ValueError as e:  # the one range check of every decoding setting, named as a flag
+    flag = "--" + re.match(r"\w+", str(e)).group(0)
+    raise errors.UsageError(str(e), where=flag, fix="see t5tune predict --help") from None
   made_by = predict.model_producer(_CHECKPOINT.value, _VOCAB.value)
   limit = _MAX_INPUT_LEN.value or predict.DEFAULT_MAX_INPUT_LEN
   predict.check_output(_OUTPUT.value, predict.full_producer(

@@ -84,7 +84,9 @@ def generate(model: t5.Transformer, inputs: str | Sequence[str], *, method: str 
   """Decodes each input string; returns the output strings (and scores if asked).
 
   `options` are `DecodeOptions` fields: temperature, top_k, top_p, num_beams,
-  length_penalty, length_penalty_style. With `method="sample"`, input i of
+  length_penalty, length_penalty_style, and the penalties of
+  `t5tune.infer.penalties` (repetition_penalty, frequency_penalty,
+  presence_penalty, min_tokens). With `method="sample"`, input i of
   the call samples with `decoding.row_key(rng, i)`, whatever the batching
   (`rng`: an int seed or a key).
   """

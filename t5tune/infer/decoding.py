@@ -12,8 +12,9 @@ a `lax.while_loop` stops as soon as every sequence is finished.
 One sampling loop. Greedy decoding and sampling are one loop,
 `sample_steps(tokens_to_logits, state, rows, until, methods=...)` (t5x's
 `tokens_to_logits` style: the loop sees only a step function and its cache).
-Temperature, top-k, top-p, the token limit and the method are per-row arrays
-(`Rows`), so rows with different settings share one batch and one compiled
+Temperature, top-k, top-p, the penalties of `t5tune.infer.penalties`
+(repetition, frequency, presence, a minimum length), the token limit and the
+method are per-row arrays (`Rows`), so rows with different settings share one batch and one compiled
 program (greedy = temperature 0), and the loop runs to a step `until` and
 resumes from its state, so a caller can stop after a bounded number of steps
 (the server streams and schedules this way). `decode` runs it in one call.
@@ -67,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from t5tune.infer import batching
+from t5tune.infer import penalties
 from t5tune.models import t5
 
 LENGTH_PENALTY_STYLES = ("hf", "t5x")
@@ -117,6 +119,15 @@ class DecodeOptions:
   num_beams: int = 4
   length_penalty: float = 1.0
   length_penalty_style: str = "hf"
+  # greedy, sample and other token rules of the sampling loop (t5tune.infer.penalties)
+  repetition_penalty: float = 1.0  # 1 = off
+  frequency_penalty: float = 0.0
+  presence_penalty: float = 0.0
+  min_tokens: int = 0  # no EOS before this many tokens
+
+  def active_penalties(self) -> dict[str, Any]:
+    """The settings of `t5tune.infer.penalties` that are not off."""
+    return {k: getattr(self, k) for k, off in penalties.NEUTRAL.items() if getattr(self, k) != off}
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -134,6 +145,18 @@ class DecodeOptions:
     if self.length_penalty_style not in LENGTH_PENALTY_STYLES:
       raise ValueError(f"length_penalty_style={self.length_penalty_style!r}: expected one"
                        f" of {LENGTH_PENALTY_STYLES}")
+    if not self.repetition_penalty > 0:
+      raise ValueError(f"repetition_penalty={self.repetition_penalty} must be > 0 (1 is off)")
+    for name in ("frequency_penalty", "presence_penalty"):
+      if not -2.0 <= getattr(self, name) <= 2.0:
+        raise ValueError(f"{name}={getattr(self, name)} must be in [-2, 2] (0 is off)")
+    if self.min_tokens < 0:
+      raise ValueError(f"min_tokens={self.min_tokens} must be >= 0 (0 is off)")
+    active = self.active_penalties()
+    if METHODS[self.method].search is not None and active:
+      raise ValueError(f"{', '.join(f'{k}={v}' for k, v in active.items())}"
+                       f" {'is' if len(active) == 1 else 'are'} for the sampling loop's methods"
+                       f" (greedy, sample), not method={self.method!r}")
 
 
 @flax.struct.dataclass
@@ -192,17 +215,26 @@ class Rows:
   max_len_B: jax.Array  # int32; a row is done after this many tokens
   method_B: jax.Array  # int32 index into the loop's `methods`
   cancel_B: jax.Array  # bool; a cancelled row is done before the next step
+  repetition_penalty_B: jax.Array  # float32; 1 = off (t5tune.infer.penalties)
+  frequency_penalty_B: jax.Array  # float32; 0 = off
+  presence_penalty_B: jax.Array  # float32; 0 = off
+  min_len_B: jax.Array  # int32; no EOS before this many tokens
 
 
 def rows_for(batch: int, t_max: int, *, temperature=0.0, top_k=0, top_p=1.0, keys=None,
-             max_len=None, method=0, cancel=False) -> Rows:
+             max_len=None, method=0, cancel=False, repetition_penalty=1.0, frequency_penalty=0.0,
+             presence_penalty=0.0, min_tokens=0) -> Rows:
   """Host (numpy) `Rows` for a batch: scalars are broadcast, arrays taken per row."""
   full = lambda x, dtype: np.broadcast_to(np.asarray(x, dtype), (batch,)).copy()
   return Rows(temperature_B=full(temperature, np.float32), top_k_B=full(top_k, np.int32),
               top_p_B=full(top_p, np.float32),
               keys_B2=np.zeros((batch, 2), np.uint32) if keys is None else np.asarray(keys, np.uint32),
               max_len_B=full(t_max if max_len is None else max_len, np.int32),
-              method_B=full(method, np.int32), cancel_B=full(cancel, bool))
+              method_B=full(method, np.int32), cancel_B=full(cancel, bool),
+              repetition_penalty_B=full(repetition_penalty, np.float32),
+              frequency_penalty_B=full(frequency_penalty, np.float32),
+              presence_penalty_B=full(presence_penalty, np.float32),
+              min_len_B=full(min_tokens, np.int32))
 
 
 def filter_logits(logits_BV: jax.Array, temperature, top_k, top_p) -> jax.Array:
@@ -313,12 +345,14 @@ def _pick(methods: Sequence["Method"], logits_BV, rows: Rows, t):
 
 
 def sample_steps(tokens_to_logits: Callable, state: LoopState, rows: Rows, until, *,
-                 methods: Sequence["Method"], eos_id: int, pad_id: int,
+                 methods: Sequence["Method"], eos_id: int, pad_id: int, start_id: int,
                  want_top: Any = False) -> LoopState:
   """Runs the loop until step `until` or until every row is done (t5x's `tokens_to_logits` style).
 
   `tokens_to_logits(token_B, cache) -> (logits_BV, cache)` is one decoder
-  step; `methods` are the token rules rows choose from (`rows.method_B`).
+  step; `methods` are the token rules rows choose from (`rows.method_B`); they
+  pick from the logits after the rows' penalties (`t5tune.infer.penalties`;
+  `start_id` is the decoder start token, which the repetition penalty counts).
   Call it again with a larger `until` to continue (the server streams and
   stops rows between chunks); the result does not depend on the chunking.
   """
@@ -331,7 +365,9 @@ def sample_steps(tokens_to_logits: Callable, state: LoopState, rows: Rows, until
     t, done_B = s.t, s.done_B
     logits_BV, cache = tokens_to_logits(s.token_B, s.cache)
     logp_BV = jax.nn.log_softmax(logits_BV, axis=-1)
-    nxt_B = _pick(methods, logits_BV, rows, t)
+    adjusted_BV = penalties.apply(logits_BV, s.tokens_BT, t, rows, start_id=start_id,
+                                  eos_id=eos_id)
+    nxt_B = _pick(methods, adjusted_BV, rows, t)
     token_logp_B = jnp.where(done_B, 0.0, jnp.take_along_axis(logp_BV, nxt_B[:, None], axis=-1)[:, 0])
     nxt_B = jnp.where(done_B, pad_id, nxt_B)
     put = lambda arr, x: jax.lax.dynamic_update_slice_in_dim(arr, x[:, None], t, axis=1)
@@ -355,12 +391,12 @@ def sample_steps(tokens_to_logits: Callable, state: LoopState, rows: Rows, until
 def _sampling_loop(model: t5.Transformer, enc_tokens_BL, key_data_B2, opts: DecodeOptions):
   cfg = model.config
   rows = rows_for(enc_tokens_BL.shape[0], opts.max_decode_len, temperature=opts.temperature,
-                  top_k=opts.top_k, top_p=opts.top_p)
+                  top_k=opts.top_k, top_p=opts.top_p, **opts.active_penalties())
   rows = rows.replace(keys_B2=key_data_B2)
   state = start(model, enc_tokens_BL, opts.max_decode_len)
   out = sample_steps(model.decode_step, state, rows, opts.max_decode_len,
                      methods=(METHODS[opts.method],), eos_id=cfg.eos_token_id,
-                     pad_id=cfg.pad_token_id)
+                     pad_id=cfg.pad_token_id, start_id=cfg.decoder_start_token_id)
   return {"tokens": out.tokens_BT, "scores": out.score_B}
 
 

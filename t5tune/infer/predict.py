@@ -40,6 +40,7 @@ from t5tune import atomic
 from t5tune import errors
 from t5tune.infer import api
 from t5tune.infer import decoding
+from t5tune.infer import penalties
 from t5tune import jsonl_append
 from t5tune import progress as progress_lib
 
@@ -217,8 +218,10 @@ def full_producer(producer: dict[str, Any] | None, *, template: str | None,
                   options: decoding.DecodeOptions) -> dict[str, Any]:
   """The caller's producer record (model, vocabulary, version) plus the decoding settings."""
   out = dict(producer or {})
-  out.update(template=template, max_input_len=max_input_len, seed=seed,
-             options=dataclasses.asdict(options))
+  # A penalty that is off is left out, so an output written before penalties existed resumes.
+  recorded = {k: v for k, v in dataclasses.asdict(options).items()
+              if k not in penalties.NEUTRAL or k in options.active_penalties()}
+  out.update(template=template, max_input_len=max_input_len, seed=seed, options=recorded)
   if options.method not in ("greedy", "beam"):
     # Outputs sampled before the one seed rule (line N used fold_in(key(seed), N))
     # lack this entry, so resuming one is refused instead of mixing two rules.

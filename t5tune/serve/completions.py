@@ -20,6 +20,7 @@ import numpy as np
 from t5tune.data import templates as templates_lib
 from t5tune.infer import api
 from t5tune.infer import decoding
+from t5tune.infer import penalties
 from t5tune.serve import batcher as batcher_lib
 from t5tune.serve import engine as engine_lib
 from t5tune.serve import metrics as metrics_lib
@@ -146,6 +147,10 @@ class Service:
       if req.stream:
         raise protocol.ApiError(400, f"stream is not supported with method={method!r}",
                                 param="stream")
+      for name, off in penalties.NEUTRAL.items():
+        if getattr(req, name) != off:
+          raise protocol.ApiError(400, f"{name} is not supported with method={method!r} (it"
+                                  " applies to greedy and sampled rows)", param=name)
       if req.n > req.num_beams:
         raise protocol.ApiError(400, f"n={req.n} is more than num_beams={req.num_beams}",
                                 param="n")
@@ -163,7 +168,8 @@ class Service:
         row = engine_lib.DecodeRow(
             tokens=ids, max_tokens=req.max_tokens, temperature=req.temperature,
             top_k=req.top_k, top_p=req.top_p, key=decoding.row_key(seed, i * req.n + j),
-            top_logprobs=bool(req.logprobs), method=method)
+            top_logprobs=bool(req.logprobs), method=method,
+            **{name: getattr(req, name) for name in penalties.NEUTRAL})
         works.append(batcher_lib.Work("decode", self._input_bucket(ids), out_len, row))
     return works
 

@@ -30,6 +30,7 @@ from t5tune import errors
 from t5tune import sharding
 from t5tune.infer import batching
 from t5tune.infer import decoding
+from t5tune.infer import penalties
 from t5tune.infer import scoring
 from t5tune.models import t5
 
@@ -109,6 +110,11 @@ class DecodeRow:
   key: np.ndarray | None = None  # uint32 [2] key data (`decoding.row_key`; sampling only)
   top_logprobs: bool = False
   method: str = "sample"  # a token-rule method of `decoding.METHODS`
+  # t5tune.infer.penalties, each off by default
+  repetition_penalty: float = 1.0
+  frequency_penalty: float = 0.0
+  presence_penalty: float = 0.0
+  min_tokens: int = 0
 
 
 @dataclasses.dataclass
@@ -130,7 +136,8 @@ def _steps(graphdef, methods, state, loop, rows, until, want_top):
   model = nnx.merge(graphdef, state)
   cfg = model.config
   return decoding.sample_steps(model.decode_step, loop, rows, until, methods=methods,
-                               eos_id=cfg.eos_token_id, pad_id=cfg.pad_token_id, want_top=want_top)
+                               eos_id=cfg.eos_token_id, pad_id=cfg.pad_token_id,
+                               start_id=cfg.decoder_start_token_id, want_top=want_top)
 
 
 class Engine:
@@ -189,7 +196,8 @@ class Engine:
         batch, decode_len, temperature=pad([r.temperature for r in rows], 0.0),
         top_k=pad([r.top_k for r in rows], 0), top_p=pad([r.top_p for r in rows], 1.0),
         keys=keys, max_len=pad([min(r.max_tokens, decode_len) for r in rows], decode_len),
-        method=pad([self.method_index(r.method) for r in rows], 0))
+        method=pad([self.method_index(r.method) for r in rows], 0),
+        **{k: pad([getattr(r, k) for r in rows], off) for k, off in penalties.NEUTRAL.items()})
     want_top = np.bool_(any(r.top_logprobs for r in rows))
     step = decode_len if chunk is None else max(1, int(chunk))
     with sharding.use_mesh(self.mesh):

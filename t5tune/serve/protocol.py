@@ -42,7 +42,8 @@ class StreamOptions(_Strict):
 
 
 class CompletionRequest(_Strict):
-  """POST /v1/completions (OpenAI's fields, plus method, top_k, num_beams, length_penalty, truncate)."""
+  """POST /v1/completions (OpenAI's fields, plus method, top_k, num_beams, length_penalty,
+  repetition_penalty, min_tokens, truncate)."""
   model: str | None = None
   prompt: Prompt
   max_tokens: int = pydantic.Field(16, ge=1)
@@ -62,16 +63,19 @@ class CompletionRequest(_Strict):
   length_penalty: float | None = None
   truncate: bool = False
   user: str | None = None  # accepted for compatibility; not used
+  # t5tune.infer.penalties: OpenAI's two, and vLLM's names for transformers' two.
+  frequency_penalty: float = pydantic.Field(0.0, ge=-2.0, le=2.0)
+  presence_penalty: float = pydantic.Field(0.0, ge=-2.0, le=2.0)
+  repetition_penalty: float = pydantic.Field(1.0, gt=0.0)
+  min_tokens: int = pydantic.Field(0, ge=0)
   # OpenAI fields without a seq2seq meaning here: only their neutral values.
   echo: bool = False
   best_of: int | None = None
-  frequency_penalty: float = 0.0
-  presence_penalty: float = 0.0
   logit_bias: dict[str, float] | None = None
   suffix: str | None = None
 
   def check_unsupported(self) -> None:
-    neutral = {"echo": False, "frequency_penalty": 0.0, "presence_penalty": 0.0, "suffix": None}
+    neutral = {"echo": False, "suffix": None}
     for name, value in neutral.items():
       if getattr(self, name) != value:
         raise ApiError(400, f"{name}={getattr(self, name)!r} is not supported by t5tune serve",

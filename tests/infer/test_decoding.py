@@ -65,6 +65,23 @@ def test_greedy_identical_to_transformers(hf_pair):
       assert not row[row.tolist().index(1) + 1:].any()
 
 
+def test_repetition_penalty_and_min_tokens_identical_to_transformers(hf_pair):
+  hf_model, _, model = hf_pair
+  enc = _inputs(seed=1)
+  plain = decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=T)).tokens
+  for rep, min_tokens in ((1.8, 0), (1.0, 9), (0.6, 4)):  # < 1 rewards repeating
+    opts = decoding.DecodeOptions(max_decode_len=T, repetition_penalty=rep, min_tokens=min_tokens)
+    ours = decoding.decode(model, enc, opts).tokens
+    kwargs = {"repetition_penalty": rep} if rep != 1.0 else {}
+    if min_tokens:
+      kwargs["min_new_tokens"] = min_tokens
+    ref = _hf_generate(hf_model, enc, do_sample=False, num_beams=1, **kwargs)
+    np.testing.assert_array_equal(ours, ref, err_msg=str(kwargs))
+    assert (ours != plain).any(), f"{kwargs} changed nothing: not tested"
+    if min_tokens:
+      assert not (ours[:, :min_tokens] == 1).any() and (plain[:, :min_tokens] == 1).any()
+
+
 @pytest.mark.parametrize("length_penalty", [1.0, 2.0])
 def test_beam_identical_to_transformers(hf_pair, length_penalty):
   hf_model, _, model = hf_pair
@@ -137,6 +154,14 @@ def test_argmax_is_numpys_first_maximum():
 def test_bad_options_name_the_field():
   with pytest.raises(ValueError, match="top_p"):
     decoding.DecodeOptions(method="sample", top_p=1.5)
+  with pytest.raises(ValueError, match="repetition_penalty=0"):
+    decoding.DecodeOptions(repetition_penalty=0.0)
+  with pytest.raises(ValueError, match=r"presence_penalty=2.5 must be in \[-2, 2\]"):
+    decoding.DecodeOptions(presence_penalty=2.5)
+  with pytest.raises(ValueError, match="min_tokens=-1"):
+    decoding.DecodeOptions(min_tokens=-1)
+  with pytest.raises(ValueError, match="frequency_penalty=0.5, min_tokens=2 are for the sampling loop's methods"):
+    decoding.DecodeOptions(method="beam", frequency_penalty=0.5, min_tokens=2)
   with pytest.raises(ValueError, match="method"):
     decoding.DecodeOptions(method="nucleus")
 
@@ -207,3 +232,51 @@ def test_a_registered_method_runs_in_the_one_loop(hf_pair):
     assert (out.tokens != decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=T)).tokens).any()
   finally:
     del decoding.METHODS["second_best_test"]
+
+
+def test_penalties_per_row_equal_their_formulas():
+  """Each row's adjustment is its own settings' formula (numpy), whatever the rows beside it."""
+  from t5tune.infer import penalties
+  rng = np.random.RandomState(0)
+  b, v, steps, t = 5, 12, 6, 4
+  logits = (rng.randn(b, v) * 2).astype(np.float32)
+  tokens = rng.randint(0, v, (b, steps)).astype(np.int32)  # positions >= t are not read
+  settings = dict(repetition_penalty=[1.0, 1.5, 0.7, 1.0, 1.2], frequency_penalty=[0.0, 0.0, 0.4, -0.5, 1.0],
+                  presence_penalty=[0.0, 0.3, 0.0, 0.8, -1.0], min_tokens=[0, 5, 0, 4, 2])
+  rows = decoding.rows_for(b, steps, **{k: np.array(x) for k, x in settings.items()})
+  got = np.asarray(penalties.adjust(logits, tokens, np.int32(t), rows, start_id=0, eos_id=1))
+  for i in range(b):
+    counts = np.bincount(tokens[i, :t], minlength=v)
+    want = logits[i].copy()
+    seen = (counts > 0) | (np.arange(v) == 0)  # the decoder start token counts as seen
+    r = settings["repetition_penalty"][i]
+    want[seen] = np.where(want[seen] > 0, want[seen] / r, want[seen] * r)
+    want -= settings["frequency_penalty"][i] * counts + settings["presence_penalty"][i] * (counts > 0)
+    if t < settings["min_tokens"][i]:
+      want[1] = -np.inf
+    np.testing.assert_allclose(got[i], want, rtol=1e-6, err_msg=f"row {i}")
+  # Every row off: the loop's logits are untouched (and `apply` skips the work).
+  off = decoding.rows_for(b, steps)
+  assert not bool(penalties.active(off))
+  np.testing.assert_array_equal(np.asarray(penalties.apply(logits, tokens, np.int32(t), off,
+                                                           start_id=0, eos_id=1)), logits)
+
+
+def test_frequency_and_presence_penalties_in_the_loop_equal_a_stepwise_reference(hf_pair):
+  # Greedy with OpenAI's penalties, against a reference loop over teacher-forced logits: each step
+  # the argmax of logits - f * count - p * (count > 0), counts of the tokens the row emitted so far.
+  _, _, model = hf_pair
+  enc = _inputs(seed=4)
+  f, p = 0.9, 0.6
+  out = decoding.decode(model, enc, decoding.DecodeOptions(
+      max_decode_len=T, frequency_penalty=f, presence_penalty=p)).tokens
+  dec_in = np.concatenate([np.zeros((B, 1), np.int32), out[:, :-1]], axis=1)
+  logits = np.asarray(jitted.forward(model, enc, dec_in))
+  for i in range(B):
+    for t in range(T):
+      counts = np.bincount(out[i, :t], minlength=logits.shape[-1])
+      assert out[i, t] == np.argmax(logits[i, t] - f * counts - p * (counts > 0)), (i, t)
+      if out[i, t] == 1:
+        break
+  plain = decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=T)).tokens
+  assert (out != plain).any(), "the penalties changed nothing: not tested"

@@ -1,4 +1,5 @@
 """`t5tune predict`: killed part-way and rerun gives one line per input line; bad lines named."""
+import dataclasses
 import json
 import os
 import signal
@@ -142,6 +143,13 @@ def test_a_rerun_with_other_settings_names_each_changed_option(tmp_path):
   with open(predict.producer_path(out), "w") as f:
     json.dump(record, f)
   predict.check_output(out, dict(record))  # the same settings continue the file
+  # Penalties that are off are not recorded: outputs from before they existed still resume.
+  assert not set(record["options"]) & {"repetition_penalty", "frequency_penalty",
+                                       "presence_penalty", "min_tokens"}
+  penalised = predict.full_producer({"checkpoint": "m"}, template=None, max_input_len=512, seed=3,
+                                    options=dataclasses.replace(options, min_tokens=4))
+  with pytest.raises(errors.OutputExistsError, match=r"options.min_tokens: None -> 4"):
+    predict.check_output(out, penalised)
   greedy = predict.full_producer({"checkpoint": "m"}, template=None, max_input_len=512, seed=3,
                                  options=decoding.DecodeOptions(max_decode_len=24))
   with pytest.raises(errors.OutputExistsError) as raised:

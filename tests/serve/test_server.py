@@ -245,6 +245,17 @@ def test_openai_client_plain_streamed_and_seeded(ready, model):
   want = t5tune.generate(model, PROMPTS[:1] * 2, method="sample", temperature=0.8, top_p=0.9,
                          top_k=40, rng=7, max_decode_len=MAX_TOKENS, batch_size=8)
   assert [c.text for c in sampled.choices] == want
+  # The penalties (t5tune.infer.penalties): OpenAI's two as the client sends them, and
+  # repetition_penalty / min_tokens as vLLM's extra fields; the same text as generate's.
+  penalised = client.completions.create(
+      model="tiny", prompt=PROMPTS[:2], max_tokens=MAX_TOKENS, temperature=0.8, seed=3,
+      frequency_penalty=0.7, presence_penalty=0.4,
+      extra_body={"repetition_penalty": 1.3, "min_tokens": MAX_TOKENS})
+  want = t5tune.generate(model, PROMPTS[:2], method="sample", temperature=0.8, rng=3,
+                         frequency_penalty=0.7, presence_penalty=0.4, repetition_penalty=1.3,
+                         min_tokens=MAX_TOKENS, max_decode_len=MAX_TOKENS, batch_size=8)
+  assert [c.text for c in penalised.choices] == want
+  assert [c.finish_reason for c in penalised.choices] == ["length", "length"]  # no EOS before
   with pytest.raises(openai.BadRequestError, match="max_tokens"):
     client.completions.create(model="tiny", prompt="x", max_tokens=MAX_TOKENS + 1)
 
@@ -321,6 +332,10 @@ BAD = [
     (json.dumps({"prompt": "hi", "n": 5}), 400, "max_n=4"),
     (json.dumps({"prompt": "hi", "num_beams": 3}), 400, "num_beams=3"),
     (json.dumps({"prompt": "hi", "echo": True}), 400, "echo"),
+    (json.dumps({"prompt": "hi", "presence_penalty": 2.5}), 400, "presence_penalty"),
+    (json.dumps({"prompt": "hi", "repetition_penalty": 0}), 400, "repetition_penalty"),
+    (json.dumps({"prompt": "hi", "num_beams": 2, "min_tokens": 3}), 400,
+     "min_tokens is not supported with method='beam'"),
     (json.dumps({"prompt": "hi", "method": "nucleus"}), 400, "method='nucleus' is not served"),
     (json.dumps({"prompt": "hi", "method": "greedy", "num_beams": 2}), 400, "needs a search method"),
     (json.dumps({"prompt": {"question": "q"}}), 400, "'options'"),

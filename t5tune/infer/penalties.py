@@ -1,0 +1,73 @@
+"""Logit adjustments from each row's own tokens: repetition, frequency and presence penalties, a minimum length.
+
+The sampling loop (`decoding.sample_steps`) applies them to every step's
+logits before a method picks the token, so before temperature, top-k and
+top-p, each row with its own settings (`decoding.Rows`):
+
+* `repetition_penalty` r (transformers' `RepetitionPenaltyLogitsProcessor`,
+  from CTRL): the logit x of every token already in the row's decoder sequence
+  becomes x / r where x > 0 and x * r where it is not. The decoder sequence is
+  what transformers counts for an encoder-decoder model: the decoder start
+  token and the tokens emitted so far, not the prompt. 1 is off.
+* `frequency_penalty` f and `presence_penalty` p (OpenAI's completions API):
+  x - f * c - p * (c > 0), c the number of times the row has emitted the
+  token. 0 is off; OpenAI's range is [-2, 2].
+* `min_tokens` m (transformers' `min_new_tokens`): EOS cannot be emitted
+  before m tokens have been. 0 is off.
+
+Scores and log-probabilities stay those of the model's unmodified
+distribution, as they do under temperature and top-k / top-p. Beam search
+takes none of these (`DecodeOptions` refuses them there).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+# Each setting's "off" value, as `DecodeOptions` and the server's requests spell it.
+NEUTRAL = {"repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
+           "min_tokens": 0}
+
+
+def active(rows: Any) -> jax.Array:
+  """Whether any row of the batch asks for an adjustment (a bool scalar)."""
+  return (jnp.any(rows.repetition_penalty_B != 1.0) | jnp.any(rows.frequency_penalty_B != 0.0)
+          | jnp.any(rows.presence_penalty_B != 0.0) | jnp.any(rows.min_len_B > 0))
+
+
+def counts(tokens_BT: jax.Array, t: jax.Array, vocab: int) -> jax.Array:
+  """int32 [B, V]: how many times each row emitted each token in its first `t` steps."""
+  b, steps = tokens_BT.shape
+  emitted_BT = jnp.broadcast_to((jnp.arange(steps) < t).astype(jnp.int32), (b, steps))
+  return jnp.zeros((b, vocab), jnp.int32).at[jnp.arange(b)[:, None], tokens_BT].add(emitted_BT)
+
+
+def adjust(logits_BV: jax.Array, tokens_BT: jax.Array, t: jax.Array, rows: Any, *,
+           start_id: int, eos_id: int) -> jax.Array:
+  """The logits of step `t` with every row's penalties applied (see the module docstring).
+
+  `tokens_BT` holds each row's emitted tokens at positions < t (what is after
+  them is not read).
+  """
+  b, v = logits_BV.shape
+  c_BV = counts(tokens_BT, t, v)
+  vocab_1V = jnp.arange(v)[None, :]
+  seen_BV = (c_BV > 0) | (vocab_1V == start_id)
+  r_B1 = rows.repetition_penalty_B[:, None]
+  x_BV = jnp.where(seen_BV, jnp.where(logits_BV > 0, logits_BV / r_B1, logits_BV * r_B1),
+                   logits_BV)
+  x_BV = (x_BV - rows.frequency_penalty_B[:, None] * c_BV.astype(x_BV.dtype)
+          - rows.presence_penalty_B[:, None] * (c_BV > 0).astype(x_BV.dtype))
+  too_early_BV = (vocab_1V == eos_id) & (t < rows.min_len_B)[:, None]
+  return jnp.where(too_early_BV, -jnp.inf, x_BV)
+
+
+def apply(logits_BV: jax.Array, tokens_BT: jax.Array, t: jax.Array, rows: Any, *,
+          start_id: int, eos_id: int) -> jax.Array:
+  """`adjust` when some row asks for it; otherwise the logits as they are, at no cost."""
+  return jax.lax.cond(
+      active(rows),
+      lambda x: adjust(x, tokens_BT, t, rows, start_id=start_id, eos_id=eos_id),
+      lambda x: x, logits_BV)
