@@ -7,7 +7,7 @@ Random weights in the preset's architecture are built once with transformers
 (in a child process) and saved; each side loads them in a fresh process, so
 both decode the same model. Both decode exactly --new_tokens tokens per
 sequence (EOS suppressed on both sides, so neither stops early); the sides'
-tokens are compared. PyTorch runs with `torch.set_flush_denormal(True)` set
+tokens are compared (not for sampling, whose random numbers differ). PyTorch runs with `torch.set_flush_denormal(True)` set
 at process start (its best practice on a CPU; the unflushed time is a
 footnote). Times are medians of --repeats runs after one warm-up run (which
 includes t5tune's compilation, reported separately); every raw time is
@@ -35,6 +35,12 @@ def methods(args):
        {"method": "beam", "num_beams": args.num_beams, "length_penalty": 1.0,
         "max_decode_len": args.new_tokens},
        {"num_beams": args.num_beams, "length_penalty": 1.0, "early_stopping": False}),
+      # Sampling as chat and completion clients ask for it: the filter's per-step threshold
+      # search is what this row measures beside greedy. The tokens differ (other RNGs).
+      ("sample (top-k 50, top-p 0.95)",
+       {"method": "sample", "temperature": 1.0, "top_k": 50, "top_p": 0.95,
+        "max_decode_len": args.new_tokens},
+       {"do_sample": True, "temperature": 1.0, "top_k": 50, "top_p": 0.95, "num_beams": 1}),
   ]
 
 
@@ -99,8 +105,9 @@ def torch_side(args, torch):
   for name, _, hf_kwargs in methods(args):
     def run():
       with torch.no_grad():
-        tokens = model.generate(input_ids=enc, attention_mask=mask, do_sample=False,
-                                max_new_tokens=args.new_tokens, min_new_tokens=0, **hf_kwargs)
+        tokens = model.generate(input_ids=enc, attention_mask=mask,
+                                max_new_tokens=args.new_tokens, min_new_tokens=0,
+                                **{"do_sample": False, **hf_kwargs})
       if device == "cuda":
         torch.cuda.synchronize()
       return tokens.cpu()
@@ -165,7 +172,7 @@ def main():
     print(f"| {name} | {o['median_s']:.3f} | {t['median_s']:.3f} |"
           f" {t['median_s'] / o['median_s']:.2f}x | {tokens / o['median_s']:.0f} |"
           f" {tokens / t['median_s']:.0f} | {raw(o)} | {raw(t)} | {o['first_s']:.1f} |"
-          f" {'yes' if same[name] else 'no'} |")
+          f" {'n/a (two RNGs)' if name.startswith('sample') else 'yes' if same[name] else 'no'} |")
   print("\nFootnote: transformers without `torch.set_flush_denormal(True)`: " + "; ".join(
       f"{name} {unflushed[name]['median_s']:.3f} s (raw {raw(unflushed[name])})"
       for name, _, _ in methods(args)) + ".")

@@ -68,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from t5tune.infer import batching
+from t5tune.infer import nucleus
 from t5tune.infer import penalties
 from t5tune.models import t5
 
@@ -237,37 +238,6 @@ def rows_for(batch: int, t_max: int, *, temperature=0.0, top_k=0, top_p=1.0, key
               min_len_B=full(min_tokens, np.int32))
 
 
-def filter_logits(logits_BV: jax.Array, temperature, top_k, top_p) -> jax.Array:
-  """Temperature-scaled logits with everything outside each row's top-k / top-p set at -inf.
-
-  `temperature`, `top_k`, `top_p` are scalars or one value per row; a row with
-  temperature 0 is left unscaled (it is decoded greedily), top_k 0 and top_p 1
-  switch that filter off.
-  """
-  b, v = logits_BV.shape
-  row = lambda x, dtype: jnp.broadcast_to(jnp.asarray(x, dtype), (b,))
-  temperature_B, top_k_B, top_p_B = row(temperature, jnp.float32), row(top_k, jnp.int32), row(top_p, jnp.float32)
-  logits_BV = logits_BV / jnp.where(temperature_B > 0, temperature_B, 1.0)[:, None]
-
-  def nucleus(logits_BV):
-    sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
-    k_B = jnp.where(top_k_B > 0, jnp.minimum(top_k_B, v), v)
-    kth_B1 = jnp.take_along_axis(sorted_BV, (k_B - 1)[:, None], axis=-1)
-    logits_BV = jnp.where(logits_BV < kth_B1, -jnp.inf, logits_BV)
-    sorted_BV = jnp.where(sorted_BV < kth_B1, -jnp.inf, sorted_BV)
-    probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
-    # Keep a token while the probability mass before it is below top_p; the
-    # most likely token is always kept, so top_p -> 0 is greedy.
-    before_BV = jnp.cumsum(probs_BV, axis=-1) - probs_BV
-    keep_BV = ((before_BV < top_p_B[:, None]) | (top_p_B >= 1.0)[:, None]).at[:, 0].set(True)
-    threshold_B1 = jnp.min(jnp.where(keep_BV, sorted_BV, jnp.inf), axis=-1, keepdims=True)
-    return jnp.where(logits_BV < threshold_B1, -jnp.inf, logits_BV)
-
-  # The sort is the costly part: skipped when no row filters.
-  filtering = jnp.any(top_k_B > 0) | jnp.any(top_p_B < 1.0)
-  return jax.lax.cond(filtering, nucleus, lambda x: x, logits_BV)
-
-
 def step_keys(rows: Rows, t: jax.Array) -> jax.Array:
   """Each row's key for step t: fold_in(row key, t), whatever the batch around it."""
   return jax.vmap(lambda k: jax.random.fold_in(k, t))(jax.random.wrap_key_data(rows.keys_B2))
@@ -296,7 +266,7 @@ def _argmax(logits_BV, rows, t):
 def _sample(logits_BV, rows: Rows, t):
   """Temperature / top-k / top-p sampling per row; rows at temperature 0 take the argmax."""
   def draw():
-    filtered = filter_logits(logits_BV, rows.temperature_B, rows.top_k_B, rows.top_p_B)
+    filtered = nucleus.filter_logits(logits_BV, rows.temperature_B, rows.top_k_B, rows.top_p_B)
     drawn_B = jax.vmap(jax.random.categorical)(step_keys(rows, t), filtered)
     return jnp.where(rows.temperature_B > 0, drawn_B, argmax(logits_BV))
   greedy = lambda: argmax(logits_BV)

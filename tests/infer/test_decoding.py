@@ -7,6 +7,7 @@ import torch
 import t5tune
 from t5tune import sharding
 from t5tune.infer import decoding
+from t5tune.infer import nucleus
 from t5tune.infer import scoring
 from tests.models import hf_reference
 from tests.models import jitted
@@ -129,10 +130,35 @@ def test_sampling_deterministic_per_key(hf_pair):
 
 def test_filter_logits_keeps_nucleus():
   logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], np.float32))
-  kept = np.isfinite(np.asarray(decoding.filter_logits(logits, 1.0, 0, 0.7)))
+  kept = np.isfinite(np.asarray(nucleus.filter_logits(logits, 1.0, 0, 0.7)))
   np.testing.assert_array_equal(kept, [[True, True, False, False]])
-  kept = np.isfinite(np.asarray(decoding.filter_logits(logits, 1.0, 3, 1.0)))
+  kept = np.isfinite(np.asarray(nucleus.filter_logits(logits, 1.0, 3, 1.0)))
   np.testing.assert_array_equal(kept, [[True, True, True, False]])
+
+
+def test_filter_keeps_the_sets_of_transformers_warpers():
+  """Temperature, top-k, top-p per row: the kept tokens of transformers' warpers (float64, sorted)."""
+  from transformers.generation import logits_process as hf
+  rng = np.random.RandomState(1)
+  settings = [(1.0, 0, 0.9), (0.7, 40, 1.0), (1.3, 50, 0.95), (1.0, 1, 0.5), (1.0, 0, 1e-6),
+              (0.5, 0, 0.3), (2.0, 1000, 0.99), (1.0, 32128, 0.8)]
+  logits = (rng.randn(len(settings), 32128) * 3).astype(np.float32)
+  logits[1, 5:9] = logits[1].max() + 1  # ties at the top
+  temperature, top_k, top_p = (np.array(x) for x in zip(*settings))
+  ours = np.asarray(nucleus.filter_logits(logits, temperature, top_k, top_p))
+  for i, (t, k, p) in enumerate(settings):
+    scores = torch.tensor(logits[i:i + 1], dtype=torch.float64) / t
+    if k:
+      scores = hf.TopKLogitsWarper(top_k=k)(None, scores)
+    if p < 1.0:
+      scores = hf.TopPLogitsWarper(top_p=p)(None, scores)
+    want = scores.numpy()[0]
+    np.testing.assert_array_equal(np.isfinite(ours[i]), np.isfinite(want), err_msg=str(settings[i]))
+    kept = np.isfinite(want)
+    np.testing.assert_allclose(ours[i][kept], want[kept], rtol=1e-6)
+    if k == 1 or p == 1e-6:  # reduces to greedy
+      assert kept.sum() == 1 and kept[np.argmax(logits[i])]
+  assert np.isfinite(ours[1]).sum() == 40
 
 
 def test_argmax_is_numpys_first_maximum():
@@ -199,10 +225,10 @@ def test_per_row_filter_equals_each_row_alone():
   rng = np.random.RandomState(0)
   logits = rng.randn(4, 50).astype(np.float32) * 3
   temperature, top_k, top_p = [0.7, 1.0, 0.0, 1.3], [0, 5, 0, 10], [0.9, 1.0, 1.0, 0.5]
-  batch = np.asarray(decoding.filter_logits(logits, np.array(temperature), np.array(top_k),
+  batch = np.asarray(nucleus.filter_logits(logits, np.array(temperature), np.array(top_k),
                                             np.array(top_p)))
   for i in range(4):
-    alone = np.asarray(decoding.filter_logits(logits[i:i + 1], temperature[i], top_k[i], top_p[i]))
+    alone = np.asarray(nucleus.filter_logits(logits[i:i + 1], temperature[i], top_k[i], top_p[i]))
     np.testing.assert_array_equal(batch[i:i + 1], alone)
   assert np.isfinite(batch[2]).all()  # temperature 0, no filter: untouched (greedy row)
   assert np.isfinite(batch[1]).sum() == 5
