@@ -26,8 +26,9 @@ adds one; `decode`, `t5tune.generate`, `predict`, `evaluate` and `serve`
 
 Scores. Greedy and sampling report the sum of the model's log-probabilities
 of the emitted tokens (EOS included), from the unmodified distribution (before
-temperature, top-k and top-p). Beam search reports the length-normalised beam
-score used to rank the beams.
+temperature, top-k, top-p and the penalties). Beam search reports the
+length-normalised beam score used to rank the beams (penalties included, as
+transformers scores them).
 
 Seeds. Example i of an input samples with `row_key(seed, i) =
 fold_in(key(seed), i)`, i its 0-based position in that input: the prompt's
@@ -154,10 +155,10 @@ class DecodeOptions:
     if self.min_tokens < 0:
       raise ValueError(f"min_tokens={self.min_tokens} must be >= 0 (0 is off)")
     active = self.active_penalties()
-    if METHODS[self.method].search is not None and active:
+    if METHODS[self.method].search not in (None, _beam) and active:  # a registered search
       raise ValueError(f"{', '.join(f'{k}={v}' for k, v in active.items())}"
-                       f" {'is' if len(active) == 1 else 'are'} for the sampling loop's methods"
-                       f" (greedy, sample), not method={self.method!r}")
+                       f" {'is' if len(active) == 1 else 'are'} for greedy, sampling and beam"
+                       f" search, not method={self.method!r}")
 
 
 @flax.struct.dataclass
@@ -399,6 +400,9 @@ def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
   batch_offset_B1 = (jnp.arange(b, dtype=jnp.int32) * n)[:, None]
   positions_T = jnp.arange(t_max)
   first_n_K = jnp.arange(k2) < n
+  # transformers' beam search applies its logits processors to the log-probabilities, so
+  # the penalties shape the beams' scores too; only compiled in when some penalty is on.
+  penalty_rows = rows_for(b * n, t_max, **opts.active_penalties()) if opts.active_penalties() else None
 
   def take(x, idx):  # x [B, M, ...], idx [B, K] -> [B, K, ...]
     return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
@@ -410,7 +414,11 @@ def _beam(model: t5.Transformer, enc_tokens_BL, opts: DecodeOptions):
     t = s.t
     logits, cache = model.decode_step(s.token_BN.reshape(-1), s.cache)
     v = logits.shape[-1]
-    logp_BNV = jax.nn.log_softmax(logits, axis=-1).reshape(b, n, v) + s.run_score_BN[:, :, None]
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    if penalty_rows is not None:
+      logp = penalties.adjust(logp, s.run_seq_BNT.reshape(b * n, t_max), t, penalty_rows,
+                              start_id=cfg.decoder_start_token_id, eos_id=cfg.eos_token_id)
+    logp_BNV = logp.reshape(b, n, v) + s.run_score_BN[:, :, None]
     top_score_BK, top_idx_BK = jax.lax.top_k(logp_BNV.reshape(b, n * v), k2)
     parent_BK = top_idx_BK // v
     token_BK = (top_idx_BK % v).astype(jnp.int32)

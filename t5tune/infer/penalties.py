@@ -2,7 +2,9 @@
 
 The sampling loop (`decoding.sample_steps`) applies them to every step's
 logits before a method picks the token, so before temperature, top-k and
-top-p, each row with its own settings (`decoding.Rows`):
+top-p, each row with its own settings (`decoding.Rows`); beam search applies
+them to each beam's log-probabilities, as transformers does, so they shape
+the beams' scores:
 
 * `repetition_penalty` r (transformers' `RepetitionPenaltyLogitsProcessor`,
   from CTRL): the logit x of every token already in the row's decoder sequence
@@ -15,9 +17,8 @@ top-p, each row with its own settings (`decoding.Rows`):
 * `min_tokens` m (transformers' `min_new_tokens`): EOS cannot be emitted
   before m tokens have been. 0 is off.
 
-Scores and log-probabilities stay those of the model's unmodified
-distribution, as they do under temperature and top-k / top-p. Beam search
-takes none of these (`DecodeOptions` refuses them there).
+In the sampling loop, scores and log-probabilities stay those of the model's
+unmodified distribution, as they do under temperature and top-k / top-p.
 """
 from __future__ import annotations
 

@@ -149,8 +149,9 @@ class Service:
                                 param="stream")
       for name, off in penalties.NEUTRAL.items():
         if getattr(req, name) != off:
-          raise protocol.ApiError(400, f"{name} is not supported with method={method!r} (it"
-                                  " applies to greedy and sampled rows)", param=name)
+          raise protocol.ApiError(400, f"{name} is not supported with method={method!r} here"
+                                  " (the server's search programs are compiled without"
+                                  " penalties; greedy and sampled rows take it)", param=name)
       if req.n > req.num_beams:
         raise protocol.ApiError(400, f"n={req.n} is more than num_beams={req.num_beams}",
                                 param="n")

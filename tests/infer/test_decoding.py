@@ -83,6 +83,22 @@ def test_repetition_penalty_and_min_tokens_identical_to_transformers(hf_pair):
       assert not (ours[:, :min_tokens] == 1).any() and (plain[:, :min_tokens] == 1).any()
 
 
+def test_beam_with_repetition_penalty_and_min_tokens_identical_to_transformers(hf_pair):
+  # transformers applies its processors to the beams' log-probabilities: they shape the scores too.
+  hf_model, _, model = hf_pair
+  enc = _inputs()
+  plain = decoding.decode(model, enc, decoding.DecodeOptions(method="beam", num_beams=4,
+                                                             max_decode_len=T)).tokens
+  for rep, min_tokens in ((1.6, 0), (1.0, 7)):
+    ours = decoding.decode(model, enc, decoding.DecodeOptions(
+        method="beam", num_beams=4, max_decode_len=T, repetition_penalty=rep,
+        min_tokens=min_tokens)).tokens
+    kwargs = {"repetition_penalty": rep} if rep != 1.0 else {"min_new_tokens": min_tokens}
+    ref = _hf_generate(hf_model, enc, do_sample=False, num_beams=4, early_stopping=False, **kwargs)
+    np.testing.assert_array_equal(ours, ref, err_msg=str(kwargs))
+    assert (ours != plain).any(), f"{kwargs} changed nothing: not tested"
+
+
 @pytest.mark.parametrize("length_penalty", [1.0, 2.0])
 def test_beam_identical_to_transformers(hf_pair, length_penalty):
   hf_model, _, model = hf_pair
@@ -186,8 +202,13 @@ def test_bad_options_name_the_field():
     decoding.DecodeOptions(presence_penalty=2.5)
   with pytest.raises(ValueError, match="min_tokens=-1"):
     decoding.DecodeOptions(min_tokens=-1)
-  with pytest.raises(ValueError, match="frequency_penalty=0.5, min_tokens=2 are for the sampling loop's methods"):
-    decoding.DecodeOptions(method="beam", frequency_penalty=0.5, min_tokens=2)
+  decoding.register(decoding.Method("search_test", search=lambda model, enc, opts: None))
+  try:
+    with pytest.raises(ValueError, match="frequency_penalty=0.5, min_tokens=2 are for greedy, sampling"
+                                         " and beam search, not method='search_test'"):
+      decoding.DecodeOptions(method="search_test", frequency_penalty=0.5, min_tokens=2)
+  finally:
+    del decoding.METHODS["search_test"]
   with pytest.raises(ValueError, match="method"):
     decoding.DecodeOptions(method="nucleus")
 
