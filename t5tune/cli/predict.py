@@ -36,6 +36,7 @@ _REPETITION_PENALTY = flags.DEFINE_float("repetition_penalty", 1.0, "Logits of t
 _FREQUENCY_PENALTY = flags.DEFINE_float("frequency_penalty", 0.0, "Minus f times a token's count so far (OpenAI's; in [-2, 2], 0 = off).", allow_override=True)
 _PRESENCE_PENALTY = flags.DEFINE_float("presence_penalty", 0.0, "Minus p for a token emitted before (OpenAI's; in [-2, 2], 0 = off).", allow_override=True)
 _MIN_TOKENS = flags.DEFINE_integer("min_tokens", 0, "No EOS before this many tokens (0 = off).", allow_override=True)
+_NO_REPEAT_NGRAM = flags.DEFINE_integer("no_repeat_ngram_size", 0, "No n-gram of this size twice (transformers'; 0 = off).", allow_override=True)
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed (line N uses fold_in(key(seed), N)).", allow_override=True)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Lines decoded together.", allow_override=True)
 _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 64, "Lines written (and fsynced) together.", allow_override=True)
@@ -88,7 +89,7 @@ def main(argv):
         top_k=_TOP_K.value, top_p=_TOP_P.value, num_beams=_NUM_BEAMS.value,
         length_penalty=_LENGTH_PENALTY.value, repetition_penalty=_REPETITION_PENALTY.value,
         frequency_penalty=_FREQUENCY_PENALTY.value, presence_penalty=_PRESENCE_PENALTY.value,
-        min_tokens=_MIN_TOKENS.value)
+        min_tokens=_MIN_TOKENS.value, no_repeat_ngram_size=_NO_REPEAT_NGRAM.value)
   except ValueError as e:  # the one range check of every decoding setting, named as a flag
     flag = "--" + re.match(r"\w+", str(e)).group(0)
     raise errors.UsageError(str(e), where=flag, fix="see t5tune predict --help") from None

@@ -126,6 +126,7 @@ class DecodeOptions:
   frequency_penalty: float = 0.0
   presence_penalty: float = 0.0
   min_tokens: int = 0  # no EOS before this many tokens
+  no_repeat_ngram_size: int = 0  # 0 = off
 
   def active_penalties(self) -> dict[str, Any]:
     """The settings of `t5tune.infer.penalties` that are not off."""
@@ -152,8 +153,9 @@ class DecodeOptions:
     for name in ("frequency_penalty", "presence_penalty"):
       if not -2.0 <= getattr(self, name) <= 2.0:
         raise ValueError(f"{name}={getattr(self, name)} must be in [-2, 2] (0 is off)")
-    if self.min_tokens < 0:
-      raise ValueError(f"min_tokens={self.min_tokens} must be >= 0 (0 is off)")
+    for name in ("min_tokens", "no_repeat_ngram_size"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 is off)")
     active = self.active_penalties()
     if METHODS[self.method].search not in (None, _beam) and active:  # a registered search
       raise ValueError(f"{', '.join(f'{k}={v}' for k, v in active.items())}"
@@ -221,11 +223,12 @@ class Rows:
   frequency_penalty_B: jax.Array  # float32; 0 = off
   presence_penalty_B: jax.Array  # float32; 0 = off
   min_len_B: jax.Array  # int32; no EOS before this many tokens
+  no_repeat_ngram_B: jax.Array  # int32; 0 = off
 
 
 def rows_for(batch: int, t_max: int, *, temperature=0.0, top_k=0, top_p=1.0, keys=None,
              max_len=None, method=0, cancel=False, repetition_penalty=1.0, frequency_penalty=0.0,
-             presence_penalty=0.0, min_tokens=0) -> Rows:
+             presence_penalty=0.0, min_tokens=0, no_repeat_ngram_size=0) -> Rows:
   """Host (numpy) `Rows` for a batch: scalars are broadcast, arrays taken per row."""
   full = lambda x, dtype: np.broadcast_to(np.asarray(x, dtype), (batch,)).copy()
   return Rows(temperature_B=full(temperature, np.float32), top_k_B=full(top_k, np.int32),
@@ -236,7 +239,8 @@ def rows_for(batch: int, t_max: int, *, temperature=0.0, top_k=0, top_p=1.0, key
               repetition_penalty_B=full(repetition_penalty, np.float32),
               frequency_penalty_B=full(frequency_penalty, np.float32),
               presence_penalty_B=full(presence_penalty, np.float32),
-              min_len_B=full(min_tokens, np.int32))
+              min_len_B=full(min_tokens, np.int32),
+              no_repeat_ngram_B=full(no_repeat_ngram_size, np.int32))
 
 
 def step_keys(rows: Rows, t: jax.Array) -> jax.Array:

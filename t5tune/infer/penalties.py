@@ -16,6 +16,9 @@ the beams' scores:
   token. 0 is off; OpenAI's range is [-2, 2].
 * `min_tokens` m (transformers' `min_new_tokens`): EOS cannot be emitted
   before m tokens have been. 0 is off.
+* `no_repeat_ngram_size` n (transformers' `NoRepeatNGramLogitsProcessor`):
+  a token that would complete an n-gram already in the decoder sequence
+  (start token included) is banned. 0 is off.
 
 In the sampling loop, scores and log-probabilities stay those of the model's
 unmodified distribution, as they do under temperature and top-k / top-p.
@@ -29,13 +32,14 @@ import jax.numpy as jnp
 
 # Each setting's "off" value, as `DecodeOptions` and the server's requests spell it.
 NEUTRAL = {"repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
-           "min_tokens": 0}
+           "min_tokens": 0, "no_repeat_ngram_size": 0}
 
 
 def active(rows: Any) -> jax.Array:
   """Whether any row of the batch asks for an adjustment (a bool scalar)."""
   return (jnp.any(rows.repetition_penalty_B != 1.0) | jnp.any(rows.frequency_penalty_B != 0.0)
-          | jnp.any(rows.presence_penalty_B != 0.0) | jnp.any(rows.min_len_B > 0))
+          | jnp.any(rows.presence_penalty_B != 0.0) | jnp.any(rows.min_len_B > 0)
+          | jnp.any(rows.no_repeat_ngram_B > 0))
 
 
 def counts(tokens_BT: jax.Array, t: jax.Array, vocab: int) -> jax.Array:
@@ -43,6 +47,33 @@ def counts(tokens_BT: jax.Array, t: jax.Array, vocab: int) -> jax.Array:
   b, steps = tokens_BT.shape
   emitted_BT = jnp.broadcast_to((jnp.arange(steps) < t).astype(jnp.int32), (b, steps))
   return jnp.zeros((b, vocab), jnp.int32).at[jnp.arange(b)[:, None], tokens_BT].add(emitted_BT)
+
+
+def repeated_ngrams(tokens_BT: jax.Array, t: jax.Array, n_B: jax.Array, *, start_id: int,
+                    vocab: int) -> jax.Array:
+  """bool [B, V]: the tokens that would complete an n_B-gram already in each row's sequence.
+
+  The sequence is the start token and the first `t` emitted tokens; rows with
+  n_B 0 ban nothing. An n-gram starting at position p matches when its first
+  n - 1 tokens equal the sequence's last n - 1; its n-th token is banned.
+  """
+  b, steps = tokens_BT.shape
+  seq_BS = jnp.concatenate([jnp.full((b, 1), start_id, tokens_BT.dtype), tokens_BT], axis=1)
+  size = steps + 1
+  cur = t + 1  # the sequence's length
+  head_B = n_B - 1  # tokens an n-gram shares with the sequence's end
+  p_1S = jnp.arange(size)[None, :]
+  at = lambda idx: jnp.take_along_axis(seq_BS, jnp.clip(idx, 0, size - 1), axis=1)
+
+  def compare(k, match_BS):
+    tail_B1 = at((cur - head_B + k)[:, None])  # the sequence's (k+1)-th last-but-head token
+    return match_BS & ((at(p_1S + k) == tail_B1) | (k >= head_B)[:, None])
+
+  match_BS = jax.lax.fori_loop(0, jnp.max(head_B), compare, jnp.ones((b, size), bool))
+  # The whole n-gram lies in the sequence, and transformers bans nothing before cur + 1 >= n.
+  live_BS = (p_1S + head_B[:, None] < cur) & (n_B[:, None] > 0) & (cur + 1 >= n_B)[:, None]
+  banned_BS = at(p_1S + head_B[:, None])
+  return jnp.zeros((b, vocab), bool).at[jnp.arange(b)[:, None], banned_BS].max(match_BS & live_BS)
 
 
 def adjust(logits_BV: jax.Array, tokens_BT: jax.Array, t: jax.Array, rows: Any, *,
@@ -62,7 +93,9 @@ def adjust(logits_BV: jax.Array, tokens_BT: jax.Array, t: jax.Array, rows: Any, 
   x_BV = (x_BV - rows.frequency_penalty_B[:, None] * c_BV.astype(x_BV.dtype)
           - rows.presence_penalty_B[:, None] * (c_BV > 0).astype(x_BV.dtype))
   too_early_BV = (vocab_1V == eos_id) & (t < rows.min_len_B)[:, None]
-  return jnp.where(too_early_BV, -jnp.inf, x_BV)
+  banned_BV = too_early_BV | repeated_ngrams(tokens_BT, t, rows.no_repeat_ngram_B,
+                                             start_id=start_id, vocab=v)
+  return jnp.where(banned_BV, -jnp.inf, x_BV)
 
 
 def apply(logits_BV: jax.Array, tokens_BT: jax.Array, t: jax.Array, rows: Any, *,

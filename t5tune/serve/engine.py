@@ -115,6 +115,7 @@ class DecodeRow:
   frequency_penalty: float = 0.0
   presence_penalty: float = 0.0
   min_tokens: int = 0
+  no_repeat_ngram_size: int = 0
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ class StreamOptions(_Strict):
 
 class CompletionRequest(_Strict):
   """POST /v1/completions (OpenAI's fields, plus method, top_k, num_beams, length_penalty,
-  repetition_penalty, min_tokens, truncate)."""
+  repetition_penalty, min_tokens, no_repeat_ngram_size, truncate)."""
   model: str | None = None
   prompt: Prompt
   max_tokens: int = pydantic.Field(16, ge=1)
@@ -68,6 +68,7 @@ class CompletionRequest(_Strict):
   presence_penalty: float = pydantic.Field(0.0, ge=-2.0, le=2.0)
   repetition_penalty: float = pydantic.Field(1.0, gt=0.0)
   min_tokens: int = pydantic.Field(0, ge=0)
+  no_repeat_ngram_size: int = pydantic.Field(0, ge=0)  # transformers'; not in vLLM
   # OpenAI fields without a seq2seq meaning here: only their neutral values.
   echo: bool = False
   best_of: int | None = None

@@ -70,12 +70,15 @@ def test_repetition_penalty_and_min_tokens_identical_to_transformers(hf_pair):
   hf_model, _, model = hf_pair
   enc = _inputs(seed=1)
   plain = decoding.decode(model, enc, decoding.DecodeOptions(max_decode_len=T)).tokens
-  for rep, min_tokens in ((1.8, 0), (1.0, 9), (0.6, 4)):  # < 1 rewards repeating
-    opts = decoding.DecodeOptions(max_decode_len=T, repetition_penalty=rep, min_tokens=min_tokens)
+  for rep, min_tokens, ngram in ((1.8, 0, 0), (1.0, 9, 0), (0.6, 4, 0), (1.0, 0, 2), (0.8, 0, 3)):
+    opts = decoding.DecodeOptions(max_decode_len=T, repetition_penalty=rep, min_tokens=min_tokens,
+                                  no_repeat_ngram_size=ngram)  # rep < 1 rewards repeating
     ours = decoding.decode(model, enc, opts).tokens
     kwargs = {"repetition_penalty": rep} if rep != 1.0 else {}
     if min_tokens:
       kwargs["min_new_tokens"] = min_tokens
+    if ngram:
+      kwargs["no_repeat_ngram_size"] = ngram
     ref = _hf_generate(hf_model, enc, do_sample=False, num_beams=1, **kwargs)
     np.testing.assert_array_equal(ours, ref, err_msg=str(kwargs))
     assert (ours != plain).any(), f"{kwargs} changed nothing: not tested"
@@ -89,11 +92,12 @@ def test_beam_with_repetition_penalty_and_min_tokens_identical_to_transformers(h
   enc = _inputs()
   plain = decoding.decode(model, enc, decoding.DecodeOptions(method="beam", num_beams=4,
                                                              max_decode_len=T)).tokens
-  for rep, min_tokens in ((1.6, 0), (1.0, 7)):
+  for rep, min_tokens, ngram in ((1.6, 0, 0), (1.0, 7, 0), (1.0, 0, 2)):
     ours = decoding.decode(model, enc, decoding.DecodeOptions(
         method="beam", num_beams=4, max_decode_len=T, repetition_penalty=rep,
-        min_tokens=min_tokens)).tokens
-    kwargs = {"repetition_penalty": rep} if rep != 1.0 else {"min_new_tokens": min_tokens}
+        min_tokens=min_tokens, no_repeat_ngram_size=ngram)).tokens
+    kwargs = ({"repetition_penalty": rep} if rep != 1.0 else {"min_new_tokens": min_tokens}
+              if min_tokens else {"no_repeat_ngram_size": ngram})
     ref = _hf_generate(hf_model, enc, do_sample=False, num_beams=4, early_stopping=False, **kwargs)
     np.testing.assert_array_equal(ours, ref, err_msg=str(kwargs))
     assert (ours != plain).any(), f"{kwargs} changed nothing: not tested"
@@ -289,7 +293,8 @@ def test_penalties_per_row_equal_their_formulas():
   logits = (rng.randn(b, v) * 2).astype(np.float32)
   tokens = rng.randint(0, v, (b, steps)).astype(np.int32)  # positions >= t are not read
   settings = dict(repetition_penalty=[1.0, 1.5, 0.7, 1.0, 1.2], frequency_penalty=[0.0, 0.0, 0.4, -0.5, 1.0],
-                  presence_penalty=[0.0, 0.3, 0.0, 0.8, -1.0], min_tokens=[0, 5, 0, 4, 2])
+                  presence_penalty=[0.0, 0.3, 0.0, 0.8, -1.0], min_tokens=[0, 5, 0, 4, 2],
+                  no_repeat_ngram_size=[0, 0, 0, 0, 0])
   rows = decoding.rows_for(b, steps, **{k: np.array(x) for k, x in settings.items()})
   got = np.asarray(penalties.adjust(logits, tokens, np.int32(t), rows, start_id=0, eos_id=1))
   for i in range(b):
@@ -302,6 +307,21 @@ def test_penalties_per_row_equal_their_formulas():
     if t < settings["min_tokens"][i]:
       want[1] = -np.inf
     np.testing.assert_allclose(got[i], want, rtol=1e-6, err_msg=f"row {i}")
+  # No repeated n-gram, per row, against transformers' processor on the same sequence (the start
+  # token, then the emitted ones). Tokens drawn from 3 values, so n-grams repeat.
+  from transformers.generation import logits_process as hf
+  small = rng.randint(2, 5, (6, 10)).astype(np.int32)
+  sizes = [1, 2, 3, 4, 0, 2]
+  for t in (0, 1, 3, 6, 10):
+    rows = decoding.rows_for(6, 10, no_repeat_ngram_size=np.array(sizes))
+    got = np.asarray(penalties.adjust(np.zeros((6, 7), np.float32), small, np.int32(t), rows,
+                                      start_id=0, eos_id=1))
+    for i, n in enumerate(sizes):
+      seq = torch.tensor(np.concatenate([[0], small[i, :t]])[None], dtype=torch.long)
+      want = np.zeros((1, 7)) if n == 0 else hf.NoRepeatNGramLogitsProcessor(n)(
+          seq, torch.zeros((1, 7), dtype=torch.float64)).numpy()
+      np.testing.assert_array_equal(np.isinf(got[i]), np.isinf(want[0]), err_msg=f"row {i}, t={t}")
+  assert np.isinf(got).sum() > 6  # something was banned
   # Every row off: the loop's logits are untouched (and `apply` skips the work).
   off = decoding.rows_for(b, steps)
   assert not bool(penalties.active(off))

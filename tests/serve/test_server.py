@@ -250,10 +250,11 @@ def test_openai_client_plain_streamed_and_seeded(ready, model):
   penalised = client.completions.create(
       model="tiny", prompt=PROMPTS[:2], max_tokens=MAX_TOKENS, temperature=0.8, seed=3,
       frequency_penalty=0.7, presence_penalty=0.4,
-      extra_body={"repetition_penalty": 1.3, "min_tokens": MAX_TOKENS})
+      extra_body={"repetition_penalty": 1.3, "min_tokens": MAX_TOKENS, "no_repeat_ngram_size": 2})
   want = t5tune.generate(model, PROMPTS[:2], method="sample", temperature=0.8, rng=3,
                          frequency_penalty=0.7, presence_penalty=0.4, repetition_penalty=1.3,
-                         min_tokens=MAX_TOKENS, max_decode_len=MAX_TOKENS, batch_size=8)
+                         min_tokens=MAX_TOKENS, no_repeat_ngram_size=2, max_decode_len=MAX_TOKENS,
+                         batch_size=8)
   assert [c.text for c in penalised.choices] == want
   assert [c.finish_reason for c in penalised.choices] == ["length", "length"]  # no EOS before
   with pytest.raises(openai.BadRequestError, match="max_tokens"):
