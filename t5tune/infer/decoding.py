@@ -268,11 +268,21 @@ def _argmax(logits_BV, rows, t):
   return argmax(logits_BV)
 
 
+def categorical(keys_B: jax.Array, logits_BV: jax.Array) -> jax.Array:
+  """Each row's `jax.random.categorical(key, logits)`: the same Gumbel noise, so the same tokens.
+
+  Its `jnp.argmax` runs unvectorised on XLA's CPU backend (see `argmax`): for
+  16 rows over 32k tokens the draw took 4.4-7.5 ms against 1.4 ms this way.
+  """
+  noise_BV = jax.vmap(lambda key: jax.random.gumbel(key, logits_BV.shape[1:]))(keys_B)
+  return argmax(noise_BV + logits_BV)
+
+
 def _sample(logits_BV, rows: Rows, t):
   """Temperature / top-k / top-p sampling per row; rows at temperature 0 take the argmax."""
   def draw():
     filtered = nucleus.filter_logits(logits_BV, rows.temperature_B, rows.top_k_B, rows.top_p_B)
-    drawn_B = jax.vmap(jax.random.categorical)(step_keys(rows, t), filtered)
+    drawn_B = categorical(step_keys(rows, t), filtered)
     return jnp.where(rows.temperature_B > 0, drawn_B, argmax(logits_BV))
   greedy = lambda: argmax(logits_BV)
   return jax.lax.cond(jnp.any(rows.temperature_B > 0), draw, greedy).astype(jnp.int32)

@@ -181,6 +181,16 @@ def test_filter_keeps_the_sets_of_transformers_warpers():
   assert np.isfinite(ours[1]).sum() == 40
 
 
+def test_categorical_draws_what_jax_random_categorical_draws():
+  rng = np.random.RandomState(3)
+  logits = (rng.randn(16, 5000) * 2).astype(np.float32)
+  logits[:, rng.rand(5000) < 0.9] = -np.inf  # filtered tokens
+  keys = jax.random.split(jax.random.key(11), 16)
+  want = np.asarray(jax.vmap(jax.random.categorical)(keys, logits))
+  np.testing.assert_array_equal(np.asarray(decoding.categorical(keys, logits)), want)
+  assert np.isfinite(logits[np.arange(16), want]).all() and len(set(want.tolist())) > 8
+
+
 def test_argmax_is_numpys_first_maximum():
   # Random rows, ties (the first wins), NaN (counts as the maximum, as in
   # numpy and jnp.argmax), all -inf, +inf, and a 3-D batch.
