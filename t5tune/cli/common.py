@@ -492,3 +492,13 @@ def no_extra_args(argv: Sequence[str], command: str, expected: str = "") -> None
         fix=(f"usage: t5tune {command} {expected}".rstrip() if expected
              else "flags take the form --name=value"))
 
+
+def decode_options(command: str, **fields):
+  """`t5tune.infer.decoding.DecodeOptions(**fields)`, its range errors as one line naming the flag."""
+  import re  # pylint: disable=g-import-not-at-top
+  from t5tune.infer import decoding  # pylint: disable=g-import-not-at-top
+  try:
+    return decoding.DecodeOptions(**fields)
+  except ValueError as e:  # the one range check of every decoding setting
+    raise errors.UsageError(str(e), where="--" + re.match(r"\w+", str(e)).group(0),
+                            fix=f"see t5tune {command} --help") from None

@@ -56,6 +56,8 @@ _K = flags.DEFINE_integer("k", 4, "generate: seed instructions shown per prompt.
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.7, "generate: sampling temperature.", allow_override=True)
 _TOP_P = flags.DEFINE_float("top_p", 0.9, "generate: nucleus sampling threshold.", allow_override=True)
 _MAX_DECODE = flags.DEFINE_integer("max_decode_len", 128, "generate: longest generation in tokens.", allow_override=True)
+_PRESENCE = flags.DEFINE_float("presence_penalty", 0.0, "generate: minus p for a token emitted before (OpenAI's, in [-2, 2]; Self-Instruct used 2).", allow_override=True)
+_FREQUENCY = flags.DEFINE_float("frequency_penalty", 0.0, "generate: minus f times a token's count so far (OpenAI's, in [-2, 2]).", allow_override=True)
 _MIN_WORDS = flags.DEFINE_integer("min_words", 3, "generate: shortest valid instruction in words.", allow_override=True)
 _MAX_WORDS = flags.DEFINE_integer("max_words", 150, "generate: longest valid instruction in words.", allow_override=True)
 _SEED = flags.DEFINE_integer("seed", 0, "generate / label-issues: random seed.", allow_override=True)
@@ -77,8 +79,8 @@ FLAGS_OF = {
                      "fold_steps", "fold_batch_size", "fold_learning_rate", "fold_preset",
                      "loss_top", "seed", "batch_size", "inputs_length", "targets_length"),
     "generate": ("output", "out", "overwrite", "checkpoint", "vocabulary", "seed_tasks", "num", "k",
-                 "temperature", "top_p", "max_decode_len", "min_words", "max_words", "seed",
-                 "batch_size"),
+                 "temperature", "top_p", "max_decode_len", "presence_penalty", "frequency_penalty",
+                 "min_words", "max_words", "seed", "batch_size"),
 }
 
 
@@ -298,7 +300,8 @@ def _label_issues(name: str, split: str):
 def generate_file(model, checkpoint: str, seed_tasks: str, out: str, *, num: int, seed: int = 0,
                   k: int = 4, batch_size: int = 16, temperature: float = 0.7, top_p: float = 0.9,
                   max_decode_len: int = 128, vocabulary: str | None = None, min_words: int = 3,
-                  max_words: int = 150, overwrite: bool = False, on_batch=None) -> dict:
+                  max_words: int = 150, overwrite: bool = False, on_batch=None,
+                  presence_penalty: float = 0.0, frequency_penalty: float = 0.0) -> dict:
   """`t5tune.quality.generate.run` with t5tune's sampling decoder; the settings go in every record."""
   from t5tune.quality import generate  # pylint: disable=g-import-not-at-top
   seeds = generate.seed_instructions(seed_tasks)
@@ -307,21 +310,29 @@ def generate_file(model, checkpoint: str, seed_tasks: str, out: str, *, num: int
   generator = {"checkpoint": os.path.abspath(checkpoint), "method": "sample",
                "temperature": temperature, "top_p": top_p, "max_decode_len": max_decode_len,
                "vocabulary": vocabulary or "auto"}
+  # Only penalties that are on join the record, so an output from before they existed resumes.
+  penalties = {k: v for k, v in (("presence_penalty", presence_penalty),
+                                 ("frequency_penalty", frequency_penalty)) if v}
+  generator.update(penalties)
   return generate.run(lambda prompts, rng: sample_texts(
       model, prompts, rng, vocabulary=vocabulary, temperature=temperature, top_p=top_p,
-      max_decode_len=max_decode_len, batch_size=batch_size),
+      max_decode_len=max_decode_len, batch_size=batch_size, **penalties),
       seeds, out, settings, generator=generator, overwrite=overwrite, on_batch=on_batch)
 
 
 def _generate():
   if not (_CHECKPOINT.value and _SEED_TASKS.value and _output()):
     raise errors.UsageError("generate needs --checkpoint, --seed_tasks and --output")
+  common.decode_options("data generate", method="sample", temperature=_TEMPERATURE.value,
+                        top_p=_TOP_P.value, max_decode_len=_MAX_DECODE.value,
+                        presence_penalty=_PRESENCE.value, frequency_penalty=_FREQUENCY.value)
   import t5tune  # pylint: disable=g-import-not-at-top
   model = t5tune.load_model(_CHECKPOINT.value)
   stats = generate_file(
       model, _CHECKPOINT.value, _SEED_TASKS.value, _output(), num=_NUM.value, seed=_SEED.value,
       k=_K.value, batch_size=_BATCH.value, temperature=_TEMPERATURE.value, top_p=_TOP_P.value,
       max_decode_len=_MAX_DECODE.value, vocabulary=_VOCABULARY.value,
+      presence_penalty=_PRESENCE.value, frequency_penalty=_FREQUENCY.value,
       min_words=_MIN_WORDS.value, max_words=_MAX_WORDS.value, overwrite=_OVERWRITE.value,
       on_batch=lambda p: print(f"  attempts {p['attempts']}  kept {p['records']}", flush=True))
   print(f"{stats['records']} records in {_output()} after {stats['attempts']} attempts;"
@@ -329,12 +340,15 @@ def _generate():
 
 
 def sample_texts(model, prompts: Sequence[str], seed: int, *, vocabulary=None, temperature=0.7,
-                 top_p=0.9, max_decode_len=128, batch_size=16) -> list[str]:
-  """t5tune's sampling decoder on strings (the generate_fn of `t5tune.quality.generate`)."""
+                 top_p=0.9, max_decode_len=128, batch_size=16, **penalties) -> list[str]:
+  """t5tune's sampling decoder on strings (the generate_fn of `t5tune.quality.generate`).
+
+  `penalties`: `presence_penalty`, `frequency_penalty` (t5tune.infer.penalties).
+  """
   from t5tune.infer import api  # pylint: disable=g-import-not-at-top
   return api.generate(model, list(prompts), method="sample", temperature=temperature, top_p=top_p,
                       max_decode_len=max_decode_len, vocabulary=vocabulary,
-                      batch_size=batch_size, rng=seed)
+                      batch_size=batch_size, rng=seed, **penalties)
 
 
 def main(command: str, args: Sequence[str]) -> None:

@@ -10,7 +10,6 @@ Hugging Face T5 directory. Rerunning the same command after an interruption
 continues where it stopped (see t5tune.infer.predict).
 """
 import os
-import re
 
 from absl import flags
 
@@ -83,16 +82,13 @@ def main(argv):
       raise errors.UsageError(f"--template={_TEMPLATE.value!r} is not a template: {e}",
                               fix="write fields as {name}, a literal brace as {{ or }}") from None
   predict.read_inputs(_INPUT.value, _TEMPLATE.value)
-  try:
-    options = decoding.DecodeOptions(
-        method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value, temperature=_TEMPERATURE.value,
-        top_k=_TOP_K.value, top_p=_TOP_P.value, num_beams=_NUM_BEAMS.value,
-        length_penalty=_LENGTH_PENALTY.value, repetition_penalty=_REPETITION_PENALTY.value,
-        frequency_penalty=_FREQUENCY_PENALTY.value, presence_penalty=_PRESENCE_PENALTY.value,
-        min_tokens=_MIN_TOKENS.value, no_repeat_ngram_size=_NO_REPEAT_NGRAM.value)
-  except ValueError as e:  # the one range check of every decoding setting, named as a flag
-    flag = "--" + re.match(r"\w+", str(e)).group(0)
-    raise errors.UsageError(str(e), where=flag, fix="see t5tune predict --help") from None
+  options = common.decode_options(
+      "predict", method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value,
+      temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value,
+      num_beams=_NUM_BEAMS.value, length_penalty=_LENGTH_PENALTY.value,
+      repetition_penalty=_REPETITION_PENALTY.value, frequency_penalty=_FREQUENCY_PENALTY.value,
+      presence_penalty=_PRESENCE_PENALTY.value, min_tokens=_MIN_TOKENS.value,
+      no_repeat_ngram_size=_NO_REPEAT_NGRAM.value)
   made_by = predict.model_producer(_CHECKPOINT.value, _VOCAB.value)
   limit = _MAX_INPUT_LEN.value or predict.DEFAULT_MAX_INPUT_LEN
   predict.check_output(_OUTPUT.value, predict.full_producer(

@@ -75,6 +75,12 @@ def test_deterministic_with_a_seed_and_loadable_by_register_task(setup, tmp_path
   assert first["generator"]["temperature"] == 0.7 and first["generator"]["top_p"] == 0.9
   assert first["generator"]["checkpoint"] == os.path.abspath(ckpt)
   assert first["generator"]["seed"] == 3
+  assert "presence_penalty" not in first["generator"]  # off: not recorded, older outputs resume
+  # Self-Instruct's presence penalty: recorded, and a different sample from the same seed.
+  d = str(tmp_path / "d.jsonl")
+  data_quality.generate_file(model, ckpt, seed_path, d, **FLAGS, presence_penalty=2.0)
+  assert json.loads(open(d).readline())["generator"]["presence_penalty"] == 2.0
+  assert open(d).read() != open(a).read()
   data.register_task("t5tune_generated", source={"train": a}, fields=["instruction", "output"],
                      templates=[data.Template("g", "{instruction}", "{output}")],
                      on_bad_record="skip", dedup=None, overwrite=True)
