@@ -69,7 +69,10 @@ def repeated_ngrams(tokens_BT: jax.Array, t: jax.Array, n_B: jax.Array, *, start
     tail_B1 = at((cur - head_B + k)[:, None])  # the sequence's (k+1)-th last-but-head token
     return match_BS & ((at(p_1S + k) == tail_B1) | (k >= head_B)[:, None])
 
-  match_BS = jax.lax.fori_loop(0, jnp.max(head_B), compare, jnp.ones((b, size), bool))
+  # An n-gram longer than the sequence bans nothing (live_BS below), so no row needs more than
+  # `size` rounds, whatever n a request asks for.
+  match_BS = jax.lax.fori_loop(0, jnp.minimum(jnp.max(head_B), size), compare,
+                               jnp.ones((b, size), bool))
   # The whole n-gram lies in the sequence, and transformers bans nothing before cur + 1 >= n.
   live_BS = (p_1S + head_B[:, None] < cur) & (n_B[:, None] > 0) & (cur + 1 >= n_B)[:, None]
   banned_BS = at(p_1S + head_B[:, None])

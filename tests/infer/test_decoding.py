@@ -332,6 +332,10 @@ def test_penalties_per_row_equal_their_formulas():
           seq, torch.zeros((1, 7), dtype=torch.float64)).numpy()
       np.testing.assert_array_equal(np.isinf(got[i]), np.isinf(want[0]), err_msg=f"row {i}, t={t}")
   assert np.isinf(got).sum() > 6  # something was banned
+  # A size beyond the sequence bans nothing, and costs no more rounds than the sequence is long.
+  huge = decoding.rows_for(6, 10, no_repeat_ngram_size=2**30)
+  assert not np.isinf(np.asarray(penalties.adjust(np.zeros((6, 7), np.float32), small,
+                                                  np.int32(10), huge, start_id=0, eos_id=1))).any()
   # Every row off: the loop's logits are untouched (and `apply` skips the work).
   off = decoding.rows_for(b, steps)
   assert not bool(penalties.active(off))
