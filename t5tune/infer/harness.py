@@ -22,9 +22,15 @@ the two give the same numbers on the same weights:
   `max_length`, each scored in the decoder with the EOS token (then the
   window's preceding tokens) as encoder input, as the harness's rolling
   windows with context length 1 give.
-* generate_until(context, {until, max_gen_toks}): greedy decoding (the
-  harness's default; sampling arguments are refused) of at most
-  `max_gen_toks` tokens, the text cut at the first stop string.
+* generate_until(context, {until, max_gen_toks, ...}): greedy decoding (the
+  harness's default) of at most `max_gen_toks` tokens, the text cut at the
+  first stop string. As in the HF backend, `do_sample: true` samples
+  (`temperature`, default 1, `top_k`, `top_p`), and transformers'
+  `repetition_penalty`, `no_repeat_ngram_size` and `min_new_tokens` apply
+  (`t5tune.infer.penalties`); request n samples with
+  `decoding.row_key(seed, n)` (`seed` a model_arg, default 0), so a sampled
+  run repeats itself whatever the batching. Any other generation argument is
+  refused, naming it.
 
 Speed: requests with the same context (a question's options) share one
 encoder pass, and rows are batched in power-of-two buckets (context length,
@@ -49,6 +55,36 @@ MODEL_NAME = "t5tune"
 
 
 _MAX_SHARED = 8  # targets scored against one encoder pass (a question's options)
+# generation_kwargs the backend reads besides until and max_gen_toks: transformers' names -> t5tune's.
+_GENERATION_KWARGS = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p",
+                      "repetition_penalty": "repetition_penalty",
+                      "no_repeat_ngram_size": "no_repeat_ngram_size",
+                      "min_new_tokens": "min_tokens"}
+
+
+def decode_fields(kwargs: dict) -> tuple[tuple[str, Any], ...]:
+  """`DecodeOptions` fields (a hashable tuple, max_decode_len aside) of a request's generation_kwargs.
+
+  Greedy unless `do_sample` is true, as the HF backend decides (a temperature
+  alone does not sample there either); what this backend cannot honour is
+  refused rather than ignored.
+  """
+  kwargs = dict(kwargs)
+  sample = bool(kwargs.pop("do_sample", False))
+  fields = {ours: kwargs.pop(theirs) for theirs, ours in _GENERATION_KWARGS.items()
+            if theirs in kwargs}
+  if kwargs:
+    raise errors.UsageError(
+        f"t5tune backend: generation_kwargs {sorted(kwargs)} are not supported",
+        where="the task's generation_kwargs",
+        fix=f"it reads until, max_gen_toks, do_sample, {', '.join(_GENERATION_KWARGS)}")
+  if not sample:
+    fields = {k: v for k, v in fields.items() if k not in ("temperature", "top_k", "top_p")}
+  else:
+    fields.setdefault("temperature", 1.0)
+    fields["temperature"] = float(fields["temperature"])
+  fields["method"] = "sample" if sample else "greedy"
+  return tuple(sorted(fields.items()))
 
 
 def _bucket(n: int, cap: int | None = None, minimum: int = 8) -> int:
@@ -76,14 +112,15 @@ class T5tuneLM(lm_model.LM):
 
   def __init__(self, checkpoint: str = "", vocab: str | None = None, batch_size: Any = 16,
                max_length: int = 512, max_gen_toks: int = 256, model: Any = None,
-               vocabulary: Any = None, **unused: Any):
+               vocabulary: Any = None, seed: Any = 0, **unused: Any):
     super().__init__()
     unused.pop("device", None)  # the mesh decides where t5tune runs
     unused.pop("max_batch_size", None)
     if unused:
       raise errors.UsageError(f"t5tune backend: unknown model_args {sorted(unused)}",
                               where="--model_args",
-                              fix="it takes checkpoint, vocab, batch_size, max_length, max_gen_toks")
+                              fix="it takes checkpoint, vocab, batch_size, max_length, max_gen_toks,"
+                              " seed")
     if model is None:
       if not checkpoint:
         raise errors.UsageError("t5tune backend: no checkpoint", where="--model_args",
@@ -99,6 +136,7 @@ class T5tuneLM(lm_model.LM):
     self._batch_size = int(batch_size) if str(batch_size).isdigit() else 16
     self.max_length = int(max_length)
     self.max_gen_toks = int(max_gen_toks)
+    self.seed = int(seed)
     self.compiled_shapes: set[tuple[str, int, int]] = set()
 
   # -- tokenization under the seq2seq conventions (see the module docstring) ---------
@@ -191,22 +229,24 @@ class T5tuneLM(lm_model.LM):
       until = kwargs.pop("until", None) or []
       until = [until] if isinstance(until, str) else list(until)
       max_gen = int(kwargs.pop("max_gen_toks", self.max_gen_toks))
-      if kwargs.pop("do_sample", False) or float(kwargs.pop("temperature", 0.0) or 0.0) > 0:
-        raise errors.UsageError("t5tune backend: generate_until decodes greedily",
-                                where="the task's generation_kwargs",
-                                fix="drop do_sample / temperature > 0 (sampling is not supported)")
+      fields = decode_fields(kwargs)
       tokens = (self._encode(context) + [self.eos_id])[-self.max_length:]
       prompts.append(tokens)
       stops.append(until)
-      key = (_bucket(len(tokens), self.max_length), _bucket(max_gen))
+      key = (_bucket(len(tokens), self.max_length), _bucket(max_gen), fields)
       groups.setdefault(key, []).append((n, max_gen))
-    for (l_b, t_b), members in sorted(groups.items()):
-      options = decoding.DecodeOptions(method="greedy", max_decode_len=t_b)
+    for (l_b, t_b, fields), members in sorted(groups.items(), key=lambda g: repr(g[0])):
+      try:
+        options = decoding.DecodeOptions(max_decode_len=t_b, **dict(fields))
+      except ValueError as e:
+        raise errors.UsageError(f"t5tune backend: {e}", where="the task's generation_kwargs") from None
       for start in range(0, len(members), self._batch_size):
         chunk = members[start:start + self._batch_size]
         self.compiled_shapes.add(("generate", l_b, t_b))
+        keys = np.zeros((self._batch_size, 2), np.uint32)  # padding rows: any key
+        keys[:len(chunk)] = [decoding.row_key(self.seed, n) for n, _ in chunk]
         out = decoding.decode(self.model, _pad([prompts[n] for n, _ in chunk], l_b, self._batch_size),
-                              options)
+                              options, rng=keys)
         for row, (n, max_gen) in enumerate(chunk):
           text = api.decode_tokens(self.vocabulary, out.tokens[row][:max_gen])
           for stop in stops[n]:

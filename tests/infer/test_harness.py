@@ -211,3 +211,32 @@ def test_cli_runs_the_harness_with_t5tune_registered(setup, tmp_path):
   written = [p for p in out.rglob("*.json*")]
   assert any(p.name.startswith("results") for p in written), written
   assert any(p.name.startswith("samples_t5tune_mmlu_local") for p in written), written
+
+
+def test_sampled_generation_is_t5tunes_seeded_sampling_and_unknown_arguments_are_refused(setup):
+  import t5tune
+  from lm_eval.api.instance import Instance
+  from t5tune import errors
+  lm = harness.register()(checkpoint=setup["model"], batch_size=4, seed=5)
+  model = t5tune.load_model(setup["model"])
+  prompts = ["Q: cat dog red\n A:", "Q: blue fish\n A:", "Q: small fast\n A:", "Q: dog\n A:",
+             "Q: red red\n A:"]
+
+  def generate(**kwargs):
+    requests = [Instance(request_type="generate_until", doc={}, idx=i,
+                         arguments=(p, {"until": [], "max_gen_toks": 10, **kwargs}))
+                for i, p in enumerate(prompts)]
+    return lm.generate_until(requests)
+
+  sampled = generate(do_sample=True, temperature=0.9, top_p=0.8, repetition_penalty=1.2)
+  # Request n samples with row_key(seed, n): t5tune.generate's input n under rng=seed.
+  want = t5tune.generate(model, prompts, method="sample", temperature=0.9, top_p=0.8,
+                         repetition_penalty=1.2, rng=5, max_decode_len=10, batch_size=4,
+                         vocabulary=setup["spm"])
+  assert sampled == want
+  greedy = t5tune.generate(model, prompts, max_decode_len=10, batch_size=4, vocabulary=setup["spm"])
+  assert sampled != greedy
+  # As the HF backend: a temperature without do_sample decodes greedily.
+  assert generate(temperature=0.7) == greedy
+  with pytest.raises(errors.UsageError, match=r"generation_kwargs \['num_beams'\] are not supported"):
+    generate(num_beams=4)
