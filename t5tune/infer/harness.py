@@ -25,7 +25,8 @@ the two give the same numbers on the same weights:
 * generate_until(context, {until, max_gen_toks, ...}): greedy decoding (the
   harness's default) of at most `max_gen_toks` tokens, the text cut at the
   first stop string. As in the HF backend, `do_sample: true` samples
-  (`temperature`, default 1, `top_k`, `top_p`), and transformers'
+  (`temperature`, default 1, `top_k`, `top_p`), `num_beams` > 1 searches
+  (beam search), `max_new_tokens` overrides `max_gen_toks`, and transformers'
   `repetition_penalty`, `no_repeat_ngram_size` and `min_new_tokens` apply
   (`t5tune.infer.penalties`); request n samples with
   `decoding.row_key(seed, n)` (`seed` a model_arg, default 0), so a sampled
@@ -71,13 +72,22 @@ def decode_fields(kwargs: dict) -> tuple[tuple[str, Any], ...]:
   """
   kwargs = dict(kwargs)
   sample = bool(kwargs.pop("do_sample", False))
+  beams = int(kwargs.pop("num_beams", 1) or 1)
   fields = {ours: kwargs.pop(theirs) for theirs, ours in _GENERATION_KWARGS.items()
             if theirs in kwargs}
   if kwargs:
     raise errors.UsageError(
         f"t5tune backend: generation_kwargs {sorted(kwargs)} are not supported",
         where="the task's generation_kwargs",
-        fix=f"it reads until, max_gen_toks, do_sample, {', '.join(_GENERATION_KWARGS)}")
+        fix=f"it reads until, max_gen_toks (max_new_tokens), do_sample, num_beams,"
+        f" {', '.join(_GENERATION_KWARGS)}")
+  if beams > 1:
+    if sample:
+      raise errors.UsageError("t5tune backend: do_sample with num_beams > 1 (beam sampling) is"
+                              " not supported", where="the task's generation_kwargs",
+                              fix="sample (num_beams 1) or search (do_sample false)")
+    fields = {k: v for k, v in fields.items() if k not in ("temperature", "top_k", "top_p")}
+    return tuple(sorted({**fields, "method": "beam", "num_beams": beams}.items()))
   if not sample:
     fields = {k: v for k, v in fields.items() if k not in ("temperature", "top_k", "top_p")}
   else:
@@ -229,11 +239,15 @@ class T5tuneLM(lm_model.LM):
       until = kwargs.pop("until", None) or []
       until = [until] if isinstance(until, str) else list(until)
       max_gen = int(kwargs.pop("max_gen_toks", self.max_gen_toks))
+      max_gen = int(kwargs.pop("max_new_tokens", max_gen))  # transformers' name wins, as in HF
       fields = decode_fields(kwargs)
       tokens = (self._encode(context) + [self.eos_id])[-self.max_length:]
       prompts.append(tokens)
       stops.append(until)
-      key = (_bucket(len(tokens), self.max_length), _bucket(max_gen), fields)
+      # Greedy and sampled tokens do not depend on how many steps follow them, so the step count
+      # is bucketed; a beam search's result does (what is finished at the limit), so it is exact.
+      steps = max_gen if dict(fields)["method"] == "beam" else _bucket(max_gen)
+      key = (_bucket(len(tokens), self.max_length), steps, fields)
       groups.setdefault(key, []).append((n, max_gen))
     for (l_b, t_b, fields), members in sorted(groups.items(), key=lambda g: repr(g[0])):
       try:

@@ -213,7 +213,7 @@ def test_cli_runs_the_harness_with_t5tune_registered(setup, tmp_path):
   assert any(p.name.startswith("samples_t5tune_mmlu_local") for p in written), written
 
 
-def test_sampled_generation_is_t5tunes_seeded_sampling_and_unknown_arguments_are_refused(setup):
+def test_sampling_beam_search_and_unknown_generation_arguments(setup):
   import t5tune
   from lm_eval.api.instance import Instance
   from t5tune import errors
@@ -238,5 +238,14 @@ def test_sampled_generation_is_t5tunes_seeded_sampling_and_unknown_arguments_are
   assert sampled != greedy
   # As the HF backend: a temperature without do_sample decodes greedily.
   assert generate(temperature=0.7) == greedy
-  with pytest.raises(errors.UsageError, match=r"generation_kwargs \['num_beams'\] are not supported"):
-    generate(num_beams=4)
+  # num_beams > 1 searches; max_new_tokens (transformers' name) overrides max_gen_toks.
+  # A beam search stops at exactly that many tokens, as transformers' does (what is finished at
+  # the limit changes the result), not at the next bucket.
+  for limit in (3, 6):
+    beams = generate(num_beams=3, do_sample=False, max_new_tokens=limit)
+    assert beams == t5tune.generate(model, prompts, method="beam", num_beams=3,
+                                    max_decode_len=limit, batch_size=4, vocabulary=setup["spm"])
+  with pytest.raises(errors.UsageError, match=r"generation_kwargs \['length_penalty'\] are not supported"):
+    generate(length_penalty=2.0)
+  with pytest.raises(errors.UsageError, match="beam sampling"):
+    generate(num_beams=2, do_sample=True)
