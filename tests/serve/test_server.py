@@ -257,6 +257,8 @@ def test_openai_client_plain_streamed_and_seeded(ready, model):
                          batch_size=8)
   assert [c.text for c in penalised.choices] == want
   assert [c.finish_reason for c in penalised.choices] == ["length", "length"]  # no EOS before
+  # The penalties are arrays of the one compiled program: nothing compiled for them.
+  assert ready.metric("t5tune_xla_compilations") == ready.compilations_at_ready
   with pytest.raises(openai.BadRequestError, match="max_tokens"):
     client.completions.create(model="tiny", prompt="x", max_tokens=MAX_TOKENS + 1)
 
