@@ -1,4 +1,4 @@
-"""Logit adjustments from each row's own tokens: repetition, frequency and presence penalties, a minimum length.
+"""Logit adjustments from each row's own tokens: repetition, frequency and presence penalties, a minimum length, no repeated n-grams.
 
 The sampling loop (`decoding.sample_steps`) applies them to every step's
 logits before a method picks the token, so before temperature, top-k and
