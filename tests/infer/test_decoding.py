@@ -234,9 +234,15 @@ def test_eight_devices_same_tokens_as_one(hf_pair):
   sharded = t5tune.load_model(path, mesh)
   enc = _inputs(seed=5)  # 6 rows, not a multiple of the 4-way batch split: padded inside
   for opts in [decoding.DecodeOptions(max_decode_len=T),
-               decoding.DecodeOptions(method="beam", num_beams=4, max_decode_len=T)]:
-    one = decoding.decode(model, enc, opts)
-    eight = decoding.decode(sharded, enc, opts)
+               decoding.DecodeOptions(method="beam", num_beams=4, max_decode_len=T),
+               # the filter's bisection, the draw and every penalty, on a sharded batch
+               decoding.DecodeOptions(method="sample", top_k=20, top_p=0.9, max_decode_len=T,
+                                      repetition_penalty=1.3, no_repeat_ngram_size=2,
+                                      min_tokens=5, presence_penalty=0.5),
+               decoding.DecodeOptions(method="beam", num_beams=3, max_decode_len=T,
+                                      repetition_penalty=1.3, no_repeat_ngram_size=2)]:
+    one = decoding.decode(model, enc, opts, rng=4)
+    eight = decoding.decode(sharded, enc, opts, rng=4)
     np.testing.assert_array_equal(eight.tokens, one.tokens, err_msg=opts.method)
     np.testing.assert_allclose(eight.scores, one.scores, atol=1e-4)
 
