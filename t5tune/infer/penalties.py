@@ -25,14 +25,37 @@ unmodified distribution, as they do under temperature and top-k / top-p.
 """
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Each setting's "off" value, as `DecodeOptions` and the server's requests spell it.
 NEUTRAL = {"repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
            "min_tokens": 0, "no_repeat_ngram_size": 0}
+# Each setting's per-row array: its field name (on `decoding.Rows` too) and dtype.
+_ARRAYS = {"repetition_penalty": ("repetition_penalty_B", np.float32),
+           "frequency_penalty": ("frequency_penalty_B", np.float32),
+           "presence_penalty": ("presence_penalty_B", np.float32),
+           "min_tokens": ("min_len_B", np.int32),
+           "no_repeat_ngram_size": ("no_repeat_ngram_B", np.int32)}
+
+
+def row_arrays(batch: int, **settings: Any) -> dict[str, np.ndarray]:
+  """Host arrays [batch] of the settings, by field name; a scalar is broadcast, a missing one is off."""
+  unknown = set(settings) - set(_ARRAYS)
+  if unknown:
+    raise TypeError(f"unknown penalty settings {sorted(unknown)}; expected {list(_ARRAYS)}")
+  return {field: np.broadcast_to(np.asarray(settings.get(name, NEUTRAL[name]), dtype),
+                                 (batch,)).copy()
+          for name, (field, dtype) in _ARRAYS.items()}
+
+
+def per_row(batch: int, **settings: Any) -> types.SimpleNamespace:
+  """The settings as the object `adjust` reads (beam search's; the sampling loop has `decoding.Rows`)."""
+  return types.SimpleNamespace(**row_arrays(batch, **settings))
 
 
 def active(rows: Any) -> jax.Array:
