@@ -15,6 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from t5tune import errors
+from t5tune.cli import arguments
 from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -27,8 +28,8 @@ _MERGE = flags.DEFINE_list("merge", None, "Stages whose LoRA the export merges (
 
 
 def main(argv):
-  common.no_extra_args(argv, "continual")
-  common.require([_CONFIG, _WORKDIR], "continual")
+  arguments.no_extra_args(argv, "continual")
+  arguments.require([_CONFIG, _WORKDIR], "continual")
   import jax
   from t5tune.train import continual
   config = _CONFIG.value

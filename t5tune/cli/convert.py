@@ -8,7 +8,7 @@ and T5X checkpoints -> t5tune.
 from absl import flags
 
 from t5tune import errors
-from t5tune.cli import common
+from t5tune.cli import arguments
 
 _INPUT = flags.DEFINE_string("input", None, "Source model directory.", allow_override=True)
 _OUTPUT = flags.DEFINE_string("output", None, "Destination directory (written atomically).", allow_override=True)
@@ -32,7 +32,7 @@ def main(argv):
         f"expected a direction, one of {'|'.join(DIRECTIONS)}, got {got!r}"
         + (errors.did_you_mean(argv[1], DIRECTIONS) if len(argv) > 1 else ""),
         where="command line", fix="usage: t5tune convert DIRECTION --input=DIR --output=DIR")
-  common.require([_INPUT, _OUTPUT], "convert")
+  arguments.require([_INPUT, _OUTPUT], "convert")
   from t5tune import progress
   with progress.status(f"convert {argv[1]}"):
     cfg = _convert(argv[1])

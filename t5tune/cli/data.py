@@ -18,6 +18,7 @@ from absl import flags
 
 from t5tune import atomic
 from t5tune import errors
+from t5tune.cli import arguments
 from t5tune.cli import common
 from t5tune.cli import data_quality
 
@@ -95,14 +96,14 @@ def _list():
 
 def _prepare():
   from t5tune.data.collections import prepare  # pylint: disable=g-import-not-at-top
-  common.require([_COLLECTION, _DATA_DIR], "data prepare")
+  arguments.require([_COLLECTION, _DATA_DIR], "data prepare")
   prepare.run(_COLLECTION.value, _TASKS.value, _DATA_DIR.value, check_only=_CHECK.value)
 
 
 def _report_dir() -> str:
   """The report's output directory; one that cannot be made (a file on its path) is refused now,
   before the tasks are read."""
-  path = common.resolve_output("data", ("output_dir",)) or "data_reports"
+  path = arguments.resolve_output("data", ("output_dir",)) or "data_reports"
   atomic.check_parent(os.path.join(path, "report.json"), fix="choose another --output")
   return path
 
@@ -121,7 +122,7 @@ def _train_vocab():
   from t5tune.data import mixtures  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
   from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
-  common.require([_TASKS, data_quality.OUTPUT], "data")
+  arguments.require([_TASKS, data_quality.OUTPUT], "data")
   names = mixtures.leaf_task_names(_TASKS.value)
 
   def texts():
@@ -144,7 +145,7 @@ def main(argv):
     raise errors.UsageError(f"expected a sub-command ({'|'.join(SUB_COMMANDS)}), got {got}",
                             where="command line", fix=USAGE)
   command = args[0]
-  common.check_sub_command_flags("data", command, FLAGS_OF)
+  arguments.check_sub_command_flags("data", command, FLAGS_OF)
   if command == "report" and len(args) != 2:
     raise errors.UsageError("report takes one task or mixture name", where="command line",
                             fix="usage: t5tune data report TASK_OR_MIXTURE [--module=...]")

@@ -25,7 +25,7 @@ from absl import flags
 
 from t5tune import atomic
 from t5tune import errors
-from t5tune.cli import common
+from t5tune.cli import arguments
 
 _THRESHOLD = flags.DEFINE_float("threshold", 0.8, "near-duplicates: shingle Jaccard threshold.", allow_override=True)
 _NGRAM = flags.DEFINE_integer("ngram", 13, "contamination: n-gram length in words.", allow_override=True)
@@ -35,7 +35,7 @@ _TRAIN_SPLIT = flags.DEFINE_string("train_split", "train", "contamination: split
 _EVAL_SPLIT = flags.DEFINE_string("eval_split", "validation", "contamination: split of the evaluation tasks.", allow_override=True)
 # One --output for every `t5tune data` sub-command (`data` reads it through OUTPUT);
 # the old spellings --out (these commands) and --output_dir (report) still work.
-OUTPUT = common.output_flag(
+OUTPUT = arguments.output_flag(
     "near-duplicates / contamination / label-issues / generate: output JSONL; report: output"
     " directory (default ./data_reports); train-vocab: output prefix (writes PREFIX.model).",
     old_names=("out", "output_dir"))
@@ -85,7 +85,7 @@ FLAGS_OF = {
 
 
 def _output() -> str | None:
-  return common.resolve_output("data", ("out",))
+  return arguments.resolve_output("data", ("out",))
 
 
 # -- the pieces that need a model (also called by tests and notebooks) --------------
@@ -323,7 +323,7 @@ def generate_file(model, checkpoint: str, seed_tasks: str, out: str, *, num: int
 def _generate():
   if not (_CHECKPOINT.value and _SEED_TASKS.value and _output()):
     raise errors.UsageError("generate needs --checkpoint, --seed_tasks and --output")
-  common.decode_options("data generate", method="sample", temperature=_TEMPERATURE.value,
+  arguments.decode_options("data generate", method="sample", temperature=_TEMPERATURE.value,
                         top_p=_TOP_P.value, max_decode_len=_MAX_DECODE.value,
                         presence_penalty=_PRESENCE.value, frequency_penalty=_FREQUENCY.value)
   import t5tune  # pylint: disable=g-import-not-at-top

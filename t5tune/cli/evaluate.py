@@ -26,13 +26,14 @@ from ml_collections import config_flags
 
 from t5tune import atomic
 from t5tune import errors
+from t5tune.cli import arguments
 from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation (or experiment) config file.",
                                           allow_override=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory (see the module docstring).", allow_override=True)
 _TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures; replaces the config's tasks.", allow_override=True)
-_OUTPUT = common.output_flag("Directory the outputs go to (default WORKDIR/eval/N for a checkpoint"
+_OUTPUT = arguments.output_flag("Directory the outputs go to (default WORKDIR/eval/N for a checkpoint"
                              " step WORKDIR/checkpoints/N, else MODEL_DIR/eval).",
                              old_names=("output_dir",))
 _MODULES = flags.DEFINE_multi_string("module", [], "Extra Python modules that register tasks.", allow_override=True)
@@ -126,8 +127,8 @@ def _ensembles(config, model, names, output_dir: str) -> str:
 
 
 def main(argv):
-  common.no_extra_args(argv, "evaluate")
-  common.require([_CONFIG, _CHECKPOINT], "evaluate")
-  _, table = run(_CONFIG.value, _CHECKPOINT.value, common.resolve_output("evaluate", ("output_dir",)), _TASKS.value,
+  arguments.no_extra_args(argv, "evaluate")
+  arguments.require([_CONFIG, _CHECKPOINT], "evaluate")
+  _, table = run(_CONFIG.value, _CHECKPOINT.value, arguments.resolve_output("evaluate", ("output_dir",)), _TASKS.value,
                  _MODULES.value, truncate=_TRUNCATE.value)
   print(table)

@@ -17,6 +17,7 @@ import os
 from absl import flags
 
 from t5tune import errors
+from t5tune.cli import arguments
 from t5tune.cli import common
 from t5tune.models import config as model_config
 
@@ -69,8 +70,8 @@ def resolve(spec: str):
 
 
 def main(argv):
-  common.no_extra_args(argv, "info")
-  common.require([_CONFIG], "info")
+  arguments.no_extra_args(argv, "info")
+  arguments.require([_CONFIG], "info")
   for holder in (_INPUTS_LEN, _TARGETS_LEN, _BATCH):
     if holder.value < 1:
       raise errors.UsageError(f"--{holder.name}={holder.value} must be at least 1",

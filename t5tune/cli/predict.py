@@ -14,7 +14,7 @@ import os
 from absl import flags
 
 from t5tune import errors
-from t5tune.cli import common
+from t5tune.cli import arguments
 from t5tune.infer import decoding
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "t5tune model/checkpoint dir or Hugging Face T5 dir.", allow_override=True)
@@ -60,10 +60,10 @@ def _check_numbers():
 
 
 def main(argv):
-  common.no_extra_args(argv, "predict")
-  common.require([_CHECKPOINT, _INPUT, _OUTPUT], "predict")
+  arguments.no_extra_args(argv, "predict")
+  arguments.require([_CHECKPOINT, _INPUT, _OUTPUT], "predict")
   _check_numbers()
-  common.mesh_shape(_MESH_SHAPE.value)
+  arguments.mesh_shape(_MESH_SHAPE.value)
   from t5tune import sharding
   from t5tune.convert import loading
   from t5tune.infer import predict
@@ -82,7 +82,7 @@ def main(argv):
       raise errors.UsageError(f"--template={_TEMPLATE.value!r} is not a template: {e}",
                               fix="write fields as {name}, a literal brace as {{ or }}") from None
   predict.read_inputs(_INPUT.value, _TEMPLATE.value)
-  options = common.decode_options(
+  options = arguments.decode_options(
       "predict", method=_METHOD.value, max_decode_len=_MAX_DECODE_LEN.value,
       temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value,
       num_beams=_NUM_BEAMS.value, length_penalty=_LENGTH_PENALTY.value,
@@ -94,7 +94,7 @@ def main(argv):
   predict.check_output(_OUTPUT.value, predict.full_producer(
       made_by, template=_TEMPLATE.value, max_input_len=limit if _TRUNCATE.value else None,
       seed=_SEED.value, options=options), _OVERWRITE.value)
-  mesh = sharding.make_mesh(common.mesh_shape(_MESH_SHAPE.value))
+  mesh = sharding.make_mesh(arguments.mesh_shape(_MESH_SHAPE.value))
   model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
   n = predict.predict_file(
       model, _INPUT.value, _OUTPUT.value, vocabulary=_VOCAB.value, template=_TEMPLATE.value,

@@ -14,6 +14,7 @@ import time
 from absl import flags
 
 from t5tune import errors
+from t5tune.cli import arguments
 from t5tune.cli import common
 
 API_KEY_ENV = "T5TUNE_API_KEY"
@@ -56,7 +57,7 @@ def _check_numbers() -> None:
   from t5tune import ranges
   for flag, spec in _RANGES:
     ranges.check(f"--{flag.name}", flag.value, spec)
-  common.mesh_shape(_MESH_SHAPE.value)
+  arguments.mesh_shape(_MESH_SHAPE.value)
 
 
 def _ints(flag) -> tuple:
@@ -83,8 +84,8 @@ def _template():
 
 
 def main(argv):
-  common.no_extra_args(argv, "serve")
-  common.require([_CHECKPOINT], "serve")
+  arguments.no_extra_args(argv, "serve")
+  arguments.require([_CHECKPOINT], "serve")
   if not os.path.isdir(_CHECKPOINT.value):
     raise errors.InputError(f"{_CHECKPOINT.value}: no such model directory", where="--checkpoint")
   shapes = {f.name: _ints(f) for f in (_BATCH_SIZES, _INPUT_LENGTHS, _DECODE_LENGTHS, _BEAM_WIDTHS)}
@@ -118,7 +119,7 @@ def main(argv):
   from t5tune import sharding
   from t5tune.convert import loading
   from t5tune.infer import api
-  mesh = sharding.make_mesh(common.mesh_shape(_MESH_SHAPE.value))
+  mesh = sharding.make_mesh(arguments.mesh_shape(_MESH_SHAPE.value))
   model = loading.load_model(_CHECKPOINT.value, mesh, dropout_rate=0.0)
   vocabulary = api.resolve_vocabulary(model, _VOCAB.value)
   service = server.make_service(model, vocabulary, buckets, options,

@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from t5tune.cli import arguments
 from t5tune.cli import common
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -67,12 +68,12 @@ def _check_data(config) -> None:
 
 
 def main(argv):
-  common.no_extra_args(argv, "train")
-  common.require([_CONFIG], "train")
+  arguments.no_extra_args(argv, "train")
+  arguments.require([_CONFIG], "train")
   if _SHOW_CONFIG.value:
     print(show_config(_CONFIG.value))
     return
-  common.require([_WORKDIR], "train")
+  arguments.require([_WORKDIR], "train")
   import jax
   if _COORDINATOR.value or _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

@@ -90,6 +90,14 @@ def register(method: Method) -> Method:
   return method
 
 
+class OptionError(ValueError):
+  """A `DecodeOptions` value that is not allowed; `field` names the option (and a command's flag)."""
+
+  def __init__(self, field: str, message: str):
+    super().__init__(message)
+    self.field = field
+
+
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
   """How to decode; hashable, it is part of the compilation key."""
@@ -116,33 +124,38 @@ class DecodeOptions:
 
   def __post_init__(self):
     if self.method not in METHODS:
-      raise ValueError(f"decoding method {self.method!r}: expected one of {list(METHODS)}")
+      raise OptionError("method", f"decoding method {self.method!r}: expected one of"
+                        f" {list(METHODS)}")
     if self.max_decode_len <= 0:
-      raise ValueError(f"max_decode_len={self.max_decode_len} must be positive")
+      raise OptionError("max_decode_len", f"max_decode_len={self.max_decode_len} must be positive")
     if self.temperature < 0:
-      raise ValueError(f"temperature={self.temperature} must be >= 0 (0 means greedy)")
+      raise OptionError("temperature",
+                        f"temperature={self.temperature} must be >= 0 (0 means greedy)")
     if self.top_k < 0:
-      raise ValueError(f"top_k={self.top_k} must be >= 0 (0 means no top-k filter)")
+      raise OptionError("top_k", f"top_k={self.top_k} must be >= 0 (0 means no top-k filter)")
     if not 0.0 <= self.top_p <= 1.0:
-      raise ValueError(f"top_p={self.top_p} must be in [0, 1]")
+      raise OptionError("top_p", f"top_p={self.top_p} must be in [0, 1]")
     if self.num_beams < 1:
-      raise ValueError(f"num_beams={self.num_beams} must be >= 1")
+      raise OptionError("num_beams", f"num_beams={self.num_beams} must be >= 1")
     if self.length_penalty_style not in beam.LENGTH_PENALTY_STYLES:
-      raise ValueError(f"length_penalty_style={self.length_penalty_style!r}: expected one"
-                       f" of {beam.LENGTH_PENALTY_STYLES}")
+      raise OptionError("length_penalty_style",
+                        f"length_penalty_style={self.length_penalty_style!r}: expected one"
+                        f" of {beam.LENGTH_PENALTY_STYLES}")
     if not self.repetition_penalty > 0:
-      raise ValueError(f"repetition_penalty={self.repetition_penalty} must be > 0 (1 is off)")
+      raise OptionError("repetition_penalty",
+                        f"repetition_penalty={self.repetition_penalty} must be > 0 (1 is off)")
     for name in ("frequency_penalty", "presence_penalty"):
       if not -2.0 <= getattr(self, name) <= 2.0:
-        raise ValueError(f"{name}={getattr(self, name)} must be in [-2, 2] (0 is off)")
+        raise OptionError(name, f"{name}={getattr(self, name)} must be in [-2, 2] (0 is off)")
     for name in ("min_tokens", "no_repeat_ngram_size"):
       if getattr(self, name) < 0:
-        raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 is off)")
+        raise OptionError(name, f"{name}={getattr(self, name)} must be >= 0 (0 is off)")
     active = self.active_penalties()
     if METHODS[self.method].search not in (None, beam.search) and active:  # a registered search
-      raise ValueError(f"{', '.join(f'{k}={v}' for k, v in active.items())}"
-                       f" {'is' if len(active) == 1 else 'are'} for greedy, sampling and beam"
-                       f" search, not method={self.method!r}")
+      raise OptionError(next(iter(active)),
+                        f"{', '.join(f'{k}={v}' for k, v in active.items())}"
+                        f" {'is' if len(active) == 1 else 'are'} for greedy, sampling and beam"
+                        f" search, not method={self.method!r}")
 
 
 @flax.struct.dataclass
