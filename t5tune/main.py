@@ -52,6 +52,8 @@ def run(argv=None):
     sys.exit(error.exit_code)
   if from_command_line:
     allocator.ensure(argv)  # before jax starts; see t5tune/allocator.py
+    from t5tune import targets
+    targets.quiet_without_tpu()  # before jax picks a backend; see that function
     from t5tune.cli import lean_imports
     lean_imports.install()  # before TensorFlow loads Keras; see that module
   if command == "harness":  # the harness parses its own arguments (argparse, not absl)

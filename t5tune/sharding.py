@@ -14,9 +14,10 @@ import math
 from typing import Any, Iterator, Sequence
 
 import jax
-import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from t5tune import targets
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -73,10 +74,11 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1),
   """A ('data', 'fsdp', 'tensor') mesh with automatic (pjit-style) partitioning."""
   devices = list(jax.devices() if devices is None else devices)
   shape = resolve_mesh_shape(shape, len(devices))
-  if devices == list(jax.devices()):
+  if devices[0].platform != "tpu" and devices == list(jax.devices()):
     return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
-  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES,
-              axis_types=(AxisType.Auto,) * 3)
+  # Compile-only TPU devices (t5tune.targets) are laid on their torus as
+  # jax.make_mesh lays a TPU slice's own devices; other subsets in order.
+  return Mesh(targets.device_mesh(shape, devices), MESH_AXES, axis_types=(AxisType.Auto,) * 3)
 
 
 def single_device_mesh() -> Mesh:
