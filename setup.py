@@ -70,9 +70,16 @@ EXTRAS = {
         "fastapi>=0.163,<0.164",
         # tests/infer/test_harness.py: the harness's own Hugging Face backend (the parity peer) needs it
         "accelerate>=1.0",
+        # tests/train/test_tpu_targets.py: the TPU compiler (libtpu, the version jax[tpu] pins
+        # for this jax), so CI compiles every program for Cloud TPU slices without a TPU.
+        "jax[tpu]>=0.10.2,<0.11",
     ],
     "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
+    # A TPU VM's runtime, and `t5tune info --plan --target=v5e-8` (compile-only TPU devices) on any host.
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],
+    # `t5tune info --plan --target=h100-8` on a host without a GPU: jax's CUDA compiler plugin
+    # alone (no CUDA libraries; ~180 MB), which compiles for compile-only H100 devices.
+    "gpu-aot": ["jax-cuda12-pjrt>=0.10.2,<0.11", "jax-cuda12-plugin>=0.10.2,<0.11"],
 }
 
 setuptools.setup(

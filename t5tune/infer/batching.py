@@ -88,11 +88,31 @@ def run(fn: Callable, model: nnx.Module, arrays: Sequence[np.ndarray], static: A
   multiple = sharding.data_parallel_size(mesh)
   padded = n + (-n) % multiple
   placed = [_to_global(pad_rows(np.asarray(a), padded), mesh) for a in arrays]
+  with sharding.use_mesh(mesh):
+    out = _jitted(fn, graphdef, static, mesh)(state, *placed)
+  return head(jax.tree.map(_to_host, out), n)
+
+
+def _jitted(fn: Callable, graphdef, static, mesh) -> Callable:
+  """The one jitted form of `fn(model, *arrays, static)` that `run` calls and `compile_only` compiles."""
   key = (fn, graphdef, static, mesh)
   compiled = _COMPILED.get(key)
   if compiled is None:
     compiled = jax.jit(functools.partial(_apply, fn, graphdef, static))
     _COMPILED[key] = compiled
+  return compiled
+
+
+def compile_only(fn: Callable, model: nnx.Module, shapes: Sequence[tuple[tuple[int, ...], Any]],
+                 static: Any):
+  """`run`'s program for arrays of these (shape, dtype)s, compiled ahead of time; nothing runs.
+
+  `model` may be abstract (`t5.abstract_model` on a compile-only TPU mesh):
+  the program is the one `run` would execute there, placed the same way.
+  """
+  graphdef, state = nnx.split(model)
+  mesh = model_mesh(model)
+  abstract = [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh, len(shape)))
+              for shape, dtype in shapes]
   with sharding.use_mesh(mesh):
-    out = compiled(state, *placed)
-  return head(jax.tree.map(_to_host, out), n)
+    return _jitted(fn, graphdef, static, mesh).lower(state, *abstract).compile()

@@ -411,6 +411,13 @@ def decode(model: t5.Transformer, encoder_input_tokens, options: DecodeOptions =
                       beams=out.get("beams"), beam_scores=out.get("beam_scores"))
 
 
+def compile_decode(model: t5.Transformer, batch: int, input_len: int,
+                   options: DecodeOptions = DecodeOptions()):
+  """`decode`'s program for a [batch, input_len] input, compiled ahead of time (nothing runs)."""
+  return batching.compile_only(_decode_fn, model, [((batch, input_len), np.int32),
+                                                    ((batch, 2), np.uint32)], options)
+
+
 def greedy_decode(model: t5.Transformer, encoder_input_tokens, max_decode_len: int) -> np.ndarray:
   """Greedy decoding: int32 [B, max_decode_len], EOS kept, pad (0) after it.
 

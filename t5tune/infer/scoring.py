@@ -78,6 +78,18 @@ def score(model: t5.Transformer, encoder_input_tokens, target_tokens) -> Scores:
   return Scores(sum=total, mean=total / np.maximum(n, 1), num_tokens=n, token_logprobs=tok)
 
 
+def compile_score(model: t5.Transformer, batch: int, input_len: int, target_len: int):
+  """`score`'s program for [batch, input_len] inputs and [batch, target_len] targets, compiled ahead of time."""
+  return batching.compile_only(_score_fn, model, [((batch, input_len), np.int32),
+                                                   ((batch, target_len), np.int32)], None)
+
+
+def compile_rank(model: t5.Transformer, batch: int, input_len: int, options: int, option_len: int):
+  """`rank_classify`'s program for [batch, options, option_len] options, compiled ahead of time."""
+  return batching.compile_only(_rank_fn, model, [((batch, input_len), np.int32),
+                                                  ((batch, options, option_len), np.int32)], None)
+
+
 def _rank_fn(model, enc_tokens_BL, options_BKT, static):
   del static
   b, k, t = options_BKT.shape

@@ -239,6 +239,37 @@ class Engine:
     tgt = batching.stack_rows(targets, batch, target_len)
     return batching.head(scoring.score(self.model, enc, tgt), len(inputs))
 
+  def compile_only(self) -> dict[tuple, object]:
+    """Every declared shape's programs compiled ahead of time from shapes alone; nothing runs.
+
+    The model may be abstract (`t5.abstract_model` on a TPU target's
+    compile-only mesh): these are the programs `warm_up` compiles and serving
+    runs, keyed ("start" | "steps" | "score" | method, batch, input, decode[, beams]).
+    """
+    def placed(shape, dtype, sh=None):
+      return jax.ShapeDtypeStruct(shape, dtype,
+                                  sharding=sh or sharding.batch_sharding(self.mesh, len(shape)))
+
+    out = {}
+    for b, l, t in self.buckets.shapes():
+      enc = placed((b, l), np.int32)
+      with sharding.use_mesh(self.mesh):
+        start = self._start.lower(self.state, enc, t).compile()
+        loop = jax.tree.map(lambda a, sh: placed(a.shape, a.dtype, sh),
+                            jax.eval_shape(lambda st, e: _start(self.graphdef, st, e, t),
+                                           self.state, enc), start.output_shardings)
+        rows = jax.tree.map(lambda x: placed(x.shape, x.dtype), decoding.rows_for(b, t))
+        out[("start", b, l, t)] = start
+        out[("steps", b, l, t)] = self._steps.lower(self.state, loop, rows, np.int32(t),
+                                                    np.bool_(True)).compile()
+      out[("score", b, l, t)] = scoring.compile_score(self.model, b, l, t)
+      for method in self.searches:
+        for w in self.buckets.beam_widths:
+          opts = decoding.DecodeOptions(method=method, num_beams=w, max_decode_len=t,
+                                        length_penalty=self.length_penalty)
+          out[(method, b, l, t, w)] = decoding.compile_decode(self.model, b, l, opts)
+    return out
+
   def warm_up(self, log: Callable[[str], None] = lambda s: None) -> int:
     """Compiles every declared shape (decode, score, beam); returns the number of shapes."""
     eos = np.array([self.config.eos_token_id], np.int32)
