@@ -53,6 +53,15 @@ INSTALL_REQUIRES = [
     "lm-eval>=0.4.13,<0.5",
 ]
 
+# The documentation site (`make docs`, tests/docs/): MkDocs with the Material theme, the API
+# reference from docstrings by mkdocstrings (griffe reads the source: nothing is imported).
+DOCS = [
+    "mkdocs>=1.6,<1.7",
+    "mkdocs-material>=9.5,<10",
+    "mkdocstrings[python]>=0.26,<2",
+    "pymdown-extensions>=10",
+]
+
 EXTRAS = {
     # The numerical reference: Hugging Face transformers' PyTorch T5 on the CPU.
     # torch is pinned: an unpinned torch requirement pulls a multi-GB CUDA build.
@@ -70,7 +79,9 @@ EXTRAS = {
         "fastapi>=0.163,<0.164",
         # tests/infer/test_harness.py: the harness's own Hugging Face backend (the parity peer) needs it
         "accelerate>=1.0",
+        *DOCS,  # tests/docs/ build the site
     ],
+    "docs": DOCS,
     "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],
 }

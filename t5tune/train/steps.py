@@ -64,7 +64,7 @@ class LossTerm:
     name       the metric it is logged as (train/<name>), apart from `loss`;
                the values of terms sharing a name add up
     aux        {key: dtype or None}: trees shaped and sharded like the
-               trainable parameters that it keeps in state["reg"][key]
+               trainable parameters that it keeps in `state["reg"][key]`
                (None: the parameter's dtype); terms naming a key share it
     init_aux(trainable, abstract) -> {key: tree}: its aux trees at the start
                of a run, from the starting trainable parameters (`abstract`:
