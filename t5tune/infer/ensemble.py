@@ -27,6 +27,7 @@ from t5tune.infer import judging
 
 @dataclasses.dataclass
 class EnsembleResult:
+  """A task's scores per template (`single`) and combined (`ensemble`), with how it was judged."""
   templates: list[str]
   method: str  # judging.RANK_CLASSIFICATION or the decoding method
   single: dict[str, dict[str, float]]

@@ -129,9 +129,11 @@ class T5Config:
     return self.feed_forward_proj.removeprefix("gated-")
 
   def replace(self, **overrides: Any) -> "T5Config":
+    """A copy with `overrides` (field: value) applied; an unknown field is refused, naming the closest."""
     return from_dict({**dataclasses.asdict(self), **overrides})
 
   def to_dict(self) -> dict[str, Any]:
+    """The fields as a plain dict (what a model directory's config records)."""
     return dataclasses.asdict(self)
 
 
