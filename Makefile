@@ -59,7 +59,7 @@ demo-knowledge: $(STAMP)
 test: $(STAMP) browser
 	$(ALLOC) JAX_NUM_CPU_DEVICES=8 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder -q --durations=20 tests
 
-# The CPU benchmark tables of the README: each side of a comparison runs in its
+# The CPU benchmark tables of docs/benchmarks.md: each side of a comparison runs in its
 # own process; every table prints raw times of both sides, machine and versions
 # (~15 min on 2 idle cores). bench-full adds the big scaling cells (hours on a CPU).
 bench: $(STAMP)

@@ -1,7 +1,7 @@
 """t5tune: FLAN-style instruction tuning of T5 encoder-decoder models in JAX/Flax NNX."""
 import setuptools
 
-# Ranges are the ones this project is tested with (see README "Versions").
+# Ranges are the ones this project is tested with (see docs/install.md, "Versions").
 # The upper bounds are there because flax NNX, orbax and jax sharding APIs move
 # between minor releases; widen them only after the suite passes.
 INSTALL_REQUIRES = [
