@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-knowledge test install clean bench bench-full bench-scan bench-profile
+.PHONY: demo demo-knowledge test install docs browser clean bench bench-full bench-scan bench-profile
 
 # The allocator t5tune preloads (mimalloc from the cmeel-mimalloc wheel that
 # setup.py installs; a system jemalloc where the wheel is absent), for every
@@ -25,7 +25,19 @@ $(STAMP): setup.py
 	$(BIN)/python -m compileall -q -j 0 -x '/tests/|_test\.py$$' "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# The headless browser tests/docs/test_site.py opens the built site with: Debian's chromium,
+# installed only where none is on PATH (as root, quietly; Playwright's own browser download is
+# not reachable from CI).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null
+
+# The documentation site (mkdocs.yml, docs/) into build/site; --strict: a broken link, a missing
+# page or an unresolved API reference fails. tests/docs/ build it in `make test` too.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 # The main job: instruction following on unseen combinations of learned
 # instruction primitives, IT vs NT vs TaskID vs P (experiments/compositional/README.md).
@@ -44,10 +56,10 @@ demo-knowledge: $(STAMP)
 # waiting on its subprocesses (CLI runs, kills, servers) leaves a core to the
 # others (19 min 26 s and 20 min 24 s, against 20 min 26 s to 21 min 43 s with
 # two, same host: a gain of about 6%, within the runs' spread).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(ALLOC) JAX_NUM_CPU_DEVICES=8 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder -q --durations=20 tests
 
-# The CPU benchmark tables of the README: each side of a comparison runs in its
+# The CPU benchmark tables of docs/benchmarks.md: each side of a comparison runs in its
 # own process; every table prints raw times of both sides, machine and versions
 # (~15 min on 2 idle cores). bench-full adds the big scaling cells (hours on a CPU).
 bench: $(STAMP)

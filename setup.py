@@ -1,7 +1,7 @@
 """t5tune: FLAN-style instruction tuning of T5 encoder-decoder models in JAX/Flax NNX."""
 import setuptools
 
-# Ranges are the ones this project is tested with (see README "Versions").
+# Ranges are the ones this project is tested with (see docs/install.md, "Versions").
 # The upper bounds are there because flax NNX, orbax and jax sharding APIs move
 # between minor releases; widen them only after the suite passes.
 INSTALL_REQUIRES = [
@@ -53,6 +53,15 @@ INSTALL_REQUIRES = [
     "lm-eval>=0.4.13,<0.5",
 ]
 
+# The documentation site (`make docs`, tests/docs/): MkDocs with the Material theme, the API
+# reference from docstrings by mkdocstrings (griffe reads the source: nothing is imported).
+DOCS = [
+    "mkdocs>=1.6,<1.7",
+    "mkdocs-material>=9.5,<10",
+    "mkdocstrings[python]>=0.26,<2",
+    "pymdown-extensions>=10",
+]
+
 EXTRAS = {
     # The numerical reference: Hugging Face transformers' PyTorch T5 on the CPU.
     # torch is pinned: an unpinned torch requirement pulls a multi-GB CUDA build.
@@ -73,7 +82,9 @@ EXTRAS = {
         # tests/train/test_tpu_targets.py: the TPU compiler (libtpu, the version jax[tpu] pins
         # for this jax), so CI compiles every program for Cloud TPU slices without a TPU.
         "jax[tpu]>=0.10.2,<0.11",
+        *DOCS,  # tests/docs/ build the site
     ],
+    "docs": DOCS,
     "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
     # A TPU VM's runtime, and `t5tune info --plan --target=v5e-8` (compile-only TPU devices) on any host.
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],

@@ -1,4 +1,4 @@
-"""Per-device memory of Flan-T5 training on meshes of 8..256 devices: the README's memory-plan table.
+"""Per-device memory of Flan-T5 training on meshes of 8..256 devices: the memory-plan table of docs/scaling.md.
 
   python benchmarks/memory_plan.py                       # state bytes, no compile (seconds)
   python benchmarks/memory_plan.py --compile --models=flan_t5_large --meshes=1,8,1

@@ -1,6 +1,6 @@
-"""The README's snippets run as written (issue 23, acceptance 4).
+"""The snippets of the README and of the documentation (docs/*.md) run as written (issues 23, 41).
 
-Every fenced block of README.md has an info string: `python` (run), `sh`
+Every fenced block of README.md and docs/*.md has an info string: `python` (run), `sh`
 (its `t5tune ...` lines run), `console` (`$ t5tune ...` lines run, the lines
 after them must appear in the output, `...` elides) or `text` (not code: a
 synopsis, a format, a layout). A `python`, `sh` or `console` block that cannot
@@ -17,7 +17,11 @@ The test fails on a block without an info string, on a skip without a reason,
 and on any unmarked runnable block that did not run and pass. The files a
 snippet assumes the user has (data/train.jsonl, my_text/*.txt) are written by
 the test into a scratch directory where the snippets run; `configs/` is linked
-there so that the README's relative paths work.
+there so that the README's relative paths work. All files' snippets run in one
+scratch directory and one Python process, README first, then docs/ by name; a
+Python block whose first line is `# NAME.py` is also written there before the
+training commands start, so that they can import it (`--config.data.modules`), and
+a command naming a training command's workdir runs once that training is done.
 """
 import dataclasses
 import json
@@ -34,6 +38,7 @@ from tests.faults import quiet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
+DOCS = os.path.join(REPO, "docs")
 KINDS = ("python", "sh", "console", "text")
 MARK = re.compile(r"<!--\s*readme-test:\s*(skip|append)\b\s*(.*?)\s*-->")
 ENV = dict(cli.ENV, JAX_NUM_CPU_DEVICES="8")
@@ -46,10 +51,24 @@ class Block:
   text: str
   skip: str | None = None  # the reason, when marked
   append: str = ""
+  path: str = "README.md"  # relative to the repository
+
+  @property
+  def where(self) -> str:
+    return f"{self.path}:{self.line}"
+
+
+def pages() -> list[str]:
+  """The files whose snippets run: README.md, then docs/*.md by name."""
+  return [README] + [os.path.join(DOCS, n) for n in sorted(os.listdir(DOCS)) if n.endswith(".md")]
+
+
+def all_blocks() -> list[Block]:
+  return [b for path in pages() for b in blocks(path)]
 
 
 def blocks(path=README):
-  """Every fenced block of the README with its info string and its marker."""
+  """Every fenced block of a Markdown file with its info string and its marker."""
   with open(path) as f:
     lines = f.read().splitlines()
   out, i = [], 0
@@ -61,7 +80,7 @@ def blocks(path=README):
       while not lines[i].startswith("```"):
         body.append(lines[i])
         i += 1
-      block = Block(start + 1, kind, "\n".join(body))
+      block = Block(start + 1, kind, "\n".join(body), path=os.path.relpath(path, REPO))
       mark = MARK.search(lines[start - 1]) if start else None
       if mark and mark.group(1) == "skip":
         block.skip = mark.group(2)
@@ -126,7 +145,7 @@ for i, (line, code) in enumerate(json.load(open(sys.argv[1]))):
         f.write(code)
       importlib.import_module(module.group(1).replace("/", "."))
     else:
-      exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"readme_{i}"})
+      exec(compile(code, line, "exec"), {"__name__": f"readme_{i}"})
     results.append(None)
   except BaseException:
     results.append(traceback.format_exc())
@@ -139,65 +158,91 @@ def _t5tune(argv, cwd, timeout=300):
 
 
 def test_every_block_is_classified():
-  found = blocks()
-  assert found, "no fenced blocks found in README.md"
+  assert len(pages()) > 10, "docs/*.md not found"
+  found = all_blocks()
+  assert blocks(), "no fenced blocks found in README.md"
   for block in found:
     assert block.kind in KINDS, (
-        f"README.md:{block.line}: give the fence an info string, one of {KINDS}")
+        f"{block.where}: give the fence an info string, one of {KINDS}")
     if block.skip is not None:
-      assert block.kind != "text", f"README.md:{block.line}: a text block is never run"
-      assert len(block.skip) > 10, f"README.md:{block.line}: a skip needs its reason"
+      assert block.kind != "text", f"{block.where}: a text block is never run"
+      assert len(block.skip) > 10, f"{block.where}: a skip needs its reason"
     elif block.kind == "sh":
-      assert commands(block), (f"README.md:{block.line}: an sh block runs `t5tune ...` lines;"
+      assert commands(block), (f"{block.where}: an sh block runs `t5tune ...` lines;"
                                " mark it skip with the reason, or make it text")
+
+
+def _workdir(argv):
+  return next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
+
+
+def _module_files(python, root):
+  """Writes the `# NAME.py` blocks where the commands' imports will find them."""
+  for block in python:
+    module = re.match(r"# ([\w/]+)\.py\b", block.text)
+    if module:
+      path = root / (module.group(1) + ".py")
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(block.text)
 
 
 def test_readme_snippets_run(tmp_path):
   _scratch(tmp_path)
-  runnable = [b for b in blocks() if b.kind != "text" and b.skip is None]
+  runnable = [b for b in all_blocks() if b.kind != "text" and b.skip is None]
   ran = set()
+  python = [b for b in runnable if b.kind == "python"]
+  _module_files(python, tmp_path)
   # The training commands go first, in the background: they are the slow part, and later
-  # blocks may read the workdir they leave (the one tiny trained workdir of this module).
+  # blocks may read the workdirs they leave (commands naming one wait for its training).
   sh = [b for b in runnable if b.kind == "sh"]
   train = [(b, argv) for b in sh for argv in commands(b) if argv[0] == "train"]
+  workdirs = [w for _, argv in train if (w := _workdir(argv))]
+
+  def after_training(argv):
+    return argv[0] != "train" and any(w in a for w in workdirs for a in argv)
   background = [(b, argv, subprocess.Popen(
       [sys.executable, "-m", "t5tune"] + argv, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True)) for b, argv in train]
 
-  python = [b for b in runnable if b.kind == "python"]
-  (tmp_path / "snippets.json").write_text(json.dumps([(b.line, b.text) for b in python]))
+  (tmp_path / "snippets.json").write_text(json.dumps([(b.where, b.text) for b in python]))
   proc = subprocess.run([sys.executable, "-c", _PYTHON_DRIVER, "snippets.json"], cwd=tmp_path,
                         env=ENV, capture_output=True, text=True, timeout=300)
   assert "RESULTS " in proc.stdout, proc.stderr[-3000:]
   for block, error in zip(python, json.loads(proc.stdout.split("RESULTS ", 1)[1])):
-    assert error is None, f"README.md:{block.line} does not run as written:\n{error}"
-    ran.add(block.line)
+    assert error is None, f"{block.where} does not run as written:\n{error}"
+    ran.add(block.where)
+
+  def run_commands(block, deferred):
+    for argv in commands(block):
+      if argv[0] != "train" and after_training(argv) == deferred:
+        result = _t5tune(argv, tmp_path)
+        assert result.returncode == 0, (block.where, argv, result.stderr[-3000:])
 
   for block in sh:
-    for argv in commands(block):
-      if argv[0] != "train":
-        result = _t5tune(argv, tmp_path)
-        assert result.returncode == 0, (block.line, argv, result.stderr[-3000:])
-    if all(argv[0] != "train" for argv in commands(block)):
-      ran.add(block.line)
+    run_commands(block, deferred=False)
+    if all(argv[0] != "train" and not after_training(argv) for argv in commands(block)):
+      ran.add(block.where)
   for block in (b for b in runnable if b.kind == "console"):
     for argv, expected in console(block):
       result = _t5tune(argv, tmp_path)
       output = (result.stdout + result.stderr).splitlines()
       for line in expected:
-        assert line in output, (f"README.md:{block.line}: `t5tune {' '.join(argv)}` did not"
+        assert line in output, (f"{block.where}: `t5tune {' '.join(argv)}` did not"
                                 f" print {line!r}", (result.stdout + result.stderr)[-3000:])
-    ran.add(block.line)
+    ran.add(block.where)
 
   for block, argv, p in background:
     _, err = p.communicate(timeout=600)
-    assert p.returncode == 0, (block.line, argv, err[-3000:])
+    assert p.returncode == 0, (block.where, argv, err[-3000:])
     # A fresh process as a user starts it: no library noise, and t5tune's own log lines (the
     # demo tasks' truncation warnings) name t5tune's file:line, not absl's.
     quiet.assert_quiet(err, "train")
-    ran.add(block.line)
-  missing = [b.line for b in runnable if b.line not in ran]
-  assert not missing, f"README blocks at lines {missing} were neither run nor marked skip"
+  for block in sh:
+    if any(argv[0] == "train" or after_training(argv) for argv in commands(block)):
+      run_commands(block, deferred=True)
+      ran.add(block.where)
+  missing = [b.where for b in runnable if b.where not in ran]
+  assert not missing, f"blocks {missing} were neither run nor marked skip"
   assert commands(next(b for b, _, _ in background)), "the README trains nothing"
 
 

@@ -397,15 +397,21 @@ def closest_keys(key: str, keys: Sequence[str], n: int = 3) -> list[str]:
   return list(dict.fromkeys(picked))[:n]
 
 
+def flag_modules(module) -> list[str]:
+  """The modules whose absl flags a command reads: its own, the cli modules it delegates to
+  (data -> data_quality) and this one (--verbose, --quiet). `--help` and the docs' command-line
+  reference (docs/hooks.py) list these."""
+  used = [m.__name__ for m in vars(module).values()
+          if isinstance(m, types.ModuleType) and m.__name__.startswith("t5tune.cli.")
+          and m.__name__ != __name__]
+  return [module.__name__, *used, __name__]
+
+
 def help_text(command: str, module, usage: str = "") -> str:
   """The command's usage (its module docstring) and the flags it defines, with their defaults."""
   doc = (usage or module.__doc__ or "").strip()
   lines = [doc, "", "flags:"]
-  # A command's flags may live in the cli modules it delegates to (data -> data_quality).
-  used = [m.__name__ for m in vars(module).values()
-          if isinstance(m, types.ModuleType) and m.__name__.startswith("t5tune.cli.")
-          and m.__name__ != __name__]
-  for name in (module.__name__, *used, __name__):
+  for name in flag_modules(module):
     text = flags.FLAGS.module_help(name)
     if text:
       lines.append(text)

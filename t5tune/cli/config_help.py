@@ -15,6 +15,7 @@ import tokenize
 from typing import Callable, Mapping
 
 _ASSIGN = re.compile(r"^\s*c\.([\w.]+)\s*=")
+_FIELD = re.compile(r"^\s+(\w+)\s*:\s*[^=]+=")  # `  name: type = default` of a dataclass
 
 # Keys whose defaults carry no comment; the first word is the kind of value.
 _MORE = {
@@ -65,8 +66,9 @@ _MORE = {
 }
 
 
-def comment_descriptions(fn: Callable) -> dict[str, str]:
-  """{dotted key: comment} from the `c.KEY = ...  # comment` lines of a default-config function."""
+def comment_descriptions(fn: Callable, assign: re.Pattern = _ASSIGN) -> dict[str, str]:
+  """{dotted key: comment} from the `c.KEY = ...  # comment` lines of a default-config function
+  (or, with `assign=_FIELD`, the `name: type = ...` fields of a dataclass such as T5Config)."""
   source = inspect.getsource(fn)
   comments: dict[int, str] = {}
   for tok in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -79,7 +81,7 @@ def comment_descriptions(fn: Callable) -> dict[str, str]:
     if stripped.startswith("#"):
       above.append(comments.get(number, ""))
       continue
-    match = _ASSIGN.match(line)
+    match = assign.match(line)
     if match:
       text = comments.get(number) or " ".join(above)
       if text:
@@ -96,6 +98,11 @@ def descriptions(experiment_defaults: Callable, evaluation_defaults: Callable) -
   for key, text in _MORE.items():
     out.setdefault(key, text)
   return out
+
+
+def field_descriptions(cls) -> dict[str, str]:
+  """{field: comment} of a dataclass whose fields carry their meaning in comments (T5Config)."""
+  return comment_descriptions(cls, _FIELD)
 
 
 def describe(key: str, table: Mapping[str, str]) -> str:

@@ -97,7 +97,7 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   table = evaluation.side_by_side(results, resolved)
   if config.get("ensemble_templates", 0):
     table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
-  if evaluator.judged:  # which method and metric judged each kind of example (README: Evaluation)
+  if evaluator.judged:  # which method and metric judged each kind of example (docs/evaluation.md)
     table += "\n\nHow each task's examples were judged:\n" + "\n".join(
         by_method.summary_lines(evaluator.judged))
   atomic.write_text(os.path.join(output_dir, "summary.md"),

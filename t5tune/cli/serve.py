@@ -5,7 +5,7 @@
         --template='{question}\\n{options_}' --port=8000 --api_key=$KEY
 
 Endpoints: POST /v1/completions (OpenAI-compatible), POST /v1/score, GET
-/v1/models, GET /health, GET /metrics. See README "Serving".
+/v1/models, GET /health, GET /metrics. See docs/serving.md.
 """
 import logging
 import os

@@ -89,6 +89,24 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
   `config_overrides` change numerics-only fields, e.g. `dtype='bfloat16'` or
   `dropout_rate=0.0`, or the layer layout (`scan_layers`: weights saved either
   way load either way); architecture fields must match the weights.
+
+  Args:
+    path: a t5tune model directory, a training checkpoint step
+      (`WORKDIR/checkpoints/N`) or a Hugging Face T5 directory (`config.json` and
+      `model.safetensors`, or a sharded index).
+    mesh: the mesh the parameters are placed on (by the logical-axis rules);
+      default one device.
+    **config_overrides: `T5Config` fields replacing the saved ones.
+
+  Returns:
+    The `t5.Transformer` (an `nnx.Module`): `model(enc_tokens_BL, dec_tokens_BT)`
+    gives float32 logits_BTV.
+
+  Raises:
+    errors.InputError: `path` is not a directory.
+    errors.ConversionError: the directory holds no T5 (no or bad `config.json`,
+      another model type, a parameter missing or of the wrong shape).
+    errors.CheckpointError: an array file changed after it was written (checksums).
   """
   path = os.fspath(path)
   if not os.path.isdir(path):
@@ -199,6 +217,16 @@ def save_model(model: t5.Transformer, path: str, overwrite: bool = False) -> Non
 
   An existing directory is replaced only with `overwrite=True`, and only if
   it is a t5tune model directory.
+
+  Args:
+    model: the model to save (its parameters and `T5Config`).
+    path: the directory to write (written beside, then renamed into place).
+    overwrite: replace an existing t5tune model directory at `path`.
+
+  Raises:
+    errors.OutputExistsError: `path` exists and `overwrite` is false, or it is not
+      a t5tune model directory.
+    errors.OutputNotWritableError: `path`'s parent cannot be written (e.g. a file).
   """
   import orbax.checkpoint as ocp
   with _writing_dir(path, "t5tune", overwrite) as tmp:

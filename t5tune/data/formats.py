@@ -83,6 +83,7 @@ class OptionsFormat:
     return LABELINGS[self.labeling][1] is not None
 
   def render(self, options: Sequence[str]) -> str:
+    """The options block: the opening, then each option with its item label, joined by the separator."""
     item = LABELINGS[self.labeling][0]
     return self.separator.join([self.opening] + [item(i) + o for i, o in enumerate(options)])
 

@@ -114,9 +114,11 @@ class SpanCorruption:
     return raw, self.lengths(raw)[1]
 
   def chunk_length(self, sequence_length: Mapping[str, int]) -> int:
+    """Raw tokens per chunk whose corruption fills `sequence_length['inputs']` exactly."""
     return self.raw_length(sequence_length["inputs"], sequence_length.get("targets"))[0]
 
   def max_sentinels(self, sequence_length: Mapping[str, int]) -> int:
+    """The most sentinels one chunk's corruption uses (the vocabulary must have that many)."""
     return self.counts(self.chunk_length(sequence_length))[1]
 
   @_plain_tf
@@ -151,16 +153,19 @@ class PrefixLM:
   name = "prefix_lm"
 
   def chunk_length(self, sequence_length: Mapping[str, int]) -> int:
+    """Raw tokens per chunk: any split of it fits both features with their EOS."""
     # Any split of a chunk this long fits both features with their EOS, so
     # the split point can be uniform over the whole chunk.
     return min(sequence_length["inputs"], sequence_length["targets"]) - 1
 
   def max_sentinels(self, sequence_length: Mapping[str, int]) -> int:
+    """0: a prefix LM uses no sentinels."""
     del sequence_length
     return 0
 
   @_plain_tf
   def apply(self, tokens, seed, first_sentinel):
+    """(inputs, targets): the chunk split at a uniform random point (stateless, from `seed`)."""
     del first_sentinel
     split = tf.random.stateless_uniform([], seed, 1, tf.size(tokens), dtype=tf.int32)
     return tokens[:split], tokens[split:]

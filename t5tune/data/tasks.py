@@ -136,7 +136,8 @@ def register_task(
     templates: the task's `Template`s; one is picked per example.
     fields: the record fields templates may use: a list of names, or
       {field: source key or function(raw record) -> value}. All are required.
-    postprocess_fn, metric_fns: as in seqio (evaluation).
+    postprocess_fn: as in seqio: applied to decoded text before the metrics.
+    metric_fns: as in seqio: `f(targets, predictions)` or `f(targets, scores)`.
     splits: the splits to expose (default: all the source has).
     metadata: free-form, e.g. {"cluster": "nli"}; mixtures can select on it.
     shuffle_buffer_size: seqio's per-task shuffle buffer.

@@ -93,6 +93,7 @@ class OptionsStyle:
   separator: str = "\n"
 
   def render(self, options: Sequence[str]) -> str:
+    """The options block: the header (if any), then one bulleted line per option, joined by the separator."""
     lines = [self.bullet + o for o in options]
     return self.separator.join(([self.header] if self.header else []) + lines)
 

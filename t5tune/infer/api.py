@@ -89,6 +89,28 @@ def generate(model: t5.Transformer, inputs: str | Sequence[str], *, method: str 
   presence_penalty, min_tokens). With `method="sample"`, input i of
   the call samples with `decoding.row_key(rng, i)`, whatever the batching
   (`rng`: an int seed or a key).
+
+  Args:
+    model: a loaded model (`t5tune.load_model`).
+    inputs: one prompt or a list of prompts.
+    method: a registered decoding method: greedy, sample, beam or one of yours.
+    max_decode_len: the most tokens generated per prompt (EOS included).
+    vocabulary: a SentencePiece `.model` path, "byte", or a vocabulary object;
+      default: the model directory's `spiece.model`, else bytes for a byte-sized
+      model.
+    batch_size: prompts per decoder call (rows are padded to it).
+    max_input_len: prompts are encoded to at most this many tokens.
+    rng: the seed (or key) of sampled decoding.
+    return_scores: also return each output's score (its log-likelihood).
+    **options: `DecodeOptions` fields, as above.
+
+  Returns:
+    A string for a single prompt, else a list of strings; with `return_scores`,
+    (texts, scores).
+
+  Raises:
+    decoding.OptionError: an option out of its range or unknown to the method
+      (a ValueError naming the option).
   """
   single = isinstance(inputs, str)
   texts = [inputs] if single else list(inputs)
@@ -109,7 +131,24 @@ def generate(model: t5.Transformer, inputs: str | Sequence[str], *, method: str 
 def score(model: t5.Transformer, inputs: Sequence[str], targets: Sequence[str], *,
           vocabulary: Any = None, batch_size: int = 16, max_input_len: int | None = None,
           max_target_len: int | None = None) -> scoring.Scores:
-  """Log-likelihood of each target string (EOS included) given its input string."""
+  """Log-likelihood of each target string (EOS included) given its input string.
+
+  Args:
+    model: a loaded model (`t5tune.load_model`).
+    inputs: the prompts, one per target.
+    targets: the strings scored, one per input.
+    vocabulary: as for `generate`.
+    batch_size: pairs per scoring call.
+    max_input_len: prompts are encoded to at most this many tokens.
+    max_target_len: targets are encoded to at most this many tokens.
+
+  Returns:
+    `scoring.Scores` over the N pairs: `sum` and `mean` float [N] (log-likelihood
+    summed and per token), `num_tokens` int [N], `token_logprobs` float [N, T].
+
+  Raises:
+    ValueError: `inputs` and `targets` differ in length.
+  """
   inputs, targets = list(inputs), list(targets)
   if len(inputs) != len(targets):
     raise ValueError(f"score: {len(inputs)} inputs but {len(targets)} targets; give one target per input")

@@ -38,6 +38,7 @@ class Interval:
     return verdict(self.low, self.high)
 
   def to_dict(self) -> dict:
+    """The interval's fields and its verdict, for JSON."""
     return {**dataclasses.asdict(self), "verdict": self.verdict}
 
 

@@ -401,6 +401,13 @@ def decode(model: t5.Transformer, encoder_input_tokens, options: DecodeOptions =
     options: the method and its settings.
     rng: for sampling: an int seed or a key (row i samples with `row_key(rng, i)`), or
       B keys (one per row); default 0.
+
+  Returns:
+    A `DecodeOutput`: tokens_BT (int32, pad 0 after EOS) and scores_B, plus the
+    beams and their scores for beam search.
+
+  Raises:
+    ValueError: `encoder_input_tokens` is not two-dimensional.
   """
   tokens = np.asarray(encoder_input_tokens, np.int32)
   if tokens.ndim != 2:
@@ -423,6 +430,17 @@ def greedy_decode(model: t5.Transformer, encoder_input_tokens, max_decode_len: i
 
   The public `t5tune.greedy_decode`; the same sharded loop as
   `decode(..., DecodeOptions(method="greedy"))`, which also returns scores.
+
+  Args:
+    model: the model; its parameters' mesh decides where the batch runs.
+    encoder_input_tokens: int enc_tokens_BL, EOS-terminated, right-padded with 0.
+    max_decode_len: the number of decoder steps (T).
+
+  Returns:
+    int32 tokens_BT.
+
+  Raises:
+    ValueError: `encoder_input_tokens` is not two-dimensional.
   """
   options = DecodeOptions(method="greedy", max_decode_len=int(max_decode_len))
   return decode(model, encoder_input_tokens, options).tokens

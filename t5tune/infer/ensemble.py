@@ -27,6 +27,7 @@ from t5tune.infer import judging
 
 @dataclasses.dataclass
 class EnsembleResult:
+  """A task's scores per template (`single`) and combined (`ensemble`), with how it was judged."""
   templates: list[str]
   method: str  # judging.RANK_CLASSIFICATION or the decoding method
   single: dict[str, dict[str, float]]
@@ -35,7 +36,7 @@ class EnsembleResult:
 
 
 def combine_scores(per_template: Sequence[Sequence[Sequence[float]]]) -> tuple[np.ndarray, np.ndarray]:
-  """([example] best option, [example, option] mean score) from [template][example][option] log-likelihoods."""
+  """(`[example]` best option, `[example, option]` mean score) from `[template][example][option]` log-likelihoods."""
   mean = np.mean(np.asarray(per_template, dtype=np.float64), axis=0)
   return mean.argmax(axis=-1), mean
 
@@ -52,7 +53,7 @@ def vote(per_template: Sequence[Sequence[str]]) -> list[str]:
 
 def renderings(task: str, split: str, num_templates: int | None = None,
                num_examples: int | None = None) -> tuple[list, list[dict[str, Any]], list[list[tuple[str, str]]]]:
-  """(templates, records, [template][example] (inputs, targets)) of a t5tune task, every template per record."""
+  """(templates, records, `[template][example]` (inputs, targets)) of a t5tune task, every template per record."""
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   from t5tune.data import templates as templates_lib  # pylint: disable=g-import-not-at-top
   source = tasks_lib.get_info(task, tasks_lib.INSTRUCTION).source

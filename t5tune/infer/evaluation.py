@@ -90,6 +90,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def decode_options(config: ml_collections.ConfigDict) -> decoding.DecodeOptions:
+  """The `DecodeOptions` of an evaluation config's `decoding` section."""
   return decoding.DecodeOptions(**config.decoding.to_dict())
 
 

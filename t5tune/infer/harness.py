@@ -208,10 +208,12 @@ class T5tuneLM(lm_model.LM):
   # -- the harness's three request types ----------------------------------------------
 
   def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    """The harness's loglikelihood requests: (log-likelihood, is_greedy) of each continuation."""
     del disable_tqdm
     return self.score_tokens([self.encode_pair(*req.args) for req in requests])
 
   def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+    """The harness's rolling log-likelihood of each text, over disjoint windows of max_length tokens."""
     del disable_tqdm
     from lm_eval import utils as lm_utils  # pylint: disable=g-import-not-at-top
     pairs, owner = [], []
@@ -229,6 +231,7 @@ class T5tuneLM(lm_model.LM):
     return totals
 
   def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+    """The harness's generation requests: each decoded with its generation_kwargs and cut at the first stop string."""
     del disable_tqdm
     outputs: list[str | None] = [None] * len(requests)
     groups: dict[tuple[int, int], list[int]] = {}

@@ -27,6 +27,7 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 def accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """Exact-match accuracy of predictions against targets, in percent: {'accuracy': ...}."""
   from sklearn import metrics as sk
   return {"accuracy": 100.0 * float(sk.accuracy_score(list(targets), list(predictions)))}
 
@@ -41,6 +42,7 @@ def f1_macro(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, fl
 
 
 def rouge(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """Mean ROUGE-1/2/L/Lsum F-measures (rouge-score, stemmed), in percent."""
   from rouge_score import rouge_scorer
   scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
   totals = collections.defaultdict(float)
@@ -52,6 +54,7 @@ def rouge(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float
 
 
 def bleu(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """Corpus BLEU (sacrebleu) of predictions against one reference each: {'bleu': ...}."""
   import sacrebleu
   return {"bleu": float(sacrebleu.corpus_bleu(list(predictions), [list(targets)]).score)}
 
@@ -75,6 +78,7 @@ def _token_f1(target: str, prediction: str) -> float:
 
 
 def squad(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """SQuAD's exact match and token F1 after answer normalisation, in percent."""
   from sklearn import metrics as sk
   norm_t = [normalize_answer(t) for t in targets]
   norm_p = [normalize_answer(p) for p in predictions]

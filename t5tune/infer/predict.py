@@ -156,6 +156,7 @@ def _file_fingerprint(path: str) -> str:
 
 
 def producer_path(output_path: str) -> str:
+  """The file beside a predictions file that records what produced it."""
   return output_path + PRODUCER_SUFFIX
 
 

@@ -34,19 +34,21 @@ class T5Config:
   `config.json` maps over field by field (see `t5tune.convert.hf`).
   """
 
-  vocab_size: int = 32128
-  d_model: int = 512
-  d_kv: int = 64
-  d_ff: int = 1024
-  num_heads: int = 6
-  num_encoder_layers: int = 8
-  num_decoder_layers: int = 8
-  relative_attention_num_buckets: int = 32
-  relative_attention_max_distance: int = 128
+  vocab_size: int = 32128  # embedding rows: the vocabulary, padded (T5's 32100 + 28)
+  d_model: int = 512  # width of the residual stream (D)
+  d_kv: int = 64  # size of each attention head's keys and values
+  d_ff: int = 1024  # inner width of the MLP
+  num_heads: int = 6  # attention heads (H)
+  num_encoder_layers: int = 8  # encoder layers
+  num_decoder_layers: int = 8  # decoder layers
+  relative_attention_num_buckets: int = 32  # relative-position buckets
+  relative_attention_max_distance: int = 128  # distance beyond which positions share the last bucket
   # umT5 / t5x scalable_t5: every layer's self-attention has its own
   # relative-position table instead of one shared by the stack.
   relative_attention_per_layer: bool = False
+  # dropout rate in training
   dropout_rate: float = dataclasses.field(default=0.1, metadata=ranges.meta("[0, 1)"))
+  # added to the mean square in RMS layer norm
   layer_norm_epsilon: float = dataclasses.field(default=1e-6, metadata=ranges.meta("(0, 1)"))
   # "relu" is T5 v1.0; "gated-gelu" is T5 v1.1 / Flan-T5 / mT5 / ByT5;
   # "gated-silu" is UL2.
@@ -58,13 +60,13 @@ class T5Config:
   # None means "as tie_word_embeddings" (true for T5 v1.0, false for v1.1);
   # transformers 5 records it separately as `scale_decoder_outputs`.
   scale_decoder_outputs: bool | None = None
-  pad_token_id: int = 0
-  eos_token_id: int = 1
-  decoder_start_token_id: int = 0
+  pad_token_id: int = 0  # padding id (T5: 0)
+  eos_token_id: int = 1  # end-of-sequence id (T5: 1)
+  decoder_start_token_id: int = 0  # the decoder's first input id (T5: the padding id)
   # Activations dtype; parameters stay in param_dtype. Softmax and layer-norm
   # statistics are always computed in float32.
   dtype: str = "float32"
-  param_dtype: str = "float32"
+  param_dtype: str = "float32"  # dtype parameters are stored and updated in
   # Rematerialisation policy of each layer in training (memory for compute).
   remat_policy: str = "none"
   # Scan over layers: each stack's layers are one module whose parameters
@@ -127,9 +129,11 @@ class T5Config:
     return self.feed_forward_proj.removeprefix("gated-")
 
   def replace(self, **overrides: Any) -> "T5Config":
+    """A copy with `overrides` (field: value) applied; an unknown field is refused, naming the closest."""
     return from_dict({**dataclasses.asdict(self), **overrides})
 
   def to_dict(self) -> dict[str, Any]:
+    """The fields as a plain dict (what a model directory's config records)."""
     return dataclasses.asdict(self)
 
 

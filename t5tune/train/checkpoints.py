@@ -53,11 +53,13 @@ class DataIteratorHandler(ocp.CheckpointHandler):
   """
 
   def save(self, directory, args: "DataIteratorSave"):
+    """Saves this process's data-iterator state under `directory`."""
     path = os.path.join(os.fspath(directory), f"process_{jax.process_index()}")
     os.makedirs(path, exist_ok=True)
     args.iterator.save(path)
 
   def restore(self, directory, args: "DataIteratorRestore"):
+    """Restores this process's data-iterator state (FileNotFoundError if another process count wrote it)."""
     path = os.path.join(os.fspath(directory), f"process_{jax.process_index()}")
     if not os.path.isdir(path):
       raise FileNotFoundError(
@@ -70,12 +72,14 @@ class DataIteratorHandler(ocp.CheckpointHandler):
 @ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
 @dataclasses.dataclass
 class DataIteratorSave(ocp.args.CheckpointArgs):
+  """orbax's save argument for a data iterator."""
   iterator: Any
 
 
 @ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
 @dataclasses.dataclass
 class DataIteratorRestore(ocp.args.CheckpointArgs):
+  """orbax's restore argument for a data iterator."""
   iterator: Any
 
 
@@ -183,13 +187,16 @@ class Checkpointer:
         write_model_config(os.path.join(self.directory, name), self._model_config)
 
   def latest_step(self) -> int | None:
+    """The newest complete checkpoint step, or None."""
     self._after_finalize()
     return self.manager.latest_step()
 
   def all_steps(self) -> list[int]:
+    """Every checkpoint step kept."""
     return list(self.manager.all_steps())
 
   def step_dir(self, step: int) -> str:
+    """The directory of checkpoint `step`."""
     return os.path.join(self.directory, str(step))
 
   def save(self, step: int, *, params: Any, state: Any, iterator: Any | None,
@@ -258,12 +265,14 @@ class Checkpointer:
     return restored["params"], restored["state"]
 
   def wait(self) -> None:
+    """Waits for a background save to finish (a full disk is reported here)."""
     with self._out_of_space(self._pending):
       self.manager.wait_until_finished()
     self._pending = None
     self._after_finalize()
 
   def close(self) -> None:
+    """Waits for pending saves and closes the manager."""
     if self._failed is not None:  # reported already; orbax would raise the same failure again
       with contextlib.suppress(Exception):
         self.manager.close()

@@ -140,6 +140,7 @@ class Continual:
   # -- paths and per-stage configs -----------------------------------------------
 
   def stage_dir(self, name: str) -> str:
+    """`WORKDIR/stages/NAME`: a stage's checkpoints, final weights and metrics."""
     return os.path.join(self.workdir, "stages", name)
 
   def stage_config(self, k: int) -> ml_collections.ConfigDict:
@@ -161,6 +162,7 @@ class Continual:
     return cfg
 
   def make_trainer(self, k: int, **kwargs) -> trainer_lib.Trainer:
+    """The trainer of stage `k`: its mixture (with replay), start weights and loss terms."""
     s = self.config.stages[self.order[k]]
     for key, what in (("ewc", "stage to hold on to"), ("distill", "model to distil from")):
       if k == 0 and s[key]:
@@ -177,6 +179,7 @@ class Continual:
   # -- what a stage starts from ---------------------------------------------------
 
   def final_params(self, name: str, mesh) -> dict:
+    """The final parameters of stage `name`, loaded onto `mesh`."""
     from t5tune.convert import loading
     model = loading.load_model(os.path.join(self.stage_dir(name), "final"), mesh)
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -200,6 +203,7 @@ class Continual:
   # -- EWC's Fisher -----------------------------------------------------------------
 
   def fisher_path(self, name: str) -> str:
+    """Where stage `name`'s diagonal Fisher estimate is saved (for EWC)."""
     return os.path.join(self.stage_dir(name), "fisher")
 
   def compute_fisher(self, k: int, tr: trainer_lib.Trainer, params: dict) -> Any:
@@ -240,9 +244,11 @@ class Continual:
   # -- evaluation ---------------------------------------------------------------------
 
   def all_tasks(self) -> list[str]:
+    """Every stage's tasks, in stage order."""
     return [t for n in self.order for t in self.config.stages[n].tasks]
 
   def evaluator(self):
+    """The evaluator of every stage's tasks (built once)."""
     if self._evaluator is None:
       from t5tune.infer import decoding
       from t5tune.infer import evaluation
@@ -271,6 +277,7 @@ class Continual:
     _write_json(eval_path, results)
 
   def score(self, results: dict, task: str) -> float:
+    """A task's score in `results`: the config's eval metric, else its first metric."""
     metrics = results[task]
     key = self.config.eval.metric if self.config.eval.metric in metrics else next(iter(metrics))
     return float(metrics[key])
@@ -283,6 +290,7 @@ class Continual:
   # -- the run ----------------------------------------------------------------------------
 
   def run(self) -> dict:
+    """Trains every stage in order (resuming an unfinished one) and returns the accuracy matrix and its summaries."""
     with lock.hold(self.workdir, "continual", process_index=jax.process_index()):
       os.makedirs(os.path.join(self.workdir, "stages"), exist_ok=True)
       _write_json(os.path.join(self.workdir, "continual_config.json"),
@@ -293,6 +301,7 @@ class Continual:
       return self.measure()
 
   def run_stage(self, k: int) -> None:
+    """Trains and evaluates stage `k`, unless it is finished already."""
     name = self.order[k]
     d = self.stage_dir(name)
     tr = self.make_trainer(k)
@@ -337,6 +346,7 @@ class Continual:
 
   @staticmethod
   def save_adapter(params: dict, path: str) -> None:
+    """Writes the LoRA matrices of `params` to `path` as safetensors."""
     import safetensors.numpy
     tensors = {}
     for p, node in lora_nodes(params):

@@ -125,6 +125,7 @@ def _choice(path: str, value: str, choices) -> None:
 
 
 def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The `model.overrides` that are set (not None): the T5Config fields to replace."""
   return {k: v for k, v in config.model.overrides.items() if v is not None}
 
 

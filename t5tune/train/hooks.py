@@ -56,6 +56,7 @@ class Hook:
   """A part of the loop. `due` steps need every dispatched step's metrics read first."""
 
   def due(self, step: int, total: int) -> bool:
+    """Whether the hook acts at `step` of `total`."""
     del step, total
     return False
 
@@ -93,6 +94,7 @@ class MetricsWindow:
     self._steps = 0
 
   def dispatched(self, step: int, metrics: Any) -> None:
+    """Records a step's metrics (still on the device) for the next summary."""
     self._pending.append((step, metrics))
     self._steps += 1
 
@@ -162,10 +164,12 @@ class Logger:
     self._jsonl = open(self._jsonl_path, "a")
 
   def hparams(self, flat: dict):
+    """Writes the flattened config as TensorBoard hyperparameters."""
     if self.writer:
       self.writer.hparams(flat)
 
   def scalars(self, step: int, values: dict):
+    """Writes `values` at `step` to TensorBoard and, on the primary process, metrics.jsonl."""
     values = {k: float(v) for k, v in values.items()}
     if self.writer:
       self.writer.scalars(step, values)
@@ -176,6 +180,7 @@ class Logger:
       self._jsonl.flush()
 
   def close(self):
+    """Flushes and closes the writers."""
     if self.writer:
       self.writer.flush()
       self.writer.close()
@@ -204,15 +209,18 @@ class ProgressBar(Hook):
       self.bar = progress.bar(total=total, initial=initial, desc="train", unit="step")
 
   def after_step(self, loop):
+    """Advances the bar by one step."""
     if self.bar is not None:
       self.bar.update(1)
 
   def show(self, metrics: dict):
+    """Shows the latest loss and accuracy beside the bar."""
     if self.bar is not None:
       self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['accuracy']:.3f}",
                            refresh=False)
 
   def close(self):
+    """Closes the bar."""
     if self.bar is not None:
       self.bar.close()
 
@@ -225,9 +233,11 @@ class LogTrain(Hook):
     self.log_every, self.window, self.logger, self.bar = log_every, window, logger, bar
 
   def due(self, step, total):
+    """Every `log_every` steps and at the last."""
     return every(self.log_every, step, total)
 
   def after_step(self, loop):
+    """Logs the window's summary of the training metrics when due."""
     if not self.due(loop.step, loop.total):
       return
     summary = self.window.summary()
@@ -274,9 +284,11 @@ class Evaluate(Hook):
     self.window, self.actions = window, actions
 
   def due(self, step, total):
+    """Every `eval_every` steps and at the last."""
     return every(self.eval_every, step, total)
 
   def after_step(self, loop):
+    """Evaluates the current parameters when due; the metrics go to the loop."""
     loop.step_eval_metrics = None
     if not self.due(loop.step, loop.total):
       return
@@ -300,9 +312,11 @@ class Save(Hook):
     self.saved_steps = saved_steps
 
   def due(self, step, total):
+    """Every `save_every` steps and at the last."""
     return every(self.save_every, step, total)
 
   def after_step(self, loop):
+    """Saves a checkpoint when due, or when the loop stops early."""
     due = self.due(loop.step, loop.total)
     if due or loop.stop_reason != "completed":
       self.save(loop.state, metrics=loop.step_eval_metrics, force=True)
@@ -310,6 +324,7 @@ class Save(Hook):
       self.window.restart_clock()
 
   def at_end(self, loop):
+    """After a preemption, saves the step reached if it is not saved yet."""
     # A preemption stops before stepping: the state may not be saved yet.
     if loop.stop_reason == "preempted":
       if loop.step not in self.saved_steps():
@@ -343,6 +358,7 @@ class Preemption:
     self.requested = True
 
   def reached(self, step: int) -> bool:
+    """Whether a stop was requested (SIGTERM, Ctrl-C), agreed by every process at the same step."""
     if jax.process_count() > 1:
       # jax.distributed's preemption notifier catches SIGTERM on any process;
       # every process reaches the same answer at the same step.
@@ -351,6 +367,7 @@ class Preemption:
     return self.requested
 
   def close(self):
+    """Restores the signal handlers it replaced."""
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
     self._previous = {}

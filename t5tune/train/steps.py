@@ -30,6 +30,7 @@ _MODEL_INPUTS = ("encoder_segment_ids", "decoder_segment_ids",
 
 @dataclasses.dataclass(frozen=True)
 class LossOptions:
+  """How the task loss is computed: normalisation, z-loss and label smoothing (the config's `train` keys)."""
   normalization: str = "tokens"
   constant: float = 1.0
   z_loss: float = 0.0
@@ -64,7 +65,7 @@ class LossTerm:
     name       the metric it is logged as (train/<name>), apart from `loss`;
                the values of terms sharing a name add up
     aux        {key: dtype or None}: trees shaped and sharded like the
-               trainable parameters that it keeps in state["reg"][key]
+               trainable parameters that it keeps in `state["reg"][key]`
                (None: the parameter's dtype); terms naming a key share it
     init_aux(trainable, abstract) -> {key: tree}: its aux trees at the start
                of a run, from the starting trainable parameters (`abstract`:
@@ -86,6 +87,7 @@ class LossTerm:
   params_term: Callable[[dict, Any], jax.Array] | None = None
 
   def init_aux(self, trainable: Any, abstract: dict) -> dict:
+    """The term's aux trees at the start of a run (none by default)."""
     return {}
 
 
@@ -216,6 +218,7 @@ def make_eval_step(graphdef: Any, *, loss: LossOptions) -> Callable[[Any, dict],
 
 
 def batch_shardings(batch: Mapping[str, Any], mesh) -> dict[str, NamedSharding]:
+  """The sharding of each array of a batch: its batch axis over ('data', 'fsdp')."""
   return {k: sharding.batch_sharding(mesh, v.ndim) for k, v in batch.items()}
 
 

@@ -174,6 +174,7 @@ class Trainer:
     return self._fresh
 
   def save(self, state: dict, *, metrics: dict | None = None, force: bool = False) -> bool:
+    """Saves a checkpoint of `state` (parameters, optimizer state, data iterator); returns whether one was written."""
     rest = {k: v for k, v in state.items() if k != "params"}
     return self.checkpointer.save(
         int(state["step"]), params=self._params_nnx(state["params"]), state=rest,
@@ -217,6 +218,7 @@ class Trainer:
   # -- the loop -----------------------------------------------------------------
 
   def run(self) -> TrainResult:
+    """Trains to `config.train.steps` (resuming from the latest checkpoint), calling the hooks; returns the result."""
     if self.train_iter is None:
       self.train_iter = make_iterator(self.config, self.mesh, "train")
     logger = hooks.Logger(self.workdir)

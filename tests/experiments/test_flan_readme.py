@@ -1,4 +1,4 @@
-"""README "FLAN collection": its commands, in order, offline on TFDS mock data (the configs' `smoke` setting).
+"""docs/flan.md, "FLAN collection": its commands, in order, offline on TFDS mock data (the configs' `smoke` setting).
 
 list -> prepare (offline: one line, exit 2) -> train with NLI held out -> evaluate the held-out
 cluster in both variants -> the benchmark config's harness command on a local MMLU-format task.
@@ -16,13 +16,13 @@ from t5tune.data.collections import flan2021
 from tests import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-SECTION = README[README.index("## FLAN collection"):README.index("## Benchmarks of the field")]
+PAGE = open(os.path.join(REPO, "docs", "flan.md"), encoding="utf-8").read()
+SECTION = PAGE[PAGE.index("## FLAN collection"):]
 ENV = dict(cli.ENV, HF_DATASETS_OFFLINE="1", JAX_NUM_CPU_DEVICES="1")
 
 
 def _readme_commands():
-  """The README section's commands, continuation lines joined, comments and exports dropped."""
+  """The page section's commands, continuation lines joined, comments and exports dropped."""
   block = SECTION[SECTION.index("```sh\n# 1."):]
   block = block[6:block.index("```", 6)].replace("\\\n", " ")
   return [" ".join(line.split()) for line in block.splitlines()

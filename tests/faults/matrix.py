@@ -1,11 +1,13 @@
-"""The fault matrix: bad inputs and interruptions, what t5tune must answer, and the README table.
+"""The fault matrix: bad inputs and interruptions, what t5tune must answer, and the docs' table.
 
 Each CLI row is (id, command, what the user did, argv, exit code, text the
 first stderr line must contain, what to do). `{scene}` is a directory of
 prepared inputs (see test_fault_matrix.scene), `{repo}` the repository root.
-The README's Troubleshooting table is `markdown()`; a test keeps them equal.
+The Troubleshooting table of the documentation (`PAGE`) is `markdown()`; a test keeps them equal.
 """
 import dataclasses
+
+PAGE = "docs/troubleshooting.md"  # relative to the repository root
 
 
 @dataclasses.dataclass(frozen=True)

@@ -405,13 +405,13 @@ def test_covered_interruptions_exist():
       assert test in f.read(), (row_id, path, test)
 
 
-def test_readme_troubleshooting_is_the_matrix():
-  with open(os.path.join(REPO, "README.md")) as f:
-    readme = f.read()
-  start, end = readme.find(matrix.BEGIN), readme.find(matrix.END)
-  assert start >= 0 and end > start, "README lacks the generated Troubleshooting table"
-  assert readme[start:end + len(matrix.END)] == matrix.markdown(), (
-      "README's table differs from tests/faults/matrix.py; regenerate it with"
+def test_troubleshooting_page_is_the_matrix():
+  with open(os.path.join(REPO, matrix.PAGE)) as f:
+    page = f.read()
+  start, end = page.find(matrix.BEGIN), page.find(matrix.END)
+  assert start >= 0 and end > start, f"{matrix.PAGE} lacks the generated Troubleshooting table"
+  assert page[start:end + len(matrix.END)] == matrix.markdown(), (
+      f"{matrix.PAGE}'s table differs from tests/faults/matrix.py; regenerate it with"
       " `python -m tests.faults.matrix`")
 
 

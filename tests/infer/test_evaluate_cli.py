@@ -1,4 +1,4 @@
-"""`t5tune train` then `t5tune evaluate` with the same experiment config, as the README shows."""
+"""`t5tune train` then `t5tune evaluate` with the same experiment config, as the README's tour shows."""
 import os
 
 from tests import cli

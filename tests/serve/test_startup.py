@@ -65,8 +65,8 @@ def test_default_shapes_are_the_engines_few_and_keep_the_limits():
   buckets = engine.Buckets()
   for flag in (serve_cli._BATCH_SIZES, serve_cli._INPUT_LENGTHS, serve_cli._DECODE_LENGTHS):
     assert tuple(int(v) for v in flag.default) == getattr(buckets, flag.name), flag.name
-  # Few enough to be ready in about a minute for a small model on a CPU (README: Serving),
-  # with the limits the README states: 512-token prompts, 128 new tokens.
+  # Few enough to be ready in about a minute for a small model on a CPU (docs/serving.md),
+  # with the limits that page states: 512-token prompts, 128 new tokens.
   assert len(buckets.shapes()) <= 8
   assert max(buckets.input_lengths) == 512 and max(buckets.decode_lengths) == 128
 
