@@ -169,15 +169,15 @@ def test_inference_programs_compile_for_two_generations(case):
   model = t5.abstract_model(CFG, mesh)
   from flax import nnx
   state_leaves = jax.tree.leaves(nnx.split(model)[1])
-  programs = {
-      "greedy": decoding.compile_decode(model, BATCH, INPUTS, decoding.DecodeOptions(
-          method="greedy", max_decode_len=TARGETS)),
-      "rank": scoring.compile_rank(model, BATCH, INPUTS, 3, 8),
-  }
-  if name.startswith("v4"):  # sampling with penalties shares the loop; once is enough
-    programs["sample"] = decoding.compile_decode(model, BATCH, INPUTS, decoding.DecodeOptions(
-        method="sample", temperature=0.7, top_k=5, top_p=0.9, repetition_penalty=1.2,
-        max_decode_len=TARGETS))
+  # evaluate's and predict's programs: rank classification, and the decode loop (greedy
+  # on one generation, sampling with penalties on the other: one loop, two settings);
+  # the server's sampling-loop chunk below serves both on each.
+  options = (decoding.DecodeOptions(method="greedy", max_decode_len=TARGETS)
+             if name.startswith("v5e") else
+             decoding.DecodeOptions(method="sample", temperature=0.7, top_k=5, top_p=0.9,
+                                    repetition_penalty=1.2, max_decode_len=TARGETS))
+  programs = {options.method: decoding.compile_decode(model, BATCH, INPUTS, options),
+              "rank": scoring.compile_rank(model, BATCH, INPUTS, 3, 8)}
   served = engine.Engine(model, engine.Buckets(batch_sizes=(BATCH,), input_lengths=(INPUTS,),
                                                decode_lengths=(TARGETS,), beam_widths=(2,))
                          ).compile_only()
@@ -270,3 +270,17 @@ def test_a_step_that_does_not_fit_is_the_compilers_answer_not_a_crash():
                           target=target)
   assert result.oom.startswith("RESOURCE_EXHAUSTED") and not result.fits_target
   assert any("fits v5e-1: NO" in line for line in plan.report(result))
+
+
+def test_a_cpu_host_with_libtpu_installed_runs_commands_without_libtpu_warnings(tmp_path):
+  # [tpu] and [test] install libtpu; on a host without TPU chips jax would otherwise try
+  # the TPU backend first and libtpu print five lines of warnings on every command.
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  out = subprocess.run([sys.executable, "-m", "t5tune", "info", "--config=tiny", "--plan",
+                        "--mesh=1,1,1", "--batch=1", "--lengths=8,8"], cwd=str(tmp_path),
+                       env=dict(env, PYTHONPATH=REPO), capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0 and "fits:" in out.stdout, out.stderr
+  assert out.stderr == "", out.stderr
