@@ -15,7 +15,10 @@ also removes the temporary file. Temporary names are `.tmp-NAME-RANDOM`
 (NAME the target's name), so concurrent writers never share one and a
 cleanup can find them.
 The temporary file lies in the target's directory because a rename is atomic
-only within one file system.
+only within one file system. `mkstemp`/`mkdtemp` create it private (0600 /
+0700); before the rename it gets the mode any file the user creates gets
+(0666 / 0777 less the process's umask), so a result is as readable as the
+user's other files.
 
 Top level (beside `jsonl_append`) because data, models, convert, train,
 infer and the experiments all write files, and none may import the others.
@@ -46,6 +49,25 @@ def _fsync_dir(directory: str) -> None:
     os.close(fd)
 
 
+def umask() -> int:
+  """The process's umask, read without changing it (another thread may be creating files)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)  # no /proc (macOS): read it by setting it, at once set back
+  os.umask(mask)
+  return mask
+
+
+def _as_user_made(path: str, directory: bool = False) -> None:
+  """Gives a temporary made private by mkstemp/mkdtemp the mode `open`/`mkdir` would have given."""
+  os.chmod(path, (0o777 if directory else 0o666) & ~umask())
+
+
 def check_parent(path: str | os.PathLike, fix: str = "choose an output inside a directory") -> None:
   """Refuses `path` now, before any work, when a file stands where its directories would be made
   (the nearest existing ancestor is not a directory): the writers' `os.makedirs` fails there."""
@@ -70,6 +92,7 @@ def writing(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
                              dir=directory)
   os.close(fd)
   try:
+    _as_user_made(tmp)
     yield tmp
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
@@ -110,6 +133,7 @@ def writing_dir(path: str | os.PathLike, tag: str | None = None) -> Iterator[str
   name = tag or os.path.basename(path)
   tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=directory)
   try:
+    _as_user_made(tmp, directory=True)
     yield tmp
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

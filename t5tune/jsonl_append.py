@@ -28,7 +28,7 @@ def drop_torn_tail(path: str) -> bytes:
 
 def append_lines(path: str, lines: Sequence[str]) -> None:
   """Appends `lines` (each ending in a newline) in one write, then fsyncs."""
-  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # less the umask, as open() gives
   try:
     os.write(fd, "".join(lines).encode("utf-8"))
     os.fsync(fd)

@@ -79,3 +79,21 @@ def test_directories_are_replaced_whole_or_not_at_all(tmp_path):
     with open(os.path.join(tmp, "b"), "w") as f:
       f.write("new")
   assert os.listdir(path) == ["b"] and os.listdir(tmp_path) == ["model"]
+
+
+def test_written_files_and_directories_get_the_users_mode(tmp_path):
+  """mkstemp/mkdtemp make temporaries private (0600/0700); what t5tune renames into place gets
+  the mode `open`/`mkdir` give under the umask, as every other file of the user."""
+  old = os.umask(0o027)
+  try:
+    atomic.write_text(tmp_path / "a.txt", "x")
+    with atomic.writing_dir(tmp_path / "d") as tmp:
+      atomic.write_text(os.path.join(tmp, "b.json"), "{}")
+    assert atomic.umask() == 0o027
+  finally:
+    os.umask(old)
+  assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+  assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+  assert (tmp_path / "d" / "b.json").stat().st_mode & 0o777 == 0o640
+  atomic.write_text(tmp_path / "a.txt", "y")  # a replaced file too
+  assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~old
