@@ -48,6 +48,7 @@ import numpy as np
 from lm_eval.api import model as lm_model
 
 from t5tune import errors
+from t5tune import ranges
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune.infer import scoring
@@ -117,6 +118,20 @@ def _default_vocab(checkpoint: str) -> str | None:
   return None
 
 
+def _model_arg(name: str, value: Any, spec: Any) -> int:
+  """An integer of --model_args within its declared range, or a UsageError naming it."""
+  try:
+    number = int(str(value).strip())
+  except ValueError:
+    raise errors.UsageError(f"t5tune backend: {name}={value!r} is not an integer",
+                            where="--model_args", fix=f"give {name}=N") from None
+  message = ranges.problem(name, number, spec)
+  if message:
+    raise errors.UsageError(f"t5tune backend: {message}", where="--model_args",
+                            fix=f"give {name} in {spec if isinstance(spec, str) else spec.allowed}")
+  return number
+
+
 class T5tuneLM(lm_model.LM):
   """lm-evaluation-harness model over a t5tune (or Hugging Face T5) model directory."""
 
@@ -131,6 +146,13 @@ class T5tuneLM(lm_model.LM):
                               where="--model_args",
                               fix="it takes checkpoint, vocab, batch_size, max_length, max_gen_toks,"
                               " seed")
+    # The numbers first, before a model is loaded; the harness passes batch_size as given on its
+    # command line ("auto", "auto:4", "8" or None), the others as the strings of --model_args.
+    self._batch_size = (16 if batch_size is None or str(batch_size).startswith("auto")
+                        else _model_arg("batch_size", batch_size, "[1, inf)"))
+    self.max_length = _model_arg("max_length", max_length, "[2, inf)")
+    self.max_gen_toks = _model_arg("max_gen_toks", max_gen_toks, "[1, inf)")
+    self.seed = _model_arg("seed", seed, decoding.SEED_RANGE)
     if model is None:
       if not checkpoint:
         raise errors.UsageError("t5tune backend: no checkpoint", where="--model_args",
@@ -142,11 +164,6 @@ class T5tuneLM(lm_model.LM):
     self.model = model
     self.vocabulary = api.resolve_vocabulary(model, vocabulary if vocabulary is not None else vocab)
     self.eos_id = int(self.vocabulary.eos_id)
-    # The harness passes batch_size as given on its command line ("auto", "auto:4", "8" or None).
-    self._batch_size = int(batch_size) if str(batch_size).isdigit() else 16
-    self.max_length = int(max_length)
-    self.max_gen_toks = int(max_gen_toks)
-    self.seed = int(seed)
     self.compiled_shapes: set[tuple[str, int, int]] = set()
 
   # -- tokenization under the seq2seq conventions (see the module docstring) ---------

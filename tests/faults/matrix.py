@@ -113,8 +113,8 @@ CLI = [
         "the template needs field(s) ['question']", "change --template or the data"),
     Row("pred-top-p", "predict", "--top_p out of range",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
-         "--output={scene}/p.jsonl", "--top_p=0"), 2, "--top_p=0.0 must be in (0, 1]",
-        "give 0 < top_p <= 1"),
+         "--output={scene}/p.jsonl", "--top_p=1.5"), 2,
+        "--top_p=1.5 is out of range: allowed [0, 1] as float32", "give 0 <= top_p <= 1 (0 is greedy)"),
     Row("pred-method", "predict", "misspelt --method",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--method=bean"), 2, "value should be one of",
@@ -310,11 +310,11 @@ TRIED = [
     Row("pred-beams", "predict", "--num_beams=0 with beam search",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--method=beam", "--num_beams=0"), 2,
-        "--num_beams=0 must be at least 1", "give 1 or more"),
+        "--num_beams=0 is out of range: allowed [1, inf) as int32", "give 1 or more"),
     Row("pred-temperature", "predict", "negative --temperature",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--method=sample", "--temperature=-1"), 2,
-        "--temperature=-1.0 must be >= 0", "0 is greedy"),
+        "--temperature=-1.0 is out of range: allowed [0, inf) as float32", "0 is greedy"),
     Row("pred-vocab-not-spm", "predict", "--vocab file that is not SentencePiece",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--vocab={scene}/afile"), 2, "not a SentencePiece model",
@@ -425,6 +425,53 @@ TRIED = [
         "a split the tasks have"),
 ]
 CLI += TRIED
+
+
+def _pred(*flags, inputs="in.jsonl"):
+  return ("predict", "--checkpoint={scene}/model", f"--input={{scene}}/{inputs}",
+          "--output={scene}/p.jsonl") + flags
+
+
+# Issue 43 ("reliability round 4"): each kind fixed where the value enters, several instances each.
+ROUND4 = [
+    Row("pred-temperature-nan", "predict", "--temperature=nan (sampled as greedy)",
+        _pred("--method=sample", "--temperature=nan"), 2,
+        "--temperature=nan is out of range: allowed [0, inf) as float32", "0 is greedy"),
+    Row("pred-length-penalty-nan", "predict", "--length_penalty=nan (empty texts, score -inf)",
+        _pred("--method=beam", "--length_penalty=nan"), 2,
+        "--length_penalty=nan is out of range: allowed (-inf, inf) as float32", "give a number"),
+    Row("pred-top-k-int32", "predict", "--top_k beyond int32 (wrapped round in the row array)",
+        _pred("--method=sample", "--top_k=2147483648"), 2,
+        "--top_k=2147483648 is out of range: allowed [0, inf) as int32", "0 turns top-k off"),
+    Row("pred-seed", "predict", "negative --seed", _pred("--seed=-1"), 2,
+        "--seed=-1 is out of range: allowed [0, inf) as int32", "give 0 or more"),
+    Row("pred-batch-zero", "predict", "--batch_size=0", _pred("--batch_size=0"), 2,
+        "--batch_size=0 is out of range: allowed [1, inf)", "give 1 or more"),
+]
+_EVAL = ("evaluate", "--config={scene}/eval_cfg.py", "--checkpoint={scene}/model")
+_CONTINUAL = ("continual", "--config={repo}/experiments/continual/config.py:ewc",
+              "--workdir={scene}/cw")
+ROUND4 += [
+    Row("eval-ensemble-negative", "evaluate", "--config.ensemble_templates=-1 (dropped a template)",
+        _EVAL + ("--config.ensemble_templates=-1",), 2,
+        "config.ensemble_templates=-1 is out of range: allowed [0, inf)", "0 turns ensembles off"),
+    Row("eval-num-examples", "evaluate", "negative --config.num_examples (sliced from the end)",
+        _EVAL + ("--config.num_examples=-3",), 2,
+        "config.num_examples=-3 is out of range: allowed [0, inf)", "0 means all"),
+    Row("eval-batch-zero", "evaluate", "--config.batch_size=0 (crashed)",
+        _EVAL + ("--config.batch_size=0",), 2,
+        "config.batch_size=0 is out of range: allowed [1, inf)", "give 1 or more"),
+    Row("eval-temperature-nan", "evaluate", "--config.decoding.temperature=nan",
+        _EVAL + ("--config.decoding.temperature=nan",), 2,
+        "config.decoding.temperature=nan is out of range", "0 is greedy"),
+    Row("continual-ewc-negative", "continual", "a negative EWC weight (trained with a reward)",
+        _CONTINUAL + ("--config.stages.qa.ewc=-1",), 2,
+        "config.stages.qa.ewc=-1.0 is out of range: allowed [0, inf)", "give 0 (off) or more"),
+    Row("continual-replay-rate", "continual", "a replay rate of 1.5",
+        _CONTINUAL + ("--config.stages.qa.replay_rate=1.5",), 2,
+        "config.stages.qa.replay_rate=1.5 is out of range: allowed [0, 1)", "a fraction below 1"),
+]
+CLI += ROUND4
 
 # Library calls (run in the test process) and interruptions (each its own process).
 API = [

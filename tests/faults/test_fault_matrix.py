@@ -165,6 +165,10 @@ def _tried_task_modules(root):
   (root / "cols.csv").write_text("q,b\nx,y\n")
   (root / "empty.jsonl").write_text("")
   (root / "badline.jsonl").write_text('{"q": "a", "a": "b"}\n{"q": "a", "a": \n')
+  (root / "eval_cfg.py").write_text(
+      "from t5tune.infer import evaluation\n\n\ndef get_config(arg=None):\n"
+      "  c = evaluation.default_config()\n  c.modules = ('t5tune.demo_tasks',)\n"
+      "  c.tasks = ('t5tune_demo_sentiment',)\n  return c\n")
   (root / "cfg_import.py").write_text("import nosuch_pkg_x\n\n\ndef get_config(arg=None):\n  return None\n")
 
 

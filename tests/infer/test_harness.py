@@ -249,3 +249,17 @@ def test_sampling_beam_search_and_unknown_generation_arguments(setup):
     generate(length_penalty=2.0)
   with pytest.raises(errors.UsageError, match="beam sampling"):
     generate(num_beams=2, do_sample=True)
+
+
+@pytest.mark.parametrize("model_args, expect", [
+    ({"batch_size": "0"}, "batch_size=0 is out of range: allowed [1, inf)"),
+    ({"max_length": "0"}, "max_length=0 is out of range"),  # was "no truncation"
+    ({"max_length": "-4"}, "max_length=-4 is out of range"),  # was a crash
+    ({"seed": "abc"}, "seed='abc' is not an integer"),  # was a traceback
+    ({"max_gen_toks": "0"}, "max_gen_toks=0 is out of range"),
+])
+def test_model_args_out_of_range_are_refused_before_the_model_loads(model_args, expect):
+  from t5tune import errors
+  with pytest.raises(errors.UsageError) as e:
+    harness.register()(checkpoint="/no/such/model", **model_args)
+  assert expect in str(e.value) and e.value.where == "--model_args"
