@@ -104,7 +104,7 @@ class OptionError(errors.UsageError):
   """
 
   def __init__(self, field: str, message: str):
-    super().__init__(message, where=f"decoding option {field}")
+    super().__init__(message)
     self.field = field
 
 
