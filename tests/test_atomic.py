@@ -97,3 +97,30 @@ def test_written_files_and_directories_get_the_users_mode(tmp_path):
   assert (tmp_path / "d" / "b.json").stat().st_mode & 0o777 == 0o640
   atomic.write_text(tmp_path / "a.txt", "y")  # a replaced file too
   assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~old
+
+
+def test_a_failed_command_removes_what_it_started_and_keeps_what_was_there(tmp_path):
+  new = tmp_path / "new_out"
+  with pytest.raises(Boom):
+    with atomic.output(new):
+      atomic.write_text(new / "metrics.json", "{}")
+      raise Boom()
+  assert not new.exists()
+  old = tmp_path / "old_out"
+  old.mkdir()
+  (old / "keep.txt").write_text("the user's")
+  with pytest.raises(Boom):
+    with atomic.output(old):
+      atomic.write_text(old / "sub" / "part.json", "{}")
+      raise Boom()
+  assert sorted(os.listdir(old)) == ["keep.txt"] and (old / "keep.txt").read_text() == "the user's"
+
+
+def test_a_full_disk_is_the_one_disk_full_error_naming_the_output(tmp_path):
+  import errno
+  from t5tune import errors
+  with pytest.raises(errors.DiskFullError, match="the disk is full: No space left on device") as e:
+    with atomic.writing(tmp_path / "model.safetensors") as tmp:
+      raise OSError(errno.ENOSPC, "No space left on device", tmp)
+  assert e.value.where == str(tmp_path / "model.safetensors") and e.value.exit_code == 2
+  assert os.listdir(tmp_path) == []

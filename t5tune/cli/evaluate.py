@@ -90,18 +90,19 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   from t5tune.convert import model_dir as model_dir_lib
   model_dir, step = model_dir_lib.resolve_step(checkpoint)
   output_dir = output_dir or default_output(model_dir, step)
-  evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
-  mesh = sharding.make_mesh(config.mesh_shape)
-  model = loading.load_model(model_dir, mesh, dropout_rate=0.0)
-  results = evaluator.evaluate(model, step=step)
-  table = evaluation.side_by_side(results, resolved)
-  if config.get("ensemble_templates", 0):
-    table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
-  if evaluator.judged:  # which method and metric judged each kind of example (README: Evaluation)
-    table += "\n\nHow each task's examples were judged:\n" + "\n".join(
-        by_method.summary_lines(evaluator.judged))
-  atomic.write_text(os.path.join(output_dir, "summary.md"),
-                    f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
+  with atomic.output(output_dir):  # a failed evaluation leaves no part of its outputs
+    evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
+    mesh = sharding.make_mesh(config.mesh_shape)
+    model = loading.load_model(model_dir, mesh, dropout_rate=0.0)
+    results = evaluator.evaluate(model, step=step)
+    table = evaluation.side_by_side(results, resolved)
+    if config.get("ensemble_templates", 0):
+      table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
+    if evaluator.judged:  # which method and metric judged each kind of example (README: Evaluation)
+      table += "\n\nHow each task's examples were judged:\n" + "\n".join(
+          by_method.summary_lines(evaluator.judged))
+    atomic.write_text(os.path.join(output_dir, "summary.md"),
+                      f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
   return results, table
 
 
