@@ -164,6 +164,22 @@ def run(argv, cwd=REPO, env=None, timeout=600) -> subprocess.CompletedProcess:
   return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
 
 
+def wrong_modes(root) -> list:
+  """(path, mode) of what under `root` lacks the mode any file (0666) or directory (0777) the
+  user creates gets under the process's umask (the tests run under 022, set in conftest)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  wrong = []
+  for directory, dirs, names in os.walk(root):
+    for name in dirs + names:
+      path = os.path.join(directory, name)
+      mode = os.lstat(path).st_mode & 0o777
+      want = (0o777 if os.path.isdir(path) else 0o666) & ~mask
+      if mode != want and not os.path.islink(path):
+        wrong.append((path, oct(mode)))
+  return wrong
+
+
 # --- the server ---------------------------------------------------------------------------------
 
 

@@ -360,8 +360,21 @@ class TaskEvaluator:
     rows = "".join(json.dumps({"step": step, "task": task, **values}) + "\n"
                    for task, values in results.items())
     jsonl = os.path.join(self.output_dir, "metrics.jsonl")
-    jsonl_append.drop_torn_tail(jsonl)
+    lines = jsonl_append.drop_torn_tail(jsonl).splitlines(keepends=True)
+    # A rerun of this step (`t5tune evaluate` into the same output): its rows replace the old
+    # ones instead of joining them as duplicates.
+    fresh = [line for line in lines if _step_and_task(line) not in {(step, t) for t in results}]
+    if len(fresh) < len(lines):
+      atomic.write_bytes(jsonl, b"".join(fresh))
     jsonl_append.append_lines(jsonl, [rows])
+
+
+def _step_and_task(line: bytes) -> tuple[Any, Any]:
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None, None
+  return (row.get("step"), row.get("task")) if isinstance(row, dict) else (None, None)
 
 
 def side_by_side(results: Mapping[str, Mapping[str, float]],

@@ -45,6 +45,7 @@ from flax import nnx
 from t5tune import atomic
 from t5tune import errors
 from t5tune import ranges
+from t5tune.data import vocab
 from t5tune.models import layers
 from t5tune.models import t5
 from t5tune.train import build
@@ -152,6 +153,8 @@ class Continual:
         raise errors.UsageError("a stage needs tasks", where=f"config.stages.{name}.tasks",
                                 fix="name the stage's tasks or mixtures")
     _check_ranges(config, self.order)
+    vocab.check_tasks_fit([t for n in self.order for t in config.stages[n].tasks],
+                          build.model_config_of(config.experiment).vocab_size, "config.stages")
     if config.lora_per_stage and not config.experiment.model.overrides.lora_rank:
       raise errors.UsageError("per-stage LoRA needs a LoRA rank", where="config.lora_per_stage",
                               fix="set config.experiment.model.overrides.lora_rank > 0")

@@ -471,6 +471,29 @@ ROUND4 += [
         _CONTINUAL + ("--config.stages.qa.replay_rate=1.5",), 2,
         "config.stages.qa.replay_rate=1.5 is out of range: allowed [0, 1)", "a fraction below 1"),
 ]
+ROUND4 += [
+    Row("pred-vocab-too-big", "predict", "--vocab larger than the model's embedding (NaN scores)",
+        _pred("--vocab={scene}/big.model"), 2,
+        "the vocabulary has 500 ids but the model's embedding has 384",
+        "give the vocabulary the model was trained with"),
+    Row("serve-vocab-too-big", "serve", "--vocab larger than the model's embedding",
+        ("serve", "--checkpoint={scene}/model", "--vocab={scene}/big.model", "--port=0"), 2,
+        "the vocabulary has 500 ids but the model's embedding has 384",
+        "give the vocabulary the model was trained with"),
+]
+ROUND4 += [
+    Row("train-keep-zero", "train", "--config.checkpoint.keep=0 (kept 1 silently)",
+        ("train", "--config={repo}/configs/experiments/tiny.py", "--workdir={scene}/w",
+         "--config.checkpoint.keep=0"), 2,
+        "config.checkpoint.keep=0 is out of range: allowed [1, inf)",
+        "1 or more (a run resumes from the latest)"),
+]
+ROUND4 += [
+    Row("conv-checkpoints-dir", "convert", "--input=RUN/checkpoints (evaluate takes it; convert"
+        " said only 'not a model')", ("convert", "t5tune-to-hf", "--input={scene}/old_run/checkpoints",
+                                      "--output={scene}/o12"), 2,
+        "a checkpoints/ directory, not one model", "give one of its steps (the error names the latest)"),
+]
 CLI += ROUND4
 
 # Library calls (run in the test process) and interruptions (each its own process).
@@ -487,6 +510,10 @@ API = [
         fix="save the file as UTF-8"),
     Row("api-resume-other", "api", "Trainer on a workdir of another model", code=1,
         expect="hold another model", fix="start a new workdir"),
+    Row("api-vocab-too-big", "api", "t5tune.generate with a vocabulary larger than the model's"
+        " embedding (decoded garbage)", code=2,
+        expect="the vocabulary has 500 ids but the model's embedding has 384",
+        fix="give the vocabulary the model was trained with"),
 ]
 KILLS = [
     Row("kill-convert", "kill", "kill -9 during `convert --overwrite`", code=-9,

@@ -84,6 +84,7 @@ def scene(tmp_path_factory):
       {"checkpoint": str(root / "model"), "options": {"method": "greedy"}}))
   _task_modules(root)
   _tried_task_modules(root)
+  _big_vocabulary(root, cfg.vocab_size)
   _sharded_hf(root)
   step = root / "old_run" / "checkpoints" / "5"
   step.mkdir(parents=True)
@@ -172,6 +173,18 @@ def _tried_task_modules(root):
   (root / "cfg_import.py").write_text("import nosuch_pkg_x\n\n\ndef get_config(arg=None):\n  return None\n")
 
 
+def _big_vocabulary(root, model_vocab_size):
+  """big.model: a SentencePiece vocabulary with more ids than the tiny model's embedding."""
+  import random
+  from t5tune.data import vocab as vocab_lib
+  rng = random.Random(0)
+  words = lambda: " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz")
+                                   for _ in range(rng.randint(2, 7))) for _ in range(12))
+  path = vocab_lib.train_sentencepiece([words() for _ in range(2000)], str(root / "big"),
+                                       vocab_size=model_vocab_size + 116)
+  assert path == str(root / "big.model")
+
+
 def _sharded_hf(root):
   """A HF directory whose index names two shards, of which only the first is there."""
   tensors = safetensors.numpy.load_file(str(root / "hf" / "model.safetensors"))
@@ -246,6 +259,8 @@ def _api_calls(scene):
       "api-mixture": lambda: data.register_mixture("fault_matrix_mix", ["no_such_task_xyz"]),
       "api-utf8": lambda: predict.read_inputs(str(scene / "latin1.jsonl")),
       "api-resume-other": lambda: _resume_other(scene),
+      "api-vocab-too-big": lambda: __import__("t5tune").generate(
+          loading.load_model(str(scene / "model")), ["a"], vocabulary=str(scene / "big.model")),
   }
 
 
@@ -397,6 +412,19 @@ def test_kill_during_evaluation_write(tmp_path, where):
   assert [json.loads(r)["step"] for r in rows] == [1, 2]
 
 
+def test_a_rerun_of_a_step_replaces_its_metrics_rows(tmp_path):
+  """`t5tune evaluate` twice into one output appended a second row per task (issue 43)."""
+  import types
+  from t5tune.infer import evaluation
+  fake = types.SimpleNamespace(output_dir=str(tmp_path))
+  evaluation.TaskEvaluator._write_metrics(fake, 1, {"a": {"accuracy": 0.0}})
+  evaluation.TaskEvaluator._write_metrics(fake, 2, {"a": {"accuracy": 0.5}, "b": {"f1": 0.1}})
+  evaluation.TaskEvaluator._write_metrics(fake, 2, {"a": {"accuracy": 1.0}, "b": {"f1": 0.2}})
+  rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [(r["step"], r["task"]) for r in rows] == [(1, "a"), (2, "a"), (2, "b")]
+  assert rows[1]["accuracy"] == 1.0 and rows[2]["f1"] == 0.2
+
+
 # The kill -9 rows whose evidence is a heavier test elsewhere (it needs a real predict run or
 # an asynchronous checkpoint save, which those modules already pay for): row -> that test.
 COVERED_KILLS = {
@@ -539,5 +567,7 @@ def test_a_full_disk_is_one_line_exit_2_leaves_nothing_partial_and_the_rerun_com
     rerun = cli.run(argv, env=ENV, timeout=600)
     assert rerun.returncode == 0, (argv[0], rerun.stderr[-3000:])
     assert written.exists()
+  # Issue 43: what the commands wrote has the user's modes (it was 0600 / 0700), under umask 022.
+  assert cli.wrong_modes(out) == []
   assert [json.loads(l)["line"] for l in (out / "p.jsonl").read_text().splitlines()] == \
       list(range(1, 49))
