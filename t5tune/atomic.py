@@ -98,6 +98,7 @@ def writing(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
   try:
     _as_user_made(tmp)
     yield tmp
+    _as_user_made(tmp)  # a library may have replaced it with a private file of its own
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -184,8 +185,15 @@ def writing_dir(path: str | os.PathLike, tag: str | None = None) -> Iterator[str
   name = tag or os.path.basename(path)
   tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=directory)
   try:
-    _as_user_made(tmp, directory=True)
     yield tmp
+    # What libraries wrote inside (safetensors creates its files 0600) gets the user's modes too.
+    for root, dirs, names in os.walk(tmp):
+      for name in dirs:
+        _as_user_made(os.path.join(root, name), directory=True)
+      for name in names:
+        if not os.path.islink(os.path.join(root, name)):
+          _as_user_made(os.path.join(root, name))
+    _as_user_made(tmp, directory=True)
   except BaseException as e:
     shutil.rmtree(tmp, ignore_errors=True)
     _raise_if_disk_full(e, path)

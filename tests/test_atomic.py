@@ -124,3 +124,14 @@ def test_a_full_disk_is_the_one_disk_full_error_naming_the_output(tmp_path):
       raise OSError(errno.ENOSPC, "No space left on device", tmp)
   assert e.value.where == str(tmp_path / "model.safetensors") and e.value.exit_code == 2
   assert os.listdir(tmp_path) == []
+
+
+def test_files_a_library_writes_privately_inside_a_directory_get_the_users_mode(tmp_path):
+  """safetensors creates model.safetensors 0600 inside the temporary model directory."""
+  with atomic.writing_dir(tmp_path / "model") as tmp:
+    fd = os.open(os.path.join(tmp, "model.safetensors"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.mkdir(os.path.join(tmp, "params"), 0o700)
+  mask = atomic.umask()
+  assert (tmp_path / "model" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+  assert (tmp_path / "model" / "params").stat().st_mode & 0o777 == 0o777 & ~mask
