@@ -80,9 +80,10 @@ def _train(spm, texts, model, vocab_size, model_type, character_coverage, input_
   )
 
 
-def check_tasks_fit(names: Sequence[str], model_vocab_size: int, where: str) -> None:
+def check_tasks_fit(names: Sequence[str], model_vocab_size: int, where: str,
+                    fix: str = "give the vocabulary the model was trained with") -> None:
   """`tokenizers.check_fits` for the vocabularies of every task of `names` (tasks or mixtures;
-  a stage's tasks meet the model of the run, an evaluation's the checkpoint)."""
+  a run's and a stage's tasks meet the model of the run, an evaluation's the checkpoint)."""
   for name in names:
     try:
       task_or_mixture = seqio.get_mixture_or_task(name)
@@ -93,4 +94,4 @@ def check_tasks_fit(names: Sequence[str], model_vocab_size: int, where: str) -> 
     for task in members:
       for feature in task.output_features.values():
         tokenizers.check_fits(feature.vocabulary, model_vocab_size,
-                              where=f"{where}: task {task.name}")
+                              where=f"{where}: task {task.name}", fix=fix)

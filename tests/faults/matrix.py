@@ -482,6 +482,12 @@ ROUND4 += [
         "give the vocabulary the model was trained with"),
 ]
 ROUND4 += [
+    Row("train-vocab-too-big", "train", "tasks whose vocabulary is larger than the model's"
+        " embedding (ids past it gather NaN)",
+        ("train", "--config={repo}/configs/experiments/tiny.py", "--workdir={scene}/w",
+         "--config.data.modules=('fx_bigvocab',)", "--config.data.mixture=fx_bigvocab"), 2,
+        "the vocabulary has 500 ids but the model's embedding has 384",
+        "the model's vocabulary for the tasks, or a larger model.overrides.vocab_size"),
     Row("train-keep-zero", "train", "--config.checkpoint.keep=0 (kept 1 silently)",
         ("train", "--config={repo}/configs/experiments/tiny.py", "--workdir={scene}/w",
          "--config.checkpoint.keep=0"), 2,

@@ -150,6 +150,8 @@ _TRIED = {  # fx_NAME registers task fx_NAME with one mistake: (source, fields, 
     "fx_postproc": dict(extra=", postprocess_fn=3"),
     "fx_src_type": dict(source='"train.jsonl"'),
     "fx_on_bad": dict(extra=', on_bad_record="ignore"'),
+    "fx_bigvocab": dict(source='{"train": [{"q": "a", "a": "b"}], "validation": [{"q": "a", "a": "b"}]}',
+                        extra=', vocabulary="big.model"'),
 }
 
 
