@@ -121,6 +121,10 @@ class SourceSpec:
             f" is not one token of {type(self.vocabulary).__name__})", where=where,
             fix="use a SentencePiece vocabulary with extra ids, e.g."
             " t5tune.data.vocab.get_vocabulary('spiece.model', extra_ids=100)")
+    if self.formats is not None and not isinstance(self.formats, formats_lib.Flan2022):
+      raise errors.UsageError(
+          f"formats= must be a t5tune.data.formats.Flan2022, got {type(self.formats).__name__}",
+          where=where, fix="formats=data.formats.Flan2022(...) with its fields, or None")
     if self.formats is not None and (self.few_shot is not None or self.no_template):
       raise errors.UsageError("formats= decides zero- or few-shot itself", where=where,
                               fix="drop few_shot / no_template, or formats")
