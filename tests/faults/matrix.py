@@ -500,6 +500,18 @@ ROUND4 += [
                                       "--output={scene}/o12"), 2,
         "a checkpoints/ directory, not one model", "give one of its steps (the error names the latest)"),
 ]
+ROUND4 += [
+    Row("data-prepare-parent-file", "data", "prepare --check with --data_dir inside a regular file"
+        " (suggested a prepare command that cannot work)",
+        ("data", "prepare", "--collection=flan2021", "--data_dir={scene}/afile/tfds", "--check"), 2,
+        "--data_dir is inside a regular file", "give a directory (TFDS's data_dir), or one that can be made"),
+    Row("data-collection-empty", "data", "list --collection= with no name (printed an empty list)",
+        ("data", "list", "--collection="), 2, "--collection is empty: name a collection",
+        "the error names the collections"),
+    Row("harness-task-typo", "harness", "misspelt --tasks name (lm-eval's 18-line traceback)",
+        ("harness", "--model", "t5tune", "--model_args", "checkpoint={scene}/model", "--tasks",
+         "mmluu"), 2, "lm-eval has no task 'mmluu'. Did you mean 'mmlu'?", "use the suggestion"),
+]
 CLI += ROUND4
 
 # Library calls (run in the test process) and interruptions (each its own process).
