@@ -136,7 +136,8 @@ class Trainer:
     # Everything is checked and built before the workdir is touched.
     self.mesh, self.model_cfg = build.resolve(config, mesh=mesh)
     checkpoints.check_resumable(self.workdir, self.model_cfg.to_dict())
-    check_vocabulary(config, self.model_cfg.vocab_size)
+    if train_iter is None or (eval_iter_fn is None and config.eval.every):  # the pipeline's tasks
+      check_vocabulary(config, self.model_cfg.vocab_size)
     self.parts = build.step_parts(config, self.mesh, self.model_cfg, terms)
     self.graphdef = self.parts.graphdef
     self._initial_params = initial_params  # where a fresh run's parameters come from
