@@ -148,6 +148,8 @@ def test_names_and_options_are_checked_at_registration(task_dir):
     ni.register(task_dir, names=["task001_colors"])
   with pytest.raises(errors.UsageError, match="Did you mean 'task002_titles'"):
     ni.register(task_dir, names=["ni_task002_title"])
+  with pytest.raises(errors.UsageError, match="has no 'rouge' function"):
+    ni.register(task_dir, metric_fns={"accuracy": metrics.accuracy})  # was a KeyError
   # formats= given a dict: refused when the task is registered, not when it is first read.
   with pytest.raises(errors.UsageError, match="formats= must be a t5tune.data.formats.Flan2022,"
                      " got dict"):

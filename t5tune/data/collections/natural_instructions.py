@@ -225,7 +225,13 @@ def register(task_dir: str, *, names: Sequence[str] | None = None, vocabulary="b
     paths = _named(paths, names, task_dir)
   fns = []
   if metric_fns is not None:
-    fns = [metric_fns["rouge"] if isinstance(metric_fns, Mapping) else getattr(metric_fns, "rouge")]
+    rouge = (metric_fns.get("rouge") if isinstance(metric_fns, Mapping)
+             else getattr(metric_fns, "rouge", None))
+    if not callable(rouge):
+      raise errors.UsageError(f"metric_fns={metric_fns!r} has no 'rouge' function",
+                              where="register(metric_fns=...)",
+                              fix="pass t5tune.infer.metrics (or a module or dict with rouge)")
+    fns = [rouge]
   registered, dropped, train_tasks = [], {}, []
   read = [read_task(path) for path in paths]  # every file checked before any task is registered
   for task in read:
