@@ -147,7 +147,9 @@ def render(template: templates_lib.Template, record: Mapping[str, Any], *, task:
   """
   styles = config.styles if pool else tuple(s for s in config.styles if s in ZERO_SHOT_STYLES)
   if not styles:
-    raise ValueError(f"task {task!r} has no train split, and its formats {config.styles} are all few-shot")
+    raise errors.UsageError(
+        f"task {task!r} has no train split, and its formats {config.styles} are all few-shot",
+        where="formats=Flan2022(styles=...)", fix="add a zero-shot style or a train split")
   chosen = style(task, key, seed, styles)
   options = record.get(templates_lib.OPTIONS_FIELD) or []
   fmt = options_format(task, key, seed, len(options))
