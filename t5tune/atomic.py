@@ -8,14 +8,21 @@
     with atomic.writing_dir(path) as tmp:              # a whole directory
       write_files_into(tmp)
     atomic.check_parent(path)   # before the work: a file on the output's path is refused
+    with atomic.output(out_dir):               # a command's outputs: a failure removes what it made
+      run_the_command()
 
 Every writer of t5tune goes through here. A failure (an exception, or the
 process dying) before the rename leaves `path` byte-identical; an exception
 also removes the temporary file. Temporary names are `.tmp-NAME-RANDOM`
 (NAME the target's name), so concurrent writers never share one and a
 cleanup can find them.
+A write that fails for want of space (however the library that wrote says
+it) raises the one `errors.DiskFullError`, naming the output and what to do.
 The temporary file lies in the target's directory because a rename is atomic
-only within one file system.
+only within one file system. `mkstemp`/`mkdtemp` create it private (0600 /
+0700); before the rename it gets the mode any file the user creates gets
+(0666 / 0777 less the process's umask), so a result is as readable as the
+user's other files.
 
 Top level (beside `jsonl_append`) because data, models, convert, train,
 infer and the experiments all write files, and none may import the others.
@@ -46,6 +53,25 @@ def _fsync_dir(directory: str) -> None:
     os.close(fd)
 
 
+def umask() -> int:
+  """The process's umask, read without changing it (another thread may be creating files)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)  # no /proc (macOS): read it by setting it, at once set back
+  os.umask(mask)
+  return mask
+
+
+def _as_user_made(path: str, directory: bool = False) -> None:
+  """Gives a temporary made private by mkstemp/mkdtemp the mode `open`/`mkdir` would have given."""
+  os.chmod(path, (0o777 if directory else 0o666) & ~umask())
+
+
 def check_parent(path: str | os.PathLike, fix: str = "choose an output inside a directory") -> None:
   """Refuses `path` now, before any work, when a file stands where its directories would be made
   (the nearest existing ancestor is not a directory): the writers' `os.makedirs` fails there."""
@@ -70,15 +96,64 @@ def writing(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
                              dir=directory)
   os.close(fd)
   try:
+    _as_user_made(tmp)
     yield tmp
+    _as_user_made(tmp)  # a library may have replaced it with a private file of its own
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
+    _raise_if_disk_full(e, path)
     raise
   _fsync_dir(directory)
+
+
+def _raise_if_disk_full(error: BaseException, path: str) -> None:
+  """A write that failed for want of space, whoever wrote (Python, safetensors, TensorFlow,
+  matplotlib), is the one DiskFullError naming the output."""
+  full = errors.disk_full(error, where=path)
+  if full is not None and full is not error:
+    raise full from error
+
+
+@contextlib.contextmanager
+def output(path: str | os.PathLike) -> Iterator[None]:
+  """A command's output (a directory, or a file with siblings such as `FILE.producer.json`):
+  if the block fails, what it created there is removed (the whole directory when it was
+  new; else the files that were not there before), so a failed command leaves what was there
+  before and nothing else; a full disk is the one DiskFullError naming the output."""
+  path = os.path.abspath(os.fspath(path))
+  existed = os.path.lexists(path)
+  before = _files(path) if existed and os.path.isdir(path) else set()
+  try:
+    yield
+  except BaseException as e:
+    if not existed and os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    elif not existed:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    elif os.path.isdir(path):
+      for name in sorted(_files(path) - before, reverse=True):
+        target = os.path.join(path, name)
+        if os.path.isdir(target):
+          shutil.rmtree(target, ignore_errors=True)
+        else:
+          with contextlib.suppress(FileNotFoundError):
+            os.remove(target)
+    _raise_if_disk_full(e, path)
+    raise
+
+
+def _files(directory: str) -> set[str]:
+  """Every path below `directory`, relative to it (directories included)."""
+  out = set()
+  for root, dirs, names in os.walk(directory):
+    for name in dirs + names:
+      out.add(os.path.relpath(os.path.join(root, name), directory))
+  return out
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -111,8 +186,17 @@ def writing_dir(path: str | os.PathLike, tag: str | None = None) -> Iterator[str
   tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=directory)
   try:
     yield tmp
-  except BaseException:
+    # What libraries wrote inside (safetensors creates its files 0600) gets the user's modes too.
+    for root, dirs, names in os.walk(tmp):
+      for name in dirs:
+        _as_user_made(os.path.join(root, name), directory=True)
+      for name in names:
+        if not os.path.islink(os.path.join(root, name)):
+          _as_user_made(os.path.join(root, name))
+    _as_user_made(tmp, directory=True)
+  except BaseException as e:
     shutil.rmtree(tmp, ignore_errors=True)
+    _raise_if_disk_full(e, path)
     raise
   old = None
   if os.path.lexists(path):

@@ -102,6 +102,22 @@ def out_of_space(error: BaseException | None) -> int | None:
   return None
 
 
+RERUN = "free space there (or write elsewhere) and rerun the same command"
+
+
+def disk_full(error: BaseException, where: str | None = None,
+              fix: str = RERUN) -> DiskFullError | None:
+  """`error` as the one DiskFullError if it is a write out of space (Python's, safetensors',
+  TensorFlow's or TensorStore's wording), else None. `where` defaults to the OSError's file."""
+  if isinstance(error, DiskFullError):
+    return error
+  code = out_of_space(error)
+  if code is None:
+    return None
+  where = where or getattr(error, "filename", None)
+  return DiskFullError(f"the disk is full: {os.strerror(code)}", where=where, fix=fix)
+
+
 class CheckpointError(T5tuneError, ValueError):
   """A checkpoint or model directory is corrupt, incomplete or from another config."""
 

@@ -9,8 +9,11 @@ next append or read, so it is never merged with the rows that follow.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Sequence
+
+from t5tune import errors
 
 
 def drop_torn_tail(path: str) -> bytes:
@@ -28,9 +31,19 @@ def drop_torn_tail(path: str) -> bytes:
 
 def append_lines(path: str, lines: Sequence[str]) -> None:
   """Appends `lines` (each ending in a newline) in one write, then fsyncs."""
-  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # less the umask, as open() gives
+  data = memoryview("".join(lines).encode("utf-8"))
+  size = os.fstat(fd).st_size
   try:
-    os.write(fd, "".join(lines).encode("utf-8"))
+    while data:  # a full disk may take part of a write before it refuses the rest
+      data = data[os.write(fd, data):]
     os.fsync(fd)
+  except OSError as e:
+    with contextlib.suppress(OSError):
+      os.ftruncate(fd, size)  # no partial line left behind (and the space it took is free)
+    full = errors.disk_full(e, where=path)
+    if full is None:
+      raise
+    raise full from e
   finally:
     os.close(fd)

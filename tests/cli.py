@@ -51,6 +51,8 @@ ENV = {k: v for k, v in dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
 _IMPORT_TIME = ("JAX_", "TF_", "XLA_", "HF_", "TRANSFORMERS_", "CUDA_", "PYTHON", "MIMALLOC_",
                 "LD_PRELOAD")
 _SET_IN_CHILD = ("JAX_NUM_CPU_DEVICES", "PYTHONDONTWRITEBYTECODE")
+# Set in a command's env, the largest file (bytes) the command may write: a full disk (RLIMIT_FSIZE).
+FILE_SIZE_LIMIT = "T5TUNE_TEST_FILE_SIZE_LIMIT"
 # What each command imports anyway, imported by the server before its first fork.
 _HEAVY = ("t5tune.data.tasks", "t5tune.convert.loading")  # seqio + TensorFlow; jax, flax, orbax
 _PRELOAD = {
@@ -162,6 +164,22 @@ def run(argv, cwd=REPO, env=None, timeout=600) -> subprocess.CompletedProcess:
   return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
 
 
+def wrong_modes(root) -> list:
+  """(path, mode) of what under `root` lacks the mode any file (0666) or directory (0777) the
+  user creates gets under the process's umask (the tests run under 022, set in conftest)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  wrong = []
+  for directory, dirs, names in os.walk(root):
+    for name in dirs + names:
+      path = os.path.join(directory, name)
+      mode = os.lstat(path).st_mode & 0o777
+      want = (0o777 if os.path.isdir(path) else 0o666) & ~mask
+      if mode != want and not os.path.islink(path):
+        wrong.append((path, oct(mode)))
+  return wrong
+
+
 # --- the server ---------------------------------------------------------------------------------
 
 
@@ -183,6 +201,13 @@ def _child(request):
   if "jax" in sys.modules:  # what jax reads from JAX_NUM_CPU_DEVICES when it is imported
     sys.modules["jax"].config.update("jax_num_cpu_devices",
                                      int(request["env"].get("JAX_NUM_CPU_DEVICES", -1)))
+  limit = request["env"].get(FILE_SIZE_LIMIT)
+  if limit:  # a full disk, as the tests make one: every file the command writes stops at LIMIT
+    import resource  # pylint: disable=g-import-not-at-top
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then the write fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), resource.RLIM_INFINITY))
+    if "jax" in sys.modules:  # its cache of compiled programs is no output of the command
+      sys.modules["jax"].config.update("jax_enable_compilation_cache", False)
   sys.path.insert(0, request["cwd"])  # as `python -m` puts the current directory first
   sys.argv = [ENTRY] + request["argv"]
   from t5tune import main  # pylint: disable=g-import-not-at-top

@@ -4,6 +4,9 @@ import os
 import shutil
 import tempfile
 
+# The umask most users have: files t5tune writes must get 0644 / 0755 under it (tests/cli.py's
+# wrong_modes), inherited by every command the tests start.
+os.umask(0o022)
 # Must happen before jax is imported anywhere in the test process.
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -79,3 +79,59 @@ def test_directories_are_replaced_whole_or_not_at_all(tmp_path):
     with open(os.path.join(tmp, "b"), "w") as f:
       f.write("new")
   assert os.listdir(path) == ["b"] and os.listdir(tmp_path) == ["model"]
+
+
+def test_written_files_and_directories_get_the_users_mode(tmp_path):
+  """mkstemp/mkdtemp make temporaries private (0600/0700); what t5tune renames into place gets
+  the mode `open`/`mkdir` give under the umask, as every other file of the user."""
+  old = os.umask(0o027)
+  try:
+    atomic.write_text(tmp_path / "a.txt", "x")
+    with atomic.writing_dir(tmp_path / "d") as tmp:
+      atomic.write_text(os.path.join(tmp, "b.json"), "{}")
+    assert atomic.umask() == 0o027
+  finally:
+    os.umask(old)
+  assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+  assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+  assert (tmp_path / "d" / "b.json").stat().st_mode & 0o777 == 0o640
+  atomic.write_text(tmp_path / "a.txt", "y")  # a replaced file too
+  assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~old
+
+
+def test_a_failed_command_removes_what_it_started_and_keeps_what_was_there(tmp_path):
+  new = tmp_path / "new_out"
+  with pytest.raises(Boom):
+    with atomic.output(new):
+      atomic.write_text(new / "metrics.json", "{}")
+      raise Boom()
+  assert not new.exists()
+  old = tmp_path / "old_out"
+  old.mkdir()
+  (old / "keep.txt").write_text("the user's")
+  with pytest.raises(Boom):
+    with atomic.output(old):
+      atomic.write_text(old / "sub" / "part.json", "{}")
+      raise Boom()
+  assert sorted(os.listdir(old)) == ["keep.txt"] and (old / "keep.txt").read_text() == "the user's"
+
+
+def test_a_full_disk_is_the_one_disk_full_error_naming_the_output(tmp_path):
+  import errno
+  from t5tune import errors
+  with pytest.raises(errors.DiskFullError, match="the disk is full: No space left on device") as e:
+    with atomic.writing(tmp_path / "model.safetensors") as tmp:
+      raise OSError(errno.ENOSPC, "No space left on device", tmp)
+  assert e.value.where == str(tmp_path / "model.safetensors") and e.value.exit_code == 2
+  assert os.listdir(tmp_path) == []
+
+
+def test_files_a_library_writes_privately_inside_a_directory_get_the_users_mode(tmp_path):
+  """safetensors creates model.safetensors 0600 inside the temporary model directory."""
+  with atomic.writing_dir(tmp_path / "model") as tmp:
+    fd = os.open(os.path.join(tmp, "model.safetensors"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.mkdir(os.path.join(tmp, "params"), 0o700)
+  mask = atomic.umask()
+  assert (tmp_path / "model" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+  assert (tmp_path / "model" / "params").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -101,12 +101,16 @@ def no_extra_args(argv: Sequence[str], command: str, expected: str = "") -> None
 def decode_options(command: str, **fields):
   """`t5tune.infer.decoding.DecodeOptions(**fields)`; a value it refuses is one line naming the flag.
 
-  The flags carry the options' names, and DecodeOptions holds the one range
-  check of every decoding setting.
+  The flags carry the options' names, and DecodeOptions declares the one range
+  of every decoding setting (NaN and values its dtype cannot hold are outside).
   """
+  from t5tune import ranges  # pylint: disable=g-import-not-at-top
   from t5tune.infer import decoding  # pylint: disable=g-import-not-at-top
+  for name, value in fields.items():
+    if name in decoding.DecodeOptions().numbers():
+      ranges.check(f"--{name}", value, ranges.of_field(decoding.DecodeOptions, name))
   try:
     return decoding.DecodeOptions(**fields)
   except decoding.OptionError as e:
-    raise errors.UsageError(str(e), where=f"--{e.field}",
+    raise errors.UsageError(e.what, where=f"--{e.field}",
                             fix=f"see t5tune {command} --help") from None

@@ -115,13 +115,11 @@ def quiet_libraries() -> None:
 
 def error_line(command: str, error: BaseException) -> str:
   """The one line printed for `error` (a T5tuneError, or an OS error naming a file)."""
+  error = errors.disk_full(error) or error  # however a library words a full disk
   if isinstance(error, errors.T5tuneError):
     return f"t5tune {command}: error: {error}"
   if isinstance(error, OSError) and error.filename:
     what = error.strerror or type(error).__name__
-    if errors.out_of_space(error):
-      return (f"t5tune {command}: error: {what} ({error.filename}); free space there (or write"
-              " elsewhere) and rerun")
     return (f"t5tune {command}: error: {what} ({error.filename}); check the path and its"
             " permissions")
   return (f"t5tune {command}: error: {type(error).__name__}: {error}; this is a fault in t5tune"
@@ -130,6 +128,7 @@ def error_line(command: str, error: BaseException) -> str:
 
 def exit_code(error: BaseException) -> int:
   """The error's own code; 2 for an OS error on a path the user named (their path to fix)."""
+  error = errors.disk_full(error) or error
   if isinstance(error, OSError) and error.filename and not hasattr(error, "exit_code"):
     return 2
   return getattr(error, "exit_code", 1)

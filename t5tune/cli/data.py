@@ -157,7 +157,7 @@ def main(argv):
     data_quality.main(command, args[1:])
   elif command == "prepare":
     _prepare()
-  elif command == "list" and _COLLECTION.value:
+  elif command == "list" and (_COLLECTION.value or _COLLECTION.present):  # `--collection=` too
     from t5tune.data.collections import protocol  # pylint: disable=g-import-not-at-top
     print(protocol.describe_named(_COLLECTION.value))
   elif command == "list":

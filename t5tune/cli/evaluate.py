@@ -90,18 +90,23 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
   from t5tune.convert import model_dir as model_dir_lib
   model_dir, step = model_dir_lib.resolve_step(checkpoint)
   output_dir = output_dir or default_output(model_dir, step)
-  evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
-  mesh = sharding.make_mesh(config.mesh_shape)
-  model = loading.load_model(model_dir, mesh, dropout_rate=0.0)
-  results = evaluator.evaluate(model, step=step)
-  table = evaluation.side_by_side(results, resolved)
-  if config.get("ensemble_templates", 0):
-    table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
-  if evaluator.judged:  # which method and metric judged each kind of example (docs/evaluation.md)
-    table += "\n\nHow each task's examples were judged:\n" + "\n".join(
-        by_method.summary_lines(evaluator.judged))
-  atomic.write_text(os.path.join(output_dir, "summary.md"),
-                    f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
+  with atomic.output(output_dir):  # a failed evaluation leaves no part of its outputs
+    evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
+    mesh = sharding.make_mesh(config.mesh_shape)
+    model = loading.load_model(model_dir, mesh, dropout_rate=0.0)
+    from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
+    vocab.check_tasks_fit([name for _, _, name in resolved], model.config.vocab_size, "--tasks")
+    results = evaluator.evaluate(model, step=step)
+    table = evaluation.side_by_side(results, resolved)
+    if config.get("ensemble_templates", 0):
+      table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
+    elif os.path.exists(os.path.join(output_dir, "ensemble.json")):
+      os.remove(os.path.join(output_dir, "ensemble.json"))  # an earlier run's, not this one's
+    if evaluator.judged:  # which method and metric judged each kind of example (docs/evaluation.md)
+      table += "\n\nHow each task's examples were judged:\n" + "\n".join(
+          by_method.summary_lines(evaluator.judged))
+    atomic.write_text(os.path.join(output_dir, "summary.md"),
+                      f"checkpoint: {model_dir} (step {step})\n\n{table}\n")
   return results, table
 
 
@@ -111,10 +116,11 @@ def _ensembles(config, model, names, output_dir: str) -> str:
   from t5tune.data import tasks as tasks_lib
   from t5tune.infer import ensemble
   ours = set(tasks_lib.task_names(lambda info: info.kind == tasks_lib.INSTRUCTION))
-  results = {}
+  results, skipped = {}, []
   for name in names:
     if name not in ours or tasks_lib.get_info(name).source.spec.formats is not None:
-      continue  # plain seqio tasks, and Flan 2022 formats (their templates are not the whole prompt)
+      skipped.append(name)  # plain seqio tasks, and Flan 2022 formats (their templates are not
+      continue  # the whole prompt): named under the table, not left out silently
     results[name] = ensemble.evaluate(
         model, name, config.split, num_templates=config.ensemble_templates,
         num_examples=config.num_examples or None, batch_size=config.batch_size,
@@ -123,7 +129,9 @@ def _ensembles(config, model, names, output_dir: str) -> str:
   atomic.write_text(os.path.join(output_dir, "ensemble.json"), json.dumps(
       {k: {f: v for f, v in dataclasses.asdict(r).items() if f != "predictions"}
        for k, r in results.items()}, indent=1))
-  return "prompt ensembles:\n\n" + ensemble.table(results)
+  note = (f"\n\nnot ensembled (not a t5tune task, or Flan 2022 formats): {', '.join(skipped)}"
+          if skipped else "")
+  return "prompt ensembles:\n\n" + ensemble.table(results) + note
 
 
 def main(argv):

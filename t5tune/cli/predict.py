@@ -46,17 +46,11 @@ _OVERWRITE = flags.DEFINE_bool(
 
 
 def _check_numbers():
-  for holder, low in ((_MAX_DECODE_LEN, 1), (_NUM_BEAMS, 1), (_BATCH_SIZE, 1), (_CHUNK_SIZE, 1),
-                      (_TOP_K, 0), (_MAX_INPUT_LEN, 2)):
-    if holder.value is not None and holder.value < low:
-      raise errors.UsageError(f"--{holder.name}={holder.value} must be at least {low}",
-                              where=f"--{holder.name}", fix=f"give a value >= {low}")
-  if not 0.0 < _TOP_P.value <= 1.0:
-    raise errors.UsageError(f"--top_p={_TOP_P.value} must be in (0, 1]", where="--top_p",
-                            fix="1 turns nucleus sampling off")
-  if _TEMPERATURE.value < 0:
-    raise errors.UsageError(f"--temperature={_TEMPERATURE.value} must be >= 0",
-                            where="--temperature", fix="0 is greedy")
+  """The flags that are not decoding options (those are checked against DecodeOptions' ranges)."""
+  from t5tune import ranges
+  for holder, spec in ((_BATCH_SIZE, "[1, inf)"), (_CHUNK_SIZE, "[1, inf)"),
+                       (_MAX_INPUT_LEN, "[2, inf)"), (_SEED, decoding.SEED_RANGE)):
+    ranges.check(f"--{holder.name}", holder.value, spec)
 
 
 def main(argv):

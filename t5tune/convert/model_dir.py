@@ -65,7 +65,12 @@ def is_t5tune_dir(path: str) -> bool:
     return False
 
 
-def not_a_model_dir(path: str) -> errors.ConversionError:
+def not_a_model_dir(path: str) -> errors.T5tuneError:
+  latest, step = resolve_step(path)
+  if latest != path:  # a training run's checkpoints/ directory: say which step to give
+    return errors.InputError(
+        "a checkpoints/ directory, not one model", where=path,
+        fix=f"give one of its steps, e.g. the latest: {latest} (step {step})")
   return errors.ConversionError(
       "neither a t5tune model nor a Hugging Face T5 directory", where=path,
       fix=f"expected {CONFIG_FILE} with \"format\": \"{FORMAT}\" beside {PARAMS_DIR}/, or"

@@ -32,6 +32,7 @@ import re
 import string
 from typing import Any, Callable, Mapping, Sequence
 
+from t5tune import errors
 from t5tune.data import templates as templates_lib
 
 ZS_OPT, ZS_NOOPT, FS_OPT, FS_NOOPT = "zs_opt", "zs_noopt", "fs_opt", "fs_noopt"
@@ -65,10 +66,14 @@ class Flan2022:
 
   def __post_init__(self):
     bad = [s for s in self.styles if s not in STYLES]
-    if bad or not self.styles:
-      raise ValueError(f"Flan2022 styles {list(self.styles)}: each must be one of {STYLES}")
-    if self.max_exemplars < 1 or self.max_tokens < 1:
-      raise ValueError("Flan2022: max_exemplars and max_tokens must be at least 1")
+    if isinstance(self.styles, str) or bad or not self.styles:
+      raise errors.UsageError(f"Flan2022 styles {self.styles!r}: each must be one of {STYLES}",
+                              where="formats=Flan2022(styles=...)", fix="give a tuple of them")
+    for key in ("max_exemplars", "max_tokens"):
+      value = getattr(self, key)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise errors.UsageError(f"Flan2022 {key}={value!r} must be an integer of at least 1",
+                                where=f"formats=Flan2022({key}=...)", fix="give 1 or more")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +148,9 @@ def render(template: templates_lib.Template, record: Mapping[str, Any], *, task:
   """
   styles = config.styles if pool else tuple(s for s in config.styles if s in ZERO_SHOT_STYLES)
   if not styles:
-    raise ValueError(f"task {task!r} has no train split, and its formats {config.styles} are all few-shot")
+    raise errors.UsageError(
+        f"task {task!r} has no train split, and its formats {config.styles} are all few-shot",
+        where="formats=Flan2022(styles=...)", fix="add a zero-shot style or a train split")
   chosen = style(task, key, seed, styles)
   options = record.get(templates_lib.OPTIONS_FIELD) or []
   fmt = options_format(task, key, seed, len(options))

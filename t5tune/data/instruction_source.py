@@ -121,6 +121,10 @@ class SourceSpec:
             f" is not one token of {type(self.vocabulary).__name__})", where=where,
             fix="use a SentencePiece vocabulary with extra ids, e.g."
             " t5tune.data.vocab.get_vocabulary('spiece.model', extra_ids=100)")
+    if self.formats is not None and not isinstance(self.formats, formats_lib.Flan2022):
+      raise errors.UsageError(
+          f"formats= must be a t5tune.data.formats.Flan2022, got {type(self.formats).__name__}",
+          where=where, fix="formats=data.formats.Flan2022(...) with its fields, or None")
     if self.formats is not None and (self.few_shot is not None or self.no_template):
       raise errors.UsageError("formats= decides zero- or few-shot itself", where=where,
                               fix="drop few_shot / no_template, or formats")
@@ -141,6 +145,33 @@ class SourceSpec:
       target_fields.update(templates_lib.placeholders(t.targets))
     skip = target_fields | {templates_lib.OPTIONS_FIELD, templates_lib.RATIONALE_FIELD}
     return [f for f in self.fields if f not in skip]
+
+
+def target_not_an_option(example: Mapping[str, Any]) -> bool:
+  """Whether an example with options and a template whose target is one of them (not
+  chain-of-thought, not inverted) has a target that is none of its options."""
+  return (bool(example.get("options"))
+          and example.get("template_kind") not in (templates_lib.COT, templates_lib.INVERTED)
+          and example["targets"].strip() not in example["options"])
+
+
+def _warn_targets_not_options(task: str, split: str, examples: Sequence[Mapping[str, Any]]) -> None:
+  """Says once per split (prepared splits are cached) how many examples `target_not_an_option`.
+
+  A warning, not an error: such a record still trains its target, and a collection
+  with a few of them is still worth training on; but rank classification scores
+  every one of them wrong whatever the model predicts, so an accuracy is capped
+  below 1 silently unless someone looks. The count and the first one say where.
+  """
+  bad = [ex for ex in examples if target_not_an_option(ex)]
+  if bad:
+    first = bad[0]
+    logging.warning(
+        "task %s split %s: %d of %d examples have a target that is none of their options, so rank"
+        " classification scores them wrong whatever the model predicts (e.g. record %d: target %r,"
+        " options %r); fix those records (`t5tune data report` counts them per template)",
+        task, split, len(bad), len(examples), first["record"], first["targets"][:80],
+        list(first["options"])[:6])
 
 
 @dataclasses.dataclass
@@ -275,6 +306,7 @@ class InstructionSource(seqio.DataSource):
         examples, self.count_tokens, spec.max_input_tokens, spec.max_target_tokens, counts)
     for ex in examples:
       usage[ex["template_name"]] += 1
+    _warn_targets_not_options(self.task_name, split, examples)
     if not examples:
       raise errors.InputError(
           f"every record was removed ({dict(counts)}); an empty split is an error",

@@ -16,7 +16,7 @@ end of the vocabulary.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Any, Iterable
 
 from t5tune import errors
 
@@ -86,6 +86,22 @@ def check_spec(spec: str) -> str:
     return BYTE
   _processor(spec)
   return os.path.expanduser(spec)
+
+
+def check_fits(vocabulary: Any, model_vocab_size: int, where: str,
+               fix: str = "give the vocabulary the model was trained with") -> None:
+  """An InputError naming both sizes when `vocabulary` has ids the model's embedding lacks.
+
+  JAX gathers give NaN (or a clamped row) for an id past the embedding instead of
+  failing, so a larger vocabulary would decode and score garbage silently; every
+  place a model meets a vocabulary (predict, serve, the harness, generate/score,
+  train's, evaluate's and continual's tasks) checks it here first.
+  """
+  size = getattr(vocabulary, "vocab_size", None)
+  if size is not None and int(size) > int(model_vocab_size):
+    raise errors.InputError(
+        f"the vocabulary has {int(size)} ids but the model's embedding has {int(model_vocab_size)}",
+        where=where, fix=fix)
 
 
 def load(spec: str) -> Bytes | SentencePiece:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import os
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import seqio
 
@@ -78,3 +78,20 @@ def _train(spm, texts, model, vocab_size, model_type, character_coverage, input_
       max_sentence_length=1 << 16,
       hard_vocab_limit=False,
   )
+
+
+def check_tasks_fit(names: Sequence[str], model_vocab_size: int, where: str,
+                    fix: str = "give the vocabulary the model was trained with") -> None:
+  """`tokenizers.check_fits` for the vocabularies of every task of `names` (tasks or mixtures;
+  a run's and a stage's tasks meet the model of the run, an evaluation's the checkpoint)."""
+  for name in names:
+    try:
+      task_or_mixture = seqio.get_mixture_or_task(name)
+    except ValueError:
+      continue  # not registered: reported where the name is used, with the closest names
+    members = (task_or_mixture.tasks if isinstance(task_or_mixture, seqio.Mixture)
+               else [task_or_mixture])
+    for task in members:
+      for feature in task.output_features.values():
+        tokenizers.check_fits(feature.vocabulary, model_vocab_size,
+                              where=f"{where}: task {task.name}", fix=fix)

@@ -32,11 +32,12 @@ _MAX_BYTE_MODEL_VOCAB = 384  # ByT5 pads its embedding to 384
 def resolve_vocabulary(model: t5.Transformer, vocabulary: Any = None):
   """The vocabulary for `model` (see the module docstring): one given as an object as it is;
   "byte" or a .model path as `t5tune.data.tokenizers` loads it (seqio's ids, no TensorFlow)."""
-  if vocabulary is not None and not isinstance(vocabulary, str):
-    return vocabulary  # anything with encode/decode/eos_id: a seqio vocabulary, flan_mini's own
   from t5tune.data import tokenizers  # pylint: disable=g-import-not-at-top
   if vocabulary is not None:
-    return tokenizers.load(vocabulary)
+    # An object: anything with encode/decode/eos_id (a seqio vocabulary, flan_mini's own).
+    loaded = tokenizers.load(vocabulary) if isinstance(vocabulary, str) else vocabulary
+    tokenizers.check_fits(loaded, model.config.vocab_size, where=f"vocabulary={vocabulary if isinstance(vocabulary, str) else type(vocabulary).__name__}")
+    return loaded
   if tokenizers.Bytes.vocab_size <= model.config.vocab_size <= _MAX_BYTE_MODEL_VOCAB:
     return tokenizers.Bytes()
   raise ValueError(

@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from t5tune import errors
+from t5tune import ranges
 from t5tune.infer import batching
 from t5tune.infer import beam
 from t5tune.infer import nucleus
@@ -90,8 +92,16 @@ def register(method: Method) -> Method:
   return method
 
 
-class OptionError(ValueError):
-  """A `DecodeOptions` value that is not allowed; `field` names the option (and a command's flag)."""
+def _ranged(default: Any, spec: str, dtype: str) -> Any:
+  return dataclasses.field(default=default, metadata=ranges.meta(spec, dtype))
+
+
+class OptionError(errors.UsageError):
+  """A `DecodeOptions` value that is not allowed; `field` names the option (and a command's flag).
+
+  A UsageError (so a ValueError too): wherever options enter (a harness task's generation
+  arguments, an evaluation config, a library call) the command prints one line, exit 2.
+  """
 
   def __init__(self, field: str, message: str):
     super().__init__(message)
@@ -101,22 +111,28 @@ class OptionError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
   """How to decode; hashable, it is part of the compilation key."""
+  # Each number's range, in the dtype the decoding loop holds it in (`Rows`), is declared here
+  # once: `predict`'s flags, the server's request fields and library calls are checked against it.
   method: str = "greedy"
-  max_decode_len: int = 64
+  max_decode_len: int = _ranged(64, "[1, inf)", "int32")
   # sample
-  temperature: float = 1.0
-  top_k: int = 0  # 0 = no top-k filter
-  top_p: float = 1.0  # 1 = no nucleus filter
+  temperature: float = _ranged(1.0, "[0, inf)", "float32")  # 0 = greedy
+  top_k: int = _ranged(0, "[0, inf)", "int32")  # 0 = no top-k filter
+  top_p: float = _ranged(1.0, "[0, 1]", "float32")  # 1 = no nucleus filter; 0 = greedy
   # beam
-  num_beams: int = 4
-  length_penalty: float = 1.0
+  num_beams: int = _ranged(4, "[1, inf)", "int32")
+  length_penalty: float = _ranged(1.0, "(-inf, inf)", "float32")
   length_penalty_style: str = "hf"
   # greedy, sample and other token rules of the sampling loop (t5tune.infer.penalties)
-  repetition_penalty: float = 1.0  # 1 = off
-  frequency_penalty: float = 0.0
-  presence_penalty: float = 0.0
-  min_tokens: int = 0  # no EOS before this many tokens
-  no_repeat_ngram_size: int = 0  # 0 = off
+  repetition_penalty: float = _ranged(1.0, "(0, inf)", "float32")  # 1 = off
+  frequency_penalty: float = _ranged(0.0, "[-2, 2]", "float32")
+  presence_penalty: float = _ranged(0.0, "[-2, 2]", "float32")
+  min_tokens: int = _ranged(0, "[0, inf)", "int32")  # no EOS before this many tokens
+  no_repeat_ngram_size: int = _ranged(0, "[0, inf)", "int32")  # 0 = off
+
+  def numbers(self) -> dict[str, Any]:
+    """The options that declare a range, by name."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if "range" in f.metadata}
 
   def active_penalties(self) -> dict[str, Any]:
     """The settings of `t5tune.infer.penalties` that are not off."""
@@ -126,30 +142,14 @@ class DecodeOptions:
     if self.method not in METHODS:
       raise OptionError("method", f"decoding method {self.method!r}: expected one of"
                         f" {list(METHODS)}")
-    if self.max_decode_len <= 0:
-      raise OptionError("max_decode_len", f"max_decode_len={self.max_decode_len} must be positive")
-    if self.temperature < 0:
-      raise OptionError("temperature",
-                        f"temperature={self.temperature} must be >= 0 (0 means greedy)")
-    if self.top_k < 0:
-      raise OptionError("top_k", f"top_k={self.top_k} must be >= 0 (0 means no top-k filter)")
-    if not 0.0 <= self.top_p <= 1.0:
-      raise OptionError("top_p", f"top_p={self.top_p} must be in [0, 1]")
-    if self.num_beams < 1:
-      raise OptionError("num_beams", f"num_beams={self.num_beams} must be >= 1")
+    for name, value in self.numbers().items():
+      message = ranges.problem(name, value, ranges.of_field(DecodeOptions, name))
+      if message:
+        raise OptionError(name, message)
     if self.length_penalty_style not in beam.LENGTH_PENALTY_STYLES:
       raise OptionError("length_penalty_style",
                         f"length_penalty_style={self.length_penalty_style!r}: expected one"
                         f" of {beam.LENGTH_PENALTY_STYLES}")
-    if not self.repetition_penalty > 0:
-      raise OptionError("repetition_penalty",
-                        f"repetition_penalty={self.repetition_penalty} must be > 0 (1 is off)")
-    for name in ("frequency_penalty", "presence_penalty"):
-      if not -2.0 <= getattr(self, name) <= 2.0:
-        raise OptionError(name, f"{name}={getattr(self, name)} must be in [-2, 2] (0 is off)")
-    for name in ("min_tokens", "no_repeat_ngram_size"):
-      if getattr(self, name) < 0:
-        raise OptionError(name, f"{name}={getattr(self, name)} must be >= 0 (0 is off)")
     active = self.active_penalties()
     if METHODS[self.method].search not in (None, beam.search) and active:  # a registered search
       raise OptionError(next(iter(active)),
@@ -178,6 +178,10 @@ def _as_key(seed_or_key: Any) -> jax.Array:
   if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     key = jax.random.wrap_key_data(key.astype(jnp.uint32))
   return key
+
+
+# A seed a user gives (predict's --seed, a request's seed, evaluate's seed).
+SEED_RANGE = ranges.Interval.parse("[0, inf)", "int32")
 
 
 def row_key(seed: Any, index: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from t5tune import ranges
 from t5tune.infer import api
 from t5tune.infer import judging
 
@@ -57,6 +58,7 @@ def renderings(task: str, split: str, num_templates: int | None = None,
   from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   from t5tune.data import templates as templates_lib  # pylint: disable=g-import-not-at-top
   source = tasks_lib.get_info(task, tasks_lib.INSTRUCTION).source
+  ranges.check("num_templates", num_templates, "[1, inf)")  # None: all; -1 once dropped the last
   chosen = [t for t in source.templates if t.kind not in judging.NOT_RANKED_KINDS][:num_templates]
   if not chosen:
     raise ValueError(f"task {task!r} has no template whose targets are the answer to ensemble")

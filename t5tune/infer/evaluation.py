@@ -52,6 +52,7 @@ from t5tune.infer import eval_tasks
 from t5tune.infer import judging
 from t5tune import jsonl_append
 from t5tune import progress
+from t5tune import ranges
 from t5tune.infer import scoring
 
 METRICS_FILE = "metrics.json"
@@ -87,6 +88,25 @@ def default_config() -> ml_collections.ConfigDict:
        for f in decoding.DecodeOptions.__dataclass_fields__})
   c.lock()
   return c
+
+
+# Allowed ranges of the evaluation config's numbers (t5tune.ranges); the decoding section's are
+# DecodeOptions' declarations. Checked by `validate`, before anything is read or written.
+RANGES = {
+    "inputs_length": "[0, inf)", "max_inputs_length": "[2, inf)", "targets_length": "[0, inf)",
+    "num_examples": "[0, inf)", "batch_size": "[1, inf)", "ensemble_templates": "[0, inf)",
+    "seed": decoding.SEED_RANGE, "contamination_ngram": "[1, inf)",
+}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """A UsageError naming the first config key whose number is out of its declared range."""
+  for key, spec in RANGES.items():
+    if key in config:
+      ranges.check(f"config.{key}", config[key], spec)
+  for key, value in config.decoding.to_dict().items():
+    if key in decoding.DecodeOptions().numbers():
+      ranges.check(f"config.decoding.{key}", value, ranges.of_field(decoding.DecodeOptions, key))
 
 
 def decode_options(config: ml_collections.ConfigDict) -> decoding.DecodeOptions:
@@ -341,8 +361,21 @@ class TaskEvaluator:
     rows = "".join(json.dumps({"step": step, "task": task, **values}) + "\n"
                    for task, values in results.items())
     jsonl = os.path.join(self.output_dir, "metrics.jsonl")
-    jsonl_append.drop_torn_tail(jsonl)
+    lines = jsonl_append.drop_torn_tail(jsonl).splitlines(keepends=True)
+    # A rerun of this step (`t5tune evaluate` into the same output): its rows replace the old
+    # ones instead of joining them as duplicates.
+    fresh = [line for line in lines if _step_and_task(line) not in {(step, t) for t in results}]
+    if len(fresh) < len(lines):
+      atomic.write_bytes(jsonl, b"".join(fresh))
     jsonl_append.append_lines(jsonl, [rows])
+
+
+def _step_and_task(line: bytes) -> tuple[Any, Any]:
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None, None
+  return (row.get("step"), row.get("task")) if isinstance(row, dict) else (None, None)
 
 
 def side_by_side(results: Mapping[str, Mapping[str, float]],
@@ -368,6 +401,7 @@ def side_by_side(results: Mapping[str, Mapping[str, float]],
 def evaluator_from_config(config: ml_collections.ConfigDict,
                           output_dir: str | None = None) -> tuple[TaskEvaluator, list]:
   """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
+  validate(config)
   resolved = eval_tasks.resolve_tasks(config.tasks, config.clusters, config.variants)
   inputs_length = config.inputs_length
   limit = config.get("max_inputs_length", 512)

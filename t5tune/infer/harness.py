@@ -24,7 +24,10 @@ the two give the same numbers on the same weights:
   windows with context length 1 give.
 * generate_until(context, {until, max_gen_toks, ...}): greedy decoding (the
   harness's default) of at most `max_gen_toks` tokens, the text cut at the
-  first stop string. As in the HF backend, `do_sample: true` samples
+  first stop string. Special tokens are dropped from the text as the HF
+  backend's `tok_decode` drops them (`skip_special_tokens=True`): pad, UNK and
+  T5's sentinels (`<extra_id_N>`, the ids past the SentencePiece pieces) are
+  left out instead of decoded as " ⁇ " (`decode_generated`). As in the HF backend, `do_sample: true` samples
   (`temperature`, default 1, `top_k`, `top_p`), `num_beams` > 1 searches
   (beam search), `max_new_tokens` overrides `max_gen_toks`, and transformers'
   `repetition_penalty`, `no_repeat_ngram_size` and `min_new_tokens` apply
@@ -48,6 +51,7 @@ import numpy as np
 from lm_eval.api import model as lm_model
 
 from t5tune import errors
+from t5tune import ranges
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune.infer import scoring
@@ -117,6 +121,29 @@ def _default_vocab(checkpoint: str) -> str | None:
   return None
 
 
+def _special_id(vocabulary: Any, name: str) -> int | None:
+  """The vocabulary's pad_id or unk_id, None where it has none."""
+  try:
+    value = getattr(vocabulary, name, None)
+  except NotImplementedError:  # seqio's base class for a vocabulary without one
+    return None
+  return None if value is None else int(value)
+
+
+def _model_arg(name: str, value: Any, spec: Any) -> int:
+  """An integer of --model_args within its declared range, or a UsageError naming it."""
+  try:
+    number = int(str(value).strip())
+  except ValueError:
+    raise errors.UsageError(f"t5tune backend: {name}={value!r} is not an integer",
+                            where="--model_args", fix=f"give {name}=N") from None
+  message = ranges.problem(name, number, spec)
+  if message:
+    raise errors.UsageError(f"t5tune backend: {message}", where="--model_args",
+                            fix=f"give {name} in {spec if isinstance(spec, str) else spec.allowed}")
+  return number
+
+
 class T5tuneLM(lm_model.LM):
   """lm-evaluation-harness model over a t5tune (or Hugging Face T5) model directory."""
 
@@ -131,6 +158,13 @@ class T5tuneLM(lm_model.LM):
                               where="--model_args",
                               fix="it takes checkpoint, vocab, batch_size, max_length, max_gen_toks,"
                               " seed")
+    # The numbers first, before a model is loaded; the harness passes batch_size as given on its
+    # command line ("auto", "auto:4", "8" or None), the others as the strings of --model_args.
+    self._batch_size = (16 if batch_size is None or str(batch_size).startswith("auto")
+                        else _model_arg("batch_size", batch_size, "[1, inf)"))
+    self.max_length = _model_arg("max_length", max_length, "[2, inf)")
+    self.max_gen_toks = _model_arg("max_gen_toks", max_gen_toks, "[1, inf)")
+    self.seed = _model_arg("seed", seed, decoding.SEED_RANGE)
     if model is None:
       if not checkpoint:
         raise errors.UsageError("t5tune backend: no checkpoint", where="--model_args",
@@ -142,11 +176,6 @@ class T5tuneLM(lm_model.LM):
     self.model = model
     self.vocabulary = api.resolve_vocabulary(model, vocabulary if vocabulary is not None else vocab)
     self.eos_id = int(self.vocabulary.eos_id)
-    # The harness passes batch_size as given on its command line ("auto", "auto:4", "8" or None).
-    self._batch_size = int(batch_size) if str(batch_size).isdigit() else 16
-    self.max_length = int(max_length)
-    self.max_gen_toks = int(max_gen_toks)
-    self.seed = int(seed)
     self.compiled_shapes: set[tuple[str, int, int]] = set()
 
   # -- tokenization under the seq2seq conventions (see the module docstring) ---------
@@ -166,6 +195,15 @@ class T5tuneLM(lm_model.LM):
       continuation = context[-n_spaces:] + continuation
       context = context[:-n_spaces]
     return self._encode(context) + [self.eos_id], self._encode(continuation)
+
+  def decode_generated(self, tokens: Sequence[int]) -> str:
+    """Text of generated ids up to the first EOS, special tokens left out (see the module docstring)."""
+    ids = [int(t) for t in tokens]
+    if self.eos_id in ids:
+      ids = ids[:ids.index(self.eos_id)]
+    pieces = int(getattr(self.vocabulary, "_base_vocab_size", self.vocabulary.vocab_size))
+    special = {_special_id(self.vocabulary, name) for name in ("pad_id", "unk_id")}
+    return self.vocabulary.decode([i for i in ids if i < pieces and i not in special])
 
   # -- batched scoring --------------------------------------------------------------
 
@@ -265,7 +303,7 @@ class T5tuneLM(lm_model.LM):
         out = decoding.decode(self.model, _pad([prompts[n] for n, _ in chunk], l_b, self._batch_size),
                               options, rng=keys)
         for row, (n, max_gen) in enumerate(chunk):
-          text = api.decode_tokens(self.vocabulary, out.tokens[row][:max_gen])
+          text = self.decode_generated(out.tokens[row][:max_gen])
           for stop in stops[n]:
             if stop and stop in text:
               text = text.split(stop, 1)[0]

@@ -200,11 +200,12 @@ def write(name: str, output_dir: str, *, feature_lengths: Mapping[str, int],
   histograms = {}
   report = build(name, feature_lengths=feature_lengths, splits=splits,
                  max_examples=max_examples, _histograms=histograms, **quality)
-  os.makedirs(output_dir, exist_ok=True)  # after the build: nothing is created on a refusal
   json_path = os.path.join(output_dir, f"{name}.report.json")
-  atomic.write_json(json_path, report, indent=1)
-  png_path = plot_histograms(histograms, feature_lengths,
-                             os.path.join(output_dir, f"{name}.lengths.png"), name)
+  with atomic.output(output_dir):  # after the build: nothing is created on a refusal
+    os.makedirs(output_dir, exist_ok=True)
+    atomic.write_json(json_path, report, indent=1)
+    png_path = plot_histograms(histograms, feature_lengths,
+                               os.path.join(output_dir, f"{name}.lengths.png"), name)
   return report, json_path, png_path
 
 

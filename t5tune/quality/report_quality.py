@@ -32,8 +32,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from t5tune.data import instruction_source
 from t5tune.data import tasks as tasks_lib
-from t5tune.data import templates as templates_lib
 
 _WORD = re.compile(r"[a-z][a-z'-]*")
 _LABEL = re.compile(r"^\s*[\w ]{1,30}:")
@@ -129,8 +129,7 @@ def consistency(examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     target = ex["targets"].strip()
     if not target:
       entry["violations"]["empty_target"] += 1
-    elif ex["options"] and ex["template_kind"] not in (templates_lib.COT, templates_lib.INVERTED) \
-        and target not in ex["options"]:
+    elif instruction_source.target_not_an_option(ex):
       entry["violations"]["target_not_in_options"] += 1
     if target and target == ex["inputs"].strip():
       entry["violations"]["target_equals_input"] += 1

@@ -161,6 +161,11 @@ def build(service: completions.Service) -> applications.Starlette:
           return await fn(request)
         except protocol.ApiError as e:
           return _error(e)
+        except Exception as e:  # pylint: disable=broad-except
+          # A row that failed on the device (its batch retried it alone, so it is this
+          # request's own): a JSON error as OpenAI's clients parse it, never a plain-text 500.
+          _log.error("%s failed: %s: %s", name, type(e).__name__, e)
+          return _error(protocol.ApiError(500, f"{type(e).__name__}: {e}", kind="server_error"))
       return handler
     return wrap
 
@@ -236,6 +241,7 @@ def build(service: completions.Service) -> applications.Starlette:
   async def complete(request):
     req = protocol.parse(protocol.CompletionRequest, await _body(request))
     service.check_model(req.model)
+    req.check_ranges()
     req.check_unsupported()
     stops = req.stops()
     texts = service.render(req.prompt)

@@ -7,8 +7,8 @@ it as soon as it holds `max_batch` rows or its oldest row has waited
 queue up, so the next batch is assembled by the time the device is free.
 Each row carries its own `concurrent.futures.Future`: results are routed back
 row by row, a row whose client left is skipped before its batch starts (or
-stopped at the next chunk when streaming), and an error in one batch fails
-only the rows of that batch.
+stopped at the next chunk when streaming), and a batch that fails is run
+again row by row, so an error fails only the row that causes it.
 """
 from __future__ import annotations
 
@@ -129,15 +129,27 @@ class Batcher:
       if not batch:
         continue
       start = time.monotonic()
-      try:
-        self._run(batch)
-      except Exception as e:  # pylint: disable=broad-except
-        # One failing batch fails its own rows, never the server or other batches.
-        _log.exception("batch of %d %s rows failed", len(batch), batch[0].kind)
-        for w in batch:
-          if not w.future.done():
-            w.future.set_exception(e)
+      self._run_or_split(batch)
       self.on_batch(batch[0].kind, len(batch), time.monotonic() - start)
+
+  def _run_or_split(self, batch: list[Work]) -> None:
+    """Runs the batch; if it fails, runs its unanswered rows one at a time, so that a row that
+    cannot run fails alone and the rows batched with it are answered."""
+    try:
+      self._run(batch)
+      return
+    except Exception as e:  # pylint: disable=broad-except
+      # One failing row fails itself, never the server, its batch or other batches.
+      _log.error("batch of %d %s rows failed (%s: %s)%s", len(batch), batch[0].kind,
+                 type(e).__name__, e, "; running its rows alone" if len(batch) > 1 else "")
+      error = e
+    left = [w for w in batch if not w.future.done()]
+    if len(batch) == 1 or not left:
+      for w in left:
+        w.future.set_exception(error)
+      return
+    for w in left:
+      self._run_or_split([w])
 
   def _run(self, batch: list[Work]) -> None:
     first = batch[0]

@@ -147,6 +147,10 @@ class Service:
       if req.stream:
         raise protocol.ApiError(400, f"stream is not supported with method={method!r}",
                                 param="stream")
+      if req.logprobs is not None:
+        raise protocol.ApiError(400, f"logprobs is not supported with method={method!r} (a"
+                                " search scores whole sequences); greedy and sampled rows"
+                                " return it", param="logprobs")
       for name, off in penalties.NEUTRAL.items():
         if getattr(req, name) != off:
           raise protocol.ApiError(400, f"{name} is not supported with method={method!r} here"
@@ -206,7 +210,16 @@ class Service:
     return text, "stop" if ended else "length", n_tokens
 
   def logprobs_of(self, progress: engine_lib.Progress, row: int, n_top: int) -> dict:
-    """OpenAI's legacy `logprobs` object for one row (tokens up to, not including, EOS)."""
+    """OpenAI's legacy `logprobs` object for one row (tokens up to, not including, EOS).
+
+    `top_logprobs` maps each alternative's text to its log-probability. Two
+    token ids can decode to one text (a byte vocabulary's partial UTF-8
+    bytes, SentencePiece's pieces with and without the word marker): such an
+    alternative is keyed "token_id:N" instead (vLLM's spelling), so no entry
+    is lost and a text key never shows another token's value than the chosen
+    token's under the chosen text. `token_ids` gives the chosen ids beside
+    `tokens`.
+    """
     ids = [int(t) for t in progress.tokens[row]]
     eos = self.vocabulary.eos_id
     n = ids.index(eos) if eos in ids else sum(1 for t in ids if t != 0)
@@ -218,10 +231,20 @@ class Service:
       pos += len(tok)
     top = None
     if n_top and progress.top_ids is not None:
-      top = [{piece(int(progress.top_ids[row, s, k])): float(progress.top_logprobs[row, s, k])
-              for k in range(n_top)} for s in range(n)]
+      top = [_top_entries(ids[s], [int(i) for i in progress.top_ids[row, s, :n_top]],
+                          progress.top_logprobs[row, s, :n_top], piece) for s in range(n)]
     return {"tokens": tokens, "token_logprobs": [float(x) for x in progress.logprobs[row, :n]],
-            "top_logprobs": top, "text_offset": offsets}
+            "top_logprobs": top, "text_offset": offsets, "token_ids": ids[:n]}
+
+
+def _top_entries(chosen: int, top_ids: list[int], top_logprobs, piece) -> dict[str, float]:
+  """One step's alternatives keyed by text, or by "token_id:N" where another id (an alternative
+  or the chosen token) has the same text."""
+  ids_of_text: dict[str, set[int]] = {}
+  for i in {chosen, *top_ids}:
+    ids_of_text.setdefault(piece(i), set()).add(i)
+  return {(piece(i) if len(ids_of_text[piece(i)]) == 1 else f"token_id:{i}"): float(lp)
+          for i, lp in zip(top_ids, top_logprobs)}
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -12,6 +12,10 @@ from typing import Any, Union
 
 import pydantic
 
+from t5tune import ranges
+from t5tune.infer import decoding
+from t5tune.infer import penalties
+
 MAX_STOP = 4  # OpenAI's limit on stop sequences
 
 
@@ -46,17 +50,18 @@ class CompletionRequest(_Strict):
   repetition_penalty, min_tokens, no_repeat_ngram_size, truncate)."""
   model: str | None = None
   prompt: Prompt
-  max_tokens: int = pydantic.Field(16, ge=1)
-  temperature: float = pydantic.Field(1.0, ge=0.0)
-  top_p: float = pydantic.Field(1.0, ge=0.0, le=1.0)
-  top_k: int = pydantic.Field(0, ge=0)
+  # The decoding settings' ranges (dtype included) are DecodeOptions' (`check_ranges`).
+  max_tokens: int = 16
+  temperature: float = 1.0
+  top_p: float = 1.0
+  top_k: int = 0
   n: int = pydantic.Field(1, ge=1)
   stop: Union[str, list[str], None] = None
-  seed: int | None = pydantic.Field(None, ge=0, lt=2**31)
+  seed: int | None = None
   stream: bool = False
   stream_options: StreamOptions | None = None
   logprobs: int | None = pydantic.Field(None, ge=0, le=5)
-  num_beams: int = pydantic.Field(1, ge=1)
+  num_beams: int = 1
   # A name in t5tune.infer.decoding.METHODS; default: "beam" when num_beams > 1,
   # else "sample" (temperature 0 is greedy).
   method: str | None = None
@@ -64,16 +69,31 @@ class CompletionRequest(_Strict):
   truncate: bool = False
   user: str | None = None  # accepted for compatibility; not used
   # t5tune.infer.penalties: OpenAI's two, and vLLM's names for transformers' two.
-  frequency_penalty: float = pydantic.Field(0.0, ge=-2.0, le=2.0)
-  presence_penalty: float = pydantic.Field(0.0, ge=-2.0, le=2.0)
-  repetition_penalty: float = pydantic.Field(1.0, gt=0.0)
-  min_tokens: int = pydantic.Field(0, ge=0)
-  no_repeat_ngram_size: int = pydantic.Field(0, ge=0)  # transformers'; not in vLLM
+  frequency_penalty: float = 0.0
+  presence_penalty: float = 0.0
+  repetition_penalty: float = 1.0
+  min_tokens: int = 0
+  no_repeat_ngram_size: int = 0  # transformers'; not in vLLM
   # OpenAI fields without a seq2seq meaning here: only their neutral values.
   echo: bool = False
   best_of: int | None = None
   logit_bias: dict[str, float] | None = None
   suffix: str | None = None
+
+  def check_ranges(self) -> None:
+    """A 400 naming the first decoding setting outside the range DecodeOptions declares for it,
+    in the dtype the decoding loop holds it in (NaN, 2**31 as int32 and 1e39 as float32 are
+    outside): judged here, before the request's rows join a batch that one bad row would fail."""
+    for name, option in _OPTION_OF.items():
+      value = getattr(self, name)
+      if name == "length_penalty" and value is None:
+        continue
+      message = ranges.problem(name, value, ranges.of_field(decoding.DecodeOptions, option))
+      if message:
+        raise ApiError(400, message, param=name)
+    message = ranges.problem("seed", self.seed, decoding.SEED_RANGE)
+    if message:
+      raise ApiError(400, message, param="seed")
 
   def check_unsupported(self) -> None:
     neutral = {"echo": False, "suffix": None}
@@ -94,6 +114,12 @@ class CompletionRequest(_Strict):
     if any(not s for s in stops):
       raise ApiError(400, "stop sequences must be non-empty strings", param="stop")
     return stops
+
+
+# Request fields that are DecodeOptions fields (max_tokens is its max_decode_len).
+_OPTION_OF = {"max_tokens": "max_decode_len", "temperature": "temperature", "top_p": "top_p",
+              "top_k": "top_k", "num_beams": "num_beams", "length_penalty": "length_penalty",
+              **{name: name for name in penalties.NEUTRAL}}
 
 
 class ScoreRequest(_Strict):

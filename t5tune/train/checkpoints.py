@@ -155,7 +155,10 @@ class Checkpointer:
     self._pending = None  # the step whose save may still be running
     self._failed: errors.DiskFullError | None = None
     self._async = async_save
-    policies = [checkpoint_managers.LatestN(n=max(keep, 1))]
+    if keep < 1:
+      raise errors.UsageError(f"keep={keep}: a run keeps at least its latest checkpoint",
+                              where="config.checkpoint.keep", fix="give 1 or more")
+    policies = [checkpoint_managers.LatestN(n=keep)]
     if keep_best and best_metric:
       policies.append(checkpoint_managers.BestN(
           get_metric_fn=lambda metrics: metrics[best_metric],

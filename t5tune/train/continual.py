@@ -44,6 +44,8 @@ from flax import nnx
 
 from t5tune import atomic
 from t5tune import errors
+from t5tune import ranges
+from t5tune.data import vocab
 from t5tune.models import layers
 from t5tune.models import t5
 from t5tune.train import build
@@ -69,6 +71,27 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval.num_examples = 0  # per task; 0 = the whole validation split
   c.eval.metric = ""  # the metric read from each task's results; "" = the task's first
   return c
+
+
+# Allowed ranges of a continual config's numbers and of each stage's (t5tune.ranges), checked
+# when a run is set up, before its workdir is written: a negative EWC or L2-SP weight once
+# trained with a penalty that rewarded moving away.
+RANGES = {"fisher_batches": "[1, inf)", "eval.batch_size": "[1, inf)",
+          "eval.max_decode_len": "[1, inf)", "eval.num_examples": "[0, inf)"}
+STAGE_RANGES = {"steps": "[1, inf)", "learning_rate": "[0, inf)", "replay_rate": "[0, 1)",
+                "replay_cap": "[0, inf)", "l2sp": "[0, inf)", "ewc": "[0, inf)",
+                "distill": "[0, inf)", "distill_temperature": "(0, inf)"}
+
+
+def _check_ranges(config: ml_collections.ConfigDict, order: Sequence[str]) -> None:
+  for key, spec in RANGES.items():
+    value = config
+    for part in key.split("."):
+      value = value[part]
+    ranges.check(f"config.{key}", value, spec)
+  for name in order:
+    for key, spec in STAGE_RANGES.items():
+      ranges.check(f"config.stages.{name}.{key}", config.stages[name][key], spec)
 
 
 def stage(tasks: Sequence[str], steps: int, **overrides: Any) -> ml_collections.ConfigDict:
@@ -126,9 +149,12 @@ class Continual:
       if name not in config.stages:
         raise errors.UsageError(f"stage {name!r} is not in config.stages", where="config.order",
                                 fix=f"use one of {sorted(config.stages)}")
-      if not config.stages[name].tasks or config.stages[name].steps <= 0:
-        raise errors.UsageError("a stage needs tasks and steps > 0",
-                                where=f"config.stages.{name}", fix="set tasks and steps")
+      if not config.stages[name].tasks:
+        raise errors.UsageError("a stage needs tasks", where=f"config.stages.{name}.tasks",
+                                fix="name the stage's tasks or mixtures")
+    _check_ranges(config, self.order)
+    vocab.check_tasks_fit([t for n in self.order for t in config.stages[n].tasks],
+                          build.model_config_of(config.experiment).vocab_size, "config.stages")
     if config.lora_per_stage and not config.experiment.model.overrides.lora_rank:
       raise errors.UsageError("per-stage LoRA needs a LoRA rank", where="config.lora_per_stage",
                               fix="set config.experiment.model.overrides.lora_rank > 0")

@@ -110,7 +110,7 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1000
-  c.checkpoint.keep = 3
+  c.checkpoint.keep = 3  # the latest N steps (at least 1: a run resumes from the latest)
   c.checkpoint.keep_best = 1  # also keep the best by eval.metric
   c.checkpoint.async_save = True
 
@@ -185,7 +185,7 @@ RANGES = {
     "eval.batches": "[1, inf)",
     "eval.patience": "[0, inf)",
     "checkpoint.every": "[0, inf)",
-    "checkpoint.keep": "[0, inf)",
+    "checkpoint.keep": "[1, inf)",  # 0 once kept 1 silently: resuming needs the latest step
     "checkpoint.keep_best": "[0, inf)",
 }
 

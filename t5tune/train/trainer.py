@@ -79,6 +79,24 @@ def make_iterator(config: ml_collections.ConfigDict, mesh, split: str) -> Iterat
       mesh=mesh, shuffle=config.data.shuffle and train)
 
 
+def check_vocabulary(config: ml_collections.ConfigDict, model_vocab_size: int) -> None:
+  """The vocabularies of the tasks the seqio pipeline reads fit the model's embedding.
+
+  Where a run's tasks meet its model: an id past the embedding trains and scores
+  against NaN (JAX gathers do not fail), so a larger vocabulary is refused here,
+  naming both sizes, before the workdir is written.
+  """
+  if not config.data.mixture or config.data.iterator_factory:
+    return
+  for module in config.data.modules:
+    importlib.import_module(module)
+  from t5tune.data import vocab  # imports seqio: only when the pipeline will
+  vocab.check_tasks_fit(
+      [config.data.mixture], model_vocab_size, "config.data.mixture",
+      fix="give the tasks the model's vocabulary, or a model whose vocab_size holds theirs"
+      " (--config.model.overrides.vocab_size)")
+
+
 def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
   out = {}
   def walk(d, prefix):
@@ -118,6 +136,8 @@ class Trainer:
     # Everything is checked and built before the workdir is touched.
     self.mesh, self.model_cfg = build.resolve(config, mesh=mesh)
     checkpoints.check_resumable(self.workdir, self.model_cfg.to_dict())
+    if train_iter is None or (eval_iter_fn is None and config.eval.every):  # the pipeline's tasks
+      check_vocabulary(config, self.model_cfg.vocab_size)
     self.parts = build.step_parts(config, self.mesh, self.model_cfg, terms)
     self.graphdef = self.parts.graphdef
     self._initial_params = initial_params  # where a fresh run's parameters come from

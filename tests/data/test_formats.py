@@ -138,5 +138,10 @@ def test_formats_refuse_few_shot_and_bad_styles():
   with pytest.raises(errors.UsageError, match="formats= decides"):
     tasks.register_task("f22_bad", source={"train": _records("T", 3)}, fields=["thing", "options", "answer"],
                         templates=TEMPLATES, formats=formats.Flan2022(), few_shot=2, overwrite=True)
-  with pytest.raises(ValueError, match="each must be one of"):
+  with pytest.raises(errors.UsageError, match="each must be one of"):
     formats.Flan2022(styles=("fs_maybe",))
+  # All few-shot styles and no train split to draw exemplars from (was a bare ValueError).
+  few_only = _register("f22_few_only", config=formats.Flan2022(styles=(formats.FS_OPT,)),
+                       n_validation=5, train=False)
+  with pytest.raises(errors.UsageError, match="has no train split, and its formats"):
+    few_only.prepared("validation")

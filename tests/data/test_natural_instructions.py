@@ -81,3 +81,79 @@ def test_bad_task_files_are_input_errors(tmp_path):
     ni.register(str(tmp_path))
   with pytest.raises(errors.MissingInputError, match="no task"):
     ni.register(str(tmp_path / "nowhere"))
+
+
+def _good(name="task010_ok"):
+  return {"Definition": ["Answer it."], "Positive Examples": [{"input": "a", "output": "b"}],
+          "Instances": [{"id": f"{name}-{i}", "input": f"q {i}", "output": [f"a {i}"]}
+                        for i in range(3)], "Categories": ["Question Answering"], "Source": ["x"]}
+
+
+def _broken(**change):
+  body = _good("task011_bad")
+  body.update(change)
+  return json.dumps(body)
+
+
+_DEEP = '{"Definition": ["d"], "Instances": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+@pytest.mark.parametrize("name, text, key, expect", [
+    # (file name, contents, the key path the error names after the file, text of the error)
+    ("task011_bad.json", _broken(Instances=5), "Instances",
+     "'Instances' must be a list of objects, got int"),  # was a TypeError
+    ("task011_bad.json", _broken(**{"Positive Examples": ["a string"]}), "Positive Examples[0]",
+     "Positive Examples[0] must be an object with ['input', 'output'], got a string"),  # AttributeError
+    ("task011_bad.json", _broken(Instances=[{"input": 7, "output": ["x"]}]), "Instances[0].input",
+     "Instances[0].input must be a string, got int"),  # was reported as "missing"
+    ("task011_bad.json", _broken(Instances=[{"output": ["x"]}]), "Instances[0]",
+     "Instances[0] has no 'input'"),
+    ("task011_bad.json", _broken(Instances=[{"input": "q", "output": {"a": 1}}]),
+     "Instances[0].output", "'Instances[0].output' must be a string or a list of strings, got dict"),
+    ("task011_bad.json", _broken(**{"Positive Examples": [{"input": ["x"], "output": "y"}]}),
+     "Positive Examples[0].input", "Positive Examples[0].input must be a string, got list"),
+    ("task011_bad.json", _broken(Categories={"a": 1}), "Categories",
+     "'Categories' must be a string or a list of strings, got dict"),
+    ("task011_bad.json", "[1, 2]", None, "a task file holds one JSON object, got list"),
+    ("task011_bad.json", _DEEP, None, "the JSON is nested too deeply to read"),  # RecursionError
+    ("task011_bad.json", b'{"Definition": ["caf\xe9"], "Instances": []}', None,
+     "the file is not UTF-8 (byte 20)"),  # did not name the file
+    ("task011_bad.json/", "", None, "a directory, not a task file"),  # IsADirectoryError
+    ("task011-bad one.json", _broken(), None,
+     "the file name gives the task name ni_task011-bad one, which seqio refuses"),
+])
+def test_malformed_task_files_are_input_errors_naming_the_file_and_key(tmp_path, name, text, key,
+                                                                        expect):
+  (tmp_path / "task010_ok.json").write_text(json.dumps(_good()))
+  path = tmp_path / name.rstrip("/")
+  if name.endswith("/"):
+    path.mkdir()
+  elif isinstance(text, bytes):
+    path.write_bytes(text)
+  else:
+    path.write_text(text)
+  with pytest.raises(errors.InputError) as e:
+    ni.register(str(tmp_path))
+  assert str(e.value).startswith(expect), str(e.value)
+  assert e.value.where == (f"{path}: {key}" if key else str(path))
+  assert not [n for n in seqio.TaskRegistry.names() if "task01" in n]  # every file read first
+
+
+def test_names_and_options_are_checked_at_registration(task_dir):
+  # A registered name (ni_ prefix) selects its file; a misspelt one is refused with the closest.
+  names, _ = ni.register(task_dir, names=["ni_task001_colours"], mixture=False)
+  assert names == ["ni_task001_colours", "ni_task001_colours_pos2"]
+  with pytest.raises(errors.UsageError, match="no task file 'task001_colors'.*Did you mean"
+                     " 'task001_colours'"):
+    ni.register(task_dir, names=["task001_colors"])
+  with pytest.raises(errors.UsageError, match="Did you mean 'task002_titles'"):
+    ni.register(task_dir, names=["ni_task002_title"])
+  with pytest.raises(errors.UsageError, match="has no 'rouge' function"):
+    ni.register(task_dir, metric_fns={"accuracy": metrics.accuracy})  # was a KeyError
+  # formats= given a dict: refused when the task is registered, not when it is first read.
+  with pytest.raises(errors.UsageError, match="formats= must be a t5tune.data.formats.Flan2022,"
+                     " got dict"):
+    ni.register(task_dir, names=["task001_colours"], formats={"max_exemplars": 2})
+  from t5tune.data import formats
+  with pytest.raises(errors.UsageError, match="max_tokens=0 must be an integer of at least 1"):
+    formats.Flan2022(max_tokens=0)

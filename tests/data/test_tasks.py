@@ -134,6 +134,31 @@ def test_exact_only_dedup_and_length_filter_counts():
   assert counts["too_long_inputs"] == 1
 
 
+def test_answers_that_are_not_options_are_counted_in_one_warning_per_split(caplog):
+  # Rank classification scores such an example wrong whatever the model predicts; it trained and
+  # was evaluated without a word (only `data report` counted it).
+  rows = _rows(6)
+  rows[2] = dict(rows[2], answer="maybe")
+  rows[4] = dict(rows[4], answer="Yes")
+  data.register_task("not_an_option", source={"train": rows}, fields=["question", "options", "answer"],
+                     templates=TEMPLATES[:1], overwrite=True)
+  source = tasks.get_info("not_an_option").source
+
+  def said():
+    return [r.getMessage() for r in caplog.records if "none of their options" in r.getMessage()]
+
+  with caplog.at_level("WARNING"):
+    source.prepared("train")
+    source.prepared("train")  # cached: said once
+    (line,) = said()
+  assert line.startswith("task not_an_option split train: 2 of 6 examples have a target"), line
+  assert "record 2: target 'maybe', options ['yes', 'no']" in line and "data report" in line
+  # the report's count is the same rule
+  from t5tune.quality import report_quality
+  assert report_quality.consistency(source.prepared("train").examples)["ask"]["violations"] == {
+      "target_not_in_options": 2}
+
+
 def test_empty_split_is_an_error(tmp_path):
   path = _write_jsonl(tmp_path / "empty.jsonl", [])
   data.register_task("empty_split", source={"train": path}, fields=["question", "answer"],

@@ -115,8 +115,8 @@ CLI = [
         "the template needs field(s) ['question']", "change --template or the data"),
     Row("pred-top-p", "predict", "--top_p out of range",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
-         "--output={scene}/p.jsonl", "--top_p=0"), 2, "--top_p=0.0 must be in (0, 1]",
-        "give 0 < top_p <= 1"),
+         "--output={scene}/p.jsonl", "--top_p=1.5"), 2,
+        "--top_p=1.5 is out of range: allowed [0, 1] as float32", "give 0 <= top_p <= 1 (0 is greedy)"),
     Row("pred-method", "predict", "misspelt --method",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--method=bean"), 2, "value should be one of",
@@ -312,11 +312,11 @@ TRIED = [
     Row("pred-beams", "predict", "--num_beams=0 with beam search",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--method=beam", "--num_beams=0"), 2,
-        "--num_beams=0 must be at least 1", "give 1 or more"),
+        "--num_beams=0 is out of range: allowed [1, inf) as int32", "give 1 or more"),
     Row("pred-temperature", "predict", "negative --temperature",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--method=sample", "--temperature=-1"), 2,
-        "--temperature=-1.0 must be >= 0", "0 is greedy"),
+        "--temperature=-1.0 is out of range: allowed [0, inf) as float32", "0 is greedy"),
     Row("pred-vocab-not-spm", "predict", "--vocab file that is not SentencePiece",
         ("predict", "--checkpoint={scene}/model", "--input={scene}/in.jsonl",
          "--output={scene}/p.jsonl", "--vocab={scene}/afile"), 2, "not a SentencePiece model",
@@ -428,6 +428,94 @@ TRIED = [
 ]
 CLI += TRIED
 
+
+def _pred(*flags, inputs="in.jsonl"):
+  return ("predict", "--checkpoint={scene}/model", f"--input={{scene}}/{inputs}",
+          "--output={scene}/p.jsonl") + flags
+
+
+# Issue 43 ("reliability round 4"): each kind fixed where the value enters, several instances each.
+ROUND4 = [
+    Row("pred-temperature-nan", "predict", "--temperature=nan (sampled as greedy)",
+        _pred("--method=sample", "--temperature=nan"), 2,
+        "--temperature=nan is out of range: allowed [0, inf) as float32", "0 is greedy"),
+    Row("pred-length-penalty-nan", "predict", "--length_penalty=nan (empty texts, score -inf)",
+        _pred("--method=beam", "--length_penalty=nan"), 2,
+        "--length_penalty=nan is out of range: allowed (-inf, inf) as float32", "give a number"),
+    Row("pred-top-k-int32", "predict", "--top_k beyond int32 (wrapped round in the row array)",
+        _pred("--method=sample", "--top_k=2147483648"), 2,
+        "--top_k=2147483648 is out of range: allowed [0, inf) as int32", "0 turns top-k off"),
+    Row("pred-seed", "predict", "negative --seed", _pred("--seed=-1"), 2,
+        "--seed=-1 is out of range: allowed [0, inf) as int32", "give 0 or more"),
+    Row("pred-batch-zero", "predict", "--batch_size=0", _pred("--batch_size=0"), 2,
+        "--batch_size=0 is out of range: allowed [1, inf)", "give 1 or more"),
+]
+_EVAL = ("evaluate", "--config={scene}/eval_cfg.py", "--checkpoint={scene}/model")
+_CONTINUAL = ("continual", "--config={repo}/experiments/continual/config.py:ewc",
+              "--workdir={scene}/cw")
+ROUND4 += [
+    Row("eval-ensemble-negative", "evaluate", "--config.ensemble_templates=-1 (dropped a template)",
+        _EVAL + ("--config.ensemble_templates=-1",), 2,
+        "config.ensemble_templates=-1 is out of range: allowed [0, inf)", "0 turns ensembles off"),
+    Row("eval-num-examples", "evaluate", "negative --config.num_examples (sliced from the end)",
+        _EVAL + ("--config.num_examples=-3",), 2,
+        "config.num_examples=-3 is out of range: allowed [0, inf)", "0 means all"),
+    Row("eval-batch-zero", "evaluate", "--config.batch_size=0 (crashed)",
+        _EVAL + ("--config.batch_size=0",), 2,
+        "config.batch_size=0 is out of range: allowed [1, inf)", "give 1 or more"),
+    Row("eval-temperature-nan", "evaluate", "--config.decoding.temperature=nan",
+        _EVAL + ("--config.decoding.temperature=nan",), 2,
+        "config.decoding.temperature=nan is out of range", "0 is greedy"),
+    Row("continual-ewc-negative", "continual", "a negative EWC weight (trained with a reward)",
+        _CONTINUAL + ("--config.stages.qa.ewc=-1",), 2,
+        "config.stages.qa.ewc=-1.0 is out of range: allowed [0, inf)", "give 0 (off) or more"),
+    Row("continual-replay-rate", "continual", "a replay rate of 1.5",
+        _CONTINUAL + ("--config.stages.qa.replay_rate=1.5",), 2,
+        "config.stages.qa.replay_rate=1.5 is out of range: allowed [0, 1)", "a fraction below 1"),
+]
+ROUND4 += [
+    Row("pred-vocab-too-big", "predict", "--vocab larger than the model's embedding (NaN scores)",
+        _pred("--vocab={scene}/big.model"), 2,
+        "the vocabulary has 500 ids but the model's embedding has 384",
+        "give the vocabulary the model was trained with"),
+    Row("serve-vocab-too-big", "serve", "--vocab larger than the model's embedding",
+        ("serve", "--checkpoint={scene}/model", "--vocab={scene}/big.model", "--port=0"), 2,
+        "the vocabulary has 500 ids but the model's embedding has 384",
+        "give the vocabulary the model was trained with"),
+]
+ROUND4 += [
+    Row("train-vocab-too-big", "train", "tasks whose vocabulary is larger than the model's"
+        " embedding (ids past it gather NaN)",
+        ("train", "--config={repo}/configs/experiments/tiny.py", "--workdir={scene}/w",
+         "--config.data.modules=('fx_bigvocab',)", "--config.data.mixture=fx_bigvocab"), 2,
+        "the vocabulary has 500 ids but the model's embedding has 384",
+        "the model's vocabulary for the tasks, or a larger model.overrides.vocab_size"),
+    Row("train-keep-zero", "train", "--config.checkpoint.keep=0 (kept 1 silently)",
+        ("train", "--config={repo}/configs/experiments/tiny.py", "--workdir={scene}/w",
+         "--config.checkpoint.keep=0"), 2,
+        "config.checkpoint.keep=0 is out of range: allowed [1, inf)",
+        "1 or more (a run resumes from the latest)"),
+]
+ROUND4 += [
+    Row("conv-checkpoints-dir", "convert", "--input=RUN/checkpoints (evaluate takes it; convert"
+        " said only 'not a model')", ("convert", "t5tune-to-hf", "--input={scene}/old_run/checkpoints",
+                                      "--output={scene}/o12"), 2,
+        "a checkpoints/ directory, not one model", "give one of its steps (the error names the latest)"),
+]
+ROUND4 += [
+    Row("data-prepare-parent-file", "data", "prepare --check with --data_dir inside a regular file"
+        " (suggested a prepare command that cannot work)",
+        ("data", "prepare", "--collection=flan2021", "--data_dir={scene}/afile/tfds", "--check"), 2,
+        "--data_dir is inside a regular file", "give a directory (TFDS's data_dir), or one that can be made"),
+    Row("data-collection-empty", "data", "list --collection= with no name (printed an empty list)",
+        ("data", "list", "--collection="), 2, "--collection is empty: name a collection",
+        "the error names the collections"),
+    Row("harness-task-typo", "harness", "misspelt --tasks name (lm-eval's 18-line traceback)",
+        ("harness", "--model", "t5tune", "--model_args", "checkpoint={scene}/model", "--tasks",
+         "mmluu"), 2, "lm-eval has no task 'mmluu'. Did you mean 'mmlu'?", "use the suggestion"),
+]
+CLI += ROUND4
+
 # Library calls (run in the test process) and interruptions (each its own process).
 API = [
     Row("api-load-corrupt", "api", "t5tune.load_model on a changed array file", code=1,
@@ -442,6 +530,10 @@ API = [
         fix="save the file as UTF-8"),
     Row("api-resume-other", "api", "Trainer on a workdir of another model", code=1,
         expect="hold another model", fix="start a new workdir"),
+    Row("api-vocab-too-big", "api", "t5tune.generate with a vocabulary larger than the model's"
+        " embedding (decoded garbage)", code=2,
+        expect="the vocabulary has 500 ids but the model's embedding has 384",
+        fix="give the vocabulary the model was trained with"),
 ]
 KILLS = [
     Row("kill-convert", "kill", "kill -9 during `convert --overwrite`", code=-9,
@@ -464,7 +556,14 @@ DISKS = [
          "--config.train.steps=4", "--config.checkpoint.every=2", "--config.eval.every=0"), 2,
         "checkpoint step 4 could not be written",
         "free space and rerun the same command: it resumes from the last complete step"),
-]
+] + [  # (tests/faults/test_fault_matrix.py: test_a_full_disk_is_one_line_exit_2_...)
+    Row(f"disk-full-{command}", "disk", f"disk full while `{command}` writes {what}", (command,),
+        2, "the disk is full: File too large (OUTPUT)", fix)
+    for command, what, fix in (
+        ("predict", "predictions", "free space and rerun: it continues after the last whole line"),
+        ("convert", "a Hugging Face directory", "free space and rerun (nothing was left behind)"),
+        ("data", "a report", "free space and rerun (nothing was left behind)"),
+        ("evaluate", "its outputs", "free space and rerun (nothing was left behind)"))]
 ROWS = CLI + API + DISKS + KILLS
 
 BEGIN = "<!-- fault-matrix:begin (generated by tests/faults/matrix.py; a test checks it) -->"
@@ -475,8 +574,9 @@ def markdown() -> str:
   lines = [BEGIN, "| command | what happened | exit | the error says (first line) | what to do |",
            "|---|---|---|---|---|"]
   for row in ROWS:
-    where = {"api": "Python API", "kill": "interrupted", "disk": "`train`"}.get(
-        row.command, f"`{row.command}`")
+    where = {"api": "Python API", "kill": "interrupted"}.get(row.command, f"`{row.command}`")
+    if row.command == "disk":
+      where = f"`{row.argv[0]}`"
     code = "killed" if row.code < 0 else str(row.code)
     expect = row.expect.replace("|", "\\|")
     lines.append(f"| {where} | {row.case} | {code} | {expect} | {row.fix} |")

@@ -84,6 +84,7 @@ def scene(tmp_path_factory):
       {"checkpoint": str(root / "model"), "options": {"method": "greedy"}}))
   _task_modules(root)
   _tried_task_modules(root)
+  _big_vocabulary(root, cfg.vocab_size)
   _sharded_hf(root)
   step = root / "old_run" / "checkpoints" / "5"
   step.mkdir(parents=True)
@@ -149,6 +150,8 @@ _TRIED = {  # fx_NAME registers task fx_NAME with one mistake: (source, fields, 
     "fx_postproc": dict(extra=", postprocess_fn=3"),
     "fx_src_type": dict(source='"train.jsonl"'),
     "fx_on_bad": dict(extra=', on_bad_record="ignore"'),
+    "fx_bigvocab": dict(source='{"train": [{"q": "a", "a": "b"}], "validation": [{"q": "a", "a": "b"}]}',
+                        extra=', vocabulary="big.model"'),
 }
 
 
@@ -165,7 +168,23 @@ def _tried_task_modules(root):
   (root / "cols.csv").write_text("q,b\nx,y\n")
   (root / "empty.jsonl").write_text("")
   (root / "badline.jsonl").write_text('{"q": "a", "a": "b"}\n{"q": "a", "a": \n')
+  (root / "eval_cfg.py").write_text(
+      "from t5tune.infer import evaluation\n\n\ndef get_config(arg=None):\n"
+      "  c = evaluation.default_config()\n  c.modules = ('t5tune.demo_tasks',)\n"
+      "  c.tasks = ('t5tune_demo_sentiment',)\n  return c\n")
   (root / "cfg_import.py").write_text("import nosuch_pkg_x\n\n\ndef get_config(arg=None):\n  return None\n")
+
+
+def _big_vocabulary(root, model_vocab_size):
+  """big.model: a SentencePiece vocabulary with more ids than the tiny model's embedding."""
+  import random
+  from t5tune.data import vocab as vocab_lib
+  rng = random.Random(0)
+  words = lambda: " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz")
+                                   for _ in range(rng.randint(2, 7))) for _ in range(12))
+  path = vocab_lib.train_sentencepiece([words() for _ in range(2000)], str(root / "big"),
+                                       vocab_size=model_vocab_size + 116)
+  assert path == str(root / "big.model")
 
 
 def _sharded_hf(root):
@@ -242,6 +261,8 @@ def _api_calls(scene):
       "api-mixture": lambda: data.register_mixture("fault_matrix_mix", ["no_such_task_xyz"]),
       "api-utf8": lambda: predict.read_inputs(str(scene / "latin1.jsonl")),
       "api-resume-other": lambda: _resume_other(scene),
+      "api-vocab-too-big": lambda: __import__("t5tune").generate(
+          loading.load_model(str(scene / "model")), ["a"], vocabulary=str(scene / "big.model")),
   }
 
 
@@ -276,7 +297,7 @@ main.run(["t5tune"] + sys.argv[1:])
 
 
 def test_disk_full_during_checkpoint_save_is_one_line_and_the_rerun_resumes(scene, tmp_path):
-  (row,) = matrix.DISKS
+  (row,) = [r for r in matrix.DISKS if r.id == "disk-full-ckpt"]
   argv = [a.format(scene=tmp_path, repo=REPO) for a in row.argv]
   env = dict(ENV, JAX_NUM_CPU_DEVICES="1", T5TUNE_ALLOCATOR="system")
   full = subprocess.run([sys.executable, "-c", _DISK_FULL] + argv, cwd=REPO, env=env,
@@ -319,6 +340,13 @@ def test_out_of_space_is_told_from_other_write_errors():
   except RuntimeError as e:
     assert errors.out_of_space(e) == errno_lib.EDQUOT
   assert errors.out_of_space(OSError(errno_lib.EACCES, "Permission denied")) is None
+  # safetensors (Rust) words it in its own exception type: still the one DiskFullError, exit 2.
+  rust = RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull,'
+                      ' message: "No space left on device" })')
+  full = errors.disk_full(rust, where="/out/model.safetensors")
+  assert isinstance(full, errors.DiskFullError) and full.exit_code == 2
+  assert str(full).startswith("the disk is full: No space left on device (/out/model.safetensors)")
+  assert errors.disk_full(ValueError("bad value")) is None
   assert errors.out_of_space(ValueError("[os_error_code='13']")) is None
 
 
@@ -384,6 +412,19 @@ def test_kill_during_evaluation_write(tmp_path, where):
                                           {"a": {"accuracy": 1.0}})
   rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(r)["step"] for r in rows] == [1, 2]
+
+
+def test_a_rerun_of_a_step_replaces_its_metrics_rows(tmp_path):
+  """`t5tune evaluate` twice into one output appended a second row per task (issue 43)."""
+  import types
+  from t5tune.infer import evaluation
+  fake = types.SimpleNamespace(output_dir=str(tmp_path))
+  evaluation.TaskEvaluator._write_metrics(fake, 1, {"a": {"accuracy": 0.0}})
+  evaluation.TaskEvaluator._write_metrics(fake, 2, {"a": {"accuracy": 0.5}, "b": {"f1": 0.1}})
+  evaluation.TaskEvaluator._write_metrics(fake, 2, {"a": {"accuracy": 1.0}, "b": {"f1": 0.2}})
+  rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [(r["step"], r["task"]) for r in rows] == [(1, "a"), (2, "a"), (2, "b")]
+  assert rows[1]["accuracy"] == 1.0 and rows[2]["f1"] == 0.2
 
 
 # The kill -9 rows whose evidence is a heavier test elsewhere (it needs a real predict run or
@@ -487,3 +528,48 @@ def test_healthy_noisy_loss_is_not_divergence():
   for i, loss in enumerate([5.0, 3.0, 3.2, 2.9, 3.1, 2.5, 4.0, 2.4]):
     loop.step, loop.train_metrics = i + 1, {"loss": loss, "grad_norm": 0.5}
     hook.after_step(loop)
+
+
+def test_a_full_disk_is_one_line_exit_2_leaves_nothing_partial_and_the_rerun_completes(scene,
+                                                                                      tmp_path):
+  """predict, convert, data report and evaluate on a disk that fills up (every file the command
+  writes stops at a few KiB): the one disk-full line, exit 2, no part of an output left (predict
+  keeps whole lines, which its rerun continues from), and the same command completes later."""
+  (tmp_path / "many.jsonl").write_text("".join(json.dumps(f"line {i}") + "\n" for i in range(48)))
+  assert {r.id for r in matrix.DISKS} == {"disk-full-ckpt"} | {f"disk-full-{c}" for c in (
+      "predict", "convert", "data", "evaluate")}  # the rows this test is the evidence of
+  out = tmp_path / "out"
+  out.mkdir()
+  cases = [  # (command line, file size limit, what it writes)
+      (["predict", f"--checkpoint={scene / 'model'}", f"--input={tmp_path / 'many.jsonl'}",
+        f"--output={out / 'p.jsonl'}", "--vocab=byte", "--max_decode_len=2", "--batch_size=8",
+        "--chunk_size=8"], 2048, out / "p.jsonl"),
+      (["convert", "t5tune-to-hf", f"--input={scene / 'model'}", f"--output={out / 'hf'}"], 8192,
+       out / "hf"),
+      (["data", "report", "t5tune_demo_sentiment", "--module=t5tune.demo_tasks",
+        f"--output={out / 'report'}"], 4096, out / "report"),
+      (["evaluate", f"--config={scene / 'eval_cfg.py'}", f"--checkpoint={scene / 'model'}",
+        f"--output={out / 'eval'}", "--config.num_examples=8", "--config.batch_size=8",
+        "--config.decoding.max_decode_len=4"], 1024, out / "eval"),
+  ]
+  for argv, limit, written in cases:
+    full = cli.run(argv, env=dict(ENV, **{cli.FILE_SIZE_LIMIT: str(limit)}), timeout=600)
+    first = _first_line(full.stderr)
+    assert full.returncode == 2, (argv[0], full.returncode, full.stderr[-3000:])
+    assert first.startswith(f"t5tune {argv[0]}: error: the disk is full: File too large"), (
+        argv[0], full.stderr[-3000:])
+    assert "free space there" in first and "Traceback" not in full.stderr, first
+    assert len(quiet.not_own_log_lines(full.stderr)) == 1, full.stderr[-3000:]
+    left = sorted(os.listdir(out)) if out.exists() else []
+    if argv[0] == "predict":  # whole lines only, each a prediction the rerun keeps
+      lines = (out / "p.jsonl").read_text().splitlines()
+      assert 0 < len(lines) < 48 and all(json.loads(l)["line"] for l in lines), lines[-1:]
+    else:
+      assert written.name not in left and not [n for n in left if n.startswith(".tmp-")], left
+    rerun = cli.run(argv, env=ENV, timeout=600)
+    assert rerun.returncode == 0, (argv[0], rerun.stderr[-3000:])
+    assert written.exists()
+  # Issue 43: what the commands wrote has the user's modes (it was 0600 / 0700), under umask 022.
+  assert cli.wrong_modes(out) == []
+  assert [json.loads(l)["line"] for l in (out / "p.jsonl").read_text().splitlines()] == \
+      list(range(1, 49))

@@ -212,7 +212,7 @@ def test_bad_options_name_the_field():
     decoding.DecodeOptions(method="sample", top_p=1.5)
   with pytest.raises(ValueError, match="repetition_penalty=0"):
     decoding.DecodeOptions(repetition_penalty=0.0)
-  with pytest.raises(ValueError, match=r"presence_penalty=2.5 must be in \[-2, 2\]"):
+  with pytest.raises(ValueError, match=r"presence_penalty=2.5 is out of range: allowed \[-2, 2\]"):
     decoding.DecodeOptions(presence_penalty=2.5)
   with pytest.raises(ValueError, match="min_tokens=-1"):
     decoding.DecodeOptions(min_tokens=-1)

@@ -249,3 +249,47 @@ def test_sampling_beam_search_and_unknown_generation_arguments(setup):
     generate(length_penalty=2.0)
   with pytest.raises(errors.UsageError, match="beam sampling"):
     generate(num_beams=2, do_sample=True)
+
+
+@pytest.mark.parametrize("model_args, expect", [
+    ({"batch_size": "0"}, "batch_size=0 is out of range: allowed [1, inf)"),
+    ({"max_length": "0"}, "max_length=0 is out of range"),  # was "no truncation"
+    ({"max_length": "-4"}, "max_length=-4 is out of range"),  # was a crash
+    ({"seed": "abc"}, "seed='abc' is not an integer"),  # was a traceback
+    ({"max_gen_toks": "0"}, "max_gen_toks=0 is out of range"),
+])
+def test_model_args_out_of_range_are_refused_before_the_model_loads(model_args, expect):
+  from t5tune import errors
+  with pytest.raises(errors.UsageError) as e:
+    harness.register()(checkpoint="/no/such/model", **model_args)
+  assert expect in str(e.value) and e.value.where == "--model_args"
+
+
+def test_generations_leave_out_special_tokens_as_the_hf_backend_does(setup, tmp_path, monkeypatch):
+  """Sentinels (<extra_id_N>), UNK and pad in a generation: the HF backend's tok_decode drops them
+  (skip_special_tokens=True); t5tune's backend did decode them as ' ⁇ '."""
+  import transformers
+  from lm_eval.api.instance import Instance
+  tok_dir = tmp_path / "tok"
+  tok_dir.mkdir()
+  shutil.copy(setup["spm"], tok_dir / "spiece.model")
+  tok = transformers.T5Tokenizer.from_pretrained(str(tok_dir), extra_ids=100, legacy=False)
+  lm = harness.register()(checkpoint=setup["model"], batch_size=4)
+  pieces = lm.vocabulary.vocab_size
+  words = lm._encode("red cat is not a fish")
+  rows = [words[:2] + [pieces] + words[2:],  # <extra_id_99> mid-text
+          [pieces + 99] + words + [pieces + 1],  # <extra_id_0> first, another last
+          words[:3] + [lm.vocabulary.unk_id] + words[3:] + [0],  # UNK, then pad
+          words + [1, 0, 0]]  # EOS, then pad (as generate leaves a finished row)
+  want = [tok.decode(r, skip_special_tokens=True) for r in rows]
+  assert len(set(want)) == 1 and want[0] and "⁇" not in want[0], want
+  assert [lm.decode_generated(r) for r in rows] == want
+  assert lm.decode_generated(words[:2] + [1] + words[2:]) == tok.decode(words[:2])  # cut at EOS
+  # generate_until decodes through it.
+  monkeypatch.setattr(harness.decoding, "decode",
+                      lambda model, enc, options, rng: type("Out", (), {"tokens": np.array(
+                          [r + [0] * (32 - len(r)) for r in rows])})())
+  requests = [Instance(request_type="generate_until", doc={}, idx=i,
+                       arguments=("Q: cat\n A:", {"until": [], "max_gen_toks": 32}))
+              for i in range(4)]
+  assert lm.generate_until(requests) == want

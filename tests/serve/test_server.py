@@ -212,16 +212,18 @@ def test_greedy_completions_equal_generate_token_for_token(ready, model):
   for choice, score in zip(body["choices"], scores):
     lp = choice["logprobs"]
     assert choice["finish_reason"] in ("stop", "length")
-    # Keys are token strings: byte tokens that are not UTF-8 on their own all read "".
-    # Two alternatives asked; fewer keys only when both read "" (non-UTF-8 bytes).
+    # Keys are token strings, but byte tokens that are not UTF-8 on their own all read "":
+    # those are keyed "token_id:N", so both alternatives asked are there, and the chosen
+    # token's text never shows another token's value.
     assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"])
-    for token, logprob, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
-      assert len(top) == 2 or (len(top) == 1 and token == ""), top
-      # Greedy: the chosen token is among the alternatives and is the most likely one
-      # (when two read "", the key holds one of them: at most the chosen one's).
-      assert token in top and max(top.values()) <= logprob + 1e-6, (token, top)
-      if len(top) == 2:
-        assert max(top.values()) == pytest.approx(logprob, abs=1e-6), (token, top)
+    assert len(lp["token_ids"]) == len(lp["tokens"])
+    for token, token_id, logprob, top in zip(lp["tokens"], lp["token_ids"], lp["token_logprobs"],
+                                             lp["top_logprobs"]):
+      assert len(top) == 2, top
+      key = token if token in top else f"token_id:{token_id}"
+      # Greedy: the chosen token is among the alternatives, with its own value, the largest.
+      assert top[key] == pytest.approx(logprob, abs=1e-6), (token, token_id, top)
+      assert max(top.values()) == pytest.approx(logprob, abs=1e-6), (token, top)
     if choice["finish_reason"] == "length":  # no EOS: the summed logprobs are generate's score
       np.testing.assert_allclose(sum(lp["token_logprobs"]), score, rtol=1e-4)
   assert body["object"] == "text_completion" and body["model"] == "tiny"
@@ -322,6 +324,18 @@ def test_64_concurrent_requests_batched_routed_and_never_compiled(ready, model):
   assert ready.metric("t5tune_xla_compilations") == ready.compilations_at_ready
 
 
+def test_top_logprobs_keep_alternatives_whose_texts_collide():
+  """Two ids reading "" (non-UTF-8 bytes) keep an entry each; a text the chosen token shares
+  with an alternative is not shown under that text."""
+  from t5tune.serve import completions
+  piece = {1: "a", 2: "", 3: "", 4: "b", 5: "b"}.get
+  assert completions._top_entries(1, [2, 3, 1], [-1.0, -2.0, -3.0], piece) == {
+      "token_id:2": -1.0, "token_id:3": -2.0, "a": -3.0}
+  # Sampled token 5 is not among the alternatives, but 4 reads as it does.
+  assert completions._top_entries(5, [4, 1], [-0.5, -1.5], piece) == {
+      "token_id:4": -0.5, "a": -1.5}
+
+
 BAD = [
     (b'{"prompt": "hi", "max_tokens": 4', 400, "not valid JSON"),
     (b'["hi"]', 400, "JSON object"),
@@ -343,6 +357,15 @@ BAD = [
     (json.dumps({"prompt": "hi", "method": "greedy", "num_beams": 2}), 400, "needs a search method"),
     (json.dumps({"prompt": {"question": "q"}}), 400, "'options'"),
     (json.dumps({"prompt": "hi", "model": "gpt-4"}), 404, "'gpt-4'"),
+    # Values the engine's int32/float32 arrays cannot hold, and NaN: judged before batching.
+    (json.dumps({"prompt": "hi", "top_k": 2**31}), 400,
+     "top_k=2147483648 is out of range: allowed [0, inf) as int32"),
+    (b'{"prompt": "hi", "temperature": NaN}', 400, "temperature=nan is out of range"),
+    (json.dumps({"prompt": "hi", "temperature": 1e39}), 400, "as float32"),
+    (json.dumps({"prompt": "hi", "min_tokens": 2**40}), 400, "min_tokens=1099511627776"),
+    (json.dumps({"prompt": "hi", "seed": -1}), 400, "seed=-1 is out of range"),
+    (json.dumps({"prompt": "hi", "num_beams": 2, "logprobs": 1}), 400,
+     "logprobs is not supported with method='beam'"),
     (json.dumps({"prompt": "y" * 5000}), 413, "max_body_bytes=4096"),
 ]
 
@@ -357,6 +380,62 @@ def test_bad_requests_get_status_and_message_and_leave_server_healthy(ready, mod
   assert HTTP.get(f"{ready.url}/health", timeout=10).status_code == 200
   assert _complete(ready.url, prompt=PROMPTS[0], max_tokens=6, temperature=0)["choices"][0]["text"] == \
       _reference(model, PROMPTS[:1], 6)[0]
+
+
+def test_a_bad_request_sent_with_good_ones_fails_alone(ready, model):
+  """top_k=2**31 once overflowed in the batch's int32 array and failed every row batched with
+  it (a plain-text 500 to all); now it is a 400 of its own and the greedy rows are answered."""
+  bad = [{"prompt": "hello", "max_tokens": 4, "top_k": 2**31},
+         {"prompt": "hello", "max_tokens": 4, "temperature": 1e39},
+         {"prompt": "hello", "max_tokens": 4, "repetition_penalty": -1}]
+  good = [{"prompt": p, "max_tokens": 4, "temperature": 0} for p in PROMPTS[:3]]
+
+  async def together():
+    async with httpx.AsyncClient(base_url=ready.url, headers=AUTH, timeout=120) as client:
+      return await asyncio.gather(*[client.post("/v1/completions", json=b)
+                                    for pair in zip(good, bad) for b in pair])
+
+  replies = asyncio.run(together())
+  goods, bads = replies[0::2], replies[1::2]
+  for r in bads:
+    assert r.status_code == 400 and r.json()["error"]["param"] in ("top_k", "temperature",
+                                                                   "repetition_penalty"), r.text
+  assert [r.status_code for r in goods] == [200] * 3, [r.text for r in goods]
+  assert [r.json()["choices"][0]["text"] for r in goods] == _reference(model, PROMPTS[:3], 4)
+
+
+class _FakeEngine:
+  """Decodes a batch unless a row's temperature is negative (as a row the checks missed)."""
+
+  def __init__(self):
+    from t5tune.serve import engine as engine_lib
+    self.buckets = engine_lib.Buckets(batch_sizes=(1, 4), input_lengths=(8,), decode_lengths=(4,))
+    self.batches = []
+
+  def decode(self, rows, size, input_len, out_len, chunk=None, on_chunk=None):
+    self.batches.append(len(rows))
+    if any(r.temperature < 0 for r in rows):
+      raise FloatingPointError("a row the device could not run")
+    return [r.temperature for r in rows]
+
+
+def test_a_row_that_fails_inside_a_batch_fails_alone():
+  from t5tune.serve import batcher as batcher_lib
+  from t5tune.serve import engine as engine_lib
+  engine = _FakeEngine()
+  batcher = batcher_lib.Batcher(engine, max_wait_ms=10_000, max_queue=8, stream_chunk=1)
+  rows = [engine_lib.DecodeRow(tokens=np.ones(2, np.int32), max_tokens=4, temperature=t)
+          for t in (0.0, -1.0, 0.5, 0.25)]
+  works = [batcher_lib.Work("decode", 8, 4, row) for row in rows]
+  batcher.submit(works)  # a full batch: runs at once
+  batcher.start()
+  try:
+    results = [w.future.exception(timeout=30) or w.future.result() for w in works]
+  finally:
+    batcher.stop(timeout=30)
+  assert isinstance(results[1], FloatingPointError)
+  assert [results[i][1] for i in (0, 2, 3)] == [0, 0, 0]  # each answered, from its own batch
+  assert engine.batches == [4, 1, 1, 1, 1]
 
 
 def test_client_leaving_mid_stream_does_not_break_others(ready, model):

@@ -121,6 +121,7 @@ def test_two_stages_through_the_cli_matrix_and_transfer(resumed):
   assert out["forgetting"][1] is None
   assert (workdir / "continual.png").stat().st_size > 1000
   assert "| qa |" in stdout and "BWT" in stdout
+  assert cli.wrong_modes(workdir) == []  # the user's modes under umask 022 (issue 43)
 
 
 def test_kill_9_in_stage_two_resumed_stage_two_only(resumed):

@@ -129,6 +129,7 @@ def test_reference_run_writes_everything(reference):
   assert os.path.exists(os.path.join(reference, "config.json"))
   assert glob.glob(os.path.join(reference, "tb", "events.out.tfevents.*"))
   assert sorted(_losses(reference)) == list(range(1, STEPS + 1))
+  assert cli.wrong_modes(reference) == []  # the user's modes under umask 022 (issue 43)
   # A training checkpoint is a t5tune model directory.
   model = loading.load_model(_ckpt(reference, 8))
   assert model.config.num_heads == 4

@@ -60,43 +60,99 @@ class NiTask:
     return re.sub(r"[^a-z0-9]+", "_", first.lower()).strip("_")
 
 
+# seqio's rule for task names (dataset_providers._VALID_TASK_NAME_REGEX): a file name outside it
+# would fail deep inside seqio's registry.
+_TASK_NAME = re.compile(r"^[\w.:#]+$")
+_FORMAT_FIX = "check the task file (NI's tasks/*.json format)"
+
+
+def _type(value) -> str:
+  return "a string" if isinstance(value, str) else type(value).__name__
+
+
 def _strings(value, key, path) -> list[str]:
   if isinstance(value, str):
     return [value]
   if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-    raise errors.InputError(f"{key!r} must be a string or a list of strings", where=path,
-                            fix="check the task file (NI's tasks/*.json format)")
+    raise errors.InputError(f"{key!r} must be a string or a list of strings, got {_type(value)}",
+                            where=f"{path}: {key}", fix=_FORMAT_FIX)
   return value
 
 
-def read_task(path: str) -> NiTask:
-  """A task file read and checked (InputError naming the file and key when it is not NI's format)."""
+def _objects(raw, key, path, needs) -> list[Mapping[str, Any]]:
+  """raw[key]: a list of JSON objects, each with a string `needs[0]` (InputError naming the key path)."""
+  value = raw.get(key, [])
+  if not isinstance(value, list):
+    raise errors.InputError(f"{key!r} must be a list of objects, got {_type(value)}",
+                            where=f"{path}: {key}", fix=_FORMAT_FIX)
+  for i, item in enumerate(value):
+    if not isinstance(item, dict):
+      raise errors.InputError(f"{key}[{i}] must be an object with {list(needs)}, got {_type(item)}",
+                              where=f"{path}: {key}[{i}]", fix=_FORMAT_FIX)
+    text = item.get(needs[0])
+    if text is not None and not isinstance(text, str):
+      raise errors.InputError(f"{key}[{i}].{needs[0]} must be a string, got {_type(text)}",
+                              where=f"{path}: {key}[{i}].{needs[0]}", fix=_FORMAT_FIX)
+  return value
+
+
+def _load(path: str) -> Any:
+  """The file's JSON; an InputError naming the file for anything that is not a readable JSON file."""
+  if os.path.isdir(path):
+    raise errors.InputError("a directory, not a task file", where=path,
+                            fix="move it out of the tasks directory (every task*.json is read)")
   try:
     with open(path, encoding="utf-8") as f:
-      raw = json.load(f)
+      return json.load(f)
+  except UnicodeDecodeError as e:
+    raise errors.InputError(f"the file is not UTF-8 (byte {e.start})", where=path,
+                            fix="save the task file as UTF-8") from None
   except json.JSONDecodeError as e:
     raise errors.InputError(f"not valid JSON ({e.msg} at line {e.lineno})", where=path,
                             fix="check the task file") from None
+  except RecursionError:
+    raise errors.InputError("the JSON is nested too deeply to read", where=path,
+                            fix="check the task file (NI's nest a few levels deep)") from None
+  except OSError as e:
+    raise errors.InputError(f"cannot read the file ({e.strerror})", where=path,
+                            fix="check the file's permissions") from None
+
+
+def read_task(path: str) -> NiTask:
+  """A task file read and checked (InputError naming the file and key path when it is not NI's format)."""
+  name = os.path.splitext(os.path.basename(path))[0]
+  if not _TASK_NAME.match(f"{PREFIX}_{name}"):
+    raise errors.InputError(
+        f"the file name gives the task name {PREFIX}_{name!s}, which seqio refuses"
+        " (letters, digits, '_', '.', ':' and '#' only)", where=path,
+        fix="rename the file, e.g. with '_' for '-' and spaces")
+  raw = _load(path)
   if not isinstance(raw, dict):
-    raise errors.InputError("a task file holds one JSON object", where=path, fix="check the task file")
+    raise errors.InputError(f"a task file holds one JSON object, got {_type(raw)}", where=path,
+                            fix="check the task file")
   missing = [k for k in ("Definition", "Instances") if k not in raw]
   if missing:
     raise errors.InputError(f"missing keys {missing}", where=path,
                             fix="a Super-NaturalInstructions task file has Definition and Instances")
   instances = []
-  for i, inst in enumerate(raw["Instances"]):
-    if not isinstance(inst, dict) or "input" not in inst or "output" not in inst:
-      raise errors.InputError(f"instance {i} needs 'input' and 'output'", where=path,
-                              fix="check the task file")
+  for i, inst in enumerate(_objects(raw, "Instances", path, ("input", "output"))):
+    absent = [k for k in ("input", "output") if inst.get(k) is None]
+    if absent:
+      raise errors.InputError(f"Instances[{i}] has no {' or '.join(map(repr, absent))}",
+                              where=f"{path}: Instances[{i}]", fix=_FORMAT_FIX)
     outputs = _strings(inst["output"], f"Instances[{i}].output", path)
     if outputs:
       instances.append({"input": inst["input"], "output": outputs[0], "id": str(inst.get("id", i))})
-  positives = tuple({"input": p["input"], "output": _strings(p["output"], "output", path)[0]}
-                    for p in raw.get("Positive Examples", []) if p.get("input") and p.get("output"))
+  positives = []
+  for i, ex in enumerate(_objects(raw, "Positive Examples", path, ("input", "output"))):
+    if ex.get("input") and ex.get("output"):
+      outputs = _strings(ex["output"], f"Positive Examples[{i}].output", path)
+      if outputs:
+        positives.append({"input": ex["input"], "output": outputs[0]})
   return NiTask(
-      name=os.path.splitext(os.path.basename(path))[0],
+      name=name,
       definition=" ".join(_strings(raw["Definition"], "Definition", path)).strip(),
-      positives=positives, instances=tuple(instances),
+      positives=tuple(positives), instances=tuple(instances),
       categories=tuple(_strings(raw.get("Categories", []), "Categories", path)),
       sources=tuple(_strings(raw.get("Source", []), "Source", path)))
 
@@ -135,6 +191,26 @@ def splits(task: NiTask) -> dict[str, list[dict[str, Any]]]:
   return out
 
 
+def _named(paths: Sequence[str], names: Sequence[str], task_dir: str) -> list[str]:
+  """The task files `names` names (file names, or registered names `ni_taskNNN_name`), in order
+  of `paths`; a name no file has is a UsageError with the closest file name."""
+  if isinstance(names, str):
+    names = [names]
+  by_name = {os.path.splitext(os.path.basename(p))[0]: p for p in paths}
+  wanted = set()
+  for name in names:
+    key = str(name)
+    if key not in by_name and key.startswith(f"{PREFIX}_"):
+      key = key[len(PREFIX) + 1:]
+    if key not in by_name:
+      raise errors.UsageError(
+          f"no task file {name!r} in {task_dir}.{errors.did_you_mean(key, by_name)}",
+          where="register(names=...)",
+          fix="give file names without .json (taskNNN_name) or the registered ni_taskNNN_name")
+    wanted.add(key)
+  return [p for p in paths if os.path.splitext(os.path.basename(p))[0] in wanted]
+
+
 def register(task_dir: str, *, names: Sequence[str] | None = None, vocabulary="byte",
              metric_fns: Any = None, shots: int = POSITIVE_SHOTS, mixture: bool = True,
              **task_options) -> tuple[list[str], dict[str, str]]:
@@ -146,13 +222,19 @@ def register(task_dir: str, *, names: Sequence[str] | None = None, vocabulary="b
     raise errors.MissingInputError(f"no task*.json files in {task_dir}", where=task_dir,
                                    fix="point at the tasks/ directory of a natural-instructions copy")
   if names is not None:
-    paths = [p for p in paths if os.path.splitext(os.path.basename(p))[0] in set(names)]
+    paths = _named(paths, names, task_dir)
   fns = []
   if metric_fns is not None:
-    fns = [metric_fns["rouge"] if isinstance(metric_fns, Mapping) else getattr(metric_fns, "rouge")]
+    rouge = (metric_fns.get("rouge") if isinstance(metric_fns, Mapping)
+             else getattr(metric_fns, "rouge", None))
+    if not callable(rouge):
+      raise errors.UsageError(f"metric_fns={metric_fns!r} has no 'rouge' function",
+                              where="register(metric_fns=...)",
+                              fix="pass t5tune.infer.metrics (or a module or dict with rouge)")
+    fns = [rouge]
   registered, dropped, train_tasks = [], {}, []
-  for path in paths:
-    task = read_task(path)
+  read = [read_task(path) for path in paths]  # every file checked before any task is registered
+  for task in read:
     why = excluded(task)
     if why:
       dropped[task.name] = why

@@ -36,13 +36,9 @@ def online(timeout: float = 5.0) -> bool:
 
 
 def collection_module(name: str):
-  """The data module of a collection in `COLLECTIONS` (unknown: UsageError with the closest)."""
+  """The data module of a collection in `COLLECTIONS` (empty or unknown: UsageError naming them)."""
   from t5tune.data import collections  # pylint: disable=g-import-not-at-top
-  if name not in collections.COLLECTIONS:
-    raise errors.UsageError(
-        f"no collection {name!r}.{errors.did_you_mean(name, collections.COLLECTIONS)}",
-        where="--collection", fix=f"collections are {sorted(collections.COLLECTIONS)}")
-  return importlib.import_module(collections.COLLECTIONS[name])
+  return importlib.import_module(collections.module_name(name))
 
 
 def select(module, names: Sequence[str] | None) -> list[protocol.DatasetSpec]:
@@ -94,15 +90,26 @@ def _missing_error(collection: str, missing, data_dir: str, why: str,
       where=f"--data_dir={data_dir}", fix=fix)
 
 
+def _check_data_dir(data_dir: str) -> None:
+  """A UsageError when a file stands where data_dir or one of its parents would be: no command
+  could prepare datasets there, so the missing-datasets message would suggest one that fails."""
+  nearest = os.path.abspath(data_dir)
+  while not os.path.exists(nearest) and os.path.dirname(nearest) != nearest:
+    nearest = os.path.dirname(nearest)
+  if os.path.exists(nearest) and not os.path.isdir(nearest):
+    what = ("is a regular file" if nearest == os.path.abspath(data_dir)
+            else f"is inside a regular file ({nearest})")
+    raise errors.UsageError(f"--data_dir {what}", where=f"--data_dir={data_dir}",
+                            fix="give a directory (TFDS's data_dir), or one that can be made")
+
+
 def run(collection: str, names: Sequence[str] | None, data_dir: str, *, check_only: bool = False,
         is_online: Callable[[], bool] = online, log: Callable[[str], None] = print) -> list[str]:
   """Checks (and unless `check_only`, prepares) a collection's datasets in `data_dir`; returns the prepared names."""
   module = collection_module(collection)
   specs = select(module, names)
   data_dir = os.path.expanduser(data_dir)
-  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-    raise errors.UsageError(f"{data_dir} is a file", where="--data_dir",
-                            fix="give a directory (TFDS's data_dir)")
+  _check_data_dir(data_dir)
   missing = [s for s in specs if not is_prepared(s, data_dir)]
   for s in specs:
     if s not in missing:

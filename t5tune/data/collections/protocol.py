@@ -263,13 +263,8 @@ def describe(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[s
 
 
 def describe_named(name: str) -> str:
-  """`describe` of a collection named in `t5tune.data.collections.COLLECTIONS` (unknown: UsageError)."""
+  """`describe` of a collection named in `t5tune.data.collections.COLLECTIONS` (empty or unknown: UsageError)."""
   import importlib  # pylint: disable=g-import-not-at-top
-  from t5tune import errors  # pylint: disable=g-import-not-at-top
   from t5tune.data import collections  # pylint: disable=g-import-not-at-top
-  if name not in collections.COLLECTIONS:
-    raise errors.UsageError(
-        f"no collection {name!r}.{errors.did_you_mean(name, collections.COLLECTIONS)}",
-        where="--collection", fix=f"collections are {sorted(collections.COLLECTIONS)}")
-  module = importlib.import_module(collections.COLLECTIONS[name])
+  module = importlib.import_module(collections.module_name(name))
   return describe(module.COLLECTION, module.DATASETS, module.CLUSTERS)
