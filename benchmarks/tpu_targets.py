@@ -71,8 +71,8 @@ def compile_cell(model, tuning, target_name, lengths, batch_per_chip, max_batch,
   result = compile_at(batch)
   best = None
   if max_batch:
-    best, best_plan, _ = plan.max_batch(compile_at, batch, target.num_devices,
-                                        log=lambda s: print(f"    {s}", flush=True))
+    best, _, _ = plan.max_batch(compile_at, batch, target.num_devices,
+                                log=lambda s: print(f"    {s}", flush=True), known={batch: result})
   roof = result.roofline(0.4) if not result.oom else None
   return {"model": model, "tuning": tuning, "target": target_name, "lengths": lengths,
           "batch": batch, "fits": result.fits_target, "oom": result.oom,

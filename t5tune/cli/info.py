@@ -235,7 +235,8 @@ def _print_plan(cfg: model_config.T5Config, experiment_config, mesh, lengths, ta
     if _MAX_BATCH.value:
       dp = result.mesh_shape[0] * result.mesh_shape[1]
       print(f"largest batch on {target.label} (multiples of data x fsdp = {dp}):")
-      best, best_plan, _ = plan.max_batch(compile_at, batch, dp, log=lambda s: print(f"  {s}"))
+      best, best_plan, _ = plan.max_batch(compile_at, batch, dp, log=lambda s: print(f"  {s}"),
+                                          known={batch: result})
       if best_plan is None:
         print(f"  none: batch {dp} (one example per data-parallel device) does not fit")
       else:

@@ -207,13 +207,15 @@ def _mesh_for(mesh_shape: Sequence[int], batch: int, devices) -> tuple[int, int,
 
 
 def max_batch(compile_at, start: int, multiple: int, limit: int = 1 << 20,
-              log=lambda s: None) -> tuple[int, Plan | None, dict[int, Plan]]:
+              log=lambda s: None, known: dict[int, Plan] | None = None
+              ) -> tuple[int, Plan | None, dict[int, Plan]]:
   """The largest multiple of `multiple` whose plan fits the target, by doubling then bisection.
 
   `compile_at(batch) -> Plan` compiles one batch size (each size at most once:
-  the plans are kept); returns (largest batch that fits or 0, its plan, every plan made).
+  the plans are kept, starting from `known`); returns (largest batch that fits
+  or 0, its plan, every plan made).
   """
-  plans: dict[int, Plan] = {}
+  plans: dict[int, Plan] = dict(known or {})
 
   def fits(b: int) -> bool:
     if b not in plans:

@@ -261,15 +261,17 @@ def test_cli_plans_a_multi_slice_target_and_refuses_bad_targets(tmp_path):
     assert out.returncode == 2 and len(lines) == 1 and message in lines[0], (argv, out.stderr)
 
 
-def test_a_step_that_does_not_fit_is_the_compilers_answer_not_a_crash():
+def test_a_step_that_does_not_fit_is_the_compilers_answer_not_a_crash(tmp_path):
   # flan_t5_xl fully fine-tuned: 11.4 GB of float32 parameters and as much again of
-  # gradients cannot fit one 16 GiB v5e chip; the compiler says so early in its passes.
-  cfg = model_config.preset("flan_t5_xl").replace(scan_layers=True)
-  target = targets.parse("v5e-1")
-  result = plan.make_plan(cfg, (1, 1, 1), 8, 64, 16, devices=targets.devices(target),
-                          target=target)
-  assert result.oom.startswith("RESOURCE_EXHAUSTED") and not result.fits_target
-  assert any("fits v5e-1: NO" in line for line in plan.report(result))
+  # gradients cannot fit one 16 GiB v5e chip; the compiler says so early in its passes,
+  # and --max_batch reuses that one compile to answer that no batch fits.
+  out = cli.run(["info", "--config=flan_t5_xl", "--target=v5e-1", "--scan_layers",
+                 "--lengths=64,16", "--max_batch"], cwd=str(tmp_path))
+  assert out.returncode == 0, out.stderr
+  assert "batch 1: one example per data-parallel chip" in out.stdout
+  assert "fits v5e-1: NO — the compiler ran out of 16 GiB HBM: RESOURCE_EXHAUSTED" in out.stdout
+  assert "none: batch 1 (one example per data-parallel device) does not fit" in out.stdout
+  assert "  batch 1: does not fit" not in out.stdout  # the plan's own compile is reused
 
 
 def test_a_cpu_host_with_libtpu_installed_runs_commands_without_libtpu_warnings(tmp_path):
