@@ -30,6 +30,9 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("joined_kv", "tensor"),  # heads * d_kv, fused in the q/k/v/o kernels
+    # key/value heads * head size of grouped-query attention (T5Gemma's k/v
+    # kernels): narrower than joined_kv, split the same way
+    ("kv_joined", "tensor"),
     ("relpos_buckets", None),
     ("length", None),
     ("prompt", None),  # prompt-tuning positions

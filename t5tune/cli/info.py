@@ -71,14 +71,15 @@ def resolve(spec: str):
   if os.path.isdir(spec):
     from t5tune.convert import loading
     return loading.read_config(spec), None
+  from t5tune.models import family
   try:
     if spec.partition(":")[0].endswith(".py"):
       config = common.load_config_file(spec)
       if _is_experiment(config):
         from t5tune.train import build
         return build.model_config_of(config), config
-      return model_config.from_dict(config.to_dict()), None
-    return model_config.preset(spec), None
+      return family.config_from_dict(config.to_dict()), None
+    return family.preset(spec), None
   except errors.T5tuneError:
     raise
   except ValueError as e:
@@ -102,9 +103,7 @@ def main(argv):
   cfg, experiment_config = resolve(_CONFIG.value)
   counts = info.parameter_counts(cfg)
   print(f"model: {_CONFIG.value}")
-  print(f"  {cfg.feed_forward_proj} FFN, d_model={cfg.d_model}, d_ff={cfg.d_ff}, heads={cfg.num_heads}"
-        f"x{cfg.d_kv}, layers={cfg.num_encoder_layers}+{cfg.num_decoder_layers},"
-        f" vocab={cfg.vocab_size}, tied={cfg.tie_word_embeddings}")
+  print(f"  {info.describe(cfg)}")
   print("parameters:")
   width = max(len(k) for k in counts)
   for key, n in counts.items():

@@ -1,8 +1,13 @@
-"""Hugging Face T5 directories <-> t5tune parameters, with safetensors and no torch.
+"""Hugging Face directories <-> t5tune parameters, with safetensors and no torch.
 
-A Hugging Face T5 directory holds `config.json` and either `model.safetensors`
+A Hugging Face directory holds `config.json` and either `model.safetensors`
 or shards listed in `model.safetensors.index.json`. Nothing is ever unpickled:
 `pytorch_model.bin` files are refused with a message saying how to convert them.
+
+`config.json`'s `model_type` picks the model family (`t5tune.models.family`);
+each family's names, shapes and config fields come from its converter
+(`CONVERTERS`: T5's are here, T5Gemma's in `hf_t5gemma.py`), and the reading,
+checking and writing of tensors below serve them all.
 """
 from __future__ import annotations
 
@@ -14,17 +19,21 @@ from typing import Any, Mapping
 import numpy as np
 import safetensors.numpy
 
+import types
+
 from t5tune import errors
+from t5tune.convert import hf_t5gemma
 from t5tune.models import config as model_config
+from t5tune.models import family
 from t5tune.models import paths
 
-T5_MODEL_TYPES = ("t5", "mt5", "umt5", "byt5")
+T5_MODEL_TYPES = family.FAMILIES["t5"].hf_model_types
 _HF_FF = {"relu": "relu", "gated-gelu": "gated-gelu", "gated-silu": "gated-silu",
           "gelu": "gelu", "gated-relu": "gated-relu"}
 
 
-def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
-                   separate_lm_head: bool = False) -> model_config.T5Config:
+def _t5_config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
+                      separate_lm_head: bool = False) -> model_config.T5Config:
   """Maps a Hugging Face T5 `config.json` to a T5Config.
 
   transformers 5 always writes `tie_word_embeddings: true` and records the
@@ -36,10 +45,6 @@ def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
   tie = bool(hf.get("tie_word_embeddings", True)) and not separate_lm_head
   scale = bool(hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True)))
   model_type = hf.get("model_type")
-  if model_type not in T5_MODEL_TYPES:
-    raise errors.ConversionError(
-        f"model_type={model_type!r} is not a T5 model (expected one of {T5_MODEL_TYPES})",
-        where=source, fix="t5tune converts T5, Flan-T5, mT5 and ByT5 checkpoints")
   ff = hf.get("feed_forward_proj", "relu")
   if ff not in _HF_FF:
     raise errors.ConversionError(f"feed_forward_proj={ff!r} is not supported", where=source,
@@ -71,7 +76,7 @@ def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
                                  fix="restore config.json from the original model") from None
 
 
-def config_to_hf(cfg: model_config.T5Config) -> dict[str, Any]:
+def _t5_config_to_hf(cfg: model_config.T5Config) -> dict[str, Any]:
   return {
       "architectures": ["UMT5ForConditionalGeneration" if cfg.relative_attention_per_layer
                         else "T5ForConditionalGeneration"],
@@ -104,8 +109,8 @@ def _mlp_names(cfg) -> list[str]:
   return ["wi_0", "wi_1", "wo"] if cfg.is_gated else ["wi", "wo"]
 
 
-def name_map(cfg: model_config.T5Config) -> dict[str, tuple[tuple[str | int, ...], bool]]:
-  """HF tensor name -> (t5tune parameter path, transpose?).
+def _t5_name_map(cfg: model_config.T5Config) -> dict[str, tuple[tuple[str | int, ...], bool]]:
+  """HF T5 tensor name -> (t5tune parameter path, transpose?).
 
   torch Linear weights are [out, in]; t5tune kernels are [in, out].
   """
@@ -144,11 +149,11 @@ def name_map(cfg: model_config.T5Config) -> dict[str, tuple[tuple[str | int, ...
 _ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 
 
-def expected_shapes(cfg: model_config.T5Config) -> dict[str, tuple[int, ...]]:
-  """HF tensor name -> shape, for checking a directory before converting it."""
+def _t5_expected_shapes(cfg: model_config.T5Config) -> dict[str, tuple[int, ...]]:
+  """HF T5 tensor name -> shape."""
   d, inner, f = cfg.d_model, cfg.num_heads * cfg.d_kv, cfg.d_ff
   shapes = {}
-  for name in name_map(cfg):
+  for name in _t5_name_map(cfg):
     if name == "shared.weight" or name == "lm_head.weight":
       shapes[name] = (cfg.vocab_size, d)
     elif name.endswith("relative_attention_bias.weight"):
@@ -166,6 +171,57 @@ def expected_shapes(cfg: model_config.T5Config) -> dict[str, tuple[int, ...]]:
   return shapes
 
 
+# Each family's converter: config both ways, tensor names and shapes, the
+# untied head's name and the embedding it is tied to, names that alias others.
+CONVERTERS = {
+    "t5": types.SimpleNamespace(
+        config_from_hf=_t5_config_from_hf, config_to_hf=_t5_config_to_hf, name_map=_t5_name_map,
+        expected_shapes=_t5_expected_shapes, ALIASES=_ALIASES, LM_HEAD="lm_head.weight",
+        TIED_TO="shared.weight"),
+    "t5gemma": hf_t5gemma,
+}
+
+
+def _converter(cfg):
+  return CONVERTERS[family.of(cfg).name]
+
+
+def _converter_for_hf(hf: Mapping[str, Any], source: str):
+  model_type = hf.get("model_type")
+  fam = family.for_model_type(model_type)
+  if fam is None:
+    known = tuple(t for f in family.FAMILIES.values() for t in f.hf_model_types)
+    raise errors.ConversionError(
+        f"model_type={model_type!r} is not a T5 model or another family t5tune converts"
+        f" (expected one of {known})", where=source,
+        fix="t5tune converts T5, Flan-T5, mT5, ByT5 and T5Gemma checkpoints")
+  return CONVERTERS[fam.name]
+
+
+def config_from_hf(hf: Mapping[str, Any], source: str = "config.json",
+                   separate_lm_head: bool = False):
+  """The config (T5Config, T5GemmaConfig, ...) of a Hugging Face `config.json`, by its model_type."""
+  return _converter_for_hf(hf, source).config_from_hf(hf, source, separate_lm_head)
+
+
+def config_to_hf(cfg) -> dict[str, Any]:
+  """The Hugging Face `config.json` of a t5tune config of any family."""
+  return _converter(cfg).config_to_hf(cfg)
+
+
+def name_map(cfg) -> dict[str, tuple[tuple[str | int, ...], bool]]:
+  """HF tensor name -> (t5tune parameter path, transpose?) for `cfg`'s family.
+
+  torch Linear weights are [out, in]; t5tune kernels are [in, out].
+  """
+  return _converter(cfg).name_map(cfg)
+
+
+def expected_shapes(cfg) -> dict[str, tuple[int, ...]]:
+  """HF tensor name -> shape, for checking a directory before converting it."""
+  return _converter(cfg).expected_shapes(cfg)
+
+
 def hf_tensors_to_params(tensors: Mapping[str, np.ndarray], cfg: model_config.T5Config,
                          source: str = "model.safetensors") -> dict:
   """Nested parameter dict (the layout of `nnx.state(model, nnx.Param).to_pure_dict()`)."""
@@ -180,11 +236,13 @@ def hf_tensors_to_params(tensors: Mapping[str, np.ndarray], cfg: model_config.T5
       raise errors.ConversionError(
           f"tensor {name!r} has shape {tuple(tensors[name].shape)}, but config.json implies"
           f" {shape}", where=source, fix="check that config.json belongs to these weights")
-  unknown = sorted(set(tensors) - set(mapping) - set(_ALIASES) - {"lm_head.weight"})
+  conv = _converter(cfg)
+  unknown = sorted(set(tensors) - set(mapping) - set(conv.ALIASES) - {conv.LM_HEAD})
   if unknown:
     raise errors.ConversionError(
-        f"tensor {unknown[0]!r} is not part of a T5 model ({len(unknown)} unexpected tensors)",
-        where=source, fix="convert a plain T5ForConditionalGeneration checkpoint")
+        f"tensor {unknown[0]!r} is not part of a {family.of(cfg).name} model"
+        f" ({len(unknown)} unexpected tensors)",
+        where=source, fix="convert a plain ...ForConditionalGeneration checkpoint")
   params: dict = {}
   for name, (path, transpose) in mapping.items():
     value = np.asarray(tensors[name], dtype=np.float32)
@@ -225,8 +283,8 @@ def _load_safetensors(path: str) -> dict[str, np.ndarray]:
                                  fix="download the file again") from None
 
 
-def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]]:
-  """Reads config and tensors of a HF T5 directory (single or sharded safetensors)."""
+def read_hf_dir(path: str) -> tuple[Any, dict[str, np.ndarray]]:
+  """Reads config (of the family its model_type names) and tensors of a HF directory (single or sharded safetensors)."""
   config_path = os.path.join(path, "config.json")
   if not os.path.isdir(path):
     raise errors.InputError("no such directory", where=path,
@@ -270,6 +328,7 @@ def read_hf_dir(path: str) -> tuple[model_config.T5Config, dict[str, np.ndarray]
   else:
     raise errors.ConversionError("no model.safetensors or model.safetensors.index.json",
                                  where=path, fix="expected a Hugging Face T5 directory")
-  separate = ("lm_head.weight" in tensors and "shared.weight" in tensors
-              and not np.array_equal(tensors["lm_head.weight"], tensors["shared.weight"]))
+  conv = _converter_for_hf(hf_config, config_path)
+  separate = (conv.LM_HEAD in tensors and conv.TIED_TO in tensors
+              and not np.array_equal(tensors[conv.LM_HEAD], tensors[conv.TIED_TO]))
   return config_from_hf(hf_config, config_path, separate_lm_head=separate), tensors

@@ -23,19 +23,20 @@ from t5tune import progress
 from t5tune.convert import hf
 from t5tune.convert import model_dir
 from t5tune.models import config as model_config
+from t5tune.models import family
+from t5tune.models import layers
 from t5tune.models import paths
-from t5tune.models import t5
 
 
-def read_config(path: str) -> model_config.T5Config:
-  """The T5Config of a t5tune or Hugging Face directory."""
+def read_config(path: str):
+  """The model config (T5Config, T5GemmaConfig: by its recorded family) of a t5tune or Hugging Face directory."""
   data = model_dir.read_document(path)
   if data.get("format") == model_dir.FORMAT:
-    return model_config.from_dict(data["model"])
+    return family.config_from_dict(data["model"])
   return hf.config_from_hf(data, os.path.join(path, model_dir.CONFIG_FILE))
 
 
-def _assign(model: t5.Transformer, params: dict, source: str) -> None:
+def _assign(model: family.EncoderDecoder, params: dict, source: str) -> None:
   """Copies a nested dict of arrays into the model's parameters, keeping their shardings.
 
   Parameter-efficient tuning parameters (LoRA, prompt, prefix, adapters) that
@@ -69,7 +70,7 @@ def _assign(model: t5.Transformer, params: dict, source: str) -> None:
     var.value = jax.device_put(np.asarray(value).astype(var.dtype), var.value.sharding)
 
 
-def _peft_fields(cfg: model_config.T5Config) -> tuple:
+def _peft_fields(cfg) -> tuple:
   return (cfg.lora_rank, cfg.lora_targets if cfg.lora_rank else None, cfg.prompt_length,
           cfg.prefix_length, cfg.adapter_dim)
 
@@ -83,7 +84,7 @@ def _flatten(tree, prefix=()):
 
 
 def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
-               **config_overrides: Any) -> t5.Transformer:
+               **config_overrides: Any) -> family.EncoderDecoder:
   """Loads a t5tune model directory or a Hugging Face T5 directory onto `mesh`.
 
   `config_overrides` change numerics-only fields, e.g. `dtype='bfloat16'` or
@@ -99,7 +100,7 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None,
     **config_overrides: `T5Config` fields replacing the saved ones.
 
   Returns:
-    The `t5.Transformer` (an `nnx.Module`): `model(enc_tokens_BL, dec_tokens_BT)`
+    The model (`t5.Transformer`, `t5gemma.Transformer`: an `nnx.Module`): `model(enc_tokens_BL, dec_tokens_BT)`
     gives float32 logits_BTV.
 
   Raises:
@@ -121,7 +122,7 @@ def _load_model(path: str, mesh: jax.sharding.Mesh | None, config_overrides: dic
     model_dir.verify_checksums(path)
     saved = read_config(path)
     cfg = saved.replace(**config_overrides)
-    _, abstract = nnx.split(t5.abstract_model(saved, mesh), nnx.Param)
+    _, abstract = nnx.split(family.abstract_model(saved, mesh), nnx.Param)
     import orbax.checkpoint as ocp
     with ocp.StandardCheckpointer() as ckptr:
       restored = ckptr.restore(os.path.abspath(os.path.join(path, model_dir.PARAMS_DIR)),
@@ -130,11 +131,11 @@ def _load_model(path: str, mesh: jax.sharding.Mesh | None, config_overrides: dic
     if same_peft and cfg.scan_layers == saved.scan_layers:
       # Same parameters: only numerics (dtype, dropout) may differ, and those
       # live in the module graph of the new config.
-      graphdef, _ = nnx.split(t5.abstract_model(cfg, mesh), nnx.Param)
+      graphdef, _ = nnx.split(family.abstract_model(cfg, mesh), nnx.Param)
       return nnx.merge(graphdef, restored)
     # Another layer layout needs no random initialisation (every parameter is
     # in the file); new PEFT parameters do.
-    model = t5.abstract_model(cfg, mesh) if same_peft else t5.build_model(cfg, mesh)
+    model = family.abstract_model(cfg, mesh) if same_peft else family.build_model(cfg, mesh)
     _assign(model, restored.to_pure_dict(), path)
     return model
   if hf.is_hf_dir(path):
@@ -143,20 +144,20 @@ def _load_model(path: str, mesh: jax.sharding.Mesh | None, config_overrides: dic
     params = hf.hf_tensors_to_params(tensors, cfg, source=path)
     # Without PEFT parameters every parameter comes from the file: place the
     # arrays straight into the abstract model (no random initialisation).
-    plain = _peft_fields(cfg) == _peft_fields(model_config.T5Config())
-    model = t5.abstract_model(cfg, mesh) if plain else t5.build_model(cfg, mesh)
+    plain = _peft_fields(cfg) == _peft_fields(type(cfg)())
+    model = family.abstract_model(cfg, mesh) if plain else family.build_model(cfg, mesh)
     _assign(model, params, path)
     return model
   raise model_dir.not_a_model_dir(path)
 
 
-def params_as_numpy(model: t5.Transformer) -> dict:
+def params_as_numpy(model: family.EncoderDecoder) -> dict:
   """The model's parameters as a nested dict of host numpy arrays."""
   state = nnx.state(model, nnx.Param)
   return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), state.to_pure_dict())
 
 
-def merged_params(model: t5.Transformer) -> dict:
+def merged_params(model: family.EncoderDecoder) -> dict:
   """Plain T5 parameters with LoRA folded into the kernels, for export.
 
   Prompt tuning, prefix tuning and adapters change the architecture and have
@@ -170,7 +171,7 @@ def merged_params(model: t5.Transformer) -> dict:
           " represent", fix="keep it as a t5tune model directory (LoRA alone can be exported)")
   params = params_as_numpy(model)
   for path, module in nnx.iter_graph(model):
-    if isinstance(module, t5.Dense) and module.lora_rank:
+    if isinstance(module, layers.Dense) and module.lora_rank:
       node = params
       for key in path:
         node = node[key]
@@ -212,7 +213,7 @@ def _writing_dir(path: str, kind: str, overwrite: bool = False):
     yield tmp
 
 
-def save_model(model: t5.Transformer, path: str, overwrite: bool = False) -> None:
+def save_model(model: family.EncoderDecoder, path: str, overwrite: bool = False) -> None:
   """Writes `model` as a t5tune model directory, atomically, with checksums of its arrays.
 
   An existing directory is replaced only with `overwrite=True`, and only if
@@ -234,7 +235,7 @@ def save_model(model: t5.Transformer, path: str, overwrite: bool = False) -> Non
       ckptr.save(os.path.join(tmp, model_dir.PARAMS_DIR), nnx.state(model, nnx.Param))
       ckptr.wait_until_finished()
     with open(os.path.join(tmp, model_dir.CONFIG_FILE), "w") as f:
-      json.dump(model_dir.config_document(model.config.to_dict()), f, indent=2)
+      json.dump(model_dir.config_document(family.config_to_dict(model.config)), f, indent=2)
     model_dir.write_checksums(tmp)
 
 
@@ -255,7 +256,7 @@ def write_t5tune_dir(path: str, cfg: model_config.T5Config, params: dict, source
   The arrays are placed straight into the abstract model: nothing is randomly
   initialised first (that would cost a compile and a second copy of the weights).
   """
-  model = t5.abstract_model(cfg)
+  model = family.abstract_model(cfg)
   _assign(model, params, source)
   save_model(model, path, overwrite)
 

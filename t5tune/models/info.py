@@ -6,14 +6,13 @@ import math
 
 from flax import nnx
 
+from t5tune.models import family
 from t5tune.models import paths
-from t5tune.models import t5
-from t5tune.models.config import T5Config
 
 
-def parameter_counts(config: T5Config) -> dict[str, int]:
-  """Parameters per component, from `nnx.eval_shape`: nothing is allocated."""
-  model = t5.abstract_model(config)
+def parameter_counts(config) -> dict[str, int]:
+  """Parameters per component of a model of any family, from `nnx.eval_shape`: nothing is allocated."""
+  model = family.abstract_model(config)
   counts: dict[str, int] = collections.OrderedDict()
   for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
     in_layer = paths.parse(path)
@@ -29,36 +28,67 @@ def parameter_counts(config: T5Config) -> dict[str, int]:
   return counts
 
 
-def encoder_flops(config: T5Config, inputs_len: int) -> float:
+def _stack_dims(config, stack: str) -> tuple[int, int, int, int, int]:
+  """(width, query heads x head size, key/value heads x head size, MLP weights, layers) of a stack."""
+  if hasattr(config, "stack"):  # per-stack shapes (T5Gemma: grouped-query attention)
+    s = config.stack(stack)
+    return (s.d_model, s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim,
+            s.d_model * s.d_ff * 3, len(s.layer_types))
+  inner = config.num_heads * config.d_kv
+  mlp = config.d_model * config.d_ff * (3 if config.is_gated else 2)
+  return config.d_model, inner, inner, mlp, paths.num_layers(config, stack)
+
+
+def describe(config) -> str:
+  """One line naming the architecture's shape, for `t5tune info`."""
+  if hasattr(config, "stack"):
+    parts = []
+    for stack in paths.STACKS:
+      s = config.stack(stack)
+      local = s.layer_types.count("sliding_attention")
+      parts.append(f"{stack} d_model={s.d_model}, d_ff={s.d_ff}, heads={s.num_heads}"
+                   f"x{s.head_dim} (kv {s.num_kv_heads}), layers={len(s.layer_types)}"
+                   f" ({local} local)")
+    return (f"{of_family(config)}: " + "; ".join(parts)
+            + f", vocab={config.vocab_size}, tied={config.tie_word_embeddings}")
+  return (f"{config.feed_forward_proj} FFN, d_model={config.d_model}, d_ff={config.d_ff},"
+          f" heads={config.num_heads}x{config.d_kv}, layers={config.num_encoder_layers}"
+          f"+{config.num_decoder_layers}, vocab={config.vocab_size},"
+          f" tied={config.tie_word_embeddings}")
+
+
+def of_family(config) -> str:
+  return family.of(config).name
+
+
+def encoder_flops(config, inputs_len: int) -> float:
   """Matmul FLOPs of the encoder over one input of `inputs_len` tokens (as `forward_flops`)."""
-  d, inner = config.d_model, config.num_heads * config.d_kv
-  mlp = d * config.d_ff * (3 if config.is_gated else 2)
+  d, q, kv, mlp, n = _stack_dims(config, "encoder")
   L = inputs_len
-  return float(config.num_encoder_layers * L * (2 * (4 * d * inner + mlp) + 4 * L * inner))
+  return float(n * L * (2 * (2 * d * q + 2 * d * kv + mlp) + 4 * L * q))
 
 
-def forward_flops(config: T5Config, inputs_len: int, targets_len: int) -> float:
-  """Matmul FLOPs of one forward pass over one (inputs, targets) example.
+def forward_flops(config, inputs_len: int, targets_len: int) -> float:
+  """Matmul FLOPs of one forward pass over one (inputs, targets) example, for a model of any family.
 
   Counts 2 FLOPs per multiply-add of every projection, the attention score and
-  weighted-sum products (full, unmasked T x T for the causal decoder, as MFU
-  conventions do), and the output projection. Norms, softmax and the position
-  bias are negligible and left out.
+  weighted-sum products (full, unmasked T x T for the causal decoder and for
+  sliding-window layers, as MFU conventions do), and the output projection.
+  Norms, softmax, positions and soft-capping are negligible and left out.
   """
-  d, inner, f, v = config.d_model, config.num_heads * config.d_kv, config.d_ff, config.vocab_size
-  mlp = d * f * (3 if config.is_gated else 2)
-  attn_proj = 4 * d * inner
+  d_enc = _stack_dims(config, "encoder")[0]
+  d, q, kv, mlp, n = _stack_dims(config, "decoder")
   L, T = inputs_len, targets_len
   enc = encoder_flops(config, L)
-  dec_per_token = (2 * (attn_proj + 2 * d * inner + mlp)  # self q,k,v,o + cross q,o + mlp
-                   + 4 * T * inner + 4 * L * inner)      # self and cross attention
-  cross_kv = 2 * (2 * d * inner) * L                    # cross k,v of the encoder output
-  dec = config.num_decoder_layers * (T * dec_per_token + cross_kv)
-  head = 2 * d * v * T
+  dec_per_token = (2 * (2 * d * q + 2 * d * kv + 2 * d * q + mlp)  # self q,k,v,o + cross q,o + mlp
+                   + 4 * T * q + 4 * L * q)                       # self and cross attention
+  cross_kv = 2 * (2 * d_enc * kv) * L                             # cross k,v of the encoder output
+  dec = n * (T * dec_per_token + cross_kv)
+  head = 2 * d * config.vocab_size * T
   return float(enc + dec + head)
 
 
-def train_flops(config: T5Config, inputs_len: int, targets_len: int) -> float:
+def train_flops(config, inputs_len: int, targets_len: int) -> float:
   """Forward plus backward (twice the forward) FLOPs of one training example."""
   return 3.0 * forward_flops(config, inputs_len, targets_len)
 

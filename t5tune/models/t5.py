@@ -23,15 +23,16 @@ before the shared embedding projects it to the vocabulary
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from t5tune import sharding
+from t5tune.models import builder
 from t5tune.models import layers
+from t5tune.models import masks
 from t5tune.models import paths
+from t5tune.models import skeleton
 from t5tune.models import scan
 from t5tune.models.cache import DecodeCache
 from t5tune.models.config import T5Config
@@ -134,41 +135,11 @@ def _make_layers(cls, config: T5Config, n: int, rngs: nnx.Rngs):
   return nnx.List([cls(config, rngs=rngs) for _ in range(n)])
 
 
-PROMPT_SEGMENT = -1  # segment id of prompt-tuning positions in the encoder
-
-
-def _segment_mask(q_seg_BT: Array, k_seg_BS: Array) -> Array:
-  """[B, 1, T, S]: attend within the same non-padding segment.
-
-  Prompt-tuning positions (segment PROMPT_SEGMENT) are visible to every
-  non-padding query and see only each other, so packed examples never
-  exchange information through them.
-  """
-  q = q_seg_BT[:, :, None]
-  k = k_seg_BS[:, None, :]
-  same = (q == k) & (k > 0)
-  to_prompt = (k == PROMPT_SEGMENT) & (q != 0)
-  return (same | to_prompt)[:, None]
-
-
-def _positions(tokens_BL: Array, positions_BL: Array | None) -> Array:
-  """Positions [B, L] as given, or [1, L] (0 .. L-1, the same for every row) when not given.
-
-  One row when positions are the same for all rows: the relative-position
-  bias is then computed once per stack at [1, H, L, L] and broadcast over the
-  batch, not gathered per row at [B, H, L, L] (74 ms of a 6.9 s
-  t5_1_1_small step at batch 8 of 512/128 tokens, and its gradient's
-  scatter).
-  """
-  if positions_BL is not None:
-    return positions_BL.astype(jnp.int32)
-  return jnp.arange(tokens_BL.shape[1], dtype=jnp.int32)[None]
-
-
-def _segments(tokens_BL: Array, segment_ids_BL: Array | None, pad_id: int) -> Array:
-  if segment_ids_BL is not None:
-    return segment_ids_BL.astype(jnp.int32)
-  return (tokens_BL != pad_id).astype(jnp.int32)
+# Segment and position helpers, shared with every family (see t5tune.models.masks).
+PROMPT_SEGMENT = masks.PROMPT_SEGMENT
+_segment_mask = masks.segment_mask
+_positions = masks.positions
+_segments = masks.segments
 
 
 class _Stack(nnx.Module):
@@ -264,7 +235,7 @@ class Decoder(_Stack):
     return self._finish(y_BTD, rngs)
 
 
-class Transformer(nnx.Module):
+class Transformer(skeleton.EncoderDecoder):
   """The T5 encoder-decoder. `model(enc_tokens, dec_tokens)` returns float32 logits [B, T, V]."""
 
   def __init__(self, config: T5Config, *, rngs: nnx.Rngs):
@@ -299,10 +270,6 @@ class Transformer(nnx.Module):
     else:
       logits = self.lm_head(y_BTD).astype(jnp.float32)
     return sharding.with_logical_constraint(logits, ("batch", "length", "vocab"))
-
-  @staticmethod
-  def _rngs(dropout_rng):
-    return None if dropout_rng is None else nnx.Rngs(dropout=dropout_rng)
 
   def encoder_segments(self, encoder_input_tokens, encoder_segment_ids=None) -> Array:
     """Segment ids of the encoder output, prompt-tuning positions (if any) first."""
@@ -353,16 +320,6 @@ class Transformer(nnx.Module):
     y = self.decoder(self._embed(dec), _positions(dec, decoder_positions), dec_seg,
                      enc_BLD, enc_seg, rngs, enc_repeats=enc_repeats)
     return self._logits(y)
-
-  def __call__(self, encoder_input_tokens, decoder_input_tokens, encoder_segment_ids=None,
-               decoder_segment_ids=None, encoder_positions=None, decoder_positions=None,
-               dropout_rng=None):
-    rngs = self._rngs(dropout_rng)
-    enc = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions, rngs=rngs)
-    return self.decode(enc, encoder_input_tokens, decoder_input_tokens,
-                       encoder_segment_ids=encoder_segment_ids,
-                       decoder_segment_ids=decoder_segment_ids,
-                       decoder_positions=decoder_positions, rngs=rngs)
 
   # -- incremental decoding -------------------------------------------------
 
@@ -431,45 +388,10 @@ class Transformer(nnx.Module):
 
 def build_model(config: T5Config, mesh: jax.sharding.Mesh | None = None,
                 seed: int = 0) -> Transformer:
-  """A randomly initialised model whose parameters are created sharded on `mesh`.
-
-  Initialisation runs in one jitted function whose out_shardings come from
-  the parameters' logical axes, so no device ever holds a full copy of a
-  sharded model. Without a mesh the model lives on the first device. The
-  function is traced and compiled once per (config, mesh) in a process; the
-  seed is its argument.
-  """
-  mesh = sharding.single_device_mesh() if mesh is None else mesh
-  graphdef, init = _init_function(config, mesh)
-  with sharding.use_mesh(mesh):
-    return nnx.merge(graphdef, init(jax.random.key(seed)))
-
-
-@functools.lru_cache(maxsize=16)
-def _init_function(config: T5Config, mesh: jax.sharding.Mesh):
-  graphdef, abstract = _abstract_state(config, mesh)
-  out_shardings = jax.tree.map(lambda a: a.sharding, abstract)
-
-  @functools.partial(jax.jit, out_shardings=out_shardings)
-  def init(key):
-    return nnx.state(Transformer(config, rngs=nnx.Rngs(params=key)))
-  return graphdef, init
-
-
-@functools.lru_cache(maxsize=16)
-def _abstract_state(config: T5Config, mesh: jax.sharding.Mesh):
-  """(graphdef, state of ShapeDtypeStructs with shardings), traced once per (config, mesh)."""
-  with sharding.use_mesh(mesh):
-    model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(params=0)))
-    graphdef, state = nnx.split(model)
-    shardings = sharding.state_shardings(state, mesh)
-    return graphdef, jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
+  """A randomly initialised T5 whose parameters are created sharded on `mesh` (`builder.build_model`)."""
+  return builder.build_model(Transformer, config, mesh, seed)
 
 
 def abstract_model(config: T5Config, mesh: jax.sharding.Mesh | None = None) -> Transformer:
-  """The model with `ShapeDtypeStruct` parameters (with shardings): nothing is allocated."""
-  mesh = sharding.single_device_mesh() if mesh is None else mesh
-  graphdef, state = _abstract_state(config, mesh)
-  # A fresh tree of fresh Variables for each caller (the cached one is never handed out).
-  return nnx.merge(graphdef, jax.tree.map(lambda a: a, state))
+  """The T5 with `ShapeDtypeStruct` parameters (with shardings): nothing is allocated."""
+  return builder.abstract_model(Transformer, config, mesh)

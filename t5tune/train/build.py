@@ -25,8 +25,8 @@ from flax import nnx
 from t5tune import errors
 from t5tune import sharding
 from t5tune.models import config as model_config
+from t5tune.models import family
 from t5tune.models import paths
-from t5tune.models import t5
 from t5tune.train import experiment
 from t5tune.train import optimizers
 from t5tune.train import steps as steps_lib
@@ -142,7 +142,7 @@ def step_parts(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
                model_cfg: model_config.T5Config,
                terms: Sequence[steps_lib.LossTerm] = ()) -> StepParts:
   """The parts of `config`'s train step on `mesh` (see `resolve` for mesh and model_cfg)."""
-  graphdef, abstract_nnx = nnx.split(t5.abstract_model(model_cfg, mesh), nnx.Param)
+  graphdef, abstract_nnx = nnx.split(family.abstract_model(model_cfg, mesh), nnx.Param)
   abstract_params = nnx.to_pure_dict(abstract_nnx)
   param_shardings = nnx.to_pure_dict(sharding.state_shardings(abstract_nnx, mesh))
   for key in ("freeze", "train_only"):
@@ -200,5 +200,5 @@ def initial_params(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
     model = loading.load_model(config.init_from, mesh,
                                **experiment.model_overrides(config))
   else:
-    model = t5.build_model(model_cfg, mesh, seed=config.seed)
+    model = family.build_model(model_cfg, mesh, seed=config.seed)
   return nnx.to_pure_dict(nnx.state(model, nnx.Param))

@@ -47,7 +47,7 @@ from t5tune import errors
 from t5tune import ranges
 from t5tune.data import vocab
 from t5tune.models import layers
-from t5tune.models import t5
+from t5tune.models import family
 from t5tune.train import build
 from t5tune.train import experiment
 from t5tune.train import lock
@@ -216,7 +216,7 @@ class Continual:
       # Fold the previous stages' LoRA into the frozen kernels; a fresh LoRA
       # (A random with a per-stage seed, B zero) trains in this stage.
       fresh = nnx.to_pure_dict(nnx.state(
-          t5.build_model(parts.model_cfg, parts.mesh, seed=self.config.experiment.seed + k),
+          family.build_model(parts.model_cfg, parts.mesh, seed=self.config.experiment.seed + k),
           nnx.Param))
       fresh_nodes = dict(lora_nodes(fresh))
       scale = parts.model_cfg.lora_alpha / parts.model_cfg.lora_rank

@@ -41,3 +41,15 @@ def test_forward_flops_match_xla_within_elementwise_work(model):
   measured = xla_flops(model, lambda m, x, y: m(x, y), (4, L), (4, T))
   assert counted <= measured <= 1.01 * counted, (counted, measured)
   assert info.train_flops(model.config, L, T) == 3 * info.forward_flops(model.config, L, T)
+
+
+def test_t5gemma_forward_flops_match_xla():
+  from t5tune.models import family
+  from t5tune.models import t5gemma_config
+  # Grouped-query attention (2 key/value heads for 8 query heads); only compiled, never run.
+  cfg = t5gemma_config.preset("t5gemma_s_s", vocab_size=4096, num_encoder_layers=2,
+                              num_decoder_layers=2, encoder_num_kv_heads=2, decoder_num_kv_heads=2)
+  counted = info.forward_flops(cfg, L, T) * 4
+  measured = xla_flops(family.abstract_model(cfg), lambda m, x, y: m(x, y), (4, L), (4, T))
+  # Rotary positions and soft-capping add a little more elementwise work than T5's.
+  assert counted <= measured <= 1.03 * counted, (counted, measured)
