@@ -103,7 +103,15 @@ class _OwnInfoOnly(logging.Filter):
   def filter(self, record):
     if os.path.abspath(record.pathname).startswith(_PACKAGE_DIR + os.sep):
       return True
+    if record.getMessage().startswith(_TIMING_NOTICES):
+      return False
     return record.levelno >= logging.WARNING and not record.exc_info
+
+
+# Libraries' warnings that only time themselves: orbax's, when a save waits for the previous
+# asynchronous save (a loaded host, a slow disk); the step is saved all the same. --verbose
+# shows them.
+_TIMING_NOTICES = ("Waiting for previous save to complete",)
 
 
 def quiet_libraries() -> None:
