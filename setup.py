@@ -67,7 +67,7 @@ DOCS = [
 # sentencepiece 0.2.3's generated model proto demands protobuf >= 7.36.1 at import (seqio then
 # fails to import), 0.2.1 imports with 6.33. Checked here: `import tensorflow, seqio, t5tune`.
 BEAM = [
-    "apache-beam>=2.78,<2.79",
+    "apache-beam[tfrecord]>=2.78,<2.79",  # [tfrecord]: crcmod, the TFRecord checksums
     "protobuf>=6.33,<7",
     "sentencepiece>=0.2,<0.2.3",
 ]
