@@ -140,11 +140,11 @@ def check_readable(task_names: Sequence[str], split: str, cache_dir: str,
                if tf.io.gfile.exists(task_dir) else "is missing")
       raise errors.InputError(f"the cache of task {name!r} {state}", where=task_dir,
                               fix=f"run `t5tune data cache --tasks={name} --output={cache_dir}`")
-    if task.cache_dir != task_dir:
+    info = check_fingerprint(task, task_dir, split)
+    if task.cache_dir != task_dir:  # seqio keeps the first cache it found for a task
       raise errors.UsageError(f"task {name!r} is read from another cache ({task.cache_dir})",
                               where="config.data.cache_dir",
                               fix="name one cache directory per process")
-    info = check_fingerprint(task, task_dir, split)
     shards = int(info["num_shards"])
     if shards % process_count:
       raise errors.UsageError(
