@@ -31,14 +31,16 @@ from t5tune.cli import data_quality
 
 _MODULES = flags.DEFINE_multi_string(
     "module", [], "Python module(s) whose import registers tasks and mixtures.", allow_override=True)
-_SPLITS = flags.DEFINE_list("splits", None, "report: splits to include (default: all).", allow_override=True)
+_SPLITS = flags.DEFINE_list("splits", None, "report / cache: splits to include (default: all).",
+                            allow_override=True)
 _INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "report: inputs feature length.", allow_override=True)
 _TARGETS_LENGTH = flags.DEFINE_integer("targets_length", 128, "report: targets feature length.", allow_override=True)
 _MAX_EXAMPLES = flags.DEFINE_integer(
     "max_examples", None, "report: measure lengths on at most this many examples per task and split.", allow_override=True)
 _TASKS = flags.DEFINE_list(
     "tasks", None, "train-vocab: tasks or mixtures whose text trains the vocabulary; prepare: the"
-    " collection's datasets to prepare (default: all).", allow_override=True)
+    " collection's datasets to prepare (default: all); cache: regexes of the task names to cache.",
+    allow_override=True)
 _SPLIT = flags.DEFINE_string(
     "split", "train", "train-vocab / near-duplicates / label-issues: the split whose records are used.",
     allow_override=True)
@@ -157,7 +159,8 @@ _BEAM_ARGS: list[str] = []
 
 def _defined(arg: str) -> bool:
   name = arg[2:].partition("=")[0]
-  return name in flags.FLAGS or (name.startswith("no") and name[2:] in flags.FLAGS)
+  return (name in flags.FLAGS or (name.startswith("no") and name[2:] in flags.FLAGS)
+          or name in ("help", "helpshort", "helpfull", "helpxml"))  # absl adds these when parsing
 
 
 def split_args(args):
