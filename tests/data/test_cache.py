@@ -84,7 +84,7 @@ def test_seqio_reads_the_cache_and_it_equals_uncached(cache_dir):
   assert all(len(ex["targets"]) for ex in text.as_numpy_iterator())
 
 
-def test_training_pipeline_reads_the_cache_with_the_same_examples(cache_dir):
+def test_training_pipeline_reads_the_cache_with_the_same_examples(cache_dir, tmp_path):
   shard = seqio.ShardInfo(0, 1)
   kwargs = dict(split="train", feature_lengths=LENGTHS, local_batch_size=4, pack=False, seed=3,
                 shard=shard, shuffle=True, num_epochs=1)
@@ -94,11 +94,21 @@ def test_training_pipeline_reads_the_cache_with_the_same_examples(cache_dir):
 
   assert rows(pipeline.local_dataset(TASKS[0], cache_dir=cache_dir, **kwargs)) == rows(
       pipeline.local_dataset(TASKS[0], **kwargs))
-  it = pipeline.make_iterator(MIXTURE, split="train", feature_lengths=LENGTHS, batch_size=8,
-                              pack=False, seed=0, mesh=sharding.make_mesh((-1, 1, 1)),
-                              cache_dir=cache_dir)
+  def iterator():
+    return pipeline.make_iterator(MIXTURE, split="train", feature_lengths=LENGTHS, batch_size=8,
+                                  pack=False, seed=0, mesh=sharding.make_mesh((-1, 1, 1)),
+                                  cache_dir=cache_dir)
+
+  it = iterator()
   assert next(it)["encoder_input_tokens"].shape == (8, 64)
   assert it.spec["cache_dir"] == cache_dir
+  it.save(tmp_path / "data")  # resumes mid-epoch from the cache as from the source
+  after = next(it)
+  resumed = iterator()
+  resumed.restore(tmp_path / "data")
+  again = next(resumed)
+  for key, value in after.items():
+    np.testing.assert_array_equal(np.asarray(again[key]), np.asarray(value))
 
 
 def _copy(cache_dir, tmp_path, name=TASKS[0]):
