@@ -187,7 +187,10 @@ def split_args(args):
 
 
 def _cache():
+  import logging  # pylint: disable=g-import-not-at-top
   from t5tune.data import cache  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.verbose:  # Beam's notices about its optional packages; --verbose shows them
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
   arguments.require([data_quality.OUTPUT], "data cache")
   output = data_quality.OUTPUT.value
   atomic.check_parent(os.path.join(output, "COMPLETED"), fix="choose another --output")

@@ -68,6 +68,7 @@ def select(mixture: str | None = None, tasks: str | None = None) -> list[str]:
 
 
 def task_dir(output: str, name: str) -> str:
+  """The directory of task `name`'s cache under `output` (seqio's name for it)."""
   return os.path.join(output, seqio.utils.get_task_dir_from_name(name))
 
 

@@ -80,10 +80,12 @@ def fingerprint(task: seqio.Task) -> dict[str, Any]:
 
 
 def info_path(task_dir: str, split: str) -> str:
+  """seqio's `info.<split>.json` of a cached task."""
   return seqio.utils.get_cached_info_path(task_dir, split)
 
 
 def read_info(task_dir: str, split: str) -> dict[str, Any]:
+  """The split's info dict; an InputError naming the file if the split was not cached."""
   path = info_path(task_dir, split)
   if not tf.io.gfile.exists(path):
     raise errors.InputError(f"the cache has no split {split!r}", where=path,
