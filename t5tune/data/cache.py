@@ -72,14 +72,11 @@ def task_dir(output: str, name: str) -> str:
   return os.path.join(output, seqio.utils.get_task_dir_from_name(name))
 
 
-def _cached_fingerprint(directory: str, splits: Sequence[str]) -> dict | None:
-  """The fingerprint a complete cache was written with (of its first split holding one)."""
-  for split in splits:
-    path = cache_check.info_path(directory, split)
-    if tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        return json.load(f).get(cache_check.FINGERPRINT_KEY)
-  return None
+def _cached_fingerprint(directory: str, split: str) -> dict | None:
+  """The fingerprint a complete cache's split was written with; None if it has none."""
+  path = cache_check.info_path(directory, split)
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f).get(cache_check.FINGERPRINT_KEY)
 
 
 def plan(names: Sequence[str], output: str, splits: Sequence[str] | None,
@@ -99,11 +96,17 @@ def plan(names: Sequence[str], output: str, splits: Sequence[str] | None,
     directory = task_dir(output, name)
     action = "write"
     if tf.io.gfile.exists(os.path.join(directory, cache_check.COMPLETED)) and not overwrite:
-      cached = _cached_fingerprint(directory, wanted)
-      diff = cache_check.difference(cached or {}, cache_check.fingerprint(task))
-      if diff:
-        raise errors.InputError(f"task {name!r} is already cached with other settings ({diff})",
-                                where=directory, fix="pass --overwrite to replace it")
+      missing = [s for s in wanted if not tf.io.gfile.exists(cache_check.info_path(directory, s))]
+      if missing:  # COMPLETED covers the whole task: its splits are written together
+        raise errors.InputError(f"task {name!r} is already cached without splits {missing}",
+                                where=directory, fix="pass --overwrite to write it again with"
+                                f" --splits={','.join(wanted)}")
+      for split in wanted:
+        diff = cache_check.difference(_cached_fingerprint(directory, split) or {},
+                                      cache_check.fingerprint(task))
+        if diff:
+          raise errors.InputError(f"task {name!r} is already cached with other settings ({diff})",
+                                  where=directory, fix="pass --overwrite to replace it")
       action = "skip"
     out.append((task, wanted, action))
   return out

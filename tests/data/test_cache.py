@@ -159,6 +159,8 @@ def test_cache_made_with_other_settings_is_refused_in_one_line(cache_dir, tmp_pa
     cache.plan([TASKS[0]], out, ["train"], overwrite=False)
   assert cache.plan([TASKS[0]], out, ["train"], overwrite=True)[0][2] == "write"
   assert cache.plan([TASKS[0]], cache_dir, ["train"], overwrite=False)[0][2] == "skip"
+  with pytest.raises(errors.InputError, match=r"cached without splits \['validation'\]"):
+    cache.plan([TASKS[0]], cache_dir, None, overwrite=False)  # all its splits, only train cached
 
 
 def test_shards_must_divide_among_hosts(cache_dir):
