@@ -62,6 +62,16 @@ DOCS = [
     "pymdown-extensions>=10",
 ]
 
+# `t5tune data cache` (t5tune/data/cache.py): seqio's Beam transforms on Apache Beam. Beam 2.78 caps
+# protobuf below 7, so pip moves TensorFlow's protobuf (7.x) back to 6.33.x, inside TF 2.21's range;
+# sentencepiece 0.2.3's generated model proto demands protobuf >= 7.36.1 at import (seqio then
+# fails to import), 0.2.1 imports with 6.33. Checked here: `import tensorflow, seqio, t5tune`.
+BEAM = [
+    "apache-beam[tfrecord]>=2.78,<2.79",  # [tfrecord]: crcmod, the TFRecord checksums
+    "protobuf>=6.33,<7",
+    "sentencepiece>=0.2,<0.2.3",
+]
+
 EXTRAS = {
     # The numerical reference: Hugging Face transformers' PyTorch T5 on the CPU.
     # torch is pinned: an unpinned torch requirement pulls a multi-GB CUDA build.
@@ -83,7 +93,9 @@ EXTRAS = {
         # for this jax), so CI compiles every program for Cloud TPU slices without a TPU.
         "jax[tpu]>=0.10.2,<0.11",
         *DOCS,  # tests/docs/ build the site
+        *BEAM,  # tests/data/test_cache.py runs the cache pipeline on DirectRunner
     ],
+    "beam": BEAM,
     "docs": DOCS,
     "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
     # A TPU VM's runtime, and `t5tune info --plan --target=v5e-8` (compile-only TPU devices) on any host.

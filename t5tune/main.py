@@ -29,7 +29,7 @@ commands:
   continual train a config's stages in sequence; accuracy matrix, BWT, FWT
   evaluate  evaluate a checkpoint on tasks or mixtures
   predict   decode instructions from a JSONL file
-  data      list | report | train-vocab | near-duplicates | contamination | label-issues | generate
+  data      list | report | train-vocab | cache | near-duplicates | contamination | label-issues | generate
   serve     HTTP inference server: OpenAI-compatible completions, scoring, metrics
   harness   lm-evaluation-harness (MMLU, BBH, ...) with the `t5tune` model: the harness's own arguments
 

@@ -269,6 +269,8 @@ def _run(command, module_name, args, usage, verbose):
     sys.exit(report(command, e, verbose))
   from absl import app
 
+  # A command may hand some arguments to another parser (`data cache`: Beam's pipeline options).
+  args = getattr(module, "split_args", lambda a: a)(list(args))
   if any(a in _HELP_ARGS for a in args):
     try:
       print(help_text(command, module, usage))

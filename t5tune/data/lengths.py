@@ -30,12 +30,27 @@ def token_lengths(info: tasks_lib.TaskInfo, split: str, max_examples: int | None
   return inputs, targets, examples
 
 
+def cached_token_lengths(task_name: str, split: str, max_examples: int | None = None):
+  """(input lengths, target lengths) of a cached task's split, EOS included, read from the cache
+  (the training host may not have the source data)."""
+  ds = seqio.get_mixture_or_task(task_name).get_dataset(
+      None, split=split, use_cached=True, shuffle=False, num_epochs=1)
+  if max_examples is not None:
+    ds = ds.take(max_examples)
+  pairs = [(len(ex["inputs"]), len(ex["targets"])) for ex in ds.as_numpy_iterator()]
+  inputs, targets = (np.array(side, dtype=np.int64) for side in zip(*pairs)) if pairs else (
+      np.zeros(0, np.int64), np.zeros(0, np.int64))
+  return inputs, targets
+
+
 def truncation(name: str, split: str, feature_lengths: Mapping[str, int],
-               max_examples: int | None = None) -> dict[str, dict[str, float]]:
+               max_examples: int | None = None,
+               use_cached: bool = False) -> dict[str, dict[str, float]]:
   """Per t5tune task of `name`: the share of inputs/targets longer than feature_lengths.
 
   A pretraining task's objective cuts its text into chunks that fit, so
   nothing is truncated: its entry names the objective and the chunk length.
+  With `use_cached` the lengths are measured on the tasks' offline caches.
   """
   out = {}
   ours = set(tasks_lib.task_names())
@@ -47,7 +62,10 @@ def truncation(name: str, split: str, feature_lengths: Mapping[str, int],
       out[task_name] = {"inputs": 0.0, "targets": 0.0, "objective": info.objective.name,
                         "chunk_tokens": info.objective.chunk_length(feature_lengths)}
       continue
-    inputs, targets, _ = token_lengths(info, split, max_examples)
+    if use_cached:
+      inputs, targets = cached_token_lengths(task_name, split, max_examples)
+    else:
+      inputs, targets, _ = token_lengths(info, split, max_examples)
     out[task_name] = {
         "inputs": float(np.mean(inputs > feature_lengths["inputs"])),
         "targets": float(np.mean(targets > feature_lengths["targets"])),

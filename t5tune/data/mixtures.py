@@ -22,6 +22,11 @@ from t5tune.data import tasks as tasks_lib
 
 def _num_train_examples(task: seqio.Task) -> int:
   split = "train" if "train" in task.splits else task.splits[0]
+  if task.supports_caching and seqio.utils.get_global_cache_dirs() and task.cache_dir:
+    try:  # the count the cache's stats hold, without reading the source
+      return int(task.get_cached_stats(split)["examples"])
+    except ValueError:  # that split was not cached: count the source's
+      pass
   return task.num_input_examples(split)
 
 

@@ -17,6 +17,15 @@ Keys: `encoder_input_tokens`, `decoder_target_tokens`, `decoder_input_tokens`,
 `decoder_loss_weights`, and when packed also `encoder_segment_ids`,
 `encoder_positions`, `decoder_segment_ids`, `decoder_positions`.
 
+Cached tasks: with `cache_dir=` (`config.data.cache_dir`) the tasks are read
+from the offline cache `t5tune data cache` wrote there (seqio's
+`use_cached=True`: TFRecord shards, each host reading whole shards), after
+`t5tune.data.cache_check` confirmed each is complete, made with the task's
+current vocabulary and templates, and in a shard count the hosts divide.
+The examples and their templates are the uncached ones; their order is not
+(the cache's shards were shuffled by Beam, and seqio shuffles the shard files
+with the seed), so one epoch holds the same examples in another order.
+
 Resuming: `save` writes the tf.data iterator state (`tf.train.Checkpoint`,
 which includes shuffle and prefetch buffers) per process plus `spec.json`
 (mixture, split, lengths, batch size, seed, packing, process count, batches
@@ -48,6 +57,7 @@ import tensorflow as tf
 
 from t5tune import atomic
 from t5tune import sharding
+from t5tune.data import cache_check
 from t5tune.data import lengths
 from t5tune.data import mixtures
 
@@ -56,11 +66,19 @@ SPEC_FILE = "spec.json"
 
 def local_dataset(name: str, *, split: str, feature_lengths: Mapping[str, int],
                   local_batch_size: int, pack: bool, seed: int, shard: seqio.ShardInfo,
-                  shuffle: bool = True, num_epochs: int | None = None) -> tf.data.Dataset:
-  """One process's batches as a tf.data.Dataset of numpy-able dicts (before jax)."""
+                  shuffle: bool = True, num_epochs: int | None = None,
+                  cache_dir: str = "") -> tf.data.Dataset:
+  """One process's batches as a tf.data.Dataset of numpy-able dicts (before jax).
+
+  With `cache_dir`, the tasks are read from their offline cache there (`t5tune data cache`),
+  after `cache_check.check_readable` (complete, same fingerprint, shards divisible by hosts).
+  """
   provider = mixtures.get_provider(name)
+  if cache_dir:
+    cache_check.check_readable(mixtures.leaf_task_names([name]), split, cache_dir,
+                               shard.num_shards)
   ds = provider.get_dataset(
-      sequence_length=dict(feature_lengths), split=split, use_cached=False,
+      sequence_length=dict(feature_lengths), split=split, use_cached=bool(cache_dir),
       shuffle=shuffle, seed=seed, shard_info=shard, num_epochs=num_epochs)
   converter = seqio.EncDecFeatureConverter(pack=pack)
   ds = converter(ds, task_feature_lengths=dict(feature_lengths))
@@ -72,13 +90,13 @@ _TRUNCATION: dict[tuple, dict[str, dict[str, float]]] = {}
 
 
 def _truncation(name: str, split: str, feature_lengths: Mapping[str, int],
-                sample: int) -> dict[str, dict[str, float]]:
+                sample: int, use_cached: bool = False) -> dict[str, dict[str, float]]:
   """`lengths.truncation` of a mixture's split, logged as a warning the first time only."""
-  key = (name, split, tuple(sorted(feature_lengths.items())), sample)
+  key = (name, split, tuple(sorted(feature_lengths.items())), sample, use_cached)
   if key in _TRUNCATION:
     return _TRUNCATION[key]
   measured = _TRUNCATION[key] = lengths.truncation(name, split, feature_lengths,
-                                                   max_examples=sample)
+                                                   max_examples=sample, use_cached=use_cached)
   for task, t in measured.items():
     if t["inputs"] or t["targets"]:
       logging.warning(
@@ -95,7 +113,7 @@ class BatchIterator:
   def __init__(self, name: str, *, split: str, feature_lengths: Mapping[str, int],
                batch_size: int, pack: bool, seed: int, mesh: jax.sharding.Mesh,
                shuffle: bool = True, num_epochs: int | None = None,
-               truncation_sample: int = 2000):
+               truncation_sample: int = 2000, cache_dir: str = ""):
     if not isinstance(seed, int):
       raise TypeError(f"seed must be an int (the pipeline is deterministic for a seed), got {seed!r}")
     num_processes = jax.process_count()
@@ -121,14 +139,17 @@ class BatchIterator:
         "shuffle": bool(shuffle), "num_epochs": num_epochs,
         "process_count": num_processes,
     }
+    if cache_dir:  # only then: iterators saved before caches existed still resume
+      self.spec["cache_dir"] = cache_dir
     self.step = 0
     shard = seqio.ShardInfo(index=jax.process_index(), num_shards=num_processes)
     self.dataset = local_dataset(
         name, split=split, feature_lengths=feature_lengths,
         local_batch_size=self.local_batch_size, pack=pack, seed=seed,
-        shard=shard, shuffle=shuffle, num_epochs=num_epochs)
+        shard=shard, shuffle=shuffle, num_epochs=num_epochs, cache_dir=cache_dir)
     self._tf_iterator = iter(self.dataset)
-    self.truncation = _truncation(name, split, self.spec["feature_lengths"], truncation_sample)
+    self.truncation = _truncation(name, split, self.spec["feature_lengths"], truncation_sample,
+                                  use_cached=bool(cache_dir))
 
   def __iter__(self) -> Iterator[dict[str, jax.Array]]:
     return self
@@ -163,8 +184,9 @@ class BatchIterator:
       raise FileNotFoundError(f"{path}: no saved data iterator here")
     with open(path) as f:
       saved = json.load(f)
-    changed = [f"{k}: saved {saved.get(k)!r}, now {v!r}"
-               for k, v in self.spec.items() if saved.get(k) != v]
+    changed = [f"{k}: saved {saved.get(k)!r}, now {self.spec.get(k)!r}"
+               for k in [*self.spec, *({"cache_dir"} - set(self.spec))]
+               if saved.get(k) != self.spec.get(k)]
     if changed:
       raise ValueError(
           f"cannot resume the data iterator from {directory}: "

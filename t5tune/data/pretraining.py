@@ -8,7 +8,8 @@
         vocabulary=vocab)
     data.register_mixture("mine", ["my_corpus_sc", "my_nli"], rate={"my_corpus_sc": 1, "my_nli": 4})
 
-Pipeline of a pretraining task: text -> tokens -> documents concatenated and
+Pipeline of a pretraining task: text -> tokens -> (seqio's cache placeholder:
+`t5tune data cache` stores the tokens) -> documents concatenated and
 cut into chunks of the raw length the objective needs for the feature lengths
 (`SpanCorruption.raw_length`) -> the objective (random, from seqio's per-example
 seeds, so a seed reproduces it) -> EOS on inputs and targets.
@@ -375,6 +376,9 @@ def register_pretraining_task(
       name, source=data_source, output_features=output_features,
       preprocessors=reader + [
           seqio.preprocessors.tokenize,
+          # Cached: the tokenized documents. The chunk length depends on the feature lengths and
+          # the objective draws new noise per epoch, so both stay after the placeholder.
+          seqio.CacheDatasetPlaceholder(),
           make_preprocessor(objective, vocabulary, name),
           seqio.preprocessors.append_eos_after_trim],
       shuffle_buffer_size=shuffle_buffer_size)

@@ -166,7 +166,11 @@ def register_task(
   }
   task = seqio.TaskRegistry.add(
       name, source=data_source, output_features=output_features,
+      # The offline cache (`t5tune data cache`) holds what comes before the placeholder: records
+      # read, cleaned, templated (the template fixed by task, example and seed) and tokenized.
+      # EOS after trimming depends on the feature lengths, so it runs after.
       preprocessors=[seqio.preprocessors.tokenize,
+                     seqio.CacheDatasetPlaceholder(),
                      seqio.preprocessors.append_eos_after_trim],
       postprocess_fn=postprocess_fn, metric_fns=list(metric_fns),
       shuffle_buffer_size=shuffle_buffer_size)

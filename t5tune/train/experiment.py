@@ -53,6 +53,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 128  # global, over all processes
   c.data.shuffle = True
   c.data.eval_split = "validation"
+  # A directory `t5tune data cache` wrote: the tasks are read from their offline cache there
+  # (seqio's use_cached), refused in one line if incomplete or made with other settings. "" = off.
+  c.data.cache_dir = ""
   # "package.module:function" building the iterator instead of the seqio
   # pipeline: function(config, mesh, split) -> iterator of global batches with
   # save(dir) / restore(dir). For custom data and tests.

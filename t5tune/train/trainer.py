@@ -76,7 +76,8 @@ def make_iterator(config: ml_collections.ConfigDict, mesh, split: str) -> Iterat
       feature_lengths={"inputs": config.data.inputs_length,
                        "targets": config.data.targets_length},
       batch_size=config.data.batch_size, pack=config.data.pack, seed=config.seed,
-      mesh=mesh, shuffle=config.data.shuffle and train)
+      mesh=mesh, shuffle=config.data.shuffle and train,
+      cache_dir=config.data.get("cache_dir", ""))  # absent from configs saved before caches
 
 
 def check_vocabulary(config: ml_collections.ConfigDict, model_vocab_size: int) -> None:
