@@ -65,6 +65,10 @@ def _check_data(config) -> None:
             f"task {task.name!r} of {config.data.mixture!r} has no {split!r} split"
             f" (it has {list(task.splits)})", where=key,
             fix="give a split its tasks have (or --config.eval.every=0 to skip evaluation)")
+  # A collection's TFDS data must be prepared: otherwise TFDS would try a download (minutes
+  # of retries offline) and leave a partial TFDS directory and a workdir behind.
+  from t5tune.data.collections import prepare
+  prepare.check_tasks([task.name for task in tasks])
 
 
 def main(argv):

@@ -403,6 +403,8 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
   """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
   validate(config)
   resolved = eval_tasks.resolve_tasks(config.tasks, config.clusters, config.variants)
+  from t5tune.data.collections import prepare  # pylint: disable=g-import-not-at-top
+  prepare.check_tasks([name for _, _, name in resolved], reader="evaluation")  # before TFDS downloads
   inputs_length = config.inputs_length
   limit = config.get("max_inputs_length", 512)
   if not inputs_length and config.get("truncate", False):

@@ -114,3 +114,22 @@ def test_bad_names_are_usage_errors():
     prepare.run("flan2020", None, "/tmp/unused", check_only=True)
   proc = _cli("--collection=flan2021")
   assert proc.returncode == 2 and "--data_dir is required" in proc.stderr
+
+
+def test_train_refuses_unprepared_data_before_tfds_or_the_workdir_is_touched(tmp_path):
+  """`t5tune train` of the real collection offline: `data prepare --check`'s one line at once,
+  no TFDS download (it retried for minutes) and no TFDS directory or workdir left behind."""
+  from t5tune.data.collections import heldout
+  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+  proc = cli.run(["train", "--config=configs/experiments/flan2021_heldout.py:nli",
+                  f"--workdir={workdir}"], env=dict(cli.ENV, TFDS_DATA_DIR=str(data_dir)), timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert not data_dir.exists() and not workdir.exists()
+  trained = [s.name for s in heldout.training_datasets(flan2021.DATASETS, flan2021.CLUSTERS, "nli",
+                                                       flan2021.OVERLAPS)]
+  with pytest.raises(errors.MissingInputError) as check:
+    prepare.run("flan2021", trained, str(data_dir), check_only=True, log=lambda _: None)
+  what = check.value.what.replace("--check downloads nothing", "training downloads nothing")
+  assert lines[0].startswith(f"t5tune train: error: {what} (") and lines[0].endswith(check.value.fix)
