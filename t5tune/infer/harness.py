@@ -44,7 +44,6 @@ records them.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -52,6 +51,7 @@ from lm_eval.api import model as lm_model
 
 from t5tune import errors
 from t5tune import ranges
+from t5tune.data import tokenizers
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune.infer import scoring
@@ -113,14 +113,6 @@ def _pad(rows: Sequence[Sequence[int]], width: int, batch: int) -> np.ndarray:
   return out
 
 
-def _default_vocab(checkpoint: str) -> str | None:
-  for name in ("spiece.model", "vocab.model", "sentencepiece.model"):
-    path = os.path.join(checkpoint, name)
-    if os.path.isfile(path):
-      return path
-  return None
-
-
 def _special_id(vocabulary: Any, name: str) -> int | None:
   """The vocabulary's pad_id or unk_id, None where it has none."""
   try:
@@ -172,7 +164,7 @@ class T5tuneLM(lm_model.LM):
                                 " checkpoint step or a Hugging Face T5 directory)")
       import t5tune  # pylint: disable=g-import-not-at-top
       model = t5tune.load_model(checkpoint)
-      vocab = vocab or _default_vocab(checkpoint)
+      vocab = vocab or tokenizers.model_dir_vocabulary(checkpoint)
     self.model = model
     self.vocabulary = api.resolve_vocabulary(model, vocabulary if vocabulary is not None else vocab)
     self.eos_id = int(self.vocabulary.eos_id)
