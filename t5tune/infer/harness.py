@@ -5,8 +5,10 @@
     lm_eval.simple_evaluate(model="t5tune", model_args="checkpoint=DIR,vocab=spiece.model",
                             tasks=["mmlu"], num_fewshot=5)
 
-or from the command line, `t5tune harness --model t5tune --model_args checkpoint=DIR ...`
-(the harness's own arguments; see t5tune/cli/harness.py).
+or from the command line, `t5tune harness --model t5tune --model_args pretrained=DIR ...`
+(the harness's own arguments; see t5tune/cli/harness.py). `pretrained=` and
+`checkpoint=` are one argument: the harness names its output folder after
+`pretrained=`, and a random name otherwise.
 
 The requests follow the conventions of the harness's Hugging Face seq2seq
 backend (`lm_eval.models.huggingface.HFLM` with an encoder-decoder model), so
@@ -141,15 +143,22 @@ class T5tuneLM(lm_model.LM):
 
   def __init__(self, checkpoint: str = "", vocab: str | None = None, batch_size: Any = 16,
                max_length: int = 512, max_gen_toks: int = 256, model: Any = None,
-               vocabulary: Any = None, seed: Any = 0, **unused: Any):
+               vocabulary: Any = None, seed: Any = 0, pretrained: str = "", **unused: Any):
     super().__init__()
     unused.pop("device", None)  # the mesh decides where t5tune runs
     unused.pop("max_batch_size", None)
     if unused:
       raise errors.UsageError(f"t5tune backend: unknown model_args {sorted(unused)}",
                               where="--model_args",
-                              fix="it takes checkpoint, vocab, batch_size, max_length, max_gen_toks,"
-                              " seed")
+                              fix="it takes checkpoint (or pretrained), vocab, batch_size, max_length,"
+                              " max_gen_toks, seed")
+    # `pretrained=` is the harness's own name for the model (its HF backend's): the harness names
+    # its output folder from it, so `pretrained=DIR` files results under DIR's name.
+    if pretrained and checkpoint and pretrained != checkpoint:
+      raise errors.UsageError(
+          f"t5tune backend: checkpoint={checkpoint!r} and pretrained={pretrained!r} name two models",
+          where="--model_args", fix="give one of them (pretrained= is checkpoint='s other name)")
+    checkpoint = checkpoint or pretrained
     # The numbers first, before a model is loaded; the harness passes batch_size as given on its
     # command line ("auto", "auto:4", "8" or None), the others as the strings of --model_args.
     self._batch_size = (16 if batch_size is None or str(batch_size).startswith("auto")
@@ -160,8 +169,8 @@ class T5tuneLM(lm_model.LM):
     if model is None:
       if not checkpoint:
         raise errors.UsageError("t5tune backend: no checkpoint", where="--model_args",
-                                fix="give checkpoint=DIR (a t5tune model directory, a training"
-                                " checkpoint step or a Hugging Face T5 directory)")
+                                fix="give pretrained=DIR or checkpoint=DIR (a t5tune model directory,"
+                                " a training checkpoint step or a Hugging Face T5 directory)")
       import t5tune  # pylint: disable=g-import-not-at-top
       model = t5tune.load_model(checkpoint)
       vocab = vocab or tokenizers.model_dir_vocabulary(checkpoint)
