@@ -98,6 +98,13 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
     vocab.check_tasks_fit([name for _, _, name in resolved], model.config.vocab_size, "--tasks")
     results = evaluator.evaluate(model, step=step)
     table = evaluation.side_by_side(results, resolved)
+    from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
+    from t5tune.infer import cluster_means  # pylint: disable=g-import-not-at-top
+    ours = set(tasks_lib.task_names())
+    clusters = cluster_means.table(results, resolved, {
+        name: tasks_lib.get_info(name).metadata for _, _, name in resolved if name in ours})
+    if clusters:  # FLAN reports held-out clusters by these means
+      table += "\n\n" + clusters
     if config.get("ensemble_templates", 0):
       table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
     elif os.path.exists(os.path.join(output_dir, "ensemble.json")):
