@@ -53,6 +53,7 @@ MMLU_CATEGORIES = ("stem", "other", "social_sciences", "humanities")
 
 
 def harness_dir() -> str:
+  """The installed harness's task definitions (`lm_eval/tasks`)."""
   import lm_eval  # pylint: disable=g-import-not-at-top
   return os.path.join(os.path.dirname(lm_eval.__file__), "tasks")
 
@@ -220,6 +221,7 @@ def write(output: str, bbh: str | None = None, mmlu: str | None = None) -> list[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m t5tune.infer.local_tasks`: the exit status (an error is one line on stderr)."""
   parser = argparse.ArgumentParser(prog="python -m t5tune.infer.local_tasks",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("--bbh", help="a BIG-Bench-Hard checkout (bbh/<task>.json, cot-prompts/<task>.txt)")

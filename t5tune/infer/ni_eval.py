@@ -54,6 +54,7 @@ def rouge_l(prediction: str, references: Sequence[str]) -> float:
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> float:
+  """1.0 when `prediction` equals a reference after NI's normalisation, else 0.0."""
   return float(max(normalize(prediction) == normalize(r) for r in references))
 
 
@@ -104,6 +105,7 @@ def from_predictions(root: str, predictions_dir: str, step: int, variant: str = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m t5tune.infer.ni_eval`: the exit status (an error is one line on stderr)."""
   parser = argparse.ArgumentParser(prog="python -m t5tune.infer.ni_eval",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("--natural_instructions", required=True, help="the checkout (splits/, tasks/)")

@@ -127,7 +127,9 @@ def check_tasks(task_names: Sequence[str], reader: str = "training") -> None:
   Tasks of no collection, and collection tasks over other data (TFDS mock data,
   files), are not checked. `reader` names who refuses ("training", "evaluation").
   """
+  from t5tune.data import collections  # pylint: disable=g-import-not-at-top
   from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
+  known = collections.COLLECTIONS  # e.g. natural_instructions tasks name a collection of no module
   wanted: dict[tuple[str, str], list[protocol.DatasetSpec]] = {}
   for name in task_names:
     if name not in tasks.task_names():
@@ -135,7 +137,7 @@ def check_tasks(task_names: Sequence[str], reader: str = "training") -> None:
     info = tasks.get_info(name)
     collection, dataset = info.metadata.get("collection"), info.metadata.get("dataset")
     source = _tfds_source(info.source)
-    if not collection or not dataset or source is None:
+    if not collection or not dataset or source is None or collection not in known:
       continue
     specs = {s.name: s for s in collection_module(collection).DATASETS}
     if dataset not in specs:
