@@ -69,6 +69,17 @@ def default_output(model_dir: str, step: int) -> str:
   return os.path.join(model_dir, "eval")
 
 
+def _check_vocabulary(config, model_dir: str) -> None:
+  """The tasks tokenise with the vocabulary the model directory carries (its spiece.model), if
+  it carries one: checked before anything is read or written."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
+  from t5tune.infer import eval_tasks  # pylint: disable=g-import-not-at-top
+  for _, _, name in eval_tasks.resolve_tasks(config.tasks, config.clusters, config.variants):
+    for feature in seqio.get_mixture_or_task(name).output_features.values():
+      vocab.check_agrees_with_model_dir(name, feature.vocabulary, model_dir, where="--checkpoint")
+
+
 def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modules=(),
         truncate: bool = False):
   """Evaluates; returns ({task: {metric: value}}, side-by-side markdown table)."""
@@ -89,6 +100,7 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
       config.truncate = truncate or config.get("truncate", False)
   from t5tune.convert import model_dir as model_dir_lib
   model_dir, step = model_dir_lib.resolve_step(checkpoint)
+  _check_vocabulary(config, model_dir)
   output_dir = output_dir or default_output(model_dir, step)
   with atomic.output(output_dir):  # a failed evaluation leaves no part of its outputs
     evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
