@@ -31,7 +31,8 @@ API = {
         " lm-evaluation-harness backend.",
         ["t5tune.infer.api", "t5tune.infer.decoding", "t5tune.infer.scoring",
          "t5tune.infer.evaluation", "t5tune.infer.predict", "t5tune.infer.ensemble",
-         "t5tune.infer.metrics", "t5tune.infer.compare", "t5tune.infer.harness"]),
+         "t5tune.infer.metrics", "t5tune.infer.compare", "t5tune.infer.harness",
+         "t5tune.infer.local_tasks", "t5tune.infer.cluster_means", "t5tune.infer.ni_eval"]),
     "reference/train.md": (
         "t5tune.train", "The entry points of training: the experiment schema, the trainer and"
         " its hooks, loss-term plug-ins, checkpoints and continual stages.",

@@ -7,6 +7,9 @@
 Reads TFDS from `$TFDS_DATA_DIR` (TFDS's own variable; unset: ~/tensorflow_datasets)
 and tokenizes with `$T5TUNE_FLAN_VOCAB` (the SentencePiece model of the
 checkpoint being tuned, e.g. a converted T5's spiece.model; unset: bytes).
+`t5tune train` refuses a run whose `init_from` carries its own spiece.model
+when the tasks tokenise with another vocabulary (bytes included), and a run
+whose TFDS data is not prepared (`t5tune data prepare --check`'s message).
 `t5tune.flan_tasks_mock` registers the same names over TFDS mock data.
 
 A top-level module (like `t5tune.demo_tasks`): the tasks carry metric functions

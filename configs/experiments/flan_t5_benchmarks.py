@@ -2,15 +2,22 @@
 
     python configs/experiments/flan_t5_benchmarks.py --checkpoint=ckpt/flan_t5_base \\
         --vocab=flan-t5-base/spiece.model --output=runs/bench_base     # prints the commands
-    t5tune harness --model t5tune --model_args checkpoint=ckpt/flan_t5_base,vocab=... \\
+    t5tune harness --model t5tune --model_args pretrained=ckpt/flan_t5_base,vocab=... \\
         --tasks mmlu --num_fewshot 5 --output_path runs/bench_base/mmlu   # one of them
+    # offline, from local copies (BIG-Bench-Hard's bbh/ + cot-prompts/, MMLU's data/ CSVs):
+    python configs/experiments/flan_t5_benchmarks.py --checkpoint=ckpt/flan_t5_base \\
+        --bbh=BIG-Bench-Hard --mmlu=mmlu --output=runs/bench_base
 
 `get_config(arg)` (`arg`: a published model, e.g. "flan_t5_base", for its
 reported numbers) returns the runs: each is a set of lm-evaluation-harness
 tasks and a shot count, run by `commands(config)` as `t5tune harness`
 command lines (the harness's own MMLU and BBH definitions; the BBH groups
-carry their 3 exemplars themselves). `REPORTED` holds the numbers the Flan-T5
-paper (Chung et al., 2022) reports, to read a run against.
+carry their 3 exemplars themselves). With `local_bbh` / `local_mmlu` the
+first command is `python -m t5tune.infer.local_tasks`, which writes the same
+definitions over the local files into `OUTPUT/local_tasks`, and the harness
+commands read them (`--include_path`). The model is passed as `pretrained=`
+(the harness names its output folder after it). `REPORTED` holds the numbers
+the Flan-T5 paper (Chung et al., 2022) reports, to read a run against.
 """
 import shlex
 
@@ -43,6 +50,10 @@ def get_config(arg=None):
   c.batch_size = 16
   c.runs = tuple(RUNS)
   c.include_path = ""  # a directory of local task YAMLs (offline data), passed to the harness
+  # Local copies read instead of the hub (t5tune.infer.local_tasks writes their task YAMLs into
+  # OUTPUT/local_tasks): a BIG-Bench-Hard checkout, MMLU's original layout.
+  c.local_bbh = ""
+  c.local_mmlu = ""
   c.log_samples = True
   c.reported = dict(REPORTED[model])
   c.lock()
@@ -50,11 +61,19 @@ def get_config(arg=None):
 
 
 def commands(config, tasks_override=None) -> list[list[str]]:
-  """The `t5tune harness` argument lists of the config's runs (`tasks_override`: {run: tasks})."""
+  """The argument lists of the config's runs (`tasks_override`: {run: tasks}): `t5tune harness`
+  per run, after `python -m t5tune.infer.local_tasks` when local copies are given."""
   if not config.checkpoint:
     raise ValueError("config.checkpoint is empty: give the model to evaluate (--config.checkpoint=DIR)")
-  model_args = f"checkpoint={config.checkpoint}" + (f",vocab={config.vocab}" if config.vocab else "")
+  model_args = f"pretrained={config.checkpoint}" + (f",vocab={config.vocab}" if config.vocab else "")
   out = []
+  include_path = config.include_path
+  if config.local_bbh or config.local_mmlu:
+    include_path = f"{config.output}/local_tasks"
+    out.append(["python", "-m", "t5tune.infer.local_tasks"]
+               + ([f"--bbh={config.local_bbh}"] if config.local_bbh else [])
+               + ([f"--mmlu={config.local_mmlu}"] if config.local_mmlu else [])
+               + [f"--output={include_path}"])
   for run in config.runs:
     if run not in RUNS:
       raise ValueError(f"config.runs: {run!r} is not one of {sorted(RUNS)}")
@@ -64,8 +83,8 @@ def commands(config, tasks_override=None) -> list[list[str]]:
             "--batch_size", str(config.batch_size), "--output_path", f"{config.output}/{run}"]
     if shots is not None:
       args += ["--num_fewshot", str(shots)]
-    if config.include_path:
-      args += ["--include_path", config.include_path]
+    if include_path:
+      args += ["--include_path", include_path]
     if config.log_samples:
       args.append("--log_samples")
     out.append(args)
@@ -79,10 +98,13 @@ if __name__ == "__main__":
   parser.add_argument("--checkpoint", required=True)
   parser.add_argument("--vocab", default="")
   parser.add_argument("--output", default="runs/benchmarks")
+  parser.add_argument("--bbh", default="", help="a local BIG-Bench-Hard checkout (bbh/, cot-prompts/)")
+  parser.add_argument("--mmlu", default="", help="a local MMLU in its original layout (data/)")
   args = parser.parse_args()
   cfg = get_config(args.model)
   with cfg.unlocked():
     cfg.checkpoint, cfg.vocab, cfg.output = args.checkpoint, args.vocab, args.output
+    cfg.local_bbh, cfg.local_mmlu = args.bbh, args.mmlu
   for command in commands(cfg):
     print(shlex.join(command))
   print(f"# reported for {cfg.model}: {dict(cfg.reported)}")

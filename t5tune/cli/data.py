@@ -20,6 +20,7 @@ Tasks live in user modules; `--module` (repeatable) imports them first:
 either is refused. The pipeline is `t5tune.data.cache`.
 """
 import os
+import textwrap
 
 from absl import flags
 
@@ -105,8 +106,11 @@ def _list():
       print(f"  {name}  (seqio task)")
   print("mixtures:")
   for name in sorted(seqio.MixtureRegistry.names()):
-    mixture = seqio.get_mixture_or_task(name)
-    print(f"  {name}  tasks={[t.name for t in mixture.tasks]}")
+    names = [t.name for t in seqio.get_mixture_or_task(name).tasks]
+    # A collection's mixtures hold dozens of tasks: one wrapped, indented block each.
+    print(f"  {name}  ({len(names)} tasks)")
+    print(textwrap.fill(", ".join(names), width=100, initial_indent="      ",
+                        subsequent_indent="      ", break_on_hyphens=False))
 
 
 def _prepare():

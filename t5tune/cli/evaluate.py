@@ -69,6 +69,17 @@ def default_output(model_dir: str, step: int) -> str:
   return os.path.join(model_dir, "eval")
 
 
+def _check_vocabulary(config, model_dir: str) -> None:
+  """The tasks tokenise with the vocabulary the model directory carries (its spiece.model), if
+  it carries one: checked before anything is read or written."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  from t5tune.data import vocab  # pylint: disable=g-import-not-at-top
+  from t5tune.infer import eval_tasks  # pylint: disable=g-import-not-at-top
+  for _, _, name in eval_tasks.resolve_tasks(config.tasks, config.clusters, config.variants):
+    for feature in seqio.get_mixture_or_task(name).output_features.values():
+      vocab.check_agrees_with_model_dir(name, feature.vocabulary, model_dir, where="--checkpoint")
+
+
 def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modules=(),
         truncate: bool = False):
   """Evaluates; returns ({task: {metric: value}}, side-by-side markdown table)."""
@@ -89,6 +100,7 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
       config.truncate = truncate or config.get("truncate", False)
   from t5tune.convert import model_dir as model_dir_lib
   model_dir, step = model_dir_lib.resolve_step(checkpoint)
+  _check_vocabulary(config, model_dir)
   output_dir = output_dir or default_output(model_dir, step)
   with atomic.output(output_dir):  # a failed evaluation leaves no part of its outputs
     evaluator, resolved = evaluation.evaluator_from_config(config, output_dir)
@@ -98,6 +110,13 @@ def run(config, checkpoint: str, output_dir: str | None = None, tasks=None, modu
     vocab.check_tasks_fit([name for _, _, name in resolved], model.config.vocab_size, "--tasks")
     results = evaluator.evaluate(model, step=step)
     table = evaluation.side_by_side(results, resolved)
+    from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
+    from t5tune.infer import cluster_means  # pylint: disable=g-import-not-at-top
+    ours = set(tasks_lib.task_names())
+    clusters = cluster_means.table(results, resolved, {
+        name: tasks_lib.get_info(name).metadata for _, _, name in resolved if name in ours})
+    if clusters:  # FLAN reports held-out clusters by these means
+      table += "\n\n" + clusters
     if config.get("ensemble_templates", 0):
       table += "\n\n" + _ensembles(config, model, [name for _, _, name in resolved], output_dir)
     elif os.path.exists(os.path.join(output_dir, "ensemble.json")):

@@ -65,6 +65,18 @@ def _check_data(config) -> None:
             f"task {task.name!r} of {config.data.mixture!r} has no {split!r} split"
             f" (it has {list(task.splits)})", where=key,
             fix="give a split its tasks have (or --config.eval.every=0 to skip evaluation)")
+  # The tasks' vocabulary is init_from's (when it carries one): t5tune.flan_tasks tokenises with
+  # bytes unless told otherwise, and a run would tune a SentencePiece checkpoint on byte ids.
+  if config.init_from:
+    from t5tune.data import vocab
+    for task in tasks:
+      for feature in task.output_features.values():
+        vocab.check_agrees_with_model_dir(task.name, feature.vocabulary, config.init_from,
+                                          where="config.init_from")
+  # A collection's TFDS data must be prepared: otherwise TFDS would try a download (minutes
+  # of retries offline) and leave a partial TFDS directory and a workdir behind.
+  from t5tune.data.collections import prepare
+  prepare.check_tasks([task.name for task in tasks])
 
 
 def main(argv):

@@ -181,6 +181,7 @@ class TfdsSource(Source):
                splits: Sequence[str] | Mapping[str, str] | None = None):
     import seqio  # pylint: disable=g-import-not-at-top
     self.name = name
+    self.data_dir = data_dir  # None: TFDS's default ($TFDS_DATA_DIR, else ~/tensorflow_datasets)
     self.tfds_source = seqio.TfdsDataSource(
         tfds_name=name, tfds_data_dir=os.path.expanduser(data_dir) if data_dir else None,
         splits=splits)

@@ -104,6 +104,20 @@ def check_fits(vocabulary: Any, model_vocab_size: int, where: str,
         where=where, fix=fix)
 
 
+# The SentencePiece file a model directory carries its vocabulary in (Hugging Face T5 names it
+# spiece.model), first found first.
+MODEL_DIR_FILES = ("spiece.model", "vocab.model", "sentencepiece.model")
+
+
+def model_dir_vocabulary(directory: str) -> str | None:
+  """The path of the SentencePiece model a model directory carries, or None (none there)."""
+  for name in MODEL_DIR_FILES:
+    path = os.path.join(directory, name)
+    if os.path.isfile(path):
+      return path
+  return None
+
+
 def load(spec: str) -> Bytes | SentencePiece:
   """The vocabulary named by `spec`: "byte" or a SentencePiece .model path."""
   return Bytes() if _is_byte(spec) else SentencePiece(spec)

@@ -41,6 +41,40 @@ def as_vocabulary(vocab: str | seqio.Vocabulary) -> seqio.Vocabulary:
   return get_vocabulary(vocab) if isinstance(vocab, str) else vocab
 
 
+def describe(vocabulary: seqio.Vocabulary) -> str:
+  """'byte', or the SentencePiece model file a vocabulary reads (for messages)."""
+  if isinstance(vocabulary, seqio.ByteVocabulary):
+    return BYTE
+  return str(getattr(vocabulary, "sentencepiece_model_file", None) or type(vocabulary).__name__)
+
+
+def agrees(vocabulary: seqio.Vocabulary, model_file: str) -> bool:
+  """Whether `vocabulary` tokenises with the SentencePiece model in `model_file` (the same
+  file contents, wherever each lies)."""
+  path = getattr(vocabulary, "sentencepiece_model_file", None)
+  if not path:
+    return False
+  if os.path.abspath(path) == os.path.abspath(model_file):
+    return True
+  with open(path, "rb") as a, open(model_file, "rb") as b:
+    return a.read() == b.read()
+
+
+def check_agrees_with_model_dir(task: str, vocabulary: seqio.Vocabulary, model_dir: str,
+                                where: str) -> None:
+  """A UsageError naming both vocabularies when the model directory `model_dir` carries its own
+  SentencePiece model and task `task` tokenises with another (a run would train or score
+  the checkpoint on ids that mean other pieces, without a word)."""
+  own = tokenizers.model_dir_vocabulary(model_dir)
+  if own is None or agrees(vocabulary, own):
+    return
+  raise errors.UsageError(
+      f"task {task!r} tokenises with {describe(vocabulary)} but {where}={model_dir} has its own"
+      f" vocabulary {own}", where=where,
+      fix=f"tokenise the tasks with it (t5tune.flan_tasks: export T5TUNE_FLAN_VOCAB={own}; a task"
+      " module of your own: its vocabulary=) or start from a checkpoint of the tasks' vocabulary")
+
+
 def train_sentencepiece(texts: Iterable[str], prefix: str, vocab_size: int,
                         model_type: str = "unigram",
                         character_coverage: float = 1.0,

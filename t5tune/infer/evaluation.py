@@ -130,7 +130,7 @@ def _examples(task_dataset) -> list[dict[str, Any]]:
     options = [o.decode("utf-8") for o in ex.get("options", [])]
     kind = ex["template_kind"].decode("utf-8") if "template_kind" in ex else ""
     out.append({"input": text("inputs_pretokenized"), "target": text("targets_pretokenized"),
-                "options": options, "template_kind": kind})
+                "options": options, "template_kind": kind, "template": text("template_name")})
   return out
 
 
@@ -349,6 +349,8 @@ class TaskEvaluator:
                 "method": predictions.methods[i]}
         if ex["options"]:
           line["options"] = ex["options"]
+        if ex["template"]:  # which template rendered the example (its name), for per-template analysis
+          line["template"] = ex["template"]
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
   def _write_metrics(self, step: int, results: Mapping[str, Mapping[str, float]]) -> None:
@@ -403,6 +405,8 @@ def evaluator_from_config(config: ml_collections.ConfigDict,
   """The TaskEvaluator an evaluation config describes, and its resolved (base, variant, task)."""
   validate(config)
   resolved = eval_tasks.resolve_tasks(config.tasks, config.clusters, config.variants)
+  from t5tune.data.collections import prepare  # pylint: disable=g-import-not-at-top
+  prepare.check_tasks([name for _, _, name in resolved], reader="evaluation")  # before TFDS downloads
   inputs_length = config.inputs_length
   limit = config.get("max_inputs_length", 512)
   if not inputs_length and config.get("truncate", False):

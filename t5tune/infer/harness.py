@@ -5,8 +5,10 @@
     lm_eval.simple_evaluate(model="t5tune", model_args="checkpoint=DIR,vocab=spiece.model",
                             tasks=["mmlu"], num_fewshot=5)
 
-or from the command line, `t5tune harness --model t5tune --model_args checkpoint=DIR ...`
-(the harness's own arguments; see t5tune/cli/harness.py).
+or from the command line, `t5tune harness --model t5tune --model_args pretrained=DIR ...`
+(the harness's own arguments; see t5tune/cli/harness.py). `pretrained=` and
+`checkpoint=` are one argument: the harness names its output folder after
+`pretrained=`, and a random name otherwise.
 
 The requests follow the conventions of the harness's Hugging Face seq2seq
 backend (`lm_eval.models.huggingface.HFLM` with an encoder-decoder model), so
@@ -44,7 +46,6 @@ records them.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -52,6 +53,7 @@ from lm_eval.api import model as lm_model
 
 from t5tune import errors
 from t5tune import ranges
+from t5tune.data import tokenizers
 from t5tune.infer import api
 from t5tune.infer import decoding
 from t5tune.infer import scoring
@@ -113,14 +115,6 @@ def _pad(rows: Sequence[Sequence[int]], width: int, batch: int) -> np.ndarray:
   return out
 
 
-def _default_vocab(checkpoint: str) -> str | None:
-  for name in ("spiece.model", "vocab.model", "sentencepiece.model"):
-    path = os.path.join(checkpoint, name)
-    if os.path.isfile(path):
-      return path
-  return None
-
-
 def _special_id(vocabulary: Any, name: str) -> int | None:
   """The vocabulary's pad_id or unk_id, None where it has none."""
   try:
@@ -149,15 +143,22 @@ class T5tuneLM(lm_model.LM):
 
   def __init__(self, checkpoint: str = "", vocab: str | None = None, batch_size: Any = 16,
                max_length: int = 512, max_gen_toks: int = 256, model: Any = None,
-               vocabulary: Any = None, seed: Any = 0, **unused: Any):
+               vocabulary: Any = None, seed: Any = 0, pretrained: str = "", **unused: Any):
     super().__init__()
     unused.pop("device", None)  # the mesh decides where t5tune runs
     unused.pop("max_batch_size", None)
     if unused:
       raise errors.UsageError(f"t5tune backend: unknown model_args {sorted(unused)}",
                               where="--model_args",
-                              fix="it takes checkpoint, vocab, batch_size, max_length, max_gen_toks,"
-                              " seed")
+                              fix="it takes checkpoint (or pretrained), vocab, batch_size, max_length,"
+                              " max_gen_toks, seed")
+    # `pretrained=` is the harness's own name for the model (its HF backend's): the harness names
+    # its output folder from it, so `pretrained=DIR` files results under DIR's name.
+    if pretrained and checkpoint and pretrained != checkpoint:
+      raise errors.UsageError(
+          f"t5tune backend: checkpoint={checkpoint!r} and pretrained={pretrained!r} name two models",
+          where="--model_args", fix="give one of them (pretrained= is checkpoint='s other name)")
+    checkpoint = checkpoint or pretrained
     # The numbers first, before a model is loaded; the harness passes batch_size as given on its
     # command line ("auto", "auto:4", "8" or None), the others as the strings of --model_args.
     self._batch_size = (16 if batch_size is None or str(batch_size).startswith("auto")
@@ -168,11 +169,11 @@ class T5tuneLM(lm_model.LM):
     if model is None:
       if not checkpoint:
         raise errors.UsageError("t5tune backend: no checkpoint", where="--model_args",
-                                fix="give checkpoint=DIR (a t5tune model directory, a training"
-                                " checkpoint step or a Hugging Face T5 directory)")
+                                fix="give pretrained=DIR or checkpoint=DIR (a t5tune model directory,"
+                                " a training checkpoint step or a Hugging Face T5 directory)")
       import t5tune  # pylint: disable=g-import-not-at-top
       model = t5tune.load_model(checkpoint)
-      vocab = vocab or _default_vocab(checkpoint)
+      vocab = vocab or tokenizers.model_dir_vocabulary(checkpoint)
     self.model = model
     self.vocabulary = api.resolve_vocabulary(model, vocabulary if vocabulary is not None else vocab)
     self.eos_id = int(self.vocabulary.eos_id)

@@ -1,4 +1,6 @@
 """The FLAN 2021 collection: TFDS builders and versions, rendering under mock data, options, held-out mixtures, carving."""
+import re
+
 import pytest
 import seqio
 import tensorflow_datasets as tfds
@@ -262,12 +264,41 @@ def test_describe_lists_every_task_with_its_source():
   assert "(FLAN pinned 3.1.0)" in text
 
 
+def test_the_held_out_mixtures_are_described_per_cluster_as_registered(registered):
+  """`data list --collection`'s mixtures: every registered name's family and suffix, the counts of
+  the registered mixtures, wrapped at 100 columns (one mixture was one line of thousands)."""
+  text = protocol.describe_mixtures(flan2021.COLLECTION, flan2021.DATASETS, flan2021.CLUSTERS,
+                                    overlaps=flan2021.OVERLAPS)
+  assert max(len(line) for line in text.splitlines()) <= 100
+  registered_mixtures = [n for n in seqio.MixtureRegistry.names() if n.startswith("flan2021_heldout_")]
+  assert registered_mixtures
+  suffixes = set()
+  for name in registered_mixtures:
+    cluster, kind, suffix = re.fullmatch(r"flan2021_heldout_(\w+?)_(train|eval)(_\w+)?", name).groups()
+    assert f"flan2021_heldout_{cluster}_{kind}[" in text.replace("\n        ", " "), name
+    suffixes.add((kind, suffix or ""))
+  assert suffixes == {("train", s) for s in ("", "_t1", "_t2", "_t4", "_t7", "_f22")} | {
+      ("eval", s) for s in ("", "_rank", "_gen")}
+  assert "..._train_t<k>" in text and "k in 1, 2, 4, 7" in text and "..._train_f22" in text
+  for suffix in ("_eval_rank", "_eval_gen", "_eval "):
+    assert f"flan2021_heldout_C{suffix}" in text
+  for cluster in flan2021.CLUSTERS:
+    n_train = len(seqio.get_mixture_or_task(f"flan2021_heldout_{cluster}_train").tasks)
+    n_eval = len(seqio.get_mixture_or_task(f"flan2021_heldout_{cluster}_eval_rank").tasks)
+    assert f"  {cluster}: {n_eval} tasks evaluated, {n_train} trained on" in text
+  nli = text[text.index("  nli:"):text.index("  reading_comprehension:")]
+  assert "not trained on (related clusters): paraphrase" in nli
+  assert "not trained on (share a source with its test data): fix_punct, squad_v1, squad_v2" in nli
+
+
 def test_data_list_collection_cli():
   run = lambda *args: cli.run(["data", "list", *args], timeout=300)
   proc = run("--collection=flan2021")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f"{len(flan2021.DATASETS)} datasets in 12 clusters" in proc.stdout
   assert "flan2021_rte  tfds=super_glue/rte:1.0.2" in proc.stdout and "templates=10" in proc.stdout
+  # the held-out mixtures too, per cluster (they were shown only by --module=t5tune.flan_tasks_mock)
+  assert "flan2021_heldout_nli_train[_t<k>|_f22], flan2021_heldout_nli_eval[_rank|_gen]" in proc.stdout
   proc = run("--collection=flan2020")
   assert proc.returncode == 2 and "Did you mean 'flan2021'" in proc.stderr
 

@@ -157,3 +157,37 @@ def test_names_and_options_are_checked_at_registration(task_dir):
   from t5tune.data import formats
   with pytest.raises(errors.UsageError, match="max_tokens=0 must be an integer of at least 1"):
     formats.Flan2022(max_tokens=0)
+
+
+def _official(root):
+  """A natural-instructions checkout in the official layout: tasks/ and splits/default/."""
+  (root / "tasks").mkdir()
+  (root / "splits" / "default").mkdir(parents=True)
+  _task_file(root / "tasks", "task001_colours", definition="Name the colour.",
+             categories=["Question Answering"], source="made up", n=12)
+  _task_file(root / "tasks", "task003_mmlu_answer", definition="Answer the exam question.",
+             categories=["Question Answering"], source="mmlu")
+  _task_file(root / "tasks", "task002_titles", definition="Write a title.",
+             categories=["Title Generation"], source="news", n=130)
+  _task_file(root / "tasks", "task009_unused", definition="Not in a split.", categories=["X"],
+             source="x")
+  (root / "splits" / "default" / "train_tasks.txt").write_text("task001_colours\ntask003_mmlu_answer\n")
+  (root / "splits" / "default" / "test_tasks.txt").write_text("task002_titles\n\n")
+
+
+def test_official_splits_register_ni_train_and_ni_test(tmp_path):
+  _official(tmp_path)
+  names, dropped = ni.register_splits(str(tmp_path), train_cap=5, metric_fns=metrics)
+  assert set(dropped) == {"task003_mmlu_answer"}  # Flan 2022's exclusions, training only
+  assert "ni_task009_unused" not in names
+  assert [t.name for t in seqio.get_mixture_or_task("ni_train").tasks] == ["ni_task001_colours"]
+  assert len(tasks.get_info("ni_task001_colours").source.prepared("train").examples) == 5  # the cap
+  assert [t.name for t in seqio.get_mixture_or_task("ni_test").tasks] == ["ni_task002_titles"]
+  assert [t.name for t in seqio.get_mixture_or_task("ni_test_pos2").tasks] == ["ni_task002_titles_pos2"]
+  test = tasks.get_info("ni_task002_titles").source
+  assert list(test.splits) == ["test"]
+  assert len(test.prepared("test").examples) == ni.TEST_INSTANCES  # NI's first 100 of 130
+  (tmp_path / "splits" / "default" / "test_tasks.txt").write_text("task002_titles\ntask404_gone\n")
+  with pytest.raises(errors.MissingInputError, match="task404_gone"):
+    ni.register_splits(str(tmp_path))
+

@@ -1,4 +1,5 @@
-"""`t5tune data prepare`: prepared datasets found, missing ones named in one line offline, nothing written by a check."""
+"""`t5tune data prepare`: prepared datasets found, missing ones named in one line offline, nothing written by a check;
+the same checks by `t5tune train` before it starts (the data prepared, the vocabulary init_from's)."""
 import os
 import subprocess
 import sys
@@ -114,3 +115,70 @@ def test_bad_names_are_usage_errors():
     prepare.run("flan2020", None, "/tmp/unused", check_only=True)
   proc = _cli("--collection=flan2021")
   assert proc.returncode == 2 and "--data_dir is required" in proc.stderr
+
+
+def test_train_refuses_unprepared_data_before_tfds_or_the_workdir_is_touched(tmp_path):
+  """`t5tune train` of the real collection offline: `data prepare --check`'s one line at once,
+  no TFDS download (it retried for minutes) and no TFDS directory or workdir left behind."""
+  from t5tune.data.collections import heldout
+  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+  proc = cli.run(["train", "--config=configs/experiments/flan2021_heldout.py:nli",
+                  f"--workdir={workdir}"], env=dict(cli.ENV, TFDS_DATA_DIR=str(data_dir)), timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert not data_dir.exists() and not workdir.exists()
+  trained = [s.name for s in heldout.training_datasets(flan2021.DATASETS, flan2021.CLUSTERS, "nli",
+                                                       flan2021.OVERLAPS)]
+  with pytest.raises(errors.MissingInputError) as check:
+    prepare.run("flan2021", trained, str(data_dir), check_only=True, log=lambda _: None)
+  what = check.value.what.replace("--check downloads nothing", "training downloads nothing")
+  assert lines[0].startswith(f"t5tune train: error: {what} (") and lines[0].endswith(check.value.fix)
+
+
+def _spm(prefix, vocab_size=40):
+  from t5tune.data import vocab
+  texts = [f"the cat {i} sat on a mat of {i * 7} red dogs" for i in range(60)]
+  return vocab.train_sentencepiece(texts, str(prefix), vocab_size=vocab_size)
+
+
+def test_train_refuses_tasks_whose_vocabulary_is_not_init_froms(tmp_path):
+  """t5tune.flan_tasks tokenised with bytes when T5TUNE_FLAN_VOCAB was unset, even when init_from
+  carries its own spiece.model: one line naming both, before anything is read or written."""
+  from t5tune.convert import loading
+  from t5tune.models import config as model_config
+  from t5tune.models import t5
+  model_dir, workdir = tmp_path / "model", tmp_path / "run"
+  loading.save_model(t5.build_model(model_config.preset("tiny"), seed=0), str(model_dir))
+  own = str(model_dir / "spiece.model")
+  os.replace(_spm(tmp_path / "spm"), own)
+  env = {k: v for k, v in cli.ENV.items() if k != "T5TUNE_FLAN_VOCAB"}
+  proc = cli.run(["train", "--config=configs/experiments/flan2021_heldout.py:nli",
+                  f"--workdir={workdir}", f"--config.init_from={model_dir}"],
+                 env=dict(env, TFDS_DATA_DIR=str(tmp_path / "tfds")), timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert f"tokenises with byte but config.init_from={model_dir} has its own vocabulary {own}" in lines[0]
+  assert f"T5TUNE_FLAN_VOCAB={own}" in lines[0]
+  assert not workdir.exists() and not (tmp_path / "tfds").exists()
+
+
+def test_vocabulary_agreement_is_by_contents():
+  """The same SentencePiece model elsewhere agrees; another model, or bytes, is refused."""
+  import seqio
+  from t5tune.data import vocab
+  import tempfile
+  with tempfile.TemporaryDirectory() as tmp:
+    first = _spm(os.path.join(tmp, "a"))
+    model_dir = os.path.join(tmp, "model")
+    os.makedirs(model_dir)
+    with open(first, "rb") as f, open(os.path.join(model_dir, "spiece.model"), "wb") as g:
+      g.write(f.read())
+    other = _spm(os.path.join(tmp, "b"), vocab_size=48)
+    vocab.check_agrees_with_model_dir("t", seqio.SentencePieceVocabulary(first), model_dir, "init_from")
+    for wrong, named in ((seqio.SentencePieceVocabulary(other), other),
+                         (seqio.ByteVocabulary(), "byte")):
+      with pytest.raises(errors.UsageError, match=f"tokenises with {named} but init_from="):
+        vocab.check_agrees_with_model_dir("t", wrong, model_dir, "init_from")
+    vocab.check_agrees_with_model_dir("t", seqio.ByteVocabulary(), tmp, "init_from")  # carries none

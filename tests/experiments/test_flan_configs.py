@@ -82,8 +82,19 @@ def test_benchmark_config_commands_name_the_harness_own_tasks():
   for args in commands:
     assert args[:2] == ["t5tune", "harness"] and args[args.index("--model") + 1] == "t5tune"
     assert args[args.index("--tasks") + 1] in known
-    assert args[args.index("--model_args") + 1] == "checkpoint=ckpt/x"
+    assert args[args.index("--model_args") + 1] == "pretrained=ckpt/x"  # names the harness's output folder
   mmlu = commands[list(BENCHMARKS.RUNS).index("mmlu_5shot")]
   assert mmlu[mmlu.index("--num_fewshot") + 1] == "5"
   with pytest.raises(ValueError, match="expected one of"):
     BENCHMARKS.get_config("flan_t5_huge")
+  # local copies: the generator first, then every run reads what it wrote (the same task names)
+  from t5tune.infer import local_tasks  # pylint: disable=g-import-not-at-top
+  with config.unlocked():
+    config.local_bbh, config.local_mmlu, config.output = "BIG-Bench-Hard", "mmlu", "out"
+  first, *runs = BENCHMARKS.commands(config)
+  assert first == ["python", "-m", "t5tune.infer.local_tasks", "--bbh=BIG-Bench-Hard", "--mmlu=mmlu",
+                   "--output=out/local_tasks"]
+  assert len(runs) == len(BENCHMARKS.RUNS)
+  assert all(args[args.index("--include_path") + 1] == "out/local_tasks" for args in runs)
+  written = {group for _, group in local_tasks.BBH_VARIANTS} | {"mmlu"}
+  assert {tasks for tasks, _ in BENCHMARKS.RUNS.values()} <= written

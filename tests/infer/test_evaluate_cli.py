@@ -30,3 +30,24 @@ def test_train_then_evaluate_the_experiment_mixture(tmp_path):
   assert not os.path.exists(tmp_path / "checkpoints" / "4" / "eval")
   bad = _t5tune("evaluate", "--config=configs/experiments/tiny.py", f"--checkpoint={tmp_path}/nope")
   assert bad.returncode != 0 and "t5tune evaluate:" in bad.stderr
+
+
+def test_evaluate_refuses_tasks_whose_vocabulary_is_not_the_checkpoints(tmp_path):
+  """A model directory with its own spiece.model and tasks tokenised with bytes: one UsageError
+  naming both, before the model loads or an output is written."""
+  import pytest
+  from t5tune import errors
+  from t5tune.cli import evaluate as evaluate_cli
+  from t5tune.data import vocab
+  from t5tune.infer import evaluation
+  model_dir = tmp_path / "model"  # its weights are never read: the check comes first
+  model_dir.mkdir()
+  spm = vocab.train_sentencepiece([f"a cat {i} on the mat {i * 3}" for i in range(60)],
+                                  str(tmp_path / "spm"), vocab_size=40)
+  os.replace(spm, model_dir / "spiece.model")
+  config = evaluation.default_config()
+  config.modules = ("tests.fixtures",)
+  with pytest.raises(errors.UsageError, match=r"'t5tune_infer_cls' tokenises with byte but"
+                     rf" --checkpoint={model_dir} has its own vocabulary {model_dir}/spiece.model"):
+    evaluate_cli.run(config, str(model_dir), tasks=["t5tune_infer_cls"])
+  assert not (model_dir / "eval").exists()

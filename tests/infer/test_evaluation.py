@@ -114,6 +114,12 @@ def test_evaluate_command_on_a_saved_checkpoint(trained, tmp_path):
   assert results["t5tune_infer_cls"]["accuracy"] >= 85.0
   summary = (tmp_path / "eval" / str(TRAIN_STEPS) / "summary.md").read_text()
   assert f"step {TRAIN_STEPS}" in summary and table in summary
+  # the cluster's mean (FLAN reports clusters), and which template rendered each example
+  accuracy = results["t5tune_infer_cls"]["accuracy"]
+  assert f"| infer_test_sentiment | 1 | accuracy | {accuracy:.2f} |" in summary
+  predictions = tmp_path / "eval" / str(TRAIN_STEPS) / "predictions" / f"t5tune_infer_cls.step_{TRAIN_STEPS}.jsonl"
+  templates = [json.loads(line)["template"] for line in predictions.open()]
+  assert set(templates) == {"cls_opt", "cls_noopt"}, templates
   # Any other model directory: MODEL_DIR/eval.
   assert evaluate_cli.default_output(str(tmp_path / "model"), 0) == str(tmp_path / "model" / "eval")
 

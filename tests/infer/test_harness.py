@@ -293,3 +293,14 @@ def test_generations_leave_out_special_tokens_as_the_hf_backend_does(setup, tmp_
                        arguments=("Q: cat\n A:", {"until": [], "max_gen_toks": 32}))
               for i in range(4)]
   assert lm.generate_until(requests) == want
+
+
+def test_pretrained_is_another_name_for_checkpoint(setup):
+  """The harness names its output folder after `pretrained=` (a random name otherwise)."""
+  from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+  from t5tune import errors
+  lm = harness.register()(pretrained=setup["model"], batch_size=4)
+  assert lm.vocabulary.vocab_size == harness.register()(checkpoint=setup["model"]).vocabulary.vocab_size
+  assert GeneralConfigTracker._get_model_name(f"pretrained={setup['model']},vocab=x") == setup["model"]
+  with pytest.raises(errors.UsageError, match="name two models"):
+    harness.register()(checkpoint="/no/a", pretrained="/no/b")

@@ -48,6 +48,30 @@ def test_report_cli_writes_json_with_every_figure_and_a_png(tmp_path):
       e["splits"]["train"]["examples"] for e in report["tasks"].values())
 
 
+def test_list_wraps_each_mixtures_tasks(capsys):
+  """A mixture's tasks as a wrapped, indented block under its name and count (a collection's
+  mixtures were single lines of thousands of characters)."""
+  from t5tune.cli import data as data_cli
+  from t5tune.data import mixtures
+  names = [f"t5tune_test_wide_task_with_a_long_name_{i:02d}" for i in range(12)]
+  for name in names:
+    data.register_task(name, source={"train": [{"q": "a question", "a": "an answer"}]},
+                       fields=["q", "a"], templates=[data.Template("qa", "{q}", "{a}")],
+                       overwrite=True)
+  mixtures.register_mixture("t5tune_test_wide_mix", names, overwrite=True)
+  data_cli._list()  # pylint: disable=protected-access
+  out = capsys.readouterr().out
+  block = out[out.index("  t5tune_test_wide_mix  "):].splitlines()
+  assert block[0] == f"  t5tune_test_wide_mix  ({len(names)} tasks)"
+  body = []
+  for line in block[1:]:
+    if not line.startswith("      "):
+      break
+    body.append(line)
+  assert len(body) > 1 and max(len(line) for line in body) <= 100
+  assert " ".join(body).split() == ", ".join(names).split()
+
+
 def test_list_and_train_vocab(tmp_path):
   out = _cli("list", "--module=t5tune.demo_tasks")
   assert "t5tune_demo_qa" in out and "t5tune_demo_mix" in out and "'cluster': 'qa'" in out

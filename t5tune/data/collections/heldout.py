@@ -98,7 +98,9 @@ def heldout_names(collection: str, cluster: str, templates: int | None = None,
 
   `templates`: the template-count variant of the training mixture (None or
   the full count: none); `suffix`: a training format (e.g. "f22") or an
-  evaluation variant (`EVAL_RANK`, `EVAL_GENERATE`).
+  evaluation variant (`EVAL_RANK`, `EVAL_GENERATE`). Without a suffix the
+  evaluation mixture `..._eval` holds the cluster's plain tasks (all
+  templates, every carved split: for `data report`, not a held-out score).
   """
   k = f"_t{templates}" if templates is not None and templates != TEMPLATE_COUNTS_ALL else ""
   extra = f"_{suffix}" if suffix else ""

@@ -4,6 +4,9 @@
     ni.register("natural-instructions/tasks", metric_fns=t5tune.infer.metrics)
     # -> ni_task001_quoref_question_generation (definition only),
     #    ni_task001_..._pos2 (definition + 2 positive examples), mixture ni_train
+    ni.register_splits("natural-instructions", metric_fns=t5tune.infer.metrics)
+    # -> NI's official split: ni_train (capped at 5,000 per task), ni_test, ni_test_pos2
+    #    (scored as NI does by `t5tune.infer.ni_eval`)
 
 Each task file (`tasks/taskNNN_name.json` in the NI repository) holds
 `Definition` (a list of strings), `Positive Examples` ({input, output,
@@ -142,7 +145,8 @@ def read_task(path: str) -> NiTask:
                               where=f"{path}: Instances[{i}]", fix=_FORMAT_FIX)
     outputs = _strings(inst["output"], f"Instances[{i}].output", path)
     if outputs:
-      instances.append({"input": inst["input"], "output": outputs[0], "id": str(inst.get("id", i))})
+      instances.append({"input": inst["input"], "output": outputs[0], "id": str(inst.get("id", i)),
+                        "references": tuple(outputs)})
   positives = []
   for i, ex in enumerate(_objects(raw, "Positive Examples", path, ("input", "output"))):
     if ex.get("input") and ex.get("output"):
@@ -181,13 +185,19 @@ def templates(task: NiTask, shots: int = 0) -> tuple[templates_lib.Template, ...
                                  "\n\n".join(parts), "{output}"),)
 
 
-def splits(task: NiTask) -> dict[str, list[dict[str, Any]]]:
-  """{train, validation}: the last VALIDATION_FRACTION of the instances (<= 200) is validation."""
+def _record(instance: Mapping[str, Any]) -> dict[str, Any]:
+  """An instance as the task's source record: its first reference is the target."""
+  return {k: instance[k] for k in ("input", "output", "id")}
+
+
+def splits(task: NiTask, cap: int = protocol.TRAIN_CAP) -> dict[str, list[dict[str, Any]]]:
+  """{train, validation}: the last VALIDATION_FRACTION of the instances (<= 200) is validation,
+  train the rest up to `cap`."""
   n = len(task.instances)
   n_val = min(protocol.VALIDATION_SIZE, max(1, int(n * VALIDATION_FRACTION))) if n > 1 else 0
-  out = {"train": list(task.instances[:n - n_val][:protocol.TRAIN_CAP])}
+  out = {"train": [_record(i) for i in task.instances[:n - n_val][:cap]]}
   if n_val:
-    out["validation"] = list(task.instances[n - n_val:])
+    out["validation"] = [_record(i) for i in task.instances[n - n_val:]]
   return out
 
 
@@ -216,22 +226,13 @@ def register(task_dir: str, *, names: Sequence[str] | None = None, vocabulary="b
              **task_options) -> tuple[list[str], dict[str, str]]:
   """Registers every task file under `task_dir` (or those in `names`); returns (task names, {excluded: why})."""
   from t5tune.data import mixtures as mixtures_lib  # pylint: disable=g-import-not-at-top
-  from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   paths = sorted(glob.glob(os.path.join(os.path.expanduser(task_dir), "task*.json")))
   if not paths:
     raise errors.MissingInputError(f"no task*.json files in {task_dir}", where=task_dir,
                                    fix="point at the tasks/ directory of a natural-instructions copy")
   if names is not None:
     paths = _named(paths, names, task_dir)
-  fns = []
-  if metric_fns is not None:
-    rouge = (metric_fns.get("rouge") if isinstance(metric_fns, Mapping)
-             else getattr(metric_fns, "rouge", None))
-    if not callable(rouge):
-      raise errors.UsageError(f"metric_fns={metric_fns!r} has no 'rouge' function",
-                              where="register(metric_fns=...)",
-                              fix="pass t5tune.infer.metrics (or a module or dict with rouge)")
-    fns = [rouge]
+  fns = _rouge(metric_fns)
   registered, dropped, train_tasks = [], {}, []
   read = [read_task(path) for path in paths]  # every file checked before any task is registered
   for task in read:
@@ -242,21 +243,124 @@ def register(task_dir: str, *, names: Sequence[str] | None = None, vocabulary="b
     if not task.instances:
       dropped[task.name] = "no instances with an output"
       continue
-    base = f"{PREFIX}_{task.name}"
-    metadata = {"collection": "natural_instructions", "cluster": task.cluster,
-                "categories": list(task.categories), "sources": list(task.sources)}
-    variants = [(base, "", 0)]
-    if shots and task.positives:
-      variants.append((f"{base}_pos{shots}", f"pos{shots}", shots))
-    for name, variant, k in variants:
-      tasks_lib.register_task(
-          name, source=splits(task), templates=templates(task, k), fields=["input", "output"],
-          metric_fns=fns, metadata=metadata, vocabulary=vocabulary, overwrite=True,
-          _base_name=base, _variant=variant, **task_options)
-      registered.append(name)
-    train_tasks.append(base)
+    registered += _register_task(task, splits(task), fns, vocabulary, shots, task_options)
+    train_tasks.append(f"{PREFIX}_{task.name}")
   if mixture and train_tasks:
     mixtures_lib.register_mixture(f"{PREFIX}_train", train_tasks,
                                   rate=mixtures_lib.examples_proportional(protocol.MIXING_CAP),
                                   overwrite=True)
+  return registered, dropped
+
+
+def _rouge(metric_fns: Any) -> list:
+  """[metric_fns' rouge] ([] without metric_fns; a UsageError when it has none)."""
+  if metric_fns is None:
+    return []
+  rouge = (metric_fns.get("rouge") if isinstance(metric_fns, Mapping)
+           else getattr(metric_fns, "rouge", None))
+  if not callable(rouge):
+    raise errors.UsageError(f"metric_fns={metric_fns!r} has no 'rouge' function",
+                            where="register(metric_fns=...)",
+                            fix="pass t5tune.infer.metrics (or a module or dict with rouge)")
+  return [rouge]
+
+
+def _register_task(task: NiTask, source, fns, vocabulary, shots: int, task_options) -> list[str]:
+  """Registers `ni_<task>` (definition only) and, with `shots` and positive examples, its
+  `_pos{shots}` variant over `source` ({split: records}); returns their names."""
+  from t5tune.data import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
+  base = f"{PREFIX}_{task.name}"
+  metadata = {"collection": "natural_instructions", "cluster": task.cluster,
+              "categories": list(task.categories), "sources": list(task.sources)}
+  variants = [(base, "", 0)]
+  if shots and task.positives:
+    variants.append((f"{base}_pos{shots}", f"pos{shots}", shots))
+  for name, variant, k in variants:
+    tasks_lib.register_task(
+        name, source=source, templates=templates(task, k), fields=["input", "output"],
+        metric_fns=fns, metadata=metadata, vocabulary=vocabulary, overwrite=True,
+        _base_name=base, _variant=variant, **task_options)
+  return [name for name, _, _ in variants]
+
+
+# -- the official splits (splits/<name>/train_tasks.txt, test_tasks.txt) -----------------------
+
+# Flan 2022 caps each Super-NaturalInstructions task at this many training instances.
+OFFICIAL_TRAIN_CAP = 5_000
+# NI's official evaluation reads the first 100 instances of each test task (the 119 English
+# test tasks give 11,900 instances), scored by `t5tune.infer.ni_eval`.
+TEST_INSTANCES = 100
+
+
+def split_names(root: str, split: str = "default") -> dict[str, list[str]]:
+  """{"train": task names, "test": task names} from ROOT/splits/SPLIT/{train,test}_tasks.txt."""
+  out = {}
+  for part in ("train", "test"):
+    path = os.path.join(os.path.expanduser(root), "splits", split, f"{part}_tasks.txt")
+    if not os.path.isfile(path):
+      raise errors.MissingInputError(f"no {part} task list {path}", where=path,
+                                     fix="point at a natural-instructions checkout (splits/, tasks/)")
+    with open(path, encoding="utf-8") as f:
+      out[part] = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  return out
+
+
+def official_references(task: NiTask) -> list[tuple[str, ...]]:
+  """Every reference of each test instance the official evaluation scores (the first TEST_INSTANCES)."""
+  return [i["references"] for i in task.instances[:TEST_INSTANCES]]
+
+
+def register_splits(root: str, *, split: str = "default", vocabulary="byte", metric_fns: Any = None,
+                    shots: int = POSITIVE_SHOTS, train_cap: int = OFFICIAL_TRAIN_CAP,
+                    **task_options) -> tuple[list[str], dict[str, str]]:
+  """Registers NI's official split from a natural-instructions checkout ROOT.
+
+  Train tasks (`splits/SPLIT/train_tasks.txt`): `ni_<task>` with train (at
+  most `train_cap` instances, Flan 2022's cap) and validation splits, benchmark-derived
+  tasks excluded (EXCLUDED_SOURCES, Flan 2022's exclusions), in mixture
+  `ni_train`. Test tasks (`test_tasks.txt`): `ni_<task>` with one split
+  `test`, its first TEST_INSTANCES instances, in mixtures `ni_test`
+  (definition only) and `ni_test_pos{shots}` (definition + positive examples,
+  Tk-Instruct's setting). Every listed file is read and checked first; a
+  missing one is a MissingInputError naming it. Returns (task names, {excluded: why}).
+  """
+  from t5tune.data import mixtures as mixtures_lib  # pylint: disable=g-import-not-at-top
+  names = split_names(root, split)
+  task_dir = os.path.join(os.path.expanduser(root), "tasks")
+  paths = {n: os.path.join(task_dir, f"{n}.json") for n in names["train"] + names["test"]}
+  absent = [n for n, p in paths.items() if not os.path.isfile(p)]
+  if absent:
+    raise errors.MissingInputError(
+        f"{len(absent)} task(s) of split {split!r} have no file in {task_dir}: {', '.join(absent[:5])}"
+        + (" ..." if len(absent) > 5 else ""), where=task_dir,
+        fix="use the tasks/ and splits/ of one natural-instructions checkout")
+  fns = _rouge(metric_fns)
+  read = {n: read_task(p) for n, p in paths.items()}  # every file checked before any registration
+  registered, dropped, train, test = [], {}, [], []
+  for name in names["train"]:
+    task = read[name]
+    why = excluded(task) or (None if task.instances else "no instances with an output")
+    if why:
+      dropped[name] = why
+      continue
+    registered += _register_task(task, splits(task, cap=train_cap), fns, vocabulary, shots,
+                                 task_options)
+    train.append(f"{PREFIX}_{name}")
+  for name in names["test"]:
+    task = read[name]
+    if not task.instances:
+      dropped[name] = "no instances with an output"
+      continue
+    source = {"test": [_record(i) for i in task.instances[:TEST_INSTANCES]]}
+    made = _register_task(task, source, fns, vocabulary, shots, task_options)
+    registered += made
+    test.append(made)
+  rate = mixtures_lib.examples_proportional(train_cap)
+  if train:
+    mixtures_lib.register_mixture(f"{PREFIX}_train", train, rate=rate, overwrite=True)
+  if test:
+    mixtures_lib.register_mixture(f"{PREFIX}_test", [m[0] for m in test], overwrite=True)
+    shot_tasks = [m[1] for m in test if len(m) > 1]
+    if shot_tasks:
+      mixtures_lib.register_mixture(f"{PREFIX}_test_pos{shots}", shot_tasks, overwrite=True)
   return registered, dropped

@@ -75,7 +75,7 @@ def needs_manual_download(spec: protocol.DatasetSpec) -> bool:
 
 
 def _missing_error(collection: str, missing, data_dir: str, why: str,
-                   named: bool) -> errors.MissingInputError:
+                   named: bool, where: str | None = None) -> errors.MissingInputError:
   names = ", ".join(f"{s.name} ({s.tfds})" for s in missing)
   manual = [s.name for s in missing if needs_manual_download(s)]
   tasks = f" --tasks={','.join(s.name for s in missing)}" if named else ""
@@ -87,7 +87,7 @@ def _missing_error(collection: str, missing, data_dir: str, why: str,
             f" {data_dir}/downloads/manual first")
   return errors.MissingInputError(
       f"{len(missing)} {collection} dataset(s) are not prepared in {data_dir} and {why}: {names}",
-      where=f"--data_dir={data_dir}", fix=fix)
+      where=where or f"--data_dir={data_dir}", fix=fix)
 
 
 def _check_data_dir(data_dir: str) -> None:
@@ -101,6 +101,57 @@ def _check_data_dir(data_dir: str) -> None:
             else f"is inside a regular file ({nearest})")
     raise errors.UsageError(f"--data_dir {what}", where=f"--data_dir={data_dir}",
                             fix="give a directory (TFDS's data_dir), or one that can be made")
+
+
+def default_data_dir() -> str:
+  """Where TFDS reads when no data_dir is given: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
+def _tfds_source(source):
+  """The `sources.TfdsSource` a registered task reads through its wrappers (caps, split
+  aliases, the instruction source), or None (mock data, files, functions)."""
+  from t5tune.data import sources  # pylint: disable=g-import-not-at-top
+  seen = 0
+  while source is not None and seen < 16:
+    if isinstance(source, sources.TfdsSource):
+      return source
+    source, seen = getattr(source, "source", None), seen + 1
+  return None
+
+
+def check_tasks(task_names: Sequence[str], reader: str = "training") -> None:
+  """The collection datasets that tasks `task_names` read from TFDS are prepared, or one
+  `MissingInputError` as `data prepare --check` gives (before TFDS would try a download).
+
+  Tasks of no collection, and collection tasks over other data (TFDS mock data,
+  files), are not checked. `reader` names who refuses ("training", "evaluation").
+  """
+  from t5tune.data import collections  # pylint: disable=g-import-not-at-top
+  from t5tune.data import tasks  # pylint: disable=g-import-not-at-top
+  known = collections.COLLECTIONS  # e.g. natural_instructions tasks name a collection of no module
+  wanted: dict[tuple[str, str], list[protocol.DatasetSpec]] = {}
+  for name in task_names:
+    if name not in tasks.task_names():
+      continue
+    info = tasks.get_info(name)
+    collection, dataset = info.metadata.get("collection"), info.metadata.get("dataset")
+    source = _tfds_source(info.source)
+    if not collection or not dataset or source is None or collection not in known:
+      continue
+    specs = {s.name: s for s in collection_module(collection).DATASETS}
+    if dataset not in specs:
+      continue
+    data_dir = os.path.expanduser(source.data_dir) if source.data_dir else default_data_dir()
+    group = wanted.setdefault((collection, data_dir), [])
+    if specs[dataset] not in group:
+      group.append(specs[dataset])
+  for (collection, data_dir), specs in wanted.items():
+    order = list(collection_module(collection).DATASETS)  # named as `data prepare` names them
+    missing = sorted((s for s in specs if not is_prepared(s, data_dir)), key=order.index)
+    if missing:
+      raise _missing_error(collection, missing, data_dir, f"{reader} downloads nothing", True,
+                           where=f"the TFDS data_dir of the tasks' module: {data_dir}")
 
 
 def run(collection: str, names: Sequence[str] | None, data_dir: str, *, check_only: bool = False,

@@ -257,14 +257,69 @@ def describe(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[s
     for s in members:
       carved, _ = carve(s.splits)
       pinned = f" (FLAN pinned {s.flan_version})" if s.flan_version else ""
+      splits = " ".join(f"{k}={v}" for k, v in carved.items())
       lines.append(f"    {task_name(collection, s)}  tfds={s.tfds}{pinned}"
-                   f" splits={carved} templates={len(s.templates)}")
+                   f" templates={len(s.templates)} splits: {splits}")
+  return "\n".join(lines)
+
+
+def _wrapped(label: str, words: Sequence[str], indent: str, width: int = 100) -> list[str]:
+  """`label` then `words` comma-separated, wrapped at `width` with continuation lines indented."""
+  import textwrap  # pylint: disable=g-import-not-at-top
+  return textwrap.wrap(f"{label}{', '.join(words)}", width=width, initial_indent=indent,
+                       subsequent_indent=indent + "    ", break_on_hyphens=False)
+
+
+def describe_mixtures(collection: str, specs: Sequence[DatasetSpec], clusters: Sequence[str], *,
+                      template_counts: Sequence[int] = TEMPLATE_COUNTS,
+                      overlaps: Sequence[heldout.Overlap] = (), formats: bool = True) -> str:
+  """The held-out mixtures `register_mixtures` makes, per cluster and wrapped (for `t5tune data list`);
+  computed from the specs, so nothing is registered or read."""
+  ks = ", ".join(str(k) for k in template_counts if k != heldout.TEMPLATE_COUNTS_ALL)
+  prefix = f"{collection}_heldout_C"
+  legend = [
+      (f"{prefix}_train", "the training clusters' tasks (all templates), examples-proportional,"
+       f" capped at {MIXING_CAP:,}"),
+      ("  ..._train_t<k>", f"the same tasks with their first k templates, k in {ks}")]
+  if formats:
+    legend.append((f"  ..._train_{FORMATS_SUFFIX}", "the same tasks in the Flan 2022 formats"))
+  legend += [
+      (f"{prefix}_eval_rank", "C's tasks on their test split (validation where there is none),"
+       " non-inverted templates; examples with options rank-classified, others decoded"),
+      (f"{prefix}_eval_gen", "the same, every answer decoded (options shown)"),
+      (f"{prefix}_eval", "C's plain tasks (all templates, every carved split): for `data report`,"
+       " not a held-out score")]
+  lines = [f"held-out mixtures of {collection}: per cluster C, train on the others, evaluate C"]
+  for name, text in legend:
+    lines += _wrapped(f"{name:<{len(prefix) + 11}}", [text], "  ")
+  for held_out in clusters:
+    evaluated = [s.name for s in specs if s.cluster == held_out]
+    training = heldout.training_datasets(specs, clusters, held_out, overlaps)
+    kept = heldout.training_clusters(clusters, held_out)
+    variants = f"[_t<k>{f'|_{FORMATS_SUFFIX}' if formats else ''}]"
+    names = [f"{collection}_heldout_{held_out}_train{variants}"]
+    if evaluated:
+      names.append(f"{collection}_heldout_{held_out}_eval[_rank|_gen]")
+    lines.append(f"  {held_out}: {len(evaluated)} tasks evaluated, {len(training)} trained on")
+    lines += _wrapped("mixtures: ", names, "    ")
+    lines += _wrapped("evaluated: ", evaluated, "    ") if evaluated else []
+    lines += _wrapped("trains on clusters: ", kept, "    ")
+    dropped_clusters = sorted(heldout.related(held_out) & set(clusters))
+    if dropped_clusters:
+      lines += _wrapped("not trained on (related clusters): ", dropped_clusters, "    ")
+    touching = sorted({s.name for s in specs if s.cluster in kept and s.has_train}
+                      - {s.name for s in training})
+    if touching:
+      lines += _wrapped("not trained on (share a source with its test data): ", touching, "    ")
   return "\n".join(lines)
 
 
 def describe_named(name: str) -> str:
-  """`describe` of a collection named in `t5tune.data.collections.COLLECTIONS` (empty or unknown: UsageError)."""
+  """`describe` and `describe_mixtures` of a collection named in `t5tune.data.collections.COLLECTIONS`
+  (empty or unknown: UsageError)."""
   import importlib  # pylint: disable=g-import-not-at-top
   from t5tune.data import collections  # pylint: disable=g-import-not-at-top
   module = importlib.import_module(collections.module_name(name))
-  return describe(module.COLLECTION, module.DATASETS, module.CLUSTERS)
+  return (describe(module.COLLECTION, module.DATASETS, module.CLUSTERS) + "\n"
+          + describe_mixtures(module.COLLECTION, module.DATASETS, module.CLUSTERS,
+                              overlaps=getattr(module, "OVERLAPS", ())))
