@@ -29,6 +29,16 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and not os.environ.get("PYTEST_
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+# XLA without most of its optimisation passes (jax's `jax_disable_most_optimizations`: LLVM at -O0,
+# most HLO passes off), for the tests and every command they start: the suite's programs are tiny
+# and run a few steps, so compiling is most of their time, and what the tests assert (tokens,
+# losses against float64 references, shardings, files, exit codes) does not depend on how fast the
+# code XLA emits runs. tests/models/test_scan.py alone: 60.5 s -> 43.2 s, XLA's compile time in
+# it 37.5 s -> 22.6 s (jax.monitoring's backend_compile_duration, idle 2-core EPYC, 2026-12-08);
+# the whole suite passed both ways. Benchmarks and users get XLA's defaults; the TPU compiler's
+# programs in tests/train/test_tpu_targets.py are compiled with them too (its fixture).
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", int(os.environ["JAX_NUM_CPU_DEVICES"]))

@@ -28,6 +28,15 @@ from tests import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG = model_config.preset("tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _the_compilers_own_passes():
+  """What the TPU compiler makes for users, not the suite's quick compiles (tests/conftest.py)."""
+  before = jax.config.values["jax_disable_most_optimizations"]
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", before)
 INPUTS, TARGETS, BATCH = 32, 16, 8
 
 
