@@ -47,6 +47,8 @@ _INPUTS = flags.DEFINE_integer("inputs_length", 1024, "encoder length (FLAN: 102
 _TARGETS = flags.DEFINE_integer("targets_length", 256, "decoder length (FLAN: 256)")
 _NI_TASKS = flags.DEFINE_integer("ni_tasks", 1000, "generated Super-NaturalInstructions task files")
 _NI_INSTANCES = flags.DEFINE_integer("ni_instances", 20, "instances per generated task file")
+_TIMEOUT = flags.DEFINE_integer("child_timeout", 900, "seconds per child (a build of 1,000 NI tasks"
+                                " took over 900 on a loaded 2-core machine)")
 _OUT = flags.DEFINE_string("out", "", "append each row as a JSON line to this file")
 _WORKDIR = flags.DEFINE_string("workdir", "", "caches and generated files (default: a temp dir)")
 # A child's flags.
@@ -186,7 +188,7 @@ def _load():
 
 def _child(script, args):
   load = _load()
-  result = harness.run_side(script, args, timeout=900)
+  result = harness.run_side(script, args, timeout=_TIMEOUT.value)
   result["load_before"] = load
   return result
 
@@ -204,7 +206,7 @@ def main(argv):
   common = [f"--workdir={workdir}", f"--batches={_BATCHES.value}",
             f"--batch_size={_BATCH_SIZE.value}", f"--inputs_length={_INPUTS.value}",
             f"--targets_length={_TARGETS.value}", f"--ni_tasks={_NI_TASKS.value}",
-            f"--ni_instances={_NI_INSTANCES.value}"]
+            f"--ni_instances={_NI_INSTANCES.value}", f"--child_timeout={_TIMEOUT.value}"]
   import seqio  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import apache_beam  # pylint: disable=g-import-not-at-top
