@@ -69,7 +69,10 @@ DOCS = [
 BEAM = [
     "apache-beam[tfrecord]>=2.78,<2.79",  # [tfrecord]: crcmod, the TFRecord checksums
     "protobuf>=6.33,<7",
-    "sentencepiece>=0.2,<0.2.3",
+    # Exactly 0.2.1, the version the whole suite passed with: the tests' SentencePiece fixtures are
+    # trained at test time, and 0.2.2 trains another vocabulary on which the tiny model of
+    # tests/infer/test_harness.py generates only empty BBH answers (fresh-clone CI, 2026-12-08).
+    "sentencepiece==0.2.1",
 ]
 
 EXTRAS = {
