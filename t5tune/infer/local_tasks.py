@@ -114,12 +114,14 @@ def direct_target(reasoning: str, answer_regex: str, where: str) -> str:
   return found.group(0)
 
 
-def _answer_regex(cot_template: dict[str, Any]) -> str:
+def _answer_regex(cot_template: dict[str, Any], where: str) -> str:
   for entry in cot_template.get("filter_list", ()):
     for step in entry.get("filter", ()):
       if step.get("function") == "regex":
         return step["regex_pattern"]
-  raise ValueError("the harness's BBH chain-of-thought template has no regex answer filter")
+  raise errors.InputError("the installed harness's BBH chain-of-thought template has no regex"
+                          " answer filter", where=where,
+                          fix="install the lm-eval version setup.py names (pip install -e .)")
 
 
 def bbh_tasks(bbh_dir: str, output: str) -> list[str]:
@@ -129,8 +131,8 @@ def bbh_tasks(bbh_dir: str, output: str) -> list[str]:
     raise errors.MissingInputError(f"no BIG-Bench-Hard task files in {os.path.join(bbh_dir, 'bbh')}",
                                    where="--bbh", fix="give the BIG-Bench-Hard checkout (bbh/, cot-prompts/)")
   root = harness_dir()
-  cot_template = harness_config(os.path.join(root, "bbh", "cot_fewshot", "_cot_fewshot_template_yaml"))
-  regex = _answer_regex(cot_template)
+  template_path = os.path.join(root, "bbh", "cot_fewshot", "_cot_fewshot_template_yaml")
+  regex = _answer_regex(harness_config(template_path), template_path)
   written = []
   for directory, group in BBH_VARIANTS:
     template = harness_config(os.path.join(root, "bbh", directory, f"_{directory}_template_yaml"))
